@@ -128,7 +128,10 @@ impl std::fmt::Display for ParseError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ParseError::TooLong { len } => {
-                write!(f, "line of {len} bytes exceeds the {MAX_LINE_BYTES}-byte limit")
+                write!(
+                    f,
+                    "line of {len} bytes exceeds the {MAX_LINE_BYTES}-byte limit"
+                )
             }
             ParseError::Json(msg) => f.write_str(msg),
             ParseError::Inconsistent(msg) => f.write_str(msg),
@@ -144,7 +147,8 @@ fn parse_json<T: for<'de> Deserialize<'de>>(line: &str) -> Result<T, ParseError>
     }
     // serde_json refuses nesting deeper than 128 levels, which bounds the stack a
     // hostile line can consume.
-    serde_json::from_str(line.trim_end_matches(['\r', '\n'])).map_err(|e| ParseError::Json(e.to_string()))
+    serde_json::from_str(line.trim_end_matches(['\r', '\n']))
+        .map_err(|e| ParseError::Json(e.to_string()))
 }
 
 impl Request {
@@ -180,7 +184,7 @@ impl Frame {
     pub fn parse_line(line: &str) -> Result<Self, ParseError> {
         let frame: Frame = parse_json(line)?;
         if let Frame::Result(r) = &frame {
-            r.outcome()?;
+            let _checked = r.outcome()?;
         }
         Ok(frame)
     }
@@ -226,9 +230,13 @@ impl ResultFrame {
             (true, Some(output), None) => Ok(Ok(output)),
             (false, None, Some(error)) => Ok(Err(error)),
             (true, None, _) => Err(ParseError::Inconsistent("result has ok=true but no output")),
-            (true, Some(_), Some(_)) => Err(ParseError::Inconsistent("result has ok=true and an error")),
+            (true, Some(_), Some(_)) => {
+                Err(ParseError::Inconsistent("result has ok=true and an error"))
+            }
             (false, _, None) => Err(ParseError::Inconsistent("result has ok=false but no error")),
-            (false, Some(_), Some(_)) => Err(ParseError::Inconsistent("result has ok=false and an output")),
+            (false, Some(_), Some(_)) => Err(ParseError::Inconsistent(
+                "result has ok=false and an output",
+            )),
         }
     }
 }
@@ -277,7 +285,10 @@ mod tests {
     #[test]
     fn wire_shape_matches_design() {
         let line = Frame::Result(ResultFrame::ok("x", json!(1))).to_line();
-        assert_eq!(line, "{\"type\":\"result\",\"id\":\"x\",\"ok\":true,\"output\":1}\n");
+        assert_eq!(
+            line,
+            "{\"type\":\"result\",\"id\":\"x\",\"ok\":true,\"output\":1}\n"
+        );
         let req = Request::new("x", "say", json!({"text": "hi"})).to_line();
         assert_eq!(
             req,
@@ -291,13 +302,34 @@ mod tests {
             ("", "EOF"),
             ("hello", "expected value"),
             ("{\"type\":\"result\",\"id\":\"a\",\"ok\":true", "EOF"),
-            ("{\"type\":\"shout\",\"id\":\"a\"}", "unknown variant `shout`"),
-            ("{\"type\":\"result\",\"id\":\"a\",\"ok\":true,\"output\":1,\"extra\":2}", "unknown field `extra`"),
-            ("{\"type\":\"result\",\"id\":\"a\",\"id\":\"b\",\"ok\":true,\"output\":1}", "duplicate field `id`"),
-            ("{\"type\":\"result\",\"id\":\"a\",\"ok\":true}", "ok=true but no output"),
-            ("{\"type\":\"result\",\"id\":\"a\",\"ok\":false}", "ok=false but no error"),
-            ("{\"type\":\"result\",\"id\":\"a\",\"ok\":\"yes\",\"output\":1}", "invalid type"),
-            ("{\"type\":\"progress\",\"id\":\"a\"} {}", "trailing characters"),
+            (
+                "{\"type\":\"shout\",\"id\":\"a\"}",
+                "unknown variant `shout`",
+            ),
+            (
+                "{\"type\":\"result\",\"id\":\"a\",\"ok\":true,\"output\":1,\"extra\":2}",
+                "unknown field `extra`",
+            ),
+            (
+                "{\"type\":\"result\",\"id\":\"a\",\"id\":\"b\",\"ok\":true,\"output\":1}",
+                "duplicate field `id`",
+            ),
+            (
+                "{\"type\":\"result\",\"id\":\"a\",\"ok\":true}",
+                "ok=true but no output",
+            ),
+            (
+                "{\"type\":\"result\",\"id\":\"a\",\"ok\":false}",
+                "ok=false but no error",
+            ),
+            (
+                "{\"type\":\"result\",\"id\":\"a\",\"ok\":\"yes\",\"output\":1}",
+                "invalid type",
+            ),
+            (
+                "{\"type\":\"progress\",\"id\":\"a\"} {}",
+                "trailing characters",
+            ),
         ];
         for (line, needle) in cases {
             let err = Frame::parse_line(line).unwrap_err().to_string();

@@ -20,7 +20,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use serde::de::DeserializeOwned;
@@ -110,7 +110,8 @@ impl Skill {
             let args: A = serde_json::from_value(args)
                 .map_err(|e| ErrorBody::new(codes::INVALID_ARGS, e.to_string()))?;
             let output = handler(args, ctx).map_err(|e| e.into().0)?;
-            serde_json::to_value(output).map_err(|e| ErrorBody::new(codes::BAD_OUTPUT, e.to_string()))
+            serde_json::to_value(output)
+                .map_err(|e| ErrorBody::new(codes::BAD_OUTPUT, e.to_string()))
         });
         self.actions.insert(name.to_string(), handler);
         self
@@ -160,14 +161,21 @@ impl Skill {
         if request.protocol_major() != Some(1) {
             return Err(ErrorBody::new(
                 codes::UNSUPPORTED_PROTOCOL,
-                format!("request speaks protocol {:?}; this skill speaks 1.x", request.protocol),
+                format!(
+                    "request speaks protocol {:?}; this skill speaks 1.x",
+                    request.protocol
+                ),
             ));
         }
         let handler = self.actions.get(&request.action).ok_or_else(|| {
             let known: Vec<&str> = self.actions.keys().map(String::as_str).collect();
             ErrorBody::new(
                 codes::UNKNOWN_ACTION,
-                format!("no action {:?}; this skill has: {}", request.action, known.join(", ")),
+                format!(
+                    "no action {:?}; this skill has: {}",
+                    request.action,
+                    known.join(", ")
+                ),
             )
         })?;
         let mut ctx = Context {
@@ -233,16 +241,19 @@ mod tests {
             .action("fail", |_: Value, _: &mut Context| {
                 Err::<Value, _>(ActionError::new("nope", "refused"))
             })
-            .action("panic", |_: Value, _: &mut Context| -> Result<Value, ActionError> {
-                panic!("kaboom")
-            })
+            .action(
+                "panic",
+                |_: Value, _: &mut Context| -> Result<Value, ActionError> { panic!("kaboom") },
+            )
     }
 
     fn frames(input: &str) -> Vec<Frame> {
         let mut out = Vec::new();
         skill().serve_one(input.as_bytes(), &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
-        text.lines().map(|l| Frame::parse_line(l).unwrap()).collect()
+        text.lines()
+            .map(|l| Frame::parse_line(l).unwrap())
+            .collect()
     }
 
     fn result(input: &str) -> ResultFrame {
@@ -256,9 +267,14 @@ mod tests {
     fn success_streams_progress_then_result() {
         let frames = frames(&Request::new("r1", "say", json!({"text": "hi"})).to_line());
         assert_eq!(frames.len(), 2);
-        let Frame::Progress(p) = &frames[0] else { panic!("{frames:?}") };
+        let Frame::Progress(p) = &frames[0] else {
+            panic!("{frames:?}")
+        };
         assert_eq!((p.id.as_str(), p.fraction), ("r1", Some(1.0)));
-        assert_eq!(frames[1], Frame::Result(ResultFrame::ok("r1", json!({"text": "hi"}))));
+        assert_eq!(
+            frames[1],
+            Frame::Result(ResultFrame::ok("r1", json!({"text": "hi"})))
+        );
     }
 
     #[test]
@@ -266,7 +282,11 @@ mod tests {
         let r = result(&Request::new("r", "say", json!({"txt": 1})).to_line());
         let err = r.error.unwrap();
         assert_eq!(err.code, codes::INVALID_ARGS);
-        assert!(err.message.contains("unknown field `txt`"), "{}", err.message);
+        assert!(
+            err.message.contains("unknown field `txt`"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
@@ -281,7 +301,9 @@ mod tests {
 
     #[test]
     fn unknown_action_names_the_known_ones() {
-        let err = result(&Request::new("r", "shout", Value::Null).to_line()).error.unwrap();
+        let err = result(&Request::new("r", "shout", Value::Null).to_line())
+            .error
+            .unwrap();
         assert_eq!(err.code, codes::UNKNOWN_ACTION);
         assert!(err.message.contains("fail, panic, say"), "{}", err.message);
     }
@@ -291,8 +313,14 @@ mod tests {
         for (input, needle) in [
             ("", "stdin closed"),
             ("not json\n", "malformed request"),
-            ("{\"protocol\":\"1.0\",\"id\":\"q\",\"action\":\"say\",\"bogus\":1}\n", "unknown field"),
-            ("{\"protocol\":\"2.0\",\"id\":\"q\",\"action\":\"say\",\"args\":{}}\n", "protocol"),
+            (
+                "{\"protocol\":\"1.0\",\"id\":\"q\",\"action\":\"say\",\"bogus\":1}\n",
+                "unknown field",
+            ),
+            (
+                "{\"protocol\":\"2.0\",\"id\":\"q\",\"action\":\"say\",\"args\":{}}\n",
+                "protocol",
+            ),
         ] {
             let r = result(input);
             assert!(!r.ok);

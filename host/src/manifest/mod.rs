@@ -1,0 +1,201 @@
+//! Loading and validating `skill.yaml`.
+//!
+//! Loading happens in two passes. Serde checks shapes, types, units and unknown keys, and
+//! its errors carry the YAML position. A second pass checks bounds and the rules that
+//! span fields (an example naming an unknown action), then finds each failing field's
+//! position in the source so that every error names file, field path and line:column.
+
+mod locate;
+mod model;
+pub mod units;
+mod validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use model::{Action, Build, Example, Limits, Manifest, Network, Run, User, DEFAULT_USER};
+
+/// The manifest's file name inside a skill directory.
+pub const MANIFEST_FILE: &str = "skill.yaml";
+
+/// Manifests larger than this are refused unread: no honest manifest comes close.
+pub const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
+
+/// The protocol version this host speaks, matched against each manifest's `protocol`.
+pub fn host_protocol_version() -> semver::Version {
+    let (major, minor, patch) = skill_sdk::protocol::PROTOCOL_SEMVER;
+    semver::Version::new(major, minor, patch)
+}
+
+/// One thing wrong with a manifest, located as precisely as the source allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted field path, e.g. `run.limits.memory` or `examples[0].action`; empty for the
+    /// document as a whole.
+    pub field: String,
+    /// 1-based line and column, when known.
+    pub position: Option<(usize, usize)>,
+    pub message: String,
+}
+
+/// Why a manifest could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{}: cannot read manifest: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: manifest is {size} bytes, over the {MAX_MANIFEST_BYTES}-byte limit", path.display())]
+    TooLarge { path: PathBuf, size: u64 },
+    #[error("{}", render_problems(path, problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+fn render_problems(path: &Path, problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| {
+            let at = match p.position {
+                Some((line, col)) => format!("{}:{line}:{col}", path.display()),
+                None => path.display().to_string(),
+            };
+            let field = if p.field.is_empty() {
+                String::new()
+            } else {
+                format!(" {}:", p.field)
+            };
+            format!("{at}:{field} {}", p.message)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl ManifestError {
+    /// The problems found, for callers that report them structurally.
+    pub fn problems(&self) -> Vec<Problem> {
+        match self {
+            ManifestError::Invalid { problems, .. } => problems.clone(),
+            other => vec![Problem {
+                field: String::new(),
+                position: None,
+                message: other.to_string(),
+            }],
+        }
+    }
+}
+
+impl Manifest {
+    /// Read, parse and validate the manifest at `path`.
+    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+        let read_err = |source| ManifestError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let size = std::fs::metadata(path).map_err(read_err)?.len();
+        if size > MAX_MANIFEST_BYTES {
+            return Err(ManifestError::TooLarge {
+                path: path.to_path_buf(),
+                size,
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(read_err)?;
+        Manifest::parse(&text).map_err(|problems| ManifestError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        })
+    }
+
+    /// Parse and validate manifest text, returning every problem found.
+    pub fn parse(text: &str) -> Result<Manifest, Vec<Problem>> {
+        if text.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(vec![Problem {
+                field: String::new(),
+                position: None,
+                message: format!("manifest is over the {MAX_MANIFEST_BYTES}-byte limit"),
+            }]);
+        }
+        if text.trim().is_empty() {
+            return Err(vec![Problem {
+                field: String::new(),
+                position: None,
+                message: "manifest is empty: it needs at least name, version, protocol and actions"
+                    .into(),
+            }]);
+        }
+        let manifest = deserialize(text)?;
+        let problems = validate::validate(&manifest);
+        if problems.is_empty() {
+            return Ok(manifest);
+        }
+        let locator = locate::Locator::new(text);
+        Err(problems
+            .into_iter()
+            .map(|(path, message)| Problem {
+                position: locator.position(&path),
+                field: locate::render(&path),
+                message,
+            })
+            .collect())
+    }
+
+    /// The image repository for this skill.
+    pub fn repository(&self) -> String {
+        format!("skill-{}", self.name)
+    }
+}
+
+fn deserialize(text: &str) -> Result<Manifest, Vec<Problem>> {
+    let de = serde_yaml::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let field = match err.path().to_string() {
+            root if root == "." || root == "?" => String::new(),
+            path => path,
+        };
+        let inner = err.into_inner();
+        let mut position = inner.location().map(|l| (l.line(), l.column()));
+        if inner.to_string().starts_with("duplicate") {
+            position = locate::duplicate_key(text).or(position);
+        }
+        vec![Problem {
+            position,
+            message: strip_path(&field, &strip_location(&inner.to_string())),
+            field,
+        }]
+    })
+}
+
+/// serde_norway appends " at line L column C"; the position is reported separately.
+fn strip_location(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) if message[i..].contains(" column ") => message[..i].to_string(),
+        _ => message.to_string(),
+    }
+}
+
+/// serde_norway prefixes nested errors with its own path; ours is reported separately.
+fn strip_path(field: &str, message: &str) -> String {
+    match message.split_once(": ") {
+        Some((head, rest)) if !head.contains(' ') && field.starts_with(head) => rest.to_string(),
+        _ => message.to_string(),
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((line, col)) = self.position {
+            write!(f, "{line}:{col}: ")?;
+        }
+        if !self.field.is_empty() {
+            write!(f, "{}: ", self.field)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,286 @@
+//! The `skill.yaml` schema. Every struct refuses unknown keys: a misspelt limit must never
+//! silently fall back to a default.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::units::{ByteSize, Cpus, HumanDuration, MIB};
+
+/// A parsed and validated skill manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// `[a-z][a-z0-9-]*`; the image repository is `skill-<name>`.
+    pub name: String,
+    pub version: semver::Version,
+    /// Requirement on the host's protocol version, e.g. `^1`.
+    pub protocol: semver::VersionReq,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub build: Build,
+    #[serde(default)]
+    pub run: Run,
+    pub actions: BTreeMap<String, Action>,
+    #[serde(default)]
+    pub examples: Vec<Example>,
+}
+
+/// How the image is built. Everything here feeds the content hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Build {
+    /// Path of the Dockerfile inside the skill directory.
+    #[serde(default = "default_dockerfile")]
+    pub dockerfile: PathBuf,
+    /// Docker build args.
+    #[serde(default)]
+    pub args: BTreeMap<String, String>,
+    /// Extra paths, relative to the skill directory, whose content feeds the build.
+    #[serde(default)]
+    pub inputs: Vec<PathBuf>,
+    /// A host-side command run in the skill directory before the image build.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// Environment for `command`, on top of the host's.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Files produced by `command`, staged into the build context: context path to
+    /// host path (relative to the skill directory).
+    #[serde(default)]
+    pub outputs: BTreeMap<PathBuf, PathBuf>,
+}
+
+/// How each action's container runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Run {
+    #[serde(default)]
+    pub user: User,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub network: Network,
+    /// Environment variable names a caller may pass; nothing else reaches the container.
+    #[serde(default)]
+    pub env: Vec<String>,
+}
+
+/// Resource limits for one invocation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default = "default_cpus")]
+    pub cpus: Cpus,
+    #[serde(default = "default_memory")]
+    pub memory: ByteSize,
+    #[serde(default = "default_pids")]
+    pub pids: i64,
+    #[serde(default = "default_timeout")]
+    pub timeout: HumanDuration,
+    /// Largest stdout the host reads before killing the container.
+    #[serde(default = "default_output")]
+    pub output: ByteSize,
+    /// Open files per process.
+    #[serde(default = "default_nofile")]
+    pub nofile: i64,
+    /// Writable tmpfs mounts, path to size; the root filesystem itself is read-only.
+    #[serde(default = "default_tmpfs")]
+    pub tmpfs: BTreeMap<String, ByteSize>,
+}
+
+/// `none` (the default) or `bridge`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    #[default]
+    None,
+    Bridge,
+}
+
+/// `uid[:gid]` or `name[:group]`: anything but root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User(pub String);
+
+/// One action a skill offers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Action {
+    #[serde(default)]
+    pub description: String,
+    /// JSON Schema the arguments must satisfy.
+    #[serde(default = "default_input_schema")]
+    pub input: Value,
+    /// JSON Schema of the output, for documentation and `skillhost test`.
+    #[serde(default)]
+    pub output: Option<Value>,
+}
+
+/// An example invocation, run by `skillhost test`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Example {
+    pub action: String,
+    #[serde(default = "empty_object")]
+    pub args: Value,
+    /// The exact output expected, if any.
+    #[serde(default)]
+    pub expect: Option<Value>,
+    /// The error code expected instead of an output.
+    #[serde(default)]
+    pub expect_error: Option<String>,
+}
+
+/// nobody:nogroup, which exists in every Debian image and needs nothing in `scratch`.
+pub const DEFAULT_USER: &str = "65534:65534";
+
+fn default_dockerfile() -> PathBuf {
+    PathBuf::from("Dockerfile")
+}
+fn default_cpus() -> Cpus {
+    Cpus(1.0)
+}
+fn default_memory() -> ByteSize {
+    ByteSize(256 * MIB)
+}
+fn default_pids() -> i64 {
+    64
+}
+fn default_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(30))
+}
+fn default_output() -> ByteSize {
+    ByteSize(MIB)
+}
+fn default_nofile() -> i64 {
+    1024
+}
+fn default_tmpfs() -> BTreeMap<String, ByteSize> {
+    BTreeMap::from([("/tmp".to_string(), ByteSize(64 * MIB))])
+}
+fn default_input_schema() -> Value {
+    serde_json::json!({"type": "object"})
+}
+fn empty_object() -> Value {
+    serde_json::json!({})
+}
+
+impl Default for Build {
+    fn default() -> Self {
+        Build {
+            dockerfile: default_dockerfile(),
+            args: BTreeMap::new(),
+            inputs: Vec::new(),
+            command: None,
+            env: BTreeMap::new(),
+            outputs: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for Run {
+    fn default() -> Self {
+        Run {
+            user: User::default(),
+            limits: Limits::default(),
+            network: Network::None,
+            env: Vec::new(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            cpus: default_cpus(),
+            memory: default_memory(),
+            pids: default_pids(),
+            timeout: default_timeout(),
+            output: default_output(),
+            nofile: default_nofile(),
+            tmpfs: default_tmpfs(),
+        }
+    }
+}
+
+impl Default for User {
+    fn default() -> Self {
+        User(DEFAULT_USER.to_string())
+    }
+}
+
+impl User {
+    /// Refuse root by name or id, for the user and for the group.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err("user is empty: give uid[:gid] such as \"10001:10001\"".into());
+        }
+        let mut parts = text.split(':');
+        let (user, group) = (parts.next().unwrap_or_default(), parts.next());
+        if parts.next().is_some() {
+            return Err(format!("{text:?} is not uid[:gid] or name[:group]"));
+        }
+        for (what, part) in [("user", Some(user)), ("group", group)] {
+            let Some(part) = part else { continue };
+            let numeric = part.chars().all(|c| c.is_ascii_digit());
+            if part == "root" || (numeric && part.parse::<u64>().ok() == Some(0)) {
+                return Err(format!(
+                    "{what} {part:?} is root: skills never run as root, use a uid such as 10001"
+                ));
+            }
+            let valid_name = part
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+            if !numeric && !valid_name {
+                return Err(format!(
+                    "{what} {part:?} is neither a numeric id nor a valid name"
+                ));
+            }
+            if numeric && part.parse::<u32>().is_err() {
+                return Err(format!("{what} id {part:?} is out of range"));
+            }
+        }
+        Ok(User(text.to_string()))
+    }
+}
+
+impl fmt::Display for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for User {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // A bare uid is a YAML integer; accept it like the string form.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Id(u64),
+            Text(String),
+        }
+        let text = match Raw::deserialize(d)
+            .map_err(|_| de::Error::custom("expected a user as uid[:gid] or name[:group]"))?
+        {
+            Raw::Id(id) => id.to_string(),
+            Raw::Text(text) => text,
+        };
+        User::parse(&text).map_err(de::Error::custom)
+    }
+}
+
+impl Serialize for User {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}

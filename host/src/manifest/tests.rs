@@ -1,0 +1,308 @@
+use super::units::MIB;
+use super::*;
+
+const GOOD: &str = r#"name: echo
+version: 1.2.0
+protocol: "^1"
+description: Echo text back.
+build:
+  args: {MODE: fast}
+  inputs: [../../skill-sdk]
+  command: [cargo, build]
+  outputs: {skill: ../../target/skill}
+run:
+  user: "10001:10001"
+  limits: {cpus: 0.5, memory: 128m, pids: 64, timeout: 10s, output: 1MiB, tmpfs: {/tmp: 16m}}
+  network: none
+  env: [LANG]
+actions:
+  say:
+    description: Return the text.
+    input: {type: object, required: [text], properties: {text: {type: string}}}
+examples:
+  - {action: say, args: {text: hi}, expect: {text: hi}}
+"#;
+
+#[test]
+fn the_design_example_parses() {
+    let m = Manifest::parse(GOOD).unwrap();
+    assert_eq!(m.name, "echo");
+    assert_eq!(m.run.limits.memory.0, 128 * MIB);
+    assert_eq!(m.run.limits.timeout.0, std::time::Duration::from_secs(10));
+    assert_eq!(m.run.user.0, "10001:10001");
+    assert_eq!(m.repository(), "skill-echo");
+}
+
+#[test]
+fn defaults_are_the_hardened_ones() {
+    let m = Manifest::parse("name: a\nversion: 0.1.0\nprotocol: '1'\nactions: {go: {}}\n").unwrap();
+    assert_eq!(m.run.user.0, DEFAULT_USER);
+    assert_eq!(m.run.network, Network::None);
+    assert!(m.run.env.is_empty());
+    assert_eq!(m.actions["go"].input, serde_json::json!({"type": "object"}));
+}
+
+/// Replace one line of the good manifest, or pass a whole document.
+fn variant(from: &str, to: &str) -> String {
+    assert!(GOOD.contains(from), "{from}");
+    GOOD.replacen(from, to, 1)
+}
+
+fn problems(text: &str) -> Vec<Problem> {
+    match Manifest::parse(text) {
+        Ok(m) => panic!("accepted a bad manifest: {m:?}\n{text}"),
+        Err(p) => p,
+    }
+}
+
+#[test]
+fn bad_manifests_each_get_their_own_located_error() {
+    let cases: Vec<(&str, String, &str, &str, Option<usize>)> = vec![
+        // (case, text, field, message fragment, line)
+        ("empty", String::new(), "", "manifest is empty", None),
+        ("whitespace", "  \n\n".into(), "", "manifest is empty", None),
+        (
+            "lone brace",
+            "{".into(),
+            "",
+            "did not find expected node content",
+            Some(2),
+        ),
+        (
+            "a list",
+            "- 1\n".into(),
+            "",
+            "invalid type: sequence, expected struct Manifest",
+            Some(1),
+        ),
+        (
+            "wrong type",
+            variant("version: 1.2.0", "version: [1]"),
+            "version",
+            "invalid type: sequence",
+            Some(2),
+        ),
+        (
+            "bad semver",
+            variant("version: 1.2.0", "version: one"),
+            "version",
+            "unexpected character",
+            Some(2),
+        ),
+        (
+            "unknown key",
+            variant("description:", "descripton:"),
+            "descripton",
+            "unknown field `descripton`",
+            Some(4),
+        ),
+        (
+            "unknown nested key",
+            variant("network: none", "netwrk: none"),
+            "run.netwrk",
+            "unknown field `netwrk`",
+            Some(13),
+        ),
+        (
+            "root user",
+            variant("\"10001:10001\"", "root"),
+            "run.user",
+            "is root",
+            Some(11),
+        ),
+        (
+            "uid 0",
+            variant("\"10001:10001\"", "0"),
+            "run.user",
+            "is root",
+            Some(11),
+        ),
+        (
+            "gid 0",
+            variant("\"10001:10001\"", "\"10001:0\""),
+            "run.user",
+            "group \"0\" is root",
+            Some(11),
+        ),
+        (
+            "timeout 0",
+            variant("timeout: 10s", "timeout: 0s"),
+            "run.limits.timeout",
+            "above 0",
+            Some(12),
+        ),
+        (
+            "memory 1m",
+            variant("memory: 128m", "memory: 1m"),
+            "run.limits.memory",
+            "below Docker's minimum memory limit of 6MiB",
+            Some(12),
+        ),
+        (
+            "pids 0",
+            variant("pids: 64", "pids: 0"),
+            "run.limits.pids",
+            "at least 1 process",
+            Some(12),
+        ),
+        (
+            "bad unit",
+            variant("memory: 128m", "memory: 128q"),
+            "run.limits.memory",
+            "unknown size unit",
+            Some(12),
+        ),
+        (
+            "negative cpus",
+            variant("cpus: 0.5", "cpus: -1"),
+            "run.limits.cpus",
+            "negative",
+            Some(12),
+        ),
+        (
+            "host network",
+            variant("network: none", "network: host"),
+            "run.network",
+            "unknown variant `host`, expected `none` or `bridge`",
+            Some(13),
+        ),
+        (
+            "protocol 2",
+            variant("\"^1\"", "\"^2\""),
+            "protocol",
+            "requires protocol ^2, but this host speaks protocol 1.0.0",
+            Some(3),
+        ),
+        (
+            "bad schema",
+            variant(
+                "{type: object, required: [text]",
+                "{type: objekt, required: [text]",
+            ),
+            "actions.say.input",
+            "not a valid JSON Schema",
+            Some(18),
+        ),
+        (
+            "unknown example action",
+            variant("{action: say,", "{action: shout,"),
+            "examples[0].action",
+            "no action \"shout\"; the skill has: say",
+            Some(20),
+        ),
+        (
+            "example args",
+            variant("args: {text: hi}", "args: {text: 3}"),
+            "examples[0].args",
+            "does not match the input schema",
+            Some(20),
+        ),
+        (
+            "bad name",
+            variant("name: echo", "name: Echo_1"),
+            "name",
+            "not a valid skill name",
+            Some(1),
+        ),
+        (
+            "tmpfs root",
+            variant("{/tmp: 16m}", "{/: 16m}"),
+            "run.limits.tmpfs./",
+            "cannot be a tmpfs",
+            Some(12),
+        ),
+        (
+            "bad env",
+            variant("env: [LANG]", "env: [\"A-B\"]"),
+            "run.env[0]",
+            "not a valid environment variable name",
+            Some(14),
+        ),
+        (
+            "escaping dockerfile",
+            variant("build:\n", "build:\n  dockerfile: ../Dockerfile\n"),
+            "build.dockerfile",
+            "inside the skill directory",
+            Some(6),
+        ),
+        (
+            "no actions",
+            variant("actions:\n  say:", "actions: {}\n  xsay:"),
+            "",
+            "",
+            None,
+        ),
+        (
+            "duplicate key",
+            variant("name: echo\n", "name: echo\nname: echo2\n"),
+            "",
+            "duplicate",
+            Some(2),
+        ),
+    ];
+    for (case, text, field, fragment, line) in cases {
+        let found = problems(&text);
+        let hit = found
+            .iter()
+            .find(|p| p.field == field && p.message.contains(fragment))
+            .unwrap_or_else(|| {
+                panic!("{case}: no problem at {field:?} containing {fragment:?} in {found:?}")
+            });
+        if let Some(line) = line {
+            assert_eq!(hit.position.map(|p| p.0), Some(line), "{case}: {hit:?}");
+        }
+    }
+}
+
+#[test]
+fn every_validation_problem_is_reported_at_once() {
+    let text = variant("memory: 128m", "memory: 1m").replace("timeout: 10s", "timeout: 0s");
+    let fields: Vec<String> = problems(&text).into_iter().map(|p| p.field).collect();
+    assert_eq!(
+        fields,
+        [
+            "run.limits.memory",
+            "run.limits.timeout",
+            "run.limits.tmpfs./tmp"
+        ]
+    );
+}
+
+#[test]
+fn file_errors_name_the_file_and_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(MANIFEST_FILE);
+    std::fs::write(&path, variant("memory: 128m", "memory: 1m")).unwrap();
+    let err = Manifest::load(&path).unwrap_err().to_string();
+    let expected = format!("{}:12:", path.display());
+    assert!(err.starts_with(&expected), "{err}");
+    assert!(err.contains("run.limits.memory: 1MiB is below"), "{err}");
+
+    std::fs::write(&path, "#".repeat(10 * 1024 * 1024)).unwrap();
+    let err = Manifest::load(&path).unwrap_err();
+    assert!(
+        matches!(err, ManifestError::TooLarge { size, .. } if size == 10 * 1024 * 1024),
+        "{err}"
+    );
+    assert!(err.to_string().contains("over the 1048576-byte limit"));
+
+    let err = Manifest::load(&dir.path().join("missing.yaml")).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("missing.yaml: cannot read manifest"),
+        "{err}"
+    );
+}
+
+#[test]
+fn alias_bombs_are_refused() {
+    let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..12 {
+        let prev = i - 1;
+        text.push_str(&format!(
+            "a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"
+        ));
+    }
+    let found = problems(&text);
+    assert!(!found.is_empty());
+}

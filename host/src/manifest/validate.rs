@@ -1,0 +1,278 @@
+//! Bounds and cross-field rules, checked after serde accepted the shape.
+
+use std::path::{Component, Path};
+use std::time::Duration;
+
+use super::locate::{FieldPath, Segment};
+use super::units::{GIB, MIB};
+use super::{host_protocol_version, Manifest};
+
+type Problems = Vec<(FieldPath, String)>;
+
+/// Docker refuses a memory limit below 6 MiB.
+pub const MIN_MEMORY: u64 = 6 * MIB;
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+fn path(parts: &[&str]) -> FieldPath {
+    parts.iter().map(|p| Segment::Key(p.to_string())).collect()
+}
+
+fn with(mut base: FieldPath, more: Segment) -> FieldPath {
+    base.push(more);
+    base
+}
+
+pub fn is_skill_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes[0].is_ascii_lowercase()
+        && !name.ends_with('-')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+}
+
+fn is_action_name(name: &str) -> bool {
+    name.as_bytes().first().is_some_and(u8::is_ascii_lowercase)
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+pub fn is_env_name(name: &str) -> bool {
+    name.as_bytes()
+        .first()
+        .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Relative and free of `..`: stays inside the directory it is relative to.
+fn is_contained(p: &Path) -> bool {
+    !p.as_os_str().is_empty()
+        && p.components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
+pub fn validate(m: &Manifest) -> Problems {
+    let mut problems = Problems::new();
+    let mut check = |ok: bool, field: FieldPath, message: String| {
+        if !ok {
+            problems.push((field, message));
+        }
+    };
+
+    check(
+        is_skill_name(&m.name),
+        path(&["name"]),
+        format!(
+            "{:?} is not a valid skill name: use lowercase letters, digits and '-', starting with a letter, at most 63 characters",
+            m.name
+        ),
+    );
+    let host = host_protocol_version();
+    check(
+        m.protocol.matches(&host),
+        path(&["protocol"]),
+        format!(
+            "the skill requires protocol {}, but this host speaks protocol {host}",
+            m.protocol
+        ),
+    );
+
+    let b = &m.build;
+    check(
+        is_contained(&b.dockerfile),
+        path(&["build", "dockerfile"]),
+        format!(
+            "{} must be a relative path inside the skill directory",
+            b.dockerfile.display()
+        ),
+    );
+    for key in b.args.keys() {
+        check(
+            is_env_name(key),
+            with(path(&["build", "args"]), Segment::Key(key.clone())),
+            format!("{key:?} is not a valid build arg name"),
+        );
+    }
+    for (i, input) in b.inputs.iter().enumerate() {
+        check(
+            input.is_relative() && !input.as_os_str().is_empty(),
+            with(path(&["build", "inputs"]), Segment::Index(i)),
+            format!("{} must be relative to the skill directory, so the hash is the same on every machine", input.display()),
+        );
+    }
+    if let Some(command) = &b.command {
+        check(
+            command.first().is_some_and(|c| !c.is_empty()),
+            path(&["build", "command"]),
+            "must name a program to run".into(),
+        );
+    }
+    for key in b.env.keys() {
+        check(
+            is_env_name(key),
+            with(path(&["build", "env"]), Segment::Key(key.clone())),
+            format!("{key:?} is not a valid environment variable name"),
+        );
+    }
+    for (dest, src) in &b.outputs {
+        let field = with(
+            path(&["build", "outputs"]),
+            Segment::Key(dest.display().to_string()),
+        );
+        check(
+            is_contained(dest),
+            field.clone(),
+            format!(
+                "{} must be a relative path inside the build context",
+                dest.display()
+            ),
+        );
+        check(
+            src.is_relative(),
+            field,
+            format!("{} must be relative to the skill directory", src.display()),
+        );
+    }
+
+    let l = &m.run.limits;
+    let limits = |name: &str| path(&["run", "limits", name]);
+    check(
+        l.cpus.0 > 0.0 && l.cpus.0 <= 1024.0,
+        limits("cpus"),
+        format!(
+            "{} is out of range: give a number above 0 and at most 1024",
+            l.cpus.0
+        ),
+    );
+    check(
+        l.memory.0 >= MIN_MEMORY,
+        limits("memory"),
+        format!(
+            "{} is below Docker's minimum memory limit of 6MiB",
+            l.memory
+        ),
+    );
+    check(
+        l.pids > 0 && l.pids <= 4_194_304,
+        limits("pids"),
+        format!(
+            "{} is out of range: a container needs at least 1 process",
+            l.pids
+        ),
+    );
+    check(
+        !l.timeout.0.is_zero() && l.timeout.0 <= MAX_TIMEOUT,
+        limits("timeout"),
+        format!(
+            "{} is out of range: give a timeout above 0 and at most 24h",
+            l.timeout
+        ),
+    );
+    check(
+        l.output.0 > 0 && l.output.0 <= GIB,
+        limits("output"),
+        format!(
+            "{} is out of range: give an output limit above 0 and at most 1GiB",
+            l.output
+        ),
+    );
+    check(
+        l.nofile >= 16 && l.nofile <= 1_048_576,
+        limits("nofile"),
+        format!(
+            "{} is out of range: give at least 16 and at most 1048576 open files",
+            l.nofile
+        ),
+    );
+    for (mount, size) in &l.tmpfs {
+        let field = with(limits("tmpfs"), Segment::Key(mount.clone()));
+        let p = Path::new(mount);
+        let normal = p.is_absolute()
+            && p.components()
+                .skip(1)
+                .all(|c| matches!(c, Component::Normal(_)));
+        let reserved = ["/proc", "/sys", "/dev"].iter().any(|r| p.starts_with(r));
+        check(
+            normal && p != Path::new("/") && !reserved,
+            field.clone(),
+            format!("{mount:?} cannot be a tmpfs: give an absolute path other than /, /proc, /sys or /dev"),
+        );
+        check(
+            size.0 > 0 && size.0 <= l.memory.0,
+            field,
+            format!("tmpfs size {size} must be above 0 and at most the memory limit ({}), which it counts against", l.memory),
+        );
+    }
+    for (i, name) in m.run.env.iter().enumerate() {
+        check(
+            is_env_name(name),
+            with(path(&["run", "env"]), Segment::Index(i)),
+            format!("{name:?} is not a valid environment variable name"),
+        );
+    }
+
+    check(
+        !m.actions.is_empty(),
+        path(&["actions"]),
+        "a skill needs at least one action".into(),
+    );
+    for (name, action) in &m.actions {
+        let field = with(path(&["actions"]), Segment::Key(name.clone()));
+        check(
+            is_action_name(name),
+            field.clone(),
+            format!(
+                "{name:?} is not a valid action name: use lowercase letters, digits, '_' and '-'"
+            ),
+        );
+        for (key, schema) in [
+            ("input", Some(&action.input)),
+            ("output", action.output.as_ref()),
+        ] {
+            if let Some(Err(e)) = schema.map(jsonschema::validator_for) {
+                check(
+                    false,
+                    with(field.clone(), Segment::Key(key.into())),
+                    format!("not a valid JSON Schema: {e}"),
+                );
+            }
+        }
+    }
+    for (i, example) in m.examples.iter().enumerate() {
+        let field = with(path(&["examples"]), Segment::Index(i));
+        let Some(action) = m.actions.get(&example.action) else {
+            let known: Vec<&str> = m.actions.keys().map(String::as_str).collect();
+            check(
+                false,
+                with(field, Segment::Key("action".into())),
+                format!(
+                    "no action {:?}; the skill has: {}",
+                    example.action,
+                    known.join(", ")
+                ),
+            );
+            continue;
+        };
+        if let Ok(validator) = jsonschema::validator_for(&action.input) {
+            if let Err(e) = validator.validate(&example.args) {
+                check(
+                    false,
+                    with(field.clone(), Segment::Key("args".into())),
+                    format!(
+                        "does not match the input schema of {:?}: {e}",
+                        example.action
+                    ),
+                );
+            }
+        }
+        check(
+            example.expect.is_none() || example.expect_error.is_none(),
+            field,
+            "give expect or expect_error, not both".into(),
+        );
+    }
+    problems
+}
