@@ -39,7 +39,8 @@ impl std::fmt::Display for ContentHash {
 #[derive(Debug, Clone)]
 pub struct BuildSpec<'a> {
     pub dir: &'a Path,
-    pub dockerfile: &'a Path,
+    /// `None` for an image made without a Dockerfile (a debootstrap base).
+    pub dockerfile: Option<&'a Path>,
     pub args: &'a BTreeMap<String, String>,
     pub inputs: &'a [PathBuf],
 }
@@ -75,19 +76,26 @@ pub struct GatheredInputs {
 impl GatheredInputs {
     /// Read the context, the extra inputs and the Dockerfile of `spec`.
     pub fn gather(spec: &BuildSpec<'_>) -> Result<GatheredInputs, HashError> {
-        let dockerfile = spec.dockerfile.to_string_lossy().replace('\\', "/");
-        let context = Context::read_dir(spec.dir, &[&dockerfile, DOCKERIGNORE])?;
-        let dockerfile_path = spec.dir.join(spec.dockerfile);
-        let text =
-            std::fs::read_to_string(&dockerfile_path).map_err(|e| HashError::Dockerfile {
-                path: dockerfile_path.clone(),
-                message: format!("cannot read the Dockerfile: {e}"),
-            })?;
-        let bases =
-            dockerfile::base_images(&text, spec.args).map_err(|message| HashError::Dockerfile {
-                path: dockerfile_path,
-                message,
-            })?;
+        let (dockerfile, bases, context) = match spec.dockerfile {
+            Some(path) => {
+                let name = path.to_string_lossy().replace('\\', "/");
+                let context = Context::read_dir(spec.dir, &[&name, DOCKERIGNORE])?;
+                let full = spec.dir.join(path);
+                let dockerfile_err = |message| HashError::Dockerfile {
+                    path: full.clone(),
+                    message,
+                };
+                let text = std::fs::read_to_string(&full)
+                    .map_err(|e| dockerfile_err(format!("cannot read the Dockerfile: {e}")))?;
+                let bases = dockerfile::base_images(&text, spec.args).map_err(dockerfile_err)?;
+                (name, bases, context)
+            }
+            None => (
+                String::new(),
+                Vec::new(),
+                Context::read_dir(spec.dir, &[DOCKERIGNORE])?,
+            ),
+        };
         let mut inputs = Vec::new();
         for input in spec.inputs {
             let path = spec.dir.join(input);
@@ -176,7 +184,7 @@ mod tests {
         let inputs = vec![PathBuf::from("../shared")];
         let spec = BuildSpec {
             dir: &root.join("skill"),
-            dockerfile: Path::new("Dockerfile"),
+            dockerfile: Some(Path::new("Dockerfile")),
             args: &args,
             inputs: &inputs,
         };
@@ -295,7 +303,7 @@ mod tests {
         let inputs = vec![PathBuf::from("../shared")];
         let spec = BuildSpec {
             dir: &root.path().join("skill"),
-            dockerfile: Path::new("Dockerfile"),
+            dockerfile: Some(Path::new("Dockerfile")),
             args: &BTreeMap::new(),
             inputs: &inputs,
         };

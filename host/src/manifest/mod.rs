@@ -14,6 +14,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use model::{Action, Build, Example, Limits, Manifest, Network, Run, User, DEFAULT_USER};
+pub use validate::is_skill_name as is_valid_name;
 
 /// The manifest's file name inside a skill directory.
 pub const MANIFEST_FILE: &str = "skill.yaml";

@@ -1,0 +1,318 @@
+//! The Docker Engine, through bollard: connecting, checking the API version, and the
+//! image operations builds need. Nothing here shells out to the docker CLI.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::query_parameters::{BuildImageOptions, CreateImageOptions, TagImageOptions};
+use bollard::Docker;
+use futures_util::StreamExt;
+
+/// The oldest Engine API spoken: Debian bookworm's engine 20.10.
+pub const MIN_API_VERSION: (u32, u32) = (1, 41);
+/// How long the first contact may take before the engine counts as unavailable.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+
+/// Why the engine could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the Docker Engine at {endpoint} is not available: {reason}. Is dockerd running, and may this user use its socket? DOCKER_HOST selects another engine")]
+    Unavailable { endpoint: String, reason: String },
+    #[error("the Docker Engine at {endpoint} speaks API {found}; skillhost needs at least {}.{}", MIN_API_VERSION.0, MIN_API_VERSION.1)]
+    TooOld { endpoint: String, found: String },
+    #[error("{action}: {source}")]
+    Api {
+        action: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+}
+
+/// A failed image build, with the failing step and the engine's own error text.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{message}{}", step.as_ref().map(|s| format!("{s}: ")).unwrap_or_default(), tail_text(output))]
+pub struct BuildFailure {
+    /// The `Step N/M : ...` line the engine was executing.
+    pub step: Option<String>,
+    /// The engine's error message, e.g. "The command ... returned a non-zero code: 1".
+    pub message: String,
+    /// The step's last lines of output.
+    pub output: Vec<String>,
+}
+
+fn tail_text(output: &[String]) -> String {
+    if output.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\n  output of the failing step:\n    {}",
+        output.join("\n    ")
+    )
+}
+
+/// What a build reports while it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildEvent {
+    /// A new Dockerfile step began, e.g. `Step 2/4 : RUN make`.
+    Step(String),
+    /// A line of output from the current step or from a host-side build command.
+    Output(String),
+}
+
+/// A connected engine.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    docker: Docker,
+    endpoint: String,
+}
+
+fn api_err(action: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> EngineError {
+    let action = action.into();
+    move |source| EngineError::Api { action, source }
+}
+
+fn is_not_found(err: &bollard::errors::Error) -> bool {
+    matches!(
+        err,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+impl Engine {
+    /// Connect to `DOCKER_HOST` (or the local socket) and check the API version, failing
+    /// within [`CONNECT_TIMEOUT`] when nothing answers.
+    pub async fn connect() -> Result<Engine, EngineError> {
+        let endpoint = std::env::var("DOCKER_HOST").unwrap_or_else(|_| DEFAULT_HOST.to_string());
+        let unavailable = |reason: String| EngineError::Unavailable {
+            endpoint: endpoint.clone(),
+            reason,
+        };
+        // The per-request timeout bounds only the wait for response headers; streams
+        // (builds, attach) run as long as they need. Long builds must not be cut.
+        let docker = Docker::connect_with_defaults()
+            .map_err(|e| unavailable(e.to_string()))?
+            .with_timeout(Duration::from_secs(3600));
+        let version = tokio::time::timeout(CONNECT_TIMEOUT, docker.version())
+            .await
+            .map_err(|_| unavailable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())))?
+            .map_err(|e| unavailable(root_cause(&e)))?;
+        let found = version.api_version.unwrap_or_default();
+        if !api_at_least(&found, MIN_API_VERSION) {
+            return Err(EngineError::TooOld { endpoint, found });
+        }
+        tracing::debug!(%endpoint, api = %found, "connected to the engine");
+        Ok(Engine { docker, endpoint })
+    }
+
+    /// The bollard client, for operations not wrapped here.
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The ID and labels of a local image, or `None` when it is absent.
+    pub async fn inspect_image(&self, reference: &str) -> Result<Option<LocalImage>, EngineError> {
+        match self.docker.inspect_image(reference).await {
+            Ok(image) => Ok(Some(LocalImage {
+                id: image.id.unwrap_or_default(),
+                labels: image.config.and_then(|c| c.labels).unwrap_or_default(),
+            })),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(api_err(format!("inspecting image {reference}"))(e)),
+        }
+    }
+
+    /// Build `context` (a tar) with the classic builder and tag it `tag`.
+    pub async fn build_image(
+        &self,
+        context: Vec<u8>,
+        request: &BuildRequest<'_>,
+        on_event: &mut (dyn FnMut(BuildEvent) + Send),
+    ) -> Result<Result<String, BuildFailure>, EngineError> {
+        let options = BuildImageOptions {
+            dockerfile: request.dockerfile.to_string(),
+            t: Some(request.tag.to_string()),
+            rm: true,
+            forcerm: true,
+            buildargs: Some(request.args.clone()),
+            labels: Some(request.labels.clone()),
+            ..Default::default()
+        };
+        // bollard sends exactly this tar; it must already be filtered and complete.
+        let mut stream =
+            self.docker
+                .build_image(options, None, Some(bollard::body_full(context.into())));
+        let mut step: Option<String> = None;
+        let mut output: Vec<String> = Vec::new();
+        let mut image_id = None;
+        while let Some(item) = stream.next().await {
+            let info = match item {
+                Ok(info) => info,
+                Err(bollard::errors::Error::DockerStreamError { error }) => {
+                    return Ok(Err(BuildFailure {
+                        step,
+                        message: error.trim().to_string(),
+                        output,
+                    }))
+                }
+                Err(e) => return Err(api_err(format!("building {}", request.tag))(e)),
+            };
+            if let Some(detail) = info.error_detail.and_then(|d| d.message) {
+                return Ok(Err(BuildFailure {
+                    step,
+                    message: detail.trim().to_string(),
+                    output,
+                }));
+            }
+            if let Some(id) = info.aux.and_then(|a| a.id) {
+                image_id = Some(id);
+            }
+            for line in info.stream.iter().flat_map(|s| s.lines()) {
+                let line = line.trim_end();
+                if line.is_empty() {
+                    continue;
+                }
+                if line.starts_with("Step ") {
+                    step = Some(line.to_string());
+                    output.clear();
+                    on_event(BuildEvent::Step(line.to_string()));
+                } else {
+                    if !line.starts_with(" ---> ") && !line.starts_with("Removing intermediate") {
+                        output.push(line.to_string());
+                        if output.len() > 20 {
+                            output.remove(0);
+                        }
+                    }
+                    on_event(BuildEvent::Output(line.to_string()));
+                }
+            }
+        }
+        // The classic builder does not always send `aux`; the tag is authoritative.
+        match image_id {
+            Some(id) => Ok(Ok(id)),
+            None => match self.inspect_image(request.tag).await? {
+                Some(image) => Ok(Ok(image.id)),
+                None => Ok(Err(BuildFailure {
+                    step,
+                    message: "the engine ended the build without producing an image".into(),
+                    output,
+                })),
+            },
+        }
+    }
+
+    /// Import a root filesystem tar as an image, like `docker import`.
+    pub async fn import_image(
+        &self,
+        rootfs: Vec<u8>,
+        repo: &str,
+        tag: &str,
+        changes: Vec<String>,
+    ) -> Result<String, EngineError> {
+        let options = CreateImageOptions {
+            from_src: Some("-".into()),
+            repo: Some(repo.into()),
+            tag: Some(tag.into()),
+            changes,
+            ..Default::default()
+        };
+        let mut stream =
+            self.docker
+                .create_image(Some(options), Some(bollard::body_full(rootfs.into())), None);
+        while let Some(item) = stream.next().await {
+            item.map_err(api_err(format!("importing {repo}:{tag}")))?;
+        }
+        let reference = format!("{repo}:{tag}");
+        self.inspect_image(&reference)
+            .await?
+            .map(|i| i.id)
+            .ok_or_else(|| EngineError::Api {
+                action: format!("importing {reference}"),
+                source: bollard::errors::Error::DockerStreamError {
+                    error: "the engine reported no image after the import".into(),
+                },
+            })
+    }
+
+    /// Point `repo:tag` at `image`.
+    pub async fn tag_image(&self, image: &str, repo: &str, tag: &str) -> Result<(), EngineError> {
+        let options = TagImageOptions {
+            repo: Some(repo.into()),
+            tag: Some(tag.into()),
+        };
+        self.docker
+            .tag_image(image, Some(options))
+            .await
+            .map_err(api_err(format!("tagging {image} as {repo}:{tag}")))
+    }
+}
+
+/// A local image.
+#[derive(Debug, Clone)]
+pub struct LocalImage {
+    pub id: String,
+    pub labels: HashMap<String, String>,
+}
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct BuildRequest<'a> {
+    pub tag: &'a str,
+    pub dockerfile: &'a str,
+    pub args: HashMap<String, String>,
+    pub labels: HashMap<String, String>,
+}
+
+fn api_at_least(found: &str, (major, minor): (u32, u32)) -> bool {
+    let mut parts = found.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    found >= (major, minor)
+}
+
+/// The innermost error message, which names the socket and the OS error.
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = err;
+    let mut message = err.to_string();
+    while let Some(source) = current.source() {
+        message = source.to_string();
+        current = source;
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_versions_compare_numerically() {
+        assert!(api_at_least("1.41", (1, 41)));
+        assert!(api_at_least("1.50", (1, 41)));
+        assert!(api_at_least("2.0", (1, 41)));
+        assert!(!api_at_least("1.40", (1, 41)));
+        assert!(!api_at_least("1.9", (1, 41)));
+        assert!(!api_at_least("", (1, 41)));
+    }
+
+    #[test]
+    fn build_failures_show_step_message_and_output() {
+        let failure = BuildFailure {
+            step: Some("Step 2/3 : RUN false".into()),
+            message: "The command '/bin/sh -c false' returned a non-zero code: 1".into(),
+            output: vec!["oops".into()],
+        };
+        let text = failure.to_string();
+        assert!(
+            text.starts_with("Step 2/3 : RUN false: The command"),
+            "{text}"
+        );
+        assert!(text.ends_with("\n    oops"), "{text}");
+    }
+}
