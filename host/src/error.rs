@@ -55,8 +55,9 @@ fn build_exit_code(e: &BuildError) -> i32 {
         BuildError::Command { .. }
         | BuildError::MissingOutput { .. }
         | BuildError::Failed { .. } => exit_code::SKILL_FAILED,
-        BuildError::MissingBase { .. } | BuildError::Engine(_) | BuildError::Lock { .. } => {
-            exit_code::INFRASTRUCTURE
-        }
+        BuildError::MissingBase { .. }
+        | BuildError::NoEngine { .. }
+        | BuildError::Engine(_)
+        | BuildError::Lock { .. } => exit_code::INFRASTRUCTURE,
     }
 }

@@ -60,6 +60,10 @@ pub enum BuildError {
         reference: String,
         line: usize,
     },
+    #[error(
+        "{name}: the hash needs the ID of base image {reference}, and the engine is not available"
+    )]
+    NoEngine { name: String, reference: String },
     #[error("{name}: build command `{command}` failed ({status}){}", tail(output))]
     Command {
         name: String,
@@ -147,7 +151,8 @@ impl Plan {
         format!("{}:{}", self.target.repository, self.hash.tag())
     }
 
-    fn labels(&self) -> HashMap<String, String> {
+    /// The labels every image of this plan carries.
+    pub fn labels(&self) -> HashMap<String, String> {
         let mut labels = self.target.labels.clone();
         labels.insert(labels::VERSION.into(), self.target.version.clone());
         labels.insert(labels::HASH.into(), self.hash.0.clone());
@@ -163,6 +168,52 @@ impl Plan {
             .map(|(k, v)| format!("LABEL {k}={}", serde_json::Value::String(v)))
             .collect()
     }
+}
+
+/// Gather the inputs and resolve base images to compute the hash. Runs nothing. Without
+/// an engine, only images with no base image (`FROM scratch`) can be planned.
+pub async fn plan(engine: Option<&Engine>, target: &ImageTarget) -> Result<Plan, BuildError> {
+    let owned = target.clone();
+    let gathered = tokio::task::spawn_blocking(move || {
+        let spec = BuildSpec {
+            dir: &owned.dir,
+            dockerfile: owned.dockerfile.as_deref(),
+            args: &owned.args,
+            inputs: &owned.inputs,
+        };
+        GatheredInputs::gather(&spec)
+    })
+    .await
+    .expect("gathering inputs does not panic")
+    .map_err(|source| BuildError::Inputs {
+        name: target.name.clone(),
+        source,
+    })?;
+    let mut base_ids = Vec::new();
+    for base in &gathered.bases {
+        let missing = || BuildError::MissingBase {
+            name: target.name.clone(),
+            reference: base.reference.clone(),
+            line: base.line,
+        };
+        let Some(engine) = engine else {
+            return Err(BuildError::NoEngine {
+                name: target.name.clone(),
+                reference: base.reference.clone(),
+            });
+        };
+        let image = engine
+            .inspect_image(&base.reference)
+            .await?
+            .ok_or_else(missing)?;
+        base_ids.push(image.id);
+    }
+    let hash = gathered.hash(&base_ids);
+    Ok(Plan {
+        target: target.clone(),
+        hash,
+        gathered,
+    })
 }
 
 /// Builds images against one engine.
@@ -183,38 +234,7 @@ impl ImageBuilder {
 
     /// Gather the inputs and resolve base images to compute the hash. Runs nothing.
     pub async fn plan(&self, target: &ImageTarget) -> Result<Plan, BuildError> {
-        let owned = target.clone();
-        let gathered = tokio::task::spawn_blocking(move || {
-            let spec = BuildSpec {
-                dir: &owned.dir,
-                dockerfile: owned.dockerfile.as_deref(),
-                args: &owned.args,
-                inputs: &owned.inputs,
-            };
-            GatheredInputs::gather(&spec)
-        })
-        .await
-        .expect("gathering inputs does not panic")
-        .map_err(|source| BuildError::Inputs {
-            name: target.name.clone(),
-            source,
-        })?;
-        let mut base_ids = Vec::new();
-        for base in &gathered.bases {
-            let image = self.engine.inspect_image(&base.reference).await?;
-            let image = image.ok_or_else(|| BuildError::MissingBase {
-                name: target.name.clone(),
-                reference: base.reference.clone(),
-                line: base.line,
-            })?;
-            base_ids.push(image.id);
-        }
-        let hash = gathered.hash(&base_ids);
-        Ok(Plan {
-            target: target.clone(),
-            hash,
-            gathered,
-        })
+        plan(Some(&self.engine), target).await
     }
 
     /// The local image ID when the plan's image is present with the same full hash.

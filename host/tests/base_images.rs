@@ -1,0 +1,66 @@
+//! The base images in images/, built from Debian packages on the real engine.
+//!
+//! These images are the project's shared prerequisites (what `skillhost images build`
+//! makes for every skill built on them), so the test leaves them in place.
+
+mod common;
+
+use std::process::Command;
+
+use common::workspace_root;
+use serde_json::Value;
+
+fn images_build() -> Vec<Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_skillhost"))
+        .current_dir(workspace_root())
+        .args(["images", "build", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn base_images_build_once_and_python_runs_as_non_root() {
+    let first = images_build();
+    let names: Vec<&str> = first.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["debian", "python"],
+        "debian first: python is built on it"
+    );
+
+    let second = images_build();
+    for (a, b) in first.iter().zip(&second) {
+        assert_eq!(b["cache"], "hit", "{b}");
+        assert_eq!(a["image_id"], b["image_id"]);
+    }
+
+    let docker = bollard::Docker::connect_with_defaults().unwrap();
+    for report in &second {
+        let name = report["name"].as_str().unwrap();
+        let latest = docker
+            .inspect_image(&format!("skillhost/{name}:latest"))
+            .await
+            .unwrap();
+        assert_eq!(
+            latest.id.as_deref(),
+            report["image_id"].as_str(),
+            "latest follows the newest build"
+        );
+    }
+    let python = docker
+        .inspect_image("skillhost/python:latest")
+        .await
+        .unwrap();
+    let config = python.config.unwrap();
+    assert_eq!(config.user.as_deref(), Some("10001:10001"));
+    let labels = config.labels.unwrap();
+    assert_eq!(labels["io.skillhost.base"], "python");
+    assert_eq!(labels["io.skillhost.hash"].len(), 64);
+}

@@ -1,0 +1,137 @@
+//! Helpers shared by the integration tests, which run against the real Docker Engine.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use skillhost::engine::{BuildEvent, Engine};
+use skillhost::image_build::{ImageBuilder, Observer};
+
+/// A name no other test run uses, valid as a skill name.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "it-{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Copy a fixture skill to a temporary directory, renamed so its image is the test's own.
+pub fn copy_fixture(fixture_name: &str, skill_name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join(skill_name);
+    copy_dir(&fixture(fixture_name), &dest);
+    let manifest = dest.join("skill.yaml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace("name: FIXTURE", &format!("name: {skill_name}")),
+    )
+    .unwrap();
+    dir
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Records build events, so tests can assert what a build did.
+#[derive(Clone, Default)]
+pub struct Recorder(pub Arc<Mutex<Vec<(String, BuildEvent)>>>);
+
+impl Recorder {
+    pub fn observer(&self) -> Observer {
+        let events = self.0.clone();
+        Arc::new(move |name, event| events.lock().unwrap().push((name.to_string(), event)))
+    }
+
+    pub fn steps(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|(_, e)| match e {
+                BuildEvent::Step(s) => Some(s.clone()),
+                BuildEvent::Output(_) => None,
+            })
+            .collect()
+    }
+}
+
+pub async fn builder() -> (ImageBuilder, Recorder) {
+    let recorder = Recorder::default();
+    let engine = Engine::connect()
+        .await
+        .expect("these tests need a Docker Engine");
+    (ImageBuilder::new(engine, recorder.observer()), recorder)
+}
+
+/// Removes the image tags it was given when dropped, even when the test panicked.
+/// It runs its own runtime on its own thread because Drop cannot await.
+#[derive(Default)]
+pub struct ImageCleanup {
+    tags: Mutex<Vec<String>>,
+}
+
+impl ImageCleanup {
+    pub fn add(&self, tag: impl Into<String>) {
+        self.tags.lock().unwrap().push(tag.into());
+    }
+}
+
+impl Drop for ImageCleanup {
+    fn drop(&mut self) {
+        let tags = std::mem::take(&mut *self.tags.lock().unwrap());
+        if tags.is_empty() {
+            return;
+        }
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let docker = bollard::Docker::connect_with_defaults().unwrap();
+                for tag in tags {
+                    let options = bollard::query_parameters::RemoveImageOptions {
+                        force: true,
+                        noprune: false,
+                        ..Default::default()
+                    };
+                    if let Err(e) = docker.remove_image(&tag, Some(options), None).await {
+                        if !e.to_string().contains("No such image") {
+                            eprintln!("cleanup: cannot remove {tag}: {e}");
+                        }
+                    }
+                }
+            });
+        })
+        .join()
+        .unwrap();
+    }
+}
