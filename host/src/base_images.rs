@@ -212,7 +212,7 @@ async fn build_one(
     let target = image.target();
     let plan = builder.plan(&target).await?;
     let report = match &image.manifest.debootstrap {
-        None => builder.ensure(&target, force).await?,
+        None => builder.ensure_plan(&plan, force).await?,
         Some(recipe) => {
             let result = builder
                 .ensure_planned(&plan, force, |plan| async move {

@@ -255,8 +255,12 @@ impl ImageBuilder {
         target: &ImageTarget,
         force: bool,
     ) -> Result<BuildReport, BuildError> {
-        let plan = self.plan(target).await?;
-        self.ensure_planned(&plan, force, |plan| self.build_with_docker(plan))
+        self.ensure_plan(&self.plan(target).await?, force).await
+    }
+
+    /// [`Self::ensure`] for a plan already made.
+    pub async fn ensure_plan(&self, plan: &Plan, force: bool) -> Result<BuildReport, BuildError> {
+        self.ensure_planned(plan, force, |plan| self.build_with_docker(plan))
             .await
     }
 
@@ -286,14 +290,15 @@ impl ImageBuilder {
                 return Ok(report(id, CacheOutcome::Hit));
             }
         }
-        let _lock = BuildLock::acquire(&plan.target.repository, plan.hash.tag()).await?;
-        // Whoever held the lock before us may have built it.
+        let lock = BuildLock::acquire(&plan.target.repository, plan.hash.tag()).await?;
+        // Whoever held the lock before us may have built it, even when forced.
         if let Some(id) = self.cached(plan).await? {
-            if !force || _lock.waited {
+            if !force || lock.waited {
                 return Ok(report(id, CacheOutcome::Hit));
             }
         }
         let id = produce(plan).await?;
+        drop(lock);
         Ok(report(id, CacheOutcome::Built))
     }
 

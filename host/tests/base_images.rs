@@ -5,14 +5,11 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::workspace_root;
+use common::skillhost;
 use serde_json::Value;
 
 fn images_build() -> Vec<Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_skillhost"))
-        .current_dir(workspace_root())
+    let out = skillhost()
         .args(["images", "build", "--format", "json"])
         .output()
         .unwrap();

@@ -2,10 +2,9 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{builder, copy_fixture, unique_name, workspace_root, ImageCleanup};
+use common::{builder, copy_fixture, skillhost, unique_name, workspace_root, ImageCleanup};
 use skillhost::discovery::{Catalog, Skill};
 use skillhost::image_build::{BuildError, CacheOutcome, ImageTarget};
 
@@ -225,12 +224,6 @@ async fn a_missing_base_image_is_named_with_its_line() {
         err.contains("base image skillhost/not-built-anywhere:latest (Dockerfile line 2) is not present locally"),
         "{err}"
     );
-}
-
-fn skillhost() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_skillhost"));
-    cmd.current_dir(workspace_root());
-    cmd
 }
 
 #[test]

@@ -24,16 +24,23 @@ pub const KIB: u64 = 1024;
 pub const MIB: u64 = 1024 * KIB;
 pub const GIB: u64 = 1024 * MIB;
 
+/// `" 1.5 GiB "` is `("1.5 GiB", 1.5, " GiB")`; the trimmed text is the error when
+/// no number leads.
+fn split_number(text: &str) -> Result<(&str, f64, &str), &str> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number = number.parse().map_err(|_| text)?;
+    Ok((text, number, unit))
+}
+
 impl ByteSize {
     pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        let split = text
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(text.len());
-        let (number, unit) = text.split_at(split);
-        let number: f64 = number
-            .parse()
-            .map_err(|_| format!("{text:?} is not a size: expected a number with an optional unit, like 128m or 1MiB"))?;
+        let (text, number, unit) = split_number(text).map_err(|text| {
+            format!("{text:?} is not a size: expected a number with an optional unit, like 128m or 1MiB")
+        })?;
         let multiplier = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "k" | "kb" | "kib" => KIB,
@@ -68,12 +75,7 @@ impl fmt::Display for ByteSize {
 
 impl HumanDuration {
     pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        let split = text
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(text.len());
-        let (number, unit) = text.split_at(split);
-        let number: f64 = number.parse().map_err(|_| {
+        let (text, number, unit) = split_number(text).map_err(|text| {
             format!("{text:?} is not a duration: expected a number with a unit, like 10s or 500ms")
         })?;
         let seconds = match unit.trim() {

@@ -60,6 +60,13 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The `skillhost` binary, run from the workspace root.
+pub fn skillhost() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_skillhost"));
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
 /// Records build events, so tests can assert what a build did.
 #[derive(Clone, Default)]
 pub struct Recorder(pub Arc<Mutex<Vec<(String, BuildEvent)>>>);
