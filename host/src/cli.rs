@@ -1,11 +1,14 @@
 //! Argument parsing and the subcommands. Each command returns its exit code; errors are
 //! printed once, here, to stderr.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use skillhost::base_images;
 use skillhost::deployment::Deployment;
@@ -13,7 +16,10 @@ use skillhost::discovery::{Catalog, Skill};
 use skillhost::engine::Engine;
 use skillhost::exit_code;
 use skillhost::image_build::{self, BuildReport, CacheOutcome, ImageBuilder, ImageTarget};
-use skillhost::Error;
+use skillhost::invocation::ProgressCallback;
+use skillhost::leftovers;
+use skillhost::manifest::units::HumanDuration;
+use skillhost::{Error, Host, HostConfig, InvocationResult, InvokeOptions, Status};
 
 use crate::progress::Progress;
 
@@ -63,6 +69,32 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Run one action of a skill in a fresh hardened container.
+    Invoke {
+        skill: String,
+        action: String,
+        /// The arguments, as JSON.
+        #[arg(long, conflicts_with = "args_file")]
+        args: Option<String>,
+        /// Read the arguments from a JSON file (`-` for stdin).
+        #[arg(long)]
+        args_file: Option<PathBuf>,
+        /// A deadline shorter than the manifest's timeout, e.g. 2s or 500ms.
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<Duration>,
+        /// NAME=VALUE, or NAME to pass this process's value; the manifest's run.env
+        /// must allow the name.
+        #[arg(long = "env", value_name = "NAME[=VALUE]")]
+        env: Vec<String>,
+        /// A host directory mounted at /workspace (the skill must declare run.workspace).
+        #[arg(long)]
+        workspace: Option<PathBuf>,
+        /// Never build: fail when the image is not prebuilt.
+        #[arg(long)]
+        no_build: bool,
+    },
+    /// Remove leftover containers and all but the newest image of each skill.
+    Gc,
     /// Base images built locally from Debian packages.
     Images {
         #[command(subcommand)]
@@ -103,6 +135,29 @@ pub async fn run(args: Args) -> i32 {
             )
             .await
         }
+        Command::Invoke {
+            skill,
+            action,
+            args: inline,
+            args_file,
+            timeout,
+            env,
+            workspace,
+            no_build,
+        } => {
+            let request = InvokeCli {
+                skill,
+                action,
+                inline,
+                args_file,
+                timeout,
+                env,
+                workspace,
+                no_build,
+            };
+            invoke(roots(args.skills_dirs), request, format).await
+        }
+        Command::Gc => gc(format).await,
         Command::Images {
             command: ImagesCommand::Build { images_dir, force },
         } => build_base_images(&images_dir, force, format).await,
@@ -327,6 +382,174 @@ async fn build_base_images(images_dir: &Path, force: bool, format: Format) -> Re
     match format {
         Format::Json => print_json(&reports),
         Format::Human => reports.iter().for_each(print_report),
+    }
+    Ok(exit_code::OK)
+}
+
+struct InvokeCli {
+    skill: String,
+    action: String,
+    inline: Option<String>,
+    args_file: Option<PathBuf>,
+    timeout: Option<Duration>,
+    env: Vec<String>,
+    workspace: Option<PathBuf>,
+    no_build: bool,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    HumanDuration::parse(text).map(|d| d.0)
+}
+
+fn read_args(inline: Option<&str>, file: Option<&Path>) -> Result<Value, Error> {
+    let (text, source) = match (inline, file) {
+        (Some(text), _) => (text.to_string(), "--args".to_string()),
+        (None, Some(path)) if path == Path::new("-") => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(|e| Error::Usage(format!("cannot read the arguments from stdin: {e}")))?;
+            (text, "stdin".to_string())
+        }
+        (None, Some(path)) => (
+            std::fs::read_to_string(path).map_err(|e| {
+                Error::Usage(format!(
+                    "cannot read the arguments from {}: {e}",
+                    path.display()
+                ))
+            })?,
+            path.display().to_string(),
+        ),
+        (None, None) => return Ok(json!({})),
+    };
+    serde_json::from_str(&text)
+        .map_err(|e| Error::Usage(format!("the arguments in {source} are not JSON: {e}")))
+}
+
+fn parse_env(pairs: &[String]) -> Result<BTreeMap<String, String>, Error> {
+    pairs
+        .iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((name, value)) => Ok((name.to_string(), value.to_string())),
+            None => std::env::var(pair)
+                .map(|value| (pair.clone(), value))
+                .map_err(|_| {
+                    Error::Usage(format!(
+                        "--env {pair}: no such variable in this environment; give {pair}=VALUE"
+                    ))
+                }),
+        })
+        .collect()
+}
+
+async fn invoke(skill_roots: Vec<PathBuf>, cli: InvokeCli, format: Format) -> Result<i32, Error> {
+    let args = read_args(cli.inline.as_deref(), cli.args_file.as_deref())?;
+    let env = parse_env(&cli.env)?;
+    let config = HostConfig {
+        skill_roots,
+        build_images: !cli.no_build,
+        ..HostConfig::default()
+    };
+    let host = Host::new(config).await?;
+    let on_progress: ProgressCallback = Arc::new(|p: &skill_sdk::Progress| match p.fraction {
+        Some(f) => eprintln!("progress {:>3.0}% {}", f * 100.0, p.message),
+        None => eprintln!("progress {}", p.message),
+    });
+    let options = InvokeOptions {
+        timeout: cli.timeout,
+        env,
+        workspace: cli.workspace,
+        on_progress: Some(on_progress),
+    };
+    // An interrupted invoke drops the invocation, whose guard removes the container
+    // before we exit.
+    let result = tokio::select! {
+        result = host.invoke_with(&cli.skill, &cli.action, args, options) => result,
+        signal = interrupted() => {
+            eprintln!("error: interrupted by {signal}; the container was removed");
+            return Ok(128 + if signal == "SIGTERM" { 15 } else { 2 });
+        }
+    };
+    match format {
+        Format::Json => print_json(&result),
+        Format::Human => print_result(&result),
+    }
+    Ok(result.status.exit_code())
+}
+
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+/// The output for people: a process-like result (`stdout`/`stderr` fields) as its text,
+/// a string as itself, anything else as JSON. Failures go to stderr with the logs.
+fn print_result(result: &InvocationResult) {
+    if let Some(output) = &result.output {
+        match output {
+            Value::String(text) => println!("{text}"),
+            Value::Object(fields) if fields.get("stdout").is_some_and(Value::is_string) => {
+                print!("{}", fields["stdout"].as_str().unwrap_or_default());
+                if let Some(stderr) = fields.get("stderr").and_then(Value::as_str) {
+                    eprint!("{stderr}");
+                }
+            }
+            other => println!(
+                "{}",
+                serde_json::to_string_pretty(other).expect("JSON values serialize")
+            ),
+        }
+    }
+    if result.oom_killed && result.status == Status::Ok {
+        eprintln!("warning: a process of the skill was killed for memory");
+    }
+    if let Some(error) = &result.error {
+        let status = serde_json::to_value(result.status).unwrap_or_default();
+        eprintln!(
+            "error: {}: {} ({})",
+            status.as_str().unwrap_or_default(),
+            error.message,
+            error.code
+        );
+        if !result.logs.is_empty() {
+            eprintln!(
+                "--- skill stderr{} ---",
+                if result.logs_truncated {
+                    " (truncated)"
+                } else {
+                    ""
+                }
+            );
+            eprint!("{}", result.logs);
+        }
+    }
+}
+
+async fn gc(format: Format) -> Result<i32, Error> {
+    let engine = Engine::connect().await?;
+    let report = leftovers::gc(engine.docker()).await?;
+    match format {
+        Format::Json => print_json(&report),
+        Format::Human => {
+            println!(
+                "removed {} leftover containers",
+                report.containers_removed.len()
+            );
+            for tag in &report.images_removed {
+                println!("removed image {tag}");
+            }
+            for tag in &report.images_kept {
+                println!("kept image {tag} (in use)");
+            }
+        }
     }
     Ok(exit_code::OK)
 }

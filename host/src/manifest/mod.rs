@@ -13,7 +13,9 @@ mod validate;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use model::{Action, Build, Example, Limits, Manifest, Network, Run, User, DEFAULT_USER};
+pub use model::{
+    Action, Build, Example, Limits, Manifest, Network, Run, User, WorkspaceMode, DEFAULT_USER,
+};
 pub use validate::is_skill_name as is_valid_name;
 
 /// The manifest's file name inside a skill directory.

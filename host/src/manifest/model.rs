@@ -69,6 +69,19 @@ pub struct Run {
     /// Environment variable names a caller may pass; nothing else reaches the container.
     #[serde(default)]
     pub env: Vec<String>,
+    /// Whether a caller may mount a host directory at `/workspace`, and how.
+    #[serde(default)]
+    pub workspace: WorkspaceMode,
+}
+
+/// `none` (the default: no host directory is ever mounted), `ro` or `rw`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkspaceMode {
+    #[default]
+    None,
+    Ro,
+    Rw,
 }
 
 /// Resource limits for one invocation.
@@ -190,6 +203,7 @@ impl Default for Run {
             limits: Limits::default(),
             network: Network::None,
             env: Vec::new(),
+            workspace: WorkspaceMode::None,
         }
     }
 }

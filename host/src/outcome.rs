@@ -1,0 +1,174 @@
+//! From what was observed of a container to the invocation's status. Pure, so each rule
+//! is tested on its own.
+//!
+//! The order matters. What the host did (kill on deadline, kill on flood) explains
+//! everything after it. A memory kill explains a missing or torn result, but only with
+//! its evidence: `OOMKilled` alone is unreliable, so it takes exit 137 and no kill from us
+//! too. Then stdout must be clean frames with one result; a clean result is believed even
+//! when some child died for memory (that is reported as `oom_killed`).
+
+use serde_json::Value;
+
+use crate::container_run::{HostKill, RunOutcome};
+use crate::invocation::{InvocationError, Status};
+
+/// Exit code of a process killed by SIGKILL (128 + 9), as the init process reports it.
+const SIGKILL_EXIT: i64 = 137;
+
+/// The status, output and error of an invocation that ran.
+pub fn classify(
+    run: &RunOutcome,
+    timeout_ms: u128,
+    output_limit: u64,
+) -> (Status, Option<Value>, Option<InvocationError>) {
+    let fail = |status, code: &str, message: String| {
+        (status, None, Some(InvocationError::new(code, message)))
+    };
+    match run.host_kill {
+        Some(HostKill::Timeout) => {
+            return fail(
+                Status::Timeout,
+                "timeout",
+                format!("no result within {timeout_ms} ms; the container was killed"),
+            )
+        }
+        Some(HostKill::OutputLimit) => return fail(
+            Status::OutputLimit,
+            "output_limit",
+            format!(
+                "stdout exceeded the {output_limit}-byte output limit; the container was killed"
+            ),
+        ),
+        None => {}
+    }
+    let result = run
+        .decoded
+        .result
+        .as_ref()
+        .filter(|_| run.decoded.protocol_error.is_none());
+    if result.is_none() && run.oom_killed && run.exit_code == Some(SIGKILL_EXIT) {
+        return fail(
+            Status::MemoryLimit,
+            "memory_limit",
+            "the skill was killed for exceeding its memory limit".into(),
+        );
+    }
+    if let Some(error) = &run.decoded.protocol_error {
+        return fail(Status::ProtocolError, "protocol_error", error.clone());
+    }
+    match result.map(|r| r.outcome()) {
+        Some(Ok(Ok(output))) => (Status::Ok, Some(output.clone()), None),
+        Some(Ok(Err(body))) => (
+            Status::SkillError,
+            None,
+            Some(InvocationError {
+                code: body.code.clone(),
+                message: body.message.clone(),
+                details: body.details.clone(),
+            }),
+        ),
+        // parse_line already refused inconsistent frames.
+        Some(Err(e)) => fail(Status::ProtocolError, "protocol_error", e.to_string()),
+        None => match run.exit_code {
+            Some(0) => fail(
+                Status::ProtocolError,
+                "protocol_error",
+                "the skill exited without writing a result frame".into(),
+            ),
+            Some(code) => fail(
+                Status::Crashed,
+                "crashed",
+                format!("the skill exited with code {code} without a result"),
+            ),
+            None => fail(
+                Status::Crashed,
+                "crashed",
+                "the skill ended without a result or an exit code".into(),
+            ),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame_reader::Decoded;
+    use serde_json::json;
+    use skill_sdk::protocol::ResultFrame;
+    use skill_sdk::ErrorBody;
+    use std::time::Duration;
+
+    fn run(result: Option<ResultFrame>, exit: i64) -> RunOutcome {
+        RunOutcome {
+            exit_code: Some(exit),
+            oom_killed: false,
+            host_kill: None,
+            decoded: Decoded {
+                result,
+                protocol_error: None,
+                bytes: 0,
+                progress_frames: 0,
+            },
+            logs: Vec::new(),
+            logs_truncated: false,
+            stderr_bytes: 0,
+            startup: Duration::ZERO,
+        }
+    }
+
+    fn status(r: &RunOutcome) -> Status {
+        classify(r, 1000, 100).0
+    }
+
+    #[test]
+    fn results_map_to_ok_and_skill_error() {
+        let (s, output, error) = classify(&run(Some(ResultFrame::ok("r", json!(1))), 0), 1000, 100);
+        assert_eq!((s, output, error), (Status::Ok, Some(json!(1)), None));
+        let r = run(Some(ResultFrame::err("r", ErrorBody::new("bad", "no"))), 0);
+        let (s, _, error) = classify(&r, 1000, 100);
+        assert_eq!(
+            (s, error.unwrap().code.as_str()),
+            (Status::SkillError, "bad")
+        );
+    }
+
+    #[test]
+    fn host_kills_come_first() {
+        let mut r = run(Some(ResultFrame::ok("r", json!(1))), 137);
+        r.host_kill = Some(HostKill::Timeout);
+        r.oom_killed = true;
+        assert_eq!(status(&r), Status::Timeout);
+        r.host_kill = Some(HostKill::OutputLimit);
+        assert_eq!(status(&r), Status::OutputLimit);
+    }
+
+    #[test]
+    fn memory_needs_the_flag_exit_137_and_no_result() {
+        let mut r = run(None, 137);
+        r.oom_killed = true;
+        assert_eq!(status(&r), Status::MemoryLimit);
+        // A torn line from the kill does not hide the memory limit.
+        r.decoded.protocol_error = Some("EOF".into());
+        assert_eq!(status(&r), Status::MemoryLimit);
+        // The flag alone, with a clean exit, is not a memory kill of the skill.
+        let mut r = run(None, 1);
+        r.oom_killed = true;
+        assert_eq!(status(&r), Status::Crashed);
+        // A child died for memory, the skill still answered.
+        let mut r = run(Some(ResultFrame::ok("r", json!(1))), 0);
+        r.oom_killed = true;
+        assert_eq!(status(&r), Status::Ok);
+    }
+
+    #[test]
+    fn no_result_is_protocol_error_or_crash() {
+        assert_eq!(status(&run(None, 0)), Status::ProtocolError);
+        assert_eq!(status(&run(None, 3)), Status::Crashed);
+        assert_eq!(status(&run(None, 137)), Status::Crashed);
+        let mut r = run(Some(ResultFrame::ok("r", json!(1))), 0);
+        r.decoded.protocol_error = Some("line 2 follows the result frame".into());
+        let (s, _, error) = classify(&r, 1000, 100);
+        assert_eq!(s, Status::ProtocolError);
+        assert!(error.unwrap().message.contains("follows the result"));
+    }
+}

@@ -1,0 +1,135 @@
+//! Checking a caller's workspace directory before it is mounted at `/workspace`.
+//!
+//! It is the only bind mount a container can get. The path is resolved (links and `..`)
+//! first, so what is checked is what is mounted; `/`, system directories and anything
+//! holding the Docker socket are refused outright.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::manifest::{User, WorkspaceMode};
+
+/// Never mounted, nor anything beneath them.
+const SYSTEM_DIRS: &[&str] = &[
+    "/proc", "/sys", "/dev", "/run", "/var/run", "/boot", "/etc", "/usr", "/bin", "/sbin", "/lib",
+    "/lib64",
+];
+const DOCKER_SOCKETS: &[&str] = &["/var/run/docker.sock", "/run/docker.sock"];
+
+/// The canonical directory to mount, or why it cannot be.
+pub fn check(dir: &Path, mode: WorkspaceMode, user: &User) -> Result<PathBuf, String> {
+    let shown = dir.display();
+    if mode == WorkspaceMode::None {
+        return Err(
+            "this skill does not declare run.workspace, so no directory can be mounted".into(),
+        );
+    }
+    let canonical = dir
+        .canonicalize()
+        .map_err(|e| format!("workspace {shown} cannot be resolved: {e}"))?;
+    let meta = std::fs::metadata(&canonical).map_err(|e| format!("workspace {shown}: {e}"))?;
+    if !meta.is_dir() {
+        return Err(format!("workspace {shown} is not a directory"));
+    }
+    if canonical == Path::new("/") {
+        return Err("the root directory can never be a workspace".into());
+    }
+    if let Some(system) = SYSTEM_DIRS.iter().find(|s| canonical.starts_with(s)) {
+        return Err(format!(
+            "workspace {shown} is under {system}, which is never mounted"
+        ));
+    }
+    for socket in docker_sockets() {
+        if socket.starts_with(&canonical) {
+            return Err(format!(
+                "workspace {shown} contains the Docker socket {}, which is never mounted",
+                socket.display()
+            ));
+        }
+    }
+    if mode == WorkspaceMode::Rw && !writable_by(&meta, user) {
+        return Err(format!(
+            "workspace {shown} is not writable by the skill's user {user}: give that uid write access (chown or chmod), or use a fresh directory"
+        ));
+    }
+    Ok(canonical)
+}
+
+fn docker_sockets() -> Vec<PathBuf> {
+    let mut sockets: Vec<PathBuf> = DOCKER_SOCKETS.iter().map(PathBuf::from).collect();
+    if let Some(path) = std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(PathBuf::from))
+    {
+        sockets.push(path);
+    }
+    sockets
+        .into_iter()
+        .map(|s| s.canonicalize().unwrap_or(s))
+        .collect()
+}
+
+/// Whether the numeric `uid[:gid]` may write the directory; names cannot be resolved
+/// here, so they pass and the skill finds out.
+fn writable_by(meta: &std::fs::Metadata, user: &User) -> bool {
+    let mut parts = user.0.split(':');
+    let uid = parts.next().and_then(|u| u.parse::<u32>().ok());
+    let gid = parts.next().and_then(|g| g.parse::<u32>().ok());
+    let Some(uid) = uid else { return true };
+    let mode = meta.mode();
+    (meta.uid() == uid && mode & 0o200 != 0)
+        || (gid == Some(meta.gid()) && mode & 0o020 != 0)
+        || mode & 0o002 != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn user() -> User {
+        User::parse("10001:10001").unwrap()
+    }
+
+    #[test]
+    fn root_system_dirs_and_the_socket_are_refused() {
+        for dir in ["/", "/etc", "/proc/self", "/var/run", "/dev"] {
+            assert!(
+                check(Path::new(dir), WorkspaceMode::Ro, &user()).is_err(),
+                "{dir}"
+            );
+        }
+        let err = check(Path::new("/var"), WorkspaceMode::Ro, &user()).unwrap_err();
+        assert!(
+            err.contains("Docker socket") || err.contains("never mounted"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn links_are_resolved_before_checking() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("sneaky");
+        std::os::unix::fs::symlink("/etc", &link).unwrap();
+        let err = check(&link, WorkspaceMode::Ro, &user()).unwrap_err();
+        assert!(err.contains("under /etc"), "{err}");
+        let dotdot = dir.path().join("../../../../../../../../etc");
+        assert!(check(&dotdot, WorkspaceMode::Ro, &user()).is_err());
+    }
+
+    #[test]
+    fn undeclared_workspace_and_unwritable_rw_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(check(dir.path(), WorkspaceMode::None, &user())
+            .unwrap_err()
+            .contains("does not declare"));
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(check(dir.path(), WorkspaceMode::Rw, &user())
+            .unwrap_err()
+            .contains("not writable"));
+        assert!(check(dir.path(), WorkspaceMode::Ro, &user()).is_ok());
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let ok = check(dir.path(), WorkspaceMode::Rw, &user()).unwrap();
+        assert_eq!(ok, dir.path().canonicalize().unwrap());
+    }
+}
