@@ -173,8 +173,7 @@ async fn drive(
             chunk = output.next(), if output_open => match chunk {
                 Some(Ok(chunk)) => {
                     if on_chunk(chunk, &mut host_kill) {
-                        kill(docker, id).await?;
-                        kill_sent_at = Some(tokio::time::Instant::now());
+                        kill_sent_at = Some(send_kill(docker, id));
                     }
                 }
                 Some(Err(e)) => return Err(err("reading the container's output")(e)),
@@ -186,8 +185,7 @@ async fn drive(
             },
             _ = tokio::time::sleep_until(deadline), if host_kill.is_none() => {
                 host_kill = Some(HostKill::Timeout);
-                kill(docker, id).await?;
-                kill_sent_at = Some(tokio::time::Instant::now());
+                kill_sent_at = Some(send_kill(docker, id));
             },
             _ = kill_grace_over => {
                 tracing::warn!(container = id, "the engine did not report the exit of a killed container in time");
@@ -229,18 +227,25 @@ async fn drive(
     })
 }
 
-async fn kill(docker: &Docker, id: &str) -> Result<(), RunError> {
-    let options = KillContainerOptions {
-        signal: "KILL".into(),
-    };
-    match docker.kill_container(id, Some(options)).await {
-        // 409: it exited on its own between our decision and the kill.
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 409, ..
-        })
-        | Ok(()) => Ok(()),
-        Err(e) => Err(err("killing the container")(e)),
-    }
+/// SIGKILL the container from a task of its own. The engine answers a kill only once the
+/// container has stopped, and it stops only once its output is drained, so awaiting the
+/// kill while not reading the output would deadlock against a flooding skill.
+fn send_kill(docker: &Docker, id: &str) -> tokio::time::Instant {
+    let (docker, id) = (docker.clone(), id.to_string());
+    tokio::spawn(async move {
+        let options = KillContainerOptions {
+            signal: "KILL".into(),
+        };
+        match docker.kill_container(&id, Some(options)).await {
+            // 409: it exited on its own between our decision and the kill.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            })
+            | Ok(()) => {}
+            Err(e) => tracing::warn!(container = %id, "kill failed: {e}"),
+        }
+    });
+    tokio::time::Instant::now()
 }
 
 /// Removes its container when dropped unless [`ContainerGuard::remove`] ran: a dropped

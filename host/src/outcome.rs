@@ -32,13 +32,15 @@ pub fn classify(
                 format!("no result within {timeout_ms} ms; the container was killed"),
             )
         }
-        Some(HostKill::OutputLimit) => return fail(
-            Status::OutputLimit,
-            "output_limit",
-            format!(
+        Some(HostKill::OutputLimit) => {
+            return fail(
+                Status::OutputLimit,
+                "output_limit",
+                format!(
                 "stdout exceeded the {output_limit}-byte output limit; the container was killed"
             ),
-        ),
+            )
+        }
         None => {}
     }
     let result = run

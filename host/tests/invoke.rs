@@ -1,0 +1,717 @@
+//! Invoking actions in hardened containers, on the real engine.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::{
+    EventsOptions, ListContainersOptions, ListImagesOptions, RemoveImageOptions,
+};
+use common::{copy_fixture, skillhost, unique_name, ImageCleanup};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use skillhost::engine::Engine;
+use skillhost::{Host, HostConfig, InvocationResult, InvokeOptions, Status};
+
+/// The probe fixture, built once and shared by the tests running at the same time; the
+/// last one to finish removes its image, even when it failed.
+struct Probe {
+    name: String,
+    root: PathBuf,
+}
+
+struct SharedProbe {
+    _dir: tempfile::TempDir,
+    name: String,
+    root: PathBuf,
+    users: usize,
+}
+
+static PROBE: Mutex<Option<SharedProbe>> = Mutex::new(None);
+
+impl Probe {
+    fn acquire() -> Probe {
+        let mut shared = PROBE.lock().unwrap_or_else(|e| e.into_inner());
+        let probe = shared.get_or_insert_with(|| {
+            let name = unique_name("probe");
+            let dir = copy_fixture("probe", &name);
+            SharedProbe {
+                root: dir.path().to_path_buf(),
+                _dir: dir,
+                name,
+                users: 0,
+            }
+        });
+        probe.users += 1;
+        Probe {
+            name: probe.name.clone(),
+            root: probe.root.clone(),
+        }
+    }
+
+    async fn host(&self) -> Host {
+        let config = HostConfig {
+            skill_roots: vec![self.root.clone()],
+            ..HostConfig::default()
+        };
+        Host::new(config).await.expect("a Docker Engine")
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        let mut shared = PROBE.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(probe) = shared.as_mut() else { return };
+        probe.users -= 1;
+        if probe.users == 0 {
+            remove_images_of(&probe.name);
+            *shared = None;
+        }
+    }
+}
+
+/// Remove every image labelled as `skill`'s, from a thread of its own (Drop cannot await).
+fn remove_images_of(skill: &str) {
+    let filter = format!("io.skillhost.skill={skill}");
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let docker = bollard::Docker::connect_with_defaults().unwrap();
+            let options = ListImagesOptions {
+                filters: Some(HashMap::from([("label".to_string(), vec![filter])])),
+                ..Default::default()
+            };
+            for image in docker.list_images(Some(options)).await.unwrap_or_default() {
+                let options = RemoveImageOptions {
+                    force: true,
+                    ..Default::default()
+                };
+                let _ = docker.remove_image(&image.id, Some(options), None).await;
+            }
+        });
+    })
+    .join()
+    .unwrap();
+}
+
+async fn containers_with_label(label: &str, value: &str) -> usize {
+    let engine = Engine::connect().await.unwrap();
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(HashMap::from([(
+            "label".to_string(),
+            vec![format!("{label}={value}")],
+        )])),
+        ..Default::default()
+    };
+    engine
+        .docker()
+        .list_containers(Some(options))
+        .await
+        .unwrap()
+        .len()
+}
+
+/// Every test checks its own invocations left nothing behind.
+async fn assert_gone(result: &InvocationResult) {
+    assert_eq!(
+        containers_with_label("io.skillhost.invocation", &result.id).await,
+        0,
+        "the container of {} is still there",
+        result.id
+    );
+}
+
+fn assert_status(result: &InvocationResult, status: Status) {
+    assert_eq!(
+        result.status,
+        status,
+        "{}",
+        serde_json::to_string_pretty(result).unwrap()
+    );
+}
+
+#[tokio::test]
+async fn success_delivers_progress_and_output() {
+    let probe = Probe::acquire();
+    let host = probe.host().await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let options = InvokeOptions {
+        on_progress: Some(Arc::new(move |p| {
+            sink.lock().unwrap().push(p.message.clone())
+        })),
+        ..Default::default()
+    };
+    let result = host
+        .invoke_with(&probe.name, "ok", json!({}), options)
+        .await;
+    assert_status(&result, Status::Ok);
+    assert_eq!(result.output, Some(json!({"pong": true})));
+    assert_eq!((result.exit_code, result.oom_killed), (Some(0), false));
+    assert_eq!(*seen.lock().unwrap(), ["halfway"]);
+    assert_eq!(result.stats.progress_frames, 1);
+    assert!(result
+        .image
+        .as_deref()
+        .unwrap()
+        .starts_with(&format!("skill-{}:", probe.name)));
+    assert_gone(&result).await;
+}
+
+#[tokio::test]
+async fn a_skill_reported_error_is_skill_error() {
+    let probe = Probe::acquire();
+    let result = probe
+        .host()
+        .await
+        .invoke(&probe.name, "fail", json!({}))
+        .await;
+    assert_status(&result, Status::SkillError);
+    let error = result.error.as_ref().unwrap();
+    assert_eq!(
+        (error.code.as_str(), error.message.as_str()),
+        ("probe_failed", "asked to fail")
+    );
+    assert_gone(&result).await;
+}
+
+#[tokio::test]
+async fn a_sleeper_is_killed_at_the_deadline() {
+    let probe = Probe::acquire();
+    let host = probe.host().await;
+    // The image is resolved first so the deadline measures the run alone.
+    assert_status(&host.invoke(&probe.name, "ok", json!({})).await, Status::Ok);
+    let options = InvokeOptions {
+        timeout: Some(Duration::from_secs(2)),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let result = host
+        .invoke_with(&probe.name, "sleep", json!({"seconds": 100}), options)
+        .await;
+    let elapsed = started.elapsed();
+    assert_status(&result, Status::Timeout);
+    assert!(elapsed < Duration::from_secs(3), "timeout took {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_secs(2),
+        "killed early: {elapsed:?}"
+    );
+    assert_gone(&result).await;
+}
+
+#[tokio::test]
+async fn a_memory_hog_is_memory_limit_and_the_next_call_succeeds() {
+    let probe = Probe::acquire();
+    let host = probe.host().await;
+    let result = host.invoke(&probe.name, "alloc", json!({"mb": 512})).await;
+    assert_status(&result, Status::MemoryLimit);
+    assert!(result.oom_killed);
+    assert_eq!(result.exit_code, Some(137));
+    assert_gone(&result).await;
+    let next = host.invoke(&probe.name, "ok", json!({})).await;
+    assert_status(&next, Status::Ok);
+}
+
+#[tokio::test]
+async fn an_output_flood_is_output_limit() {
+    let probe = Probe::acquire();
+    let result = probe
+        .host()
+        .await
+        .invoke(&probe.name, "flood", json!({}))
+        .await;
+    assert_status(&result, Status::OutputLimit);
+    assert!(result.stats.stdout_bytes > 2 * 1024 * 1024);
+    // Killed promptly: far below what the 10 s deadline would allow to pile up.
+    assert!(
+        result.stats.stdout_bytes < 64 * 1024 * 1024,
+        "{}",
+        result.stats.stdout_bytes
+    );
+    assert_gone(&result).await;
+}
+
+#[tokio::test]
+async fn garbage_on_stdout_is_protocol_error() {
+    let probe = Probe::acquire();
+    let host = probe.host().await;
+    let result = host.invoke(&probe.name, "garbage", json!({})).await;
+    assert_status(&result, Status::ProtocolError);
+    let message = &result.error.as_ref().unwrap().message;
+    assert!(
+        message.starts_with("stdout line 1 is not a protocol frame: expected"),
+        "{message}"
+    );
+    assert!(message.contains("this is not a frame"), "{message}");
+    let silent = host.invoke(&probe.name, "exit_silently", json!({})).await;
+    assert_status(&silent, Status::ProtocolError);
+    assert!(silent
+        .error
+        .unwrap()
+        .message
+        .contains("without writing a result"));
+}
+
+#[tokio::test]
+async fn a_fork_bomb_is_contained_and_still_answers() {
+    let probe = Probe::acquire();
+    let result = probe
+        .host()
+        .await
+        .invoke(&probe.name, "forkbomb", json!({}))
+        .await;
+    assert_status(&result, Status::Ok);
+    let output = result.output.as_ref().unwrap();
+    let forks = output["forks"].as_u64().unwrap();
+    assert!(forks < 64, "the pids limit of 64 held: {forks} forks");
+    assert!(
+        output["error"]
+            .as_str()
+            .unwrap()
+            .contains("Resource temporarily unavailable"),
+        "{output}"
+    );
+    assert_gone(&result).await;
+}
+
+#[tokio::test]
+async fn network_none_blocks_a_tcp_connect_that_bridge_allows() {
+    let probe = Probe::acquire();
+    let engine = Engine::connect().await.unwrap();
+    let bridge = engine
+        .docker()
+        .inspect_network(
+            "bridge",
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await
+        .unwrap();
+    let ipam = bridge.ipam.unwrap().config.unwrap().remove(0);
+    // Older engines list only the subnet; the gateway (docker0) is its first address.
+    let gateway = ipam.gateway.unwrap_or_else(|| {
+        let subnet = ipam.subnet.unwrap();
+        let network: std::net::Ipv4Addr = subnet.split('/').next().unwrap().parse().unwrap();
+        std::net::Ipv4Addr::from(u32::from(network) + 1).to_string()
+    });
+    // A listener of our own on this machine, reachable from the bridge network.
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accept = tokio::spawn(async move { listener.accept().await.is_ok() });
+    let args = json!({"host": gateway, "port": port});
+
+    let isolated = probe
+        .host()
+        .await
+        .invoke(&probe.name, "connect", args.clone())
+        .await;
+    assert_status(&isolated, Status::Ok);
+    let output = isolated.output.as_ref().unwrap();
+    assert!(
+        output["error"]
+            .as_str()
+            .unwrap()
+            .contains("Network is unreachable"),
+        "{output}"
+    );
+    assert_eq!(output["interfaces"], json!(["lo"]));
+
+    // The same probe with network: bridge does connect, so the refusal above is the
+    // network mode, not a broken test.
+    let cleanup = ImageCleanup::default();
+    let name = unique_name("bridged");
+    let dir = copy_fixture("probe", &name);
+    let manifest = dir.path().join(&name).join("skill.yaml");
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("network: none", "network: bridge");
+    std::fs::write(&manifest, text).unwrap();
+    let host = Host::new(HostConfig {
+        skill_roots: vec![dir.path().to_path_buf()],
+        ..HostConfig::default()
+    })
+    .await
+    .unwrap();
+    let bridged = host.invoke(&name, "connect", args).await;
+    cleanup.add(bridged.image.clone().unwrap());
+    assert_status(&bridged, Status::Ok);
+    assert_eq!(
+        bridged.output.as_ref().unwrap()["error"],
+        Value::Null,
+        "{bridged:?}"
+    );
+    assert!(accept.await.unwrap());
+}
+
+#[tokio::test]
+async fn the_root_filesystem_is_read_only_and_tmp_is_writable() {
+    let probe = Probe::acquire();
+    let result = probe
+        .host()
+        .await
+        .invoke(&probe.name, "fs", json!({}))
+        .await;
+    assert_status(&result, Status::Ok);
+    let output = result.output.unwrap();
+    assert!(
+        output["root_error"]
+            .as_str()
+            .unwrap()
+            .contains("Read-only file system"),
+        "{output}"
+    );
+    assert!(output["etc_error"].as_str().is_some(), "{output}");
+    assert_eq!(output["tmp_error"], Value::Null, "{output}");
+}
+
+#[tokio::test]
+async fn the_uid_is_the_manifests_even_when_the_image_says_root() {
+    let probe = Probe::acquire();
+    let result = probe
+        .host()
+        .await
+        .invoke(&probe.name, "whoami", json!({}))
+        .await;
+    assert_status(&result, Status::Ok);
+    assert_eq!(
+        result.output,
+        Some(json!({"uid": 10001, "gid": 10001, "euid": 10001}))
+    );
+}
+
+#[tokio::test]
+async fn only_allowlisted_env_reaches_the_skill() {
+    let probe = Probe::acquire();
+    let host = probe.host().await;
+    let options = InvokeOptions {
+        env: [("PROBE_GREETING".to_string(), "hello".to_string())].into(),
+        ..Default::default()
+    };
+    let result = host
+        .invoke_with(&probe.name, "env", json!({}), options)
+        .await;
+    assert_status(&result, Status::Ok);
+    let env = result.output.unwrap()["env"].as_object().unwrap().clone();
+    assert_eq!(env["PROBE_GREETING"], "hello");
+    // Besides the allowlisted name: the image's own ENV and what the engine always sets.
+    let engine = Engine::connect().await.unwrap();
+    let image = engine
+        .docker()
+        .inspect_image(result.image.as_deref().unwrap())
+        .await
+        .unwrap();
+    let mut expected: Vec<String> = image.config.unwrap().env.unwrap_or_default();
+    expected
+        .iter_mut()
+        .for_each(|e| *e = e.split('=').next().unwrap().to_string());
+    expected.extend(["HOSTNAME", "HOME", "PROBE_GREETING"].map(String::from));
+    for name in env.keys() {
+        assert!(
+            expected.contains(name),
+            "{name} reached the container from elsewhere"
+        );
+    }
+    let options = InvokeOptions {
+        env: [("SECRET".to_string(), "x".to_string())].into(),
+        ..Default::default()
+    };
+    let refused = host
+        .invoke_with(&probe.name, "env", json!({}), options)
+        .await;
+    assert_status(&refused, Status::Rejected);
+    assert!(refused
+        .error
+        .unwrap()
+        .message
+        .contains("SECRET is not in the manifest's run.env allowlist"));
+}
+
+#[tokio::test]
+async fn large_input_and_large_output_at_once_complete() {
+    let probe = Probe::acquire();
+    let data = "x".repeat(900 * 1024);
+    let result = probe
+        .host()
+        .await
+        .invoke(&probe.name, "echo", json!({"data": data}))
+        .await;
+    assert_status(&result, Status::Ok);
+    let output = result.output.unwrap();
+    assert_eq!(output["len"], 900 * 1024);
+    assert_eq!(output["data"].as_str().unwrap().len(), 900 * 1024);
+}
+
+#[tokio::test]
+async fn rejections_happen_before_any_container_exists() {
+    let probe = Probe::acquire();
+    let host = probe.host().await;
+    let engine = Engine::connect().await.unwrap();
+    let since = chrono_seconds();
+    let cases = [
+        ("sleep", json!({"seconds": "long"}), "invalid_args"),
+        ("sleep", json!({}), "invalid_args"),
+        ("nosuch", json!({}), "unknown_action"),
+        (
+            "echo",
+            json!({"data": "x".repeat(2 * 1024 * 1024)}),
+            "input_too_large",
+        ),
+    ];
+    let mut rejected = Vec::new();
+    for (action, args, code) in cases {
+        let result = host.invoke(&probe.name, action, args).await;
+        rejected.push(result.id.clone());
+        assert_status(&result, Status::Rejected);
+        assert_eq!(result.error.as_ref().unwrap().code, code);
+        assert_eq!(
+            result.image, None,
+            "rejected before even resolving the image"
+        );
+    }
+    let too_long = InvokeOptions {
+        timeout: Some(Duration::from_secs(11)),
+        ..Default::default()
+    };
+    let result = host
+        .invoke_with(&probe.name, "ok", json!({}), too_long)
+        .await;
+    assert_status(&result, Status::Rejected);
+    rejected.push(result.id);
+    let unknown = host.invoke("no-such-skill", "ok", json!({})).await;
+    assert_status(&unknown, Status::Rejected);
+
+    // The engine's own record: no container of this skill was created meanwhile by us.
+    let options = EventsOptions {
+        since: Some(since.to_string()),
+        until: Some((chrono_seconds() + 1).to_string()),
+        filters: Some(HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            ("event".to_string(), vec!["create".to_string()]),
+            (
+                "label".to_string(),
+                vec![
+                    format!("io.skillhost.instance={}", host.instance_id()),
+                    format!("io.skillhost.skill={}", probe.name),
+                ],
+            ),
+        ])),
+    };
+    let created: Vec<_> = engine.docker().events(Some(options)).collect().await;
+    let ids: Vec<String> = created
+        .into_iter()
+        .filter_map(|e| {
+            e.ok()?
+                .actor?
+                .attributes?
+                .get("io.skillhost.invocation")
+                .cloned()
+        })
+        .collect();
+    assert!(
+        rejected.iter().all(|id| !ids.contains(id)),
+        "created for a rejected call: {ids:?}"
+    );
+}
+
+fn chrono_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test]
+async fn eight_concurrent_invocations_each_get_their_own_tmp() {
+    let probe = Probe::acquire();
+    let host = probe.host().await;
+    let calls =
+        (0..8).map(|i| host.invoke(&probe.name, "tmpfile", json!({"tag": format!("call-{i}")})));
+    let results = futures_util::future::join_all(calls).await;
+    let mut ids = std::collections::HashSet::new();
+    for (i, result) in results.iter().enumerate() {
+        assert_status(result, Status::Ok);
+        let output = result.output.as_ref().unwrap();
+        assert_eq!(
+            output["previous"],
+            Value::Null,
+            "call {i} saw another's /tmp"
+        );
+        assert_eq!(output["readback"], format!("call-{i}"));
+        assert!(ids.insert(result.id.clone()));
+        assert_gone(result).await;
+    }
+}
+
+#[tokio::test]
+async fn workspace_files_round_trip() {
+    use std::os::unix::fs::PermissionsExt;
+    let probe = Probe::acquire();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::write(dir.path().join("in.txt"), "from the caller").unwrap();
+    let options = InvokeOptions {
+        workspace: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    let result = probe
+        .host()
+        .await
+        .invoke_with(&probe.name, "workspace", json!({}), options)
+        .await;
+    assert_status(&result, Status::Ok);
+    assert_eq!(result.output.unwrap()["read"], "from the caller");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out.txt")).unwrap(),
+        "FROM THE CALLER"
+    );
+}
+
+#[tokio::test]
+async fn a_dropped_invocation_removes_its_container() {
+    let cleanup = ImageCleanup::default();
+    let name = unique_name("dropped");
+    let dir = copy_fixture("probe", &name);
+    let host = Host::new(HostConfig {
+        skill_roots: vec![dir.path().to_path_buf()],
+        ..HostConfig::default()
+    })
+    .await
+    .unwrap();
+    let warm = host.invoke(&name, "ok", json!({})).await;
+    cleanup.add(warm.image.clone().unwrap());
+    let abandoned = tokio::time::timeout(
+        Duration::from_secs(2),
+        host.invoke(&name, "sleep", json!({"seconds": 30})),
+    )
+    .await;
+    assert!(
+        abandoned.is_err(),
+        "the invocation should still have been running"
+    );
+    assert_eq!(containers_with_label("io.skillhost.skill", &name).await, 0);
+}
+
+#[tokio::test]
+async fn containers_of_dead_host_instances_are_removed_at_start() {
+    let cleanup = ImageCleanup::default();
+    let name = unique_name("leftover");
+    let dir = copy_fixture("probe", &name);
+    let config = HostConfig {
+        skill_roots: vec![dir.path().to_path_buf()],
+        ..HostConfig::default()
+    };
+    let host = Host::new(config.clone()).await.unwrap();
+    let image = host.invoke(&name, "ok", json!({})).await.image.unwrap();
+    cleanup.add(&image);
+    // A container as a host that died would have left it: same machine, a pid that is gone.
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let engine = Engine::connect().await.unwrap();
+    let labels = HashMap::from([
+        ("io.skillhost.managed".to_string(), "true".to_string()),
+        ("io.skillhost.skill".to_string(), name.clone()),
+        (
+            "io.skillhost.instance".to_string(),
+            format!("{}:999999999:1", hostname.trim()),
+        ),
+    ]);
+    let body = bollard::models::ContainerCreateBody {
+        image: Some(image),
+        labels: Some(labels),
+        ..Default::default()
+    };
+    let created = engine
+        .docker()
+        .create_container(
+            None::<bollard::query_parameters::CreateContainerOptions>,
+            body,
+        )
+        .await
+        .unwrap();
+    let guard = skillhost::container_run::ContainerGuard::new(engine.docker().clone(), created.id);
+    assert_eq!(containers_with_label("io.skillhost.skill", &name).await, 1);
+    let _fresh = Host::new(config).await.unwrap();
+    assert_eq!(containers_with_label("io.skillhost.skill", &name).await, 0);
+    guard.remove().await.unwrap();
+}
+
+/// Removes a bundled skill's image after the test when the test was what built it.
+fn cleanup_if_built_now(skill: &str) -> ImageCleanup {
+    let cleanup = ImageCleanup::default();
+    let out = skillhost()
+        .args(["list", "--format", "json"])
+        .output()
+        .unwrap();
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entry = listed["skills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == skill)
+        .unwrap()
+        .clone();
+    if entry["present"] == false {
+        cleanup.add(entry["image"].as_str().unwrap());
+    }
+    cleanup
+}
+
+#[test]
+fn the_cli_invokes_echo_as_the_readme_says() {
+    let _cleanup = cleanup_if_built_now("echo");
+    let out = skillhost()
+        .args([
+            "invoke",
+            "echo",
+            "say",
+            "--args",
+            r#"{"text":"hi"}"#,
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["status"], "ok");
+    assert_eq!(result["output"], json!({"text": "hi"}));
+
+    let out = skillhost()
+        .args(["invoke", "echo", "say", "--args", "{not json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the arguments in --args are not JSON"));
+}
+
+#[test]
+fn the_cli_runs_python_code() {
+    let _cleanup = cleanup_if_built_now("python");
+    let out = skillhost()
+        .args([
+            "invoke",
+            "python",
+            "run",
+            "--args",
+            r#"{"code":"print(1+1)"}"#,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2\n");
+}
