@@ -34,6 +34,7 @@ static PROBE: Mutex<Option<SharedProbe>> = Mutex::new(None);
 
 impl Probe {
     fn acquire() -> Probe {
+        common::ensure_base_images();
         let mut shared = PROBE.lock().unwrap_or_else(|e| e.into_inner());
         let probe = shared.get_or_insert_with(|| {
             let name = unique_name("probe");
@@ -642,6 +643,7 @@ async fn containers_of_dead_host_instances_are_removed_at_start() {
 
 /// Removes a bundled skill's image after the test when the test was what built it.
 fn cleanup_if_built_now(skill: &str) -> ImageCleanup {
+    common::ensure_base_images();
     let cleanup = ImageCleanup::default();
     let out = skillhost()
         .args(["list", "--format", "json"])

@@ -67,6 +67,20 @@ pub fn skillhost() -> std::process::Command {
     cmd
 }
 
+/// Make sure the base images of images/ exist (a no-op when they do), so tests whose
+/// fixtures build on them work on a fresh machine in any order.
+pub fn ensure_base_images() {
+    static DONE: std::sync::Once = std::sync::Once::new();
+    DONE.call_once(|| {
+        let out = skillhost().args(["images", "build"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "skillhost images build failed (it needs root and debootstrap):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
 /// Records build events, so tests can assert what a build did.
 #[derive(Clone, Default)]
 pub struct Recorder(pub Arc<Mutex<Vec<(String, BuildEvent)>>>);
