@@ -9,12 +9,27 @@ use std::path::{Path, PathBuf};
 
 use crate::manifest::{User, WorkspaceMode};
 
-/// Never mounted, nor anything beneath them.
-const SYSTEM_DIRS: &[&str] = &[
-    "/proc", "/sys", "/dev", "/run", "/var/run", "/boot", "/etc", "/usr", "/bin", "/sbin", "/lib",
+/// Never mounted, nor anything beneath or above them: the engine's sockets and data (every
+/// container's files) and the system's own directories.
+const PROTECTED: &[&str] = &[
+    "/var/run/docker.sock",
+    "/run/docker.sock",
+    "/var/lib/docker",
+    "/var/lib/containerd",
+    "/run/containerd",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/run",
+    "/var/run",
+    "/boot",
+    "/etc",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
     "/lib64",
 ];
-const DOCKER_SOCKETS: &[&str] = &["/var/run/docker.sock", "/run/docker.sock"];
 
 /// The canonical directory to mount, or why it cannot be.
 pub fn check(dir: &Path, mode: WorkspaceMode, user: &User) -> Result<PathBuf, String> {
@@ -34,16 +49,17 @@ pub fn check(dir: &Path, mode: WorkspaceMode, user: &User) -> Result<PathBuf, St
     if canonical == Path::new("/") {
         return Err("the root directory can never be a workspace".into());
     }
-    if let Some(system) = SYSTEM_DIRS.iter().find(|s| canonical.starts_with(s)) {
-        return Err(format!(
-            "workspace {shown} is under {system}, which is never mounted"
-        ));
-    }
-    for socket in docker_sockets() {
-        if socket.starts_with(&canonical) {
+    for protected in protected_paths() {
+        if canonical.starts_with(&protected) {
             return Err(format!(
-                "workspace {shown} contains the Docker socket {}, which is never mounted",
-                socket.display()
+                "workspace {shown} is under {}, which is never mounted",
+                protected.display()
+            ));
+        }
+        if protected.starts_with(&canonical) {
+            return Err(format!(
+                "workspace {shown} contains {}, which is never mounted",
+                protected.display()
             ));
         }
     }
@@ -55,18 +71,19 @@ pub fn check(dir: &Path, mode: WorkspaceMode, user: &User) -> Result<PathBuf, St
     Ok(canonical)
 }
 
-fn docker_sockets() -> Vec<PathBuf> {
-    let mut sockets: Vec<PathBuf> = DOCKER_SOCKETS.iter().map(PathBuf::from).collect();
-    if let Some(path) = std::env::var("DOCKER_HOST")
+/// Each protected path both as written and resolved (`/var/run` is a link to `/run`),
+/// plus the socket `DOCKER_HOST` names.
+fn protected_paths() -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = PROTECTED.iter().map(PathBuf::from).collect();
+    if let Some(socket) = std::env::var("DOCKER_HOST")
         .ok()
         .and_then(|h| h.strip_prefix("unix://").map(PathBuf::from))
     {
-        sockets.push(path);
+        paths.push(socket);
     }
-    sockets
-        .into_iter()
-        .map(|s| s.canonicalize().unwrap_or(s))
-        .collect()
+    let resolved: Vec<PathBuf> = paths.iter().filter_map(|p| p.canonicalize().ok()).collect();
+    paths.extend(resolved);
+    paths
 }
 
 /// Whether the numeric `uid[:gid]` may write the directory; names cannot be resolved
