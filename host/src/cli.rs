@@ -442,6 +442,8 @@ fn parse_env(pairs: &[String]) -> Result<BTreeMap<String, String>, Error> {
 }
 
 async fn invoke(skill_roots: Vec<PathBuf>, cli: InvokeCli, format: Format) -> Result<i32, Error> {
+    // Installed first, so a signal that arrives while the host starts is not fatal.
+    let mut interrupts = Interrupts::install()?;
     let args = read_args(cli.inline.as_deref(), cli.args_file.as_deref())?;
     let env = parse_env(&cli.env)?;
     let config = HostConfig {
@@ -464,7 +466,7 @@ async fn invoke(skill_roots: Vec<PathBuf>, cli: InvokeCli, format: Format) -> Re
     // before we exit.
     let result = tokio::select! {
         result = host.invoke_with(&cli.skill, &cli.action, args, options) => result,
-        signal = interrupted() => {
+        signal = interrupts.recv() => {
             eprintln!("error: interrupted by {signal}; the container was removed");
             return Ok(128 + if signal == "SIGTERM" { 15 } else { 2 });
         }
@@ -476,17 +478,28 @@ async fn invoke(skill_roots: Vec<PathBuf>, cli: InvokeCli, format: Format) -> Re
     Ok(result.status.exit_code())
 }
 
-async fn interrupted() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+/// SIGTERM and SIGINT, caught instead of ending the process, so cleanup can run.
+struct Interrupts {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Interrupts {
+    fn install() -> Result<Interrupts, Error> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let failed =
+            |e: std::io::Error| Error::Usage(format!("cannot install signal handlers: {e}"));
+        Ok(Interrupts {
+            term: signal(SignalKind::terminate()).map_err(failed)?,
+            int: signal(SignalKind::interrupt()).map_err(failed)?,
+        })
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
     }
 }
 

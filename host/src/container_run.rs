@@ -77,11 +77,13 @@ pub async fn run_container(docker: &Docker, request: RunRequest) -> Result<RunOu
         name: Some(request.name.clone()),
         ..Default::default()
     };
+    // Guarded by name before it exists: a future dropped while the create is in flight
+    // must not leave an unguarded container behind.
+    let guard = ContainerGuard::new(docker.clone(), request.name.clone());
     let created = docker
         .create_container(Some(options), request.body.clone())
         .await
         .map_err(err("creating the container"))?;
-    let guard = ContainerGuard::new(docker.clone(), created.id.clone());
     let result = drive(docker, &created.id, request, started).await;
     let removed = guard.remove().await;
     let outcome = result?;

@@ -3,140 +3,17 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+
 use std::time::{Duration, Instant};
 
-use bollard::query_parameters::{
-    EventsOptions, ListContainersOptions, ListImagesOptions, RemoveImageOptions,
-};
+use bollard::query_parameters::EventsOptions;
+use common::probe::{assert_gone, assert_status, containers_with_label, Probe};
 use common::{copy_fixture, skillhost, unique_name, ImageCleanup};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use skillhost::engine::Engine;
-use skillhost::{Host, HostConfig, InvocationResult, InvokeOptions, Status};
-
-/// The probe fixture, built once and shared by the tests running at the same time; the
-/// last one to finish removes its image, even when it failed.
-struct Probe {
-    name: String,
-    root: PathBuf,
-}
-
-struct SharedProbe {
-    _dir: tempfile::TempDir,
-    name: String,
-    root: PathBuf,
-    users: usize,
-}
-
-static PROBE: Mutex<Option<SharedProbe>> = Mutex::new(None);
-
-impl Probe {
-    fn acquire() -> Probe {
-        common::ensure_base_images();
-        let mut shared = PROBE.lock().unwrap_or_else(|e| e.into_inner());
-        let probe = shared.get_or_insert_with(|| {
-            let name = unique_name("probe");
-            let dir = copy_fixture("probe", &name);
-            SharedProbe {
-                root: dir.path().to_path_buf(),
-                _dir: dir,
-                name,
-                users: 0,
-            }
-        });
-        probe.users += 1;
-        Probe {
-            name: probe.name.clone(),
-            root: probe.root.clone(),
-        }
-    }
-
-    async fn host(&self) -> Host {
-        let config = HostConfig {
-            skill_roots: vec![self.root.clone()],
-            ..HostConfig::default()
-        };
-        Host::new(config).await.expect("a Docker Engine")
-    }
-}
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        let mut shared = PROBE.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(probe) = shared.as_mut() else { return };
-        probe.users -= 1;
-        if probe.users == 0 {
-            remove_images_of(&probe.name);
-            *shared = None;
-        }
-    }
-}
-
-/// Remove every image labelled as `skill`'s, from a thread of its own (Drop cannot await).
-fn remove_images_of(skill: &str) {
-    let filter = format!("io.skillhost.skill={skill}");
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let docker = bollard::Docker::connect_with_defaults().unwrap();
-            let options = ListImagesOptions {
-                filters: Some(HashMap::from([("label".to_string(), vec![filter])])),
-                ..Default::default()
-            };
-            for image in docker.list_images(Some(options)).await.unwrap_or_default() {
-                let options = RemoveImageOptions {
-                    force: true,
-                    ..Default::default()
-                };
-                let _ = docker.remove_image(&image.id, Some(options), None).await;
-            }
-        });
-    })
-    .join()
-    .unwrap();
-}
-
-async fn containers_with_label(label: &str, value: &str) -> usize {
-    let engine = Engine::connect().await.unwrap();
-    let options = ListContainersOptions {
-        all: true,
-        filters: Some(HashMap::from([(
-            "label".to_string(),
-            vec![format!("{label}={value}")],
-        )])),
-        ..Default::default()
-    };
-    engine
-        .docker()
-        .list_containers(Some(options))
-        .await
-        .unwrap()
-        .len()
-}
-
-/// Every test checks its own invocations left nothing behind.
-async fn assert_gone(result: &InvocationResult) {
-    assert_eq!(
-        containers_with_label("io.skillhost.invocation", &result.id).await,
-        0,
-        "the container of {} is still there",
-        result.id
-    );
-}
-
-fn assert_status(result: &InvocationResult, status: Status) {
-    assert_eq!(
-        result.status,
-        status,
-        "{}",
-        serde_json::to_string_pretty(result).unwrap()
-    );
-}
+use skillhost::{Host, HostConfig, InvokeOptions, Status};
 
 #[tokio::test]
 async fn success_delivers_progress_and_output() {

@@ -306,3 +306,110 @@ fn alias_bombs_are_refused() {
     let found = problems(&text);
     assert!(!found.is_empty());
 }
+
+#[test]
+fn manifests_asking_for_more_privilege_are_refused_with_the_field_named() {
+    let run_extra =
+        |line: &str| variant("  network: none\n", &format!("  network: none\n  {line}\n"));
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        (
+            "root by name",
+            variant("\"10001:10001\"", "root"),
+            "run.user",
+            "is root",
+        ),
+        (
+            "uid 0",
+            variant("\"10001:10001\"", "\"0:10001\""),
+            "run.user",
+            "is root",
+        ),
+        (
+            "root group",
+            variant("\"10001:10001\"", "\"10001:root\""),
+            "run.user",
+            "is root",
+        ),
+        (
+            "privileged",
+            run_extra("privileged: true"),
+            "run.privileged",
+            "unknown field `privileged`",
+        ),
+        (
+            "host network",
+            variant("network: none", "network: host"),
+            "run.network",
+            "unknown variant `host`",
+        ),
+        (
+            "container network",
+            variant("network: none", "network: \"container:x\""),
+            "run.network",
+            "unknown variant",
+        ),
+        (
+            "cap_add",
+            run_extra("cap_add: [SYS_ADMIN]"),
+            "run.cap_add",
+            "unknown field `cap_add`",
+        ),
+        (
+            "bind of /",
+            run_extra("binds: [\"/:/host\"]"),
+            "run.binds",
+            "unknown field `binds`",
+        ),
+        (
+            "docker socket",
+            run_extra("volumes: [\"/var/run/docker.sock:/var/run/docker.sock\"]"),
+            "run.volumes",
+            "unknown field",
+        ),
+        (
+            "seccomp unconfined",
+            run_extra("security_opt: [seccomp=unconfined]"),
+            "run.security_opt",
+            "unknown field",
+        ),
+        (
+            "writable root",
+            run_extra("read_only: false"),
+            "run.read_only",
+            "unknown field",
+        ),
+        (
+            "host pid",
+            run_extra("pid: host"),
+            "run.pid",
+            "unknown field",
+        ),
+        (
+            "workspace path",
+            run_extra("workspace: /"),
+            "run.workspace",
+            "unknown variant `/`",
+        ),
+        (
+            "tmpfs over /proc",
+            variant("{/tmp: 16m}", "{/proc/sys: 16m}"),
+            "run.limits.tmpfs./proc/sys",
+            "cannot be a tmpfs",
+        ),
+        (
+            "no limits",
+            variant("pids: 64", "pids: -1"),
+            "run.limits.pids",
+            "out of range",
+        ),
+    ];
+    for (case, text, field, fragment) in cases {
+        let found = problems(&text);
+        assert!(
+            found
+                .iter()
+                .any(|p| p.field == field && p.message.contains(fragment) && p.position.is_some()),
+            "{case}: expected {field:?} with {fragment:?}, got {found:?}"
+        );
+    }
+}

@@ -1,0 +1,138 @@
+//! The probe fixture skill, shared by the tests running at the same time.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use bollard::query_parameters::{ListContainersOptions, ListImagesOptions, RemoveImageOptions};
+use skillhost::engine::Engine;
+use skillhost::{Host, HostConfig, InvocationResult, Status};
+
+use super::{copy_fixture, ensure_base_images, unique_name};
+
+/// The probe fixture, built once and shared by the tests running at the same time; the
+/// last one to finish removes its image, even when it failed.
+pub struct Probe {
+    pub name: String,
+    pub root: PathBuf,
+}
+
+struct SharedProbe {
+    _dir: tempfile::TempDir,
+    name: String,
+    root: PathBuf,
+    users: usize,
+}
+
+static PROBE: Mutex<Option<SharedProbe>> = Mutex::new(None);
+
+impl Probe {
+    pub fn acquire() -> Probe {
+        ensure_base_images();
+        let mut shared = PROBE.lock().unwrap_or_else(|e| e.into_inner());
+        let probe = shared.get_or_insert_with(|| {
+            let name = unique_name("probe");
+            let dir = copy_fixture("probe", &name);
+            SharedProbe {
+                root: dir.path().to_path_buf(),
+                _dir: dir,
+                name,
+                users: 0,
+            }
+        });
+        probe.users += 1;
+        Probe {
+            name: probe.name.clone(),
+            root: probe.root.clone(),
+        }
+    }
+
+    pub async fn host(&self) -> Host {
+        let config = HostConfig {
+            skill_roots: vec![self.root.clone()],
+            ..HostConfig::default()
+        };
+        Host::new(config).await.expect("a Docker Engine")
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        let mut shared = PROBE.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(probe) = shared.as_mut() else { return };
+        probe.users -= 1;
+        if probe.users == 0 {
+            remove_images_of(&probe.name);
+            *shared = None;
+        }
+    }
+}
+
+/// Remove every image labelled as `skill`'s, from a thread of its own (Drop cannot await).
+pub fn remove_images_of(skill: &str) {
+    let filter = format!("io.skillhost.skill={skill}");
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let docker = bollard::Docker::connect_with_defaults().unwrap();
+            let options = ListImagesOptions {
+                filters: Some(HashMap::from([("label".to_string(), vec![filter])])),
+                ..Default::default()
+            };
+            for image in docker.list_images(Some(options)).await.unwrap_or_default() {
+                let options = RemoveImageOptions {
+                    force: true,
+                    ..Default::default()
+                };
+                let _ = docker.remove_image(&image.id, Some(options), None).await;
+            }
+        });
+    })
+    .join()
+    .unwrap();
+}
+
+/// Invocation containers (labelled managed) with `label=value`. Image builds run
+/// intermediate containers carrying the skill label too; those are not counted.
+pub async fn containers_with_label(label: &str, value: &str) -> usize {
+    let engine = Engine::connect().await.unwrap();
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(HashMap::from([(
+            "label".to_string(),
+            vec![
+                format!("{label}={value}"),
+                "io.skillhost.managed=true".to_string(),
+            ],
+        )])),
+        ..Default::default()
+    };
+    engine
+        .docker()
+        .list_containers(Some(options))
+        .await
+        .unwrap()
+        .len()
+}
+
+/// Every test checks its own invocations left nothing behind.
+pub async fn assert_gone(result: &InvocationResult) {
+    assert_eq!(
+        containers_with_label("io.skillhost.invocation", &result.id).await,
+        0,
+        "the container of {} is still there",
+        result.id
+    );
+}
+
+pub fn assert_status(result: &InvocationResult, status: Status) {
+    assert_eq!(
+        result.status,
+        status,
+        "{}",
+        serde_json::to_string_pretty(result).unwrap()
+    );
+}

@@ -1,0 +1,276 @@
+//! A skill that attacks its sandbox, on the real engine: each attempt has an exact
+//! expected outcome, and nothing may be left behind.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::probe::{assert_gone, assert_status, Probe};
+use common::skillhost;
+use serde_json::json;
+use skillhost::{InvokeOptions, Status};
+
+fn short(seconds: u64) -> InvokeOptions {
+    InvokeOptions {
+        timeout: Some(Duration::from_secs(seconds)),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn the_posture_read_from_inside_is_the_hardened_one() {
+    let probe = Probe::acquire();
+    let result = probe
+        .host()
+        .await
+        .invoke(&probe.name, "posture", json!({}))
+        .await;
+    assert_status(&result, Status::Ok);
+    let p = result.output.unwrap();
+    for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert_eq!(p["caps"][set], "0000000000000000", "{set} in {p}");
+    }
+    assert_eq!(p["no_new_privs"], "1");
+    assert_eq!(p["seccomp"], "2", "a seccomp filter is in force");
+    assert_eq!(
+        (p["uid"].as_u64(), p["gid"].as_u64()),
+        (Some(10001), Some(10001))
+    );
+    assert_eq!(p["groups"], json!([10001]), "no supplementary groups: {p}");
+    let options = |path: &str| -> Vec<String> {
+        serde_json::from_value(p["mounts"][path].clone())
+            .unwrap_or_else(|_| panic!("no mount {path}: {p}"))
+    };
+    assert!(
+        options("/").contains(&"ro".to_string()),
+        "{:?}",
+        options("/")
+    );
+    let tmp = options("/tmp");
+    for flag in ["rw", "noexec", "nosuid", "nodev", "size=16384k"] {
+        assert!(
+            tmp.contains(&flag.to_string()),
+            "/tmp lacks {flag}: {tmp:?}"
+        );
+    }
+    assert_eq!(p["tmp_bytes"], 16 * 1024 * 1024);
+    assert!(p["shm_bytes"].as_u64().unwrap() <= 1024 * 1024, "{p}");
+    assert_eq!(p["interfaces"], json!(["lo"]));
+    assert_eq!(p["docker_socket"], json!([]));
+    assert_eq!(p["nofile"], json!([256, 256]));
+}
+
+#[tokio::test]
+async fn privilege_escalation_attempts_fail() {
+    let probe = Probe::acquire();
+    let result = probe
+        .host()
+        .await
+        .invoke(&probe.name, "escape", json!({}))
+        .await;
+    assert_status(&result, Status::Ok);
+    let e = result.output.unwrap();
+    assert_eq!(
+        e["suid_euid"], "10001",
+        "a setuid-root binary must not give euid 0: {e}"
+    );
+    for attempt in ["unshare", "unshare_mount", "mount", "keyctl"] {
+        assert_eq!(e[attempt], "Operation not permitted", "{attempt}: {e}");
+    }
+    assert_eq!(
+        e["proc_sys"],
+        "[Errno 30] Read-only file system: '/proc/sys/kernel/hostname'"
+    );
+}
+
+#[tokio::test]
+async fn filling_tmp_stops_at_its_size() {
+    let probe = Probe::acquire();
+    let result = probe
+        .host()
+        .await
+        .invoke(&probe.name, "tmpfill", json!({}))
+        .await;
+    assert_status(&result, Status::Ok);
+    let out = result.output.unwrap();
+    assert!(
+        out["error"]
+            .as_str()
+            .unwrap()
+            .contains("No space left on device"),
+        "{out}"
+    );
+    assert!(
+        out["written"].as_u64().unwrap() <= 16 * 1024 * 1024,
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn opening_files_stops_at_the_nofile_limit() {
+    let probe = Probe::acquire();
+    let result = probe
+        .host()
+        .await
+        .invoke(&probe.name, "nofile", json!({}))
+        .await;
+    assert_status(&result, Status::Ok);
+    let out = result.output.unwrap();
+    assert!(
+        out["error"]
+            .as_str()
+            .unwrap()
+            .contains("Too many open files"),
+        "{out}"
+    );
+    assert!(out["opened"].as_u64().unwrap() < 256, "{out}");
+}
+
+#[tokio::test]
+async fn orphaned_grandchildren_are_reaped_by_init() {
+    let probe = Probe::acquire();
+    let result = probe
+        .host()
+        .await
+        .invoke(&probe.name, "zombies", json!({}))
+        .await;
+    assert_status(&result, Status::Ok);
+    assert_eq!(
+        result.output.unwrap(),
+        json!({"zombies": 0, "can_fork": true})
+    );
+}
+
+#[tokio::test]
+async fn a_background_process_holding_stdout_does_not_hang_the_invocation() {
+    let probe = Probe::acquire();
+    let host = probe.host().await;
+    assert_status(&host.invoke(&probe.name, "ok", json!({})).await, Status::Ok);
+    let started = Instant::now();
+    let result = host.invoke(&probe.name, "background", json!({})).await;
+    assert_status(&result, Status::Ok);
+    // Far below the 10 s deadline the sleeper would otherwise hold it to.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "waited for the sleeper: {:?}",
+        started.elapsed()
+    );
+    assert_gone(&result).await;
+}
+
+#[tokio::test]
+async fn a_process_ignoring_sigterm_is_killed_at_the_deadline() {
+    let probe = Probe::acquire();
+    let host = probe.host().await;
+    assert_status(&host.invoke(&probe.name, "ok", json!({})).await, Status::Ok);
+    let started = Instant::now();
+    let result = host
+        .invoke_with(&probe.name, "ignore_term", json!({}), short(2))
+        .await;
+    assert_status(&result, Status::Timeout);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_gone(&result).await;
+}
+
+#[tokio::test]
+async fn closing_stdout_early_is_protocol_error_or_timeout() {
+    let probe = Probe::acquire();
+    let host = probe.host().await;
+    let exits = host
+        .invoke(&probe.name, "close_stdout", json!({"seconds": 1}))
+        .await;
+    assert_status(&exits, Status::ProtocolError);
+    assert!(exits.output.is_none());
+    let sleeps = host
+        .invoke_with(
+            &probe.name,
+            "close_stdout",
+            json!({"seconds": 100}),
+            short(2),
+        )
+        .await;
+    assert_status(&sleeps, Status::Timeout);
+    assert_gone(&sleeps).await;
+}
+
+#[tokio::test]
+async fn binary_stderr_is_kept_lossily() {
+    let probe = Probe::acquire();
+    let result = probe
+        .host()
+        .await
+        .invoke(&probe.name, "stderr_binary", json!({}))
+        .await;
+    assert_status(&result, Status::Ok);
+    assert_eq!(result.logs, "before \u{fffd}\u{fffd} after\n");
+}
+
+#[tokio::test]
+async fn a_child_killed_for_memory_is_reported_beside_an_ok_result() {
+    let probe = Probe::acquire();
+    let result = probe
+        .host()
+        .await
+        .invoke(&probe.name, "child_alloc", json!({"mb": 512}))
+        .await;
+    assert_status(&result, Status::Ok);
+    assert!(result.oom_killed, "{result:?}");
+    assert_eq!(result.output.unwrap()["child_exit"], -9);
+}
+
+#[test]
+fn sigterm_and_sigint_to_the_cli_remove_its_container() {
+    // A skill of its own: the shared probe's containers from other tests would blur the count.
+    let cleanup = common::ImageCleanup::default();
+    let name = common::unique_name("signal");
+    let dir = common::copy_fixture("probe", &name);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let count = || {
+        runtime.block_on(common::probe::containers_with_label(
+            "io.skillhost.skill",
+            &name,
+        ))
+    };
+    // Built first, so the signal lands during the invocation, not the image build.
+    runtime.block_on(async {
+        let config = skillhost::HostConfig {
+            skill_roots: vec![dir.path().to_path_buf()],
+            ..Default::default()
+        };
+        let host = skillhost::Host::new(config).await.unwrap();
+        let warm = host.invoke(&name, "ok", json!({})).await;
+        cleanup.add(warm.image.clone().unwrap());
+        assert_status(&warm, Status::Ok);
+    });
+    for (signal, code) in [("-TERM", 143), ("-INT", 130)] {
+        let child = skillhost()
+            .arg("--skills-dir")
+            .arg(dir.path())
+            .args(["invoke", &name, "sleep", "--args", r#"{"seconds": 60}"#])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while count() == 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the invocation never started a container"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::process::Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("interrupted"), "{signal}: {stderr}");
+        assert_eq!(out.status.code(), Some(code));
+        assert_eq!(count(), 0, "{signal} left the container behind");
+    }
+}
