@@ -90,6 +90,7 @@ pub fn container_body(inputs: &ContainerInputs<'_>) -> ContainerCreateBody {
             config: None,
         }),
         auto_remove: Some(false),
+        runtime: run.runtime.clone(),
         ..Default::default()
     };
     ContainerCreateBody {
@@ -173,6 +174,7 @@ mod tests {
         );
         assert_eq!(h.auto_remove, Some(false), "removal is explicit");
         assert_eq!(h.pid_mode, None);
+        assert_eq!(h.runtime, None, "the engine's default runtime unless asked");
         assert_eq!(h.userns_mode, None);
         assert!(h
             .security_opt
@@ -185,6 +187,15 @@ mod tests {
             (Some(true), Some(true), Some(false))
         );
         assert_eq!(b.env, Some(vec!["LANG=C".to_string()]));
+    }
+
+    #[test]
+    fn a_declared_runtime_reaches_the_engine() {
+        let m = manifest("  runtime: runsc\n");
+        assert_eq!(
+            body(&m, None).host_config.unwrap().runtime.as_deref(),
+            Some("runsc")
+        );
     }
 
     #[test]

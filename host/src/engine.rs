@@ -241,6 +241,18 @@ impl Engine {
             })
     }
 
+    /// The OCI runtimes the engine offers, e.g. `runc`, `runsc`.
+    pub async fn runtimes(&self) -> Result<Vec<String>, EngineError> {
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(api_err("asking the engine for its runtimes"))?;
+        let mut names: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// Point `repo:tag` at `image`.
     pub async fn tag_image(&self, image: &str, repo: &str, tag: &str) -> Result<(), EngineError> {
         let options = TagImageOptions {

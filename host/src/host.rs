@@ -62,6 +62,8 @@ pub struct Host {
     builder: ImageBuilder,
     /// Each skill's image, resolved once: concurrent first uses share one resolution.
     images: Mutex<HashMap<String, Arc<OnceCell<String>>>>,
+    /// The engine's runtimes, asked once, when a skill first names one.
+    runtimes: OnceCell<Vec<String>>,
 }
 
 impl Host {
@@ -92,6 +94,7 @@ impl Host {
             instance: Instance::current(),
             builder,
             images: Mutex::new(HashMap::new()),
+            runtimes: OnceCell::new(),
         })
     }
 
@@ -159,6 +162,14 @@ impl Host {
             Ok(prepared) => prepared,
             Err((code, message)) => return refuse(result, Status::Rejected, code, message),
         };
+        if let Err(message) = self.check_runtime(found).await {
+            return refuse(
+                result,
+                Status::InfrastructureError,
+                "runtime_unavailable",
+                message,
+            );
+        }
         let image = match self.image_for(found).await {
             Ok(image) => image,
             Err(message) => {
@@ -326,6 +337,27 @@ impl Host {
             None => None,
         };
         Ok(Prepared { timeout, workspace })
+    }
+
+    /// A runtime the manifest names must exist in the engine; refused before any container.
+    async fn check_runtime(&self, skill: &Skill) -> Result<(), String> {
+        let Some(wanted) = &skill.manifest.run.runtime else {
+            return Ok(());
+        };
+        let known = self
+            .runtimes
+            .get_or_try_init(|| self.engine.runtimes())
+            .await
+            .map_err(|e| e.to_string())?;
+        if known.contains(wanted) {
+            return Ok(());
+        }
+        Err(format!(
+            "skill {} asks for the {wanted} runtime, which the engine at {} does not have (it has: {}); install and register it with dockerd first",
+            skill.name(),
+            self.engine.endpoint(),
+            known.join(", ")
+        ))
     }
 
     /// The skill's image, built on first use when allowed.

@@ -274,3 +274,52 @@ fn sigterm_and_sigint_to_the_cli_remove_its_container() {
         assert_eq!(count(), 0, "{signal} left the container behind");
     }
 }
+
+#[tokio::test]
+async fn a_runsc_skill_runs_under_gvisor_or_is_refused_clearly() {
+    let cleanup = common::ImageCleanup::default();
+    common::ensure_base_images();
+    let name = common::unique_name("gvisor");
+    let dir = common::copy_fixture("probe", &name);
+    let manifest = dir.path().join(&name).join("skill.yaml");
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("  network: none\n", "  network: none\n  runtime: runsc\n");
+    std::fs::write(&manifest, text).unwrap();
+    let engine = skillhost::engine::Engine::connect().await.unwrap();
+    let has_runsc = engine
+        .runtimes()
+        .await
+        .unwrap()
+        .iter()
+        .any(|r| r == "runsc");
+    let config = skillhost::HostConfig {
+        skill_roots: vec![dir.path().to_path_buf()],
+        ..Default::default()
+    };
+    let host = skillhost::Host::new(config).await.unwrap();
+    let result = host.invoke(&name, "whoami", json!({})).await;
+    if let Some(image) = &result.image {
+        cleanup.add(image);
+    }
+    if has_runsc {
+        assert_status(&result, Status::Ok);
+        assert_eq!(result.output.unwrap()["uid"], 10001);
+    } else {
+        assert_status(&result, Status::InfrastructureError);
+        let error = result.error.unwrap();
+        assert_eq!(error.code, "runtime_unavailable");
+        assert!(
+            error
+                .message
+                .contains("asks for the runsc runtime, which the engine"),
+            "{}",
+            error.message
+        );
+        assert!(
+            error.message.contains("runc"),
+            "names what the engine has: {}",
+            error.message
+        );
+    }
+}

@@ -72,6 +72,10 @@ pub struct Run {
     /// Whether a caller may mount a host directory at `/workspace`, and how.
     #[serde(default)]
     pub workspace: WorkspaceMode,
+    /// An OCI runtime the engine knows, e.g. `runsc` (gVisor) for a kernel of the
+    /// skill's own; the engine's default (runc) when absent.
+    #[serde(default)]
+    pub runtime: Option<String>,
 }
 
 /// `none` (the default: no host directory is ever mounted), `ro` or `rw`.
@@ -204,6 +208,7 @@ impl Default for Run {
             network: Network::None,
             env: Vec::new(),
             workspace: WorkspaceMode::None,
+            runtime: None,
         }
     }
 }
