@@ -1,0 +1,89 @@
+//! Host faults on the real engine: a host process killed with SIGKILL mid-flight.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::probe::containers_with_label;
+use serde_json::json;
+use skillhost::{Host, HostConfig, InvokeOptions};
+
+const HELPER_ROOT: &str = "SKILLHOST_TEST_HELPER_ROOT";
+const HELPER_SKILL: &str = "SKILLHOST_TEST_HELPER_SKILL";
+
+/// Run by `a_host_killed_mid_flight_...` in a child process of this test binary: a host
+/// with 8 invocations in flight, waiting to be killed.
+#[tokio::test]
+#[ignore = "a helper process, started by a_host_killed_mid_flight_leaves_containers_the_next_host_removes"]
+async fn helper_host_with_eight_invocations_in_flight() {
+    let root = std::env::var(HELPER_ROOT).expect("started by the fault test");
+    let skill = std::env::var(HELPER_SKILL).expect("started by the fault test");
+    let host = Host::new(HostConfig {
+        skill_roots: vec![root.into()],
+        ..HostConfig::default()
+    })
+    .await
+    .unwrap();
+    let calls = (0..8).map(|_| {
+        let options = InvokeOptions::default();
+        host.invoke_with(&skill, "sleep", json!({"seconds": 9}), options)
+    });
+    futures_util::future::join_all(calls).await;
+    panic!("the helper should have been killed before its invocations ended");
+}
+
+#[tokio::test]
+async fn a_host_killed_mid_flight_leaves_containers_the_next_host_removes() {
+    common::ensure_base_images();
+    let cleanup = common::ImageCleanup::default();
+    let name = common::unique_name("crash");
+    let dir = common::copy_fixture("probe", &name);
+    let config = HostConfig {
+        skill_roots: vec![dir.path().to_path_buf()],
+        ..HostConfig::default()
+    };
+    // Build the image here, so the helper only invokes.
+    let warm = Host::new(config.clone())
+        .await
+        .unwrap()
+        .invoke(&name, "ok", json!({}))
+        .await;
+    cleanup.add(warm.image.clone().unwrap());
+
+    let mut helper = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "helper_host_with_eight_invocations_in_flight",
+        ])
+        .env(HELPER_ROOT, dir.path())
+        .env(HELPER_SKILL, &name)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while containers_with_label("io.skillhost.skill", &name).await < 8 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the helper never had 8 containers"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    helper.kill().unwrap(); // SIGKILL: no destructor, no guard runs
+    helper.wait().unwrap();
+    assert_eq!(
+        containers_with_label("io.skillhost.skill", &name).await,
+        8,
+        "left behind, as a crash would"
+    );
+
+    let restarted = Instant::now();
+    let _next = Host::new(config).await.unwrap();
+    let took = restarted.elapsed();
+    assert_eq!(containers_with_label("io.skillhost.skill", &name).await, 0);
+    assert!(
+        took < Duration::from_secs(5),
+        "the next host start took {took:?} to clean up"
+    );
+}
