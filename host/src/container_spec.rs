@@ -174,6 +174,13 @@ mod tests {
         );
         assert_eq!(h.auto_remove, Some(false), "removal is explicit");
         assert_eq!(h.pid_mode, None);
+        assert_eq!(h.ipc_mode.as_deref(), Some("private"));
+        assert_eq!(h.devices, None, "no host devices");
+        assert_eq!(
+            (h.port_bindings.as_ref(), h.publish_all_ports),
+            (None, None),
+            "no published ports"
+        );
         assert_eq!(h.runtime, None, "the engine's default runtime unless asked");
         assert_eq!(h.userns_mode, None);
         assert!(h
