@@ -5,20 +5,10 @@
 
 mod common;
 
-use common::skillhost;
 use serde_json::Value;
 
 fn images_build() -> Vec<Value> {
-    let out = skillhost()
-        .args(["images", "build", "--format", "json"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = common::run_ok(&["images", "build", "--format", "json"]);
     serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
 }
 

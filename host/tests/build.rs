@@ -284,17 +284,13 @@ fn list_json_is_stable_across_runs_and_a_copy_elsewhere() {
         }
     }
     let run = |dir: &std::path::Path| {
-        let out = skillhost()
-            .args(["list", "--format", "json", "--skills-dir"])
-            .arg(dir)
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = common::run_ok(&[
+            "list",
+            "--format",
+            "json",
+            "--skills-dir",
+            dir.to_str().unwrap(),
+        ]);
         String::from_utf8(out.stdout).unwrap()
     };
     let here = run(&workspace_root().join("skills"));

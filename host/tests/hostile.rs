@@ -20,13 +20,7 @@ fn short(seconds: u64) -> InvokeOptions {
 #[tokio::test]
 async fn the_posture_read_from_inside_is_the_hardened_one() {
     let probe = Probe::acquire();
-    let result = probe
-        .host()
-        .await
-        .invoke(&probe.name, "posture", json!({}))
-        .await;
-    assert_status(&result, Status::Ok);
-    let p = result.output.unwrap();
+    let p = probe.ok("posture", json!({})).await;
     for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
         assert_eq!(p["caps"][set], "0000000000000000", "{set} in {p}");
     }
@@ -63,13 +57,7 @@ async fn the_posture_read_from_inside_is_the_hardened_one() {
 #[tokio::test]
 async fn privilege_escalation_attempts_fail() {
     let probe = Probe::acquire();
-    let result = probe
-        .host()
-        .await
-        .invoke(&probe.name, "escape", json!({}))
-        .await;
-    assert_status(&result, Status::Ok);
-    let e = result.output.unwrap();
+    let e = probe.ok("escape", json!({})).await;
     assert_eq!(
         e["suid_euid"], "10001",
         "a setuid-root binary must not give euid 0: {e}"
@@ -86,13 +74,7 @@ async fn privilege_escalation_attempts_fail() {
 #[tokio::test]
 async fn filling_tmp_stops_at_its_size() {
     let probe = Probe::acquire();
-    let result = probe
-        .host()
-        .await
-        .invoke(&probe.name, "tmpfill", json!({}))
-        .await;
-    assert_status(&result, Status::Ok);
-    let out = result.output.unwrap();
+    let out = probe.ok("tmpfill", json!({})).await;
     assert!(
         out["error"]
             .as_str()
@@ -109,13 +91,7 @@ async fn filling_tmp_stops_at_its_size() {
 #[tokio::test]
 async fn opening_files_stops_at_the_nofile_limit() {
     let probe = Probe::acquire();
-    let result = probe
-        .host()
-        .await
-        .invoke(&probe.name, "nofile", json!({}))
-        .await;
-    assert_status(&result, Status::Ok);
-    let out = result.output.unwrap();
+    let out = probe.ok("nofile", json!({})).await;
     assert!(
         out["error"]
             .as_str()

@@ -230,13 +230,7 @@ async fn network_none_blocks_a_tcp_connect_that_bridge_allows() {
 #[tokio::test]
 async fn the_root_filesystem_is_read_only_and_tmp_is_writable() {
     let probe = Probe::acquire();
-    let result = probe
-        .host()
-        .await
-        .invoke(&probe.name, "fs", json!({}))
-        .await;
-    assert_status(&result, Status::Ok);
-    let output = result.output.unwrap();
+    let output = probe.ok("fs", json!({})).await;
     assert!(
         output["root_error"]
             .as_str()
@@ -314,13 +308,7 @@ async fn only_allowlisted_env_reaches_the_skill() {
 async fn large_input_and_large_output_at_once_complete() {
     let probe = Probe::acquire();
     let data = "x".repeat(900 * 1024);
-    let result = probe
-        .host()
-        .await
-        .invoke(&probe.name, "echo", json!({"data": data}))
-        .await;
-    assert_status(&result, Status::Ok);
-    let output = result.output.unwrap();
+    let output = probe.ok("echo", json!({"data": data})).await;
     assert_eq!(output["len"], 900 * 1024);
     assert_eq!(output["data"].as_str().unwrap().len(), 900 * 1024);
 }
@@ -543,24 +531,15 @@ fn cleanup_if_built_now(skill: &str) -> ImageCleanup {
 #[test]
 fn the_cli_invokes_echo_as_the_readme_says() {
     let _cleanup = cleanup_if_built_now("echo");
-    let out = skillhost()
-        .args([
-            "invoke",
-            "echo",
-            "say",
-            "--args",
-            r#"{"text":"hi"}"#,
-            "--format",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = common::run_ok(&[
+        "invoke",
+        "echo",
+        "say",
+        "--args",
+        r#"{"text":"hi"}"#,
+        "--format",
+        "json",
+    ]);
     let result: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(result["status"], "ok");
     assert_eq!(result["output"], json!({"text": "hi"}));
@@ -576,21 +555,12 @@ fn the_cli_invokes_echo_as_the_readme_says() {
 #[test]
 fn the_cli_runs_python_code() {
     let _cleanup = cleanup_if_built_now("python");
-    let out = skillhost()
-        .args([
-            "invoke",
-            "python",
-            "run",
-            "--args",
-            r#"{"code":"print(1+1)"}"#,
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = common::run_ok(&[
+        "invoke",
+        "python",
+        "run",
+        "--args",
+        r#"{"code":"print(1+1)"}"#,
+    ]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "2\n");
 }

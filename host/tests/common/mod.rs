@@ -133,28 +133,49 @@ impl Drop for ImageCleanup {
         if tags.is_empty() {
             return;
         }
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let docker = bollard::Docker::connect_with_defaults().unwrap();
-                for tag in tags {
-                    let options = bollard::query_parameters::RemoveImageOptions {
-                        force: true,
-                        noprune: false,
-                        ..Default::default()
-                    };
-                    if let Err(e) = docker.remove_image(&tag, Some(options), None).await {
-                        if !e.to_string().contains("No such image") {
-                            eprintln!("cleanup: cannot remove {tag}: {e}");
-                        }
+        on_own_runtime(move |docker| async move {
+            for tag in tags {
+                let options = bollard::query_parameters::RemoveImageOptions {
+                    force: true,
+                    noprune: false,
+                    ..Default::default()
+                };
+                if let Err(e) = docker.remove_image(&tag, Some(options), None).await {
+                    if !e.to_string().contains("No such image") {
+                        eprintln!("cleanup: cannot remove {tag}: {e}");
                     }
                 }
-            });
-        })
-        .join()
-        .unwrap();
+            }
+        });
     }
+}
+
+/// Run engine work to completion from Drop, which cannot await and may run while the
+/// test's runtime is gone: a thread of its own, with its own runtime and connection.
+pub fn on_own_runtime<F, Fut>(work: F)
+where
+    F: FnOnce(bollard::Docker) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(work(bollard::Docker::connect_with_defaults().unwrap()));
+    })
+    .join()
+    .unwrap();
+}
+
+/// Run the CLI and insist on exit code 0, showing its stderr otherwise.
+pub fn run_ok(args: &[&str]) -> std::process::Output {
+    let out = skillhost().args(args).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "skillhost {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }

@@ -8,7 +8,7 @@ use bollard::query_parameters::{ListContainersOptions, ListImagesOptions, Remove
 use skillhost::engine::Engine;
 use skillhost::{Host, HostConfig, InvocationResult, Status};
 
-use super::{copy_fixture, ensure_base_images, unique_name};
+use super::{copy_fixture, ensure_base_images, on_own_runtime, unique_name};
 
 /// The probe fixture, built once and shared by the tests running at the same time; the
 /// last one to finish removes its image, even when it failed.
@@ -47,6 +47,13 @@ impl Probe {
         }
     }
 
+    /// Invoke `action` on a fresh host, insist on `ok`, and return the output.
+    pub async fn ok(&self, action: &str, args: serde_json::Value) -> serde_json::Value {
+        let result = self.host().await.invoke(&self.name, action, args).await;
+        assert_status(&result, Status::Ok);
+        result.output.unwrap()
+    }
+
     pub async fn host(&self) -> Host {
         let config = HostConfig {
             skill_roots: vec![self.root.clone()],
@@ -68,34 +75,24 @@ impl Drop for Probe {
     }
 }
 
-/// Remove every image labelled as `skill`'s, from a thread of its own (Drop cannot await).
+/// Remove every image labelled as `skill`'s.
 pub fn remove_images_of(skill: &str) {
     let filter = format!("io.skillhost.skill={skill}");
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let docker = bollard::Docker::connect_with_defaults().unwrap();
-            let options = ListImagesOptions {
-                filters: Some(HashMap::from([("label".to_string(), vec![filter])])),
+    on_own_runtime(move |docker| async move {
+        let options = ListImagesOptions {
+            filters: Some(HashMap::from([("label".to_string(), vec![filter])])),
+            ..Default::default()
+        };
+        for image in docker.list_images(Some(options)).await.unwrap_or_default() {
+            let options = RemoveImageOptions {
+                force: true,
                 ..Default::default()
             };
-            for image in docker.list_images(Some(options)).await.unwrap_or_default() {
-                let options = RemoveImageOptions {
-                    force: true,
-                    ..Default::default()
-                };
-                let _ = docker.remove_image(&image.id, Some(options), None).await;
-            }
-        });
-    })
-    .join()
-    .unwrap();
+            let _ = docker.remove_image(&image.id, Some(options), None).await;
+        }
+    });
 }
 
-/// Invocation containers (labelled managed) with `label=value`. Image builds run
 /// intermediate containers carrying the skill label too; those are not counted.
 pub async fn containers_with_label(label: &str, value: &str) -> usize {
     let engine = Engine::connect().await.unwrap();
