@@ -67,9 +67,22 @@ pub struct Engine {
     endpoint: String,
 }
 
-fn api_err(action: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> EngineError {
+pub(crate) fn api_err(
+    action: impl Into<String>,
+) -> impl FnOnce(bollard::errors::Error) -> EngineError {
     let action = action.into();
     move |source| EngineError::Api { action, source }
+}
+
+/// Lines of output a failure quotes: enough to show the error, not a whole build log.
+const TAIL_LINES: usize = 20;
+
+/// Append `line`, keeping only the last [`TAIL_LINES`].
+pub(crate) fn keep_tail(lines: &mut Vec<String>, line: String) {
+    lines.push(line);
+    if lines.len() > TAIL_LINES {
+        lines.remove(0);
+    }
 }
 
 fn is_not_found(err: &bollard::errors::Error) -> bool {
@@ -185,10 +198,7 @@ impl Engine {
                     on_event(BuildEvent::Step(line.to_string()));
                 } else {
                     if !line.starts_with(" ---> ") && !line.starts_with("Removing intermediate") {
-                        output.push(line.to_string());
-                        if output.len() > 20 {
-                            output.remove(0);
-                        }
+                        keep_tail(&mut output, line.to_string());
                     }
                     on_event(BuildEvent::Output(line.to_string()));
                 }

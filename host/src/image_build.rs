@@ -16,7 +16,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use crate::build_context::Context;
 use crate::content_hash::{BuildSpec, ContentHash, GatheredInputs, HashError};
 use crate::discovery::Skill;
-use crate::engine::{BuildEvent, BuildFailure, BuildRequest, Engine, EngineError};
+use crate::engine::{keep_tail, BuildEvent, BuildFailure, BuildRequest, Engine, EngineError};
 use crate::labels;
 
 /// Receives progress from every build: the image's name and the event.
@@ -396,10 +396,7 @@ async fn run_build_command(
     let mut output: Vec<String> = Vec::new();
     while let Some(line) = rx.recv().await {
         observer(&target.name, BuildEvent::Output(line.clone()));
-        output.push(line);
-        if output.len() > 20 {
-            output.remove(0);
-        }
+        keep_tail(&mut output, line);
     }
     let status = child
         .wait()

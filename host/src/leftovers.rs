@@ -7,16 +7,9 @@ use bollard::Docker;
 use serde::Serialize;
 
 use crate::container_run;
-use crate::engine::EngineError;
+use crate::engine::{api_err, EngineError};
 use crate::instance::Instance;
 use crate::labels;
-
-fn api_err(action: &str) -> impl FnOnce(bollard::errors::Error) -> EngineError + '_ {
-    move |source| EngineError::Api {
-        action: action.to_string(),
-        source,
-    }
-}
 
 /// Remove every managed container whose host instance is dead. Containers of live
 /// instances, and of other machines sharing the engine, are left alone.
