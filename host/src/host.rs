@@ -64,6 +64,8 @@ pub struct Host {
     images: Mutex<HashMap<String, Arc<OnceCell<String>>>>,
     /// The engine's runtimes, asked once, when a skill first names one.
     runtimes: OnceCell<Vec<String>>,
+    /// Each action's input schema, compiled once: (skill, action) to validator.
+    validators: HashMap<(String, String), jsonschema::Validator>,
 }
 
 impl Host {
@@ -81,6 +83,21 @@ impl Host {
             tracing::warn!("skipping a skill whose manifest is broken: {broken}");
         }
         leftovers::reap_dead_instances(engine.docker()).await?;
+        // Manifest validation already compiled each schema, so none fails here.
+        let validators = catalog
+            .skills
+            .iter()
+            .flat_map(|(skill, found)| {
+                found
+                    .manifest
+                    .actions
+                    .iter()
+                    .filter_map(move |(action, declared)| {
+                        let validator = jsonschema::validator_for(&declared.input).ok()?;
+                        Some(((skill.clone(), action.clone()), validator))
+                    })
+            })
+            .collect();
         let builder = ImageBuilder::new(
             engine.clone(),
             Arc::new(|name: &str, event| {
@@ -95,6 +112,7 @@ impl Host {
             builder,
             images: Mutex::new(HashMap::new()),
             runtimes: OnceCell::new(),
+            validators,
         })
     }
 
@@ -255,7 +273,7 @@ impl Host {
         options: &InvokeOptions,
     ) -> Result<Prepared, (&'static str, String)> {
         let manifest = &skill.manifest;
-        let Some(declared) = manifest.actions.get(action) else {
+        if !manifest.actions.contains_key(action) {
             let known: Vec<&str> = manifest.actions.keys().map(String::as_str).collect();
             return Err((
                 "unknown_action",
@@ -265,7 +283,7 @@ impl Host {
                     known.join(", ")
                 ),
             ));
-        };
+        }
         let size = serde_json::to_vec(args)
             .map(|v| v.len())
             .unwrap_or(usize::MAX);
@@ -278,10 +296,11 @@ impl Host {
                 ),
             ));
         }
-        let validator = jsonschema::validator_for(&declared.input).map_err(|e| {
+        let key = (manifest.name.clone(), action.to_string());
+        let validator = self.validators.get(&key).ok_or_else(|| {
             (
                 "invalid_schema",
-                format!("the input schema of {action} does not compile: {e}"),
+                format!("the input schema of {action} does not compile"),
             )
         })?;
         let problems: Vec<String> = validator

@@ -1,5 +1,6 @@
 //! Bounds and cross-field rules, checked after serde accepted the shape.
 
+use std::collections::BTreeMap;
 use std::path::{Component, Path};
 use std::time::Duration;
 
@@ -219,6 +220,8 @@ pub fn validate(m: &Manifest) -> Problems {
         path(&["actions"]),
         "a skill needs at least one action".into(),
     );
+    // Compiled once here, used again for the examples.
+    let mut input_validators: BTreeMap<&str, jsonschema::Validator> = BTreeMap::new();
     for (name, action) in &m.actions {
         let field = with(path(&["actions"]), Segment::Key(name.clone()));
         check(
@@ -232,18 +235,22 @@ pub fn validate(m: &Manifest) -> Problems {
             ("input", Some(&action.input)),
             ("output", action.output.as_ref()),
         ] {
-            if let Some(Err(e)) = schema.map(jsonschema::validator_for) {
-                check(
+            match schema.map(jsonschema::validator_for) {
+                Some(Err(e)) => check(
                     false,
                     with(field.clone(), Segment::Key(key.into())),
                     format!("not a valid JSON Schema: {e}"),
-                );
+                ),
+                Some(Ok(validator)) if key == "input" => {
+                    input_validators.insert(name.as_str(), validator);
+                }
+                _ => {}
             }
         }
     }
     for (i, example) in m.examples.iter().enumerate() {
         let field = with(path(&["examples"]), Segment::Index(i));
-        let Some(action) = m.actions.get(&example.action) else {
+        if !m.actions.contains_key(&example.action) {
             let known: Vec<&str> = m.actions.keys().map(String::as_str).collect();
             check(
                 false,
@@ -255,8 +262,8 @@ pub fn validate(m: &Manifest) -> Problems {
                 ),
             );
             continue;
-        };
-        if let Ok(validator) = jsonschema::validator_for(&action.input) {
+        }
+        if let Some(validator) = input_validators.get(example.action.as_str()) {
             if let Err(e) = validator.validate(&example.args) {
                 check(
                     false,
