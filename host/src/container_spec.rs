@@ -10,6 +10,7 @@ use bollard::models::{
 };
 
 use crate::manifest::{Manifest, Network, WorkspaceMode};
+use crate::seccomp_profile::SECURITY_OPT;
 
 /// Where a caller's workspace directory appears inside the container.
 pub const WORKSPACE_TARGET: &str = "/workspace";
@@ -58,7 +59,7 @@ pub fn container_body(inputs: &ContainerInputs<'_>) -> ContainerCreateBody {
     let host_config = HostConfig {
         // Identity and privilege.
         cap_drop: Some(vec!["ALL".into()]),
-        security_opt: Some(vec!["no-new-privileges:true".into()]),
+        security_opt: Some(vec!["no-new-privileges:true".into(), SECURITY_OPT.clone()]),
         privileged: Some(false),
         readonly_rootfs: Some(true),
         // Resources: memory+swap equal means no swap at all.
@@ -151,7 +152,10 @@ mod tests {
         assert_eq!(h.cap_add, None);
         assert_eq!(
             h.security_opt,
-            Some(vec!["no-new-privileges:true".to_string()])
+            Some(vec![
+                "no-new-privileges:true".to_string(),
+                SECURITY_OPT.clone()
+            ])
         );
         assert_eq!(h.privileged, Some(false));
         assert_eq!(h.readonly_rootfs, Some(true));

@@ -29,6 +29,7 @@ pub mod labels;
 pub mod leftovers;
 pub mod manifest;
 pub mod outcome;
+pub mod seccomp_profile;
 pub mod workspace;
 
 pub use error::Error;

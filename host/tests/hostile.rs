@@ -62,7 +62,17 @@ async fn privilege_escalation_attempts_fail() {
         e["suid_euid"], "10001",
         "a setuid-root binary must not give euid 0: {e}"
     );
-    for attempt in ["unshare", "unshare_mount", "mount", "keyctl"] {
+    for attempt in [
+        "unshare",
+        "unshare_mount",
+        "mount",
+        "keyctl",
+        "ptrace_child",
+        "ptrace_init",
+        "process_vm_readv",
+        "clone_newuser",
+        "io_uring",
+    ] {
         assert_eq!(e[attempt], "Operation not permitted", "{attempt}: {e}");
     }
     assert_eq!(
