@@ -5,8 +5,11 @@
 //! author only registers typed actions. Anything written to stderr is kept by the host as
 //! the invocation's logs.
 
+pub mod native;
 pub mod protocol;
 pub mod runtime;
 
-pub use protocol::{ErrorBody, Frame, Progress, Request, ResultFrame, PROTOCOL_VERSION};
+pub use protocol::{
+    ErrorBody, Frame, Progress, Request, ResultFrame, PROTOCOL_VERSION, SERVE_MODE_ENV,
+};
 pub use runtime::{ActionError, Context, Skill};

@@ -2,7 +2,8 @@
 //!
 //! One JSON value per line. The host writes one [`Request`] to the container's stdin and
 //! closes it; the skill answers with any number of [`Frame::Progress`] lines followed by
-//! exactly one [`Frame::Result`] line on stdout. Parsing is strict: unknown fields are
+//! exactly one [`Frame::Result`] line on stdout. In serve mode the host writes requests
+//! one at a time on the same stdin, each answered the same way before the next. Parsing is strict: unknown fields are
 //! refused so that a typo or a foreign program's output is never mistaken for a frame.
 
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,10 @@ pub const PROTOCOL_SEMVER: (u64, u64, u64) = (1, 0, 0);
 /// A bound keeps a hostile peer from making the other side buffer without end; hosts
 /// enforce their own (usually smaller) output limit before this one.
 pub const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The environment variable that tells a skill how to read stdin: `serve` for many
+/// requests, one per line, until stdin closes; absent for one request.
+pub const SERVE_MODE_ENV: &str = "SKILLHOST_MODE";
 
 /// What the host asks a skill to do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

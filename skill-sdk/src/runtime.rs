@@ -20,14 +20,16 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::protocol::{codes, ErrorBody, Frame, Progress, Request, ResultFrame, MAX_LINE_BYTES};
+use crate::protocol::{
+    codes, ErrorBody, Frame, Progress, Request, ResultFrame, MAX_LINE_BYTES, SERVE_MODE_ENV,
+};
 
 /// An action's failure, turned into an error frame by the runtime.
 #[derive(Debug, Clone, PartialEq)]
@@ -117,28 +119,60 @@ impl Skill {
         self
     }
 
-    /// Serve one request from stdin, answer on stdout, and exit the process.
+    /// Answer requests from stdin on stdout, then exit the process.
     ///
-    /// The exit code is 0 when a result frame was written (even an error result: the
-    /// frame carries the failure) and 2 when stdout could not be written.
+    /// One-shot by default: one request, one answer. When the host starts the container
+    /// in serve mode ([`SERVE_MODE_ENV`] is `serve`), requests arrive one per line until
+    /// stdin closes, each answered in turn; the author writes nothing different.
+    ///
+    /// The exit code is 0 when every request got a result frame (even an error result:
+    /// the frame carries the failure) and 2 when stdout could not be written.
     pub fn run(self) -> ! {
         let stdin = std::io::stdin();
         let mut stdout = std::io::stdout().lock();
-        let code = match self.serve_one(stdin.lock(), &mut stdout) {
-            Ok(()) => 0,
-            Err(_) => 2,
+        let served = if std::env::var(SERVE_MODE_ENV).as_deref() == Ok("serve") {
+            self.serve_many(stdin.lock(), &mut stdout)
+        } else {
+            self.serve_one(stdin.lock(), &mut stdout)
         };
-        std::process::exit(code)
+        std::process::exit(if served.is_ok() { 0 } else { 2 })
     }
 
-    /// Read one request from `input` (until end of input) and write the answer to `out`.
-    pub fn serve_one(&self, input: impl BufRead, out: &mut dyn Write) -> std::io::Result<()> {
-        let result = match read_request_line(input) {
-            Ok(line) => self.answer_line(&line, out),
+    /// Read one request line from `input` and write the answer to `out`.
+    pub fn serve_one(&self, mut input: impl BufRead, out: &mut dyn Write) -> std::io::Result<()> {
+        let result = match read_request_line(&mut input) {
+            Ok(Some(line)) => self.answer_line(&line, out),
+            Ok(None) => ResultFrame::err(
+                "",
+                ErrorBody::new(codes::BAD_REQUEST, "stdin closed before a request arrived"),
+            ),
             Err(message) => ResultFrame::err("", ErrorBody::new(codes::BAD_REQUEST, message)),
         };
         out.write_all(Frame::Result(result).to_line().as_bytes())?;
         out.flush()
+    }
+
+    /// Serve mode: answer each request line of `input` until it ends. A bad line gets an
+    /// error result and the next line is still served.
+    pub fn serve_many(&self, mut input: impl BufRead, out: &mut dyn Write) -> std::io::Result<()> {
+        loop {
+            let result = match read_request_line(&mut input) {
+                Ok(Some(line)) => self.answer_line(&line, out),
+                Ok(None) => return Ok(()),
+                Err(message) => ResultFrame::err("", ErrorBody::new(codes::BAD_REQUEST, message)),
+            };
+            out.write_all(Frame::Result(result).to_line().as_bytes())?;
+            out.flush()?;
+        }
+    }
+
+    /// Answer one request line with the frames it produces, progress then result, each
+    /// on its own line: what the native C ABI returns.
+    pub fn answer(&self, line: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        let result = self.answer_line(line.trim_end_matches(['\r', '\n']), &mut out);
+        out.extend_from_slice(Frame::Result(result).to_line().as_bytes());
+        out
     }
 
     fn answer_line(&self, line: &str, out: &mut dyn Write) -> ResultFrame {
@@ -188,22 +222,28 @@ impl Skill {
     }
 }
 
-fn read_request_line(input: impl BufRead) -> Result<String, String> {
+/// One line of at most [`MAX_LINE_BYTES`]; `None` at end of input. An over-long line is
+/// consumed to its end so serve mode stays aligned on the next request.
+fn read_request_line(input: &mut impl BufRead) -> Result<Option<String>, String> {
     let mut bytes = Vec::new();
     let read = input
+        .by_ref()
         .take(MAX_LINE_BYTES as u64 + 1)
         .read_until(b'\n', &mut bytes)
         .map_err(|e| format!("cannot read the request from stdin: {e}"))?;
     if read == 0 {
-        return Err("stdin closed before a request arrived".into());
+        return Ok(None);
     }
     if bytes.len() > MAX_LINE_BYTES {
+        let mut rest = Vec::new();
+        let _ = input.read_until(b'\n', &mut rest);
         return Err(format!("request exceeds {MAX_LINE_BYTES} bytes"));
     }
-    String::from_utf8(bytes).map_err(|e| format!("request is not UTF-8: {e}"))
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|e| format!("request is not UTF-8: {e}"))
 }
 
-/// The id of a request that failed strict parsing, so the error still answers it.
 fn salvage_id(line: &str) -> String {
     serde_json::from_str::<Value>(line)
         .ok()
@@ -261,6 +301,43 @@ mod tests {
             Some(Frame::Result(r)) => r,
             other => panic!("last frame is not a result: {other:?}"),
         }
+    }
+
+    #[test]
+    fn serve_mode_answers_every_line_in_turn_until_input_ends() {
+        let input = format!(
+            "{}not json\n{}",
+            Request::new("a", "say", json!({"text": "one"})).to_line(),
+            Request::new("b", "fail", json!({})).to_line()
+        );
+        let mut out = Vec::new();
+        skill().serve_many(input.as_bytes(), &mut out).unwrap();
+        let results: Vec<ResultFrame> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .filter_map(|l| match Frame::parse_line(l).unwrap() {
+                Frame::Result(r) => Some(r),
+                Frame::Progress(_) => None,
+            })
+            .collect();
+        let summary: Vec<(&str, bool, Option<&str>)> = results
+            .iter()
+            .map(|r| {
+                (
+                    r.id.as_str(),
+                    r.ok,
+                    r.error.as_ref().map(|e| e.code.as_str()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("a", true, None),
+                ("", false, Some(codes::BAD_REQUEST)),
+                ("b", false, Some("nope"))
+            ]
+        );
     }
 
     #[test]
