@@ -22,6 +22,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..Default::default()
     };
     let result = host.invoke_with(&skill, &action, args, options).await;
+    // Removes the container, which the result did not wait for.
+    host.shutdown().await;
     println!("{}", serde_json::to_string_pretty(&result)?);
     match result.status {
         Status::Ok => Ok(()),

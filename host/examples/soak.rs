@@ -122,6 +122,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             )
             .or_default() += 1;
     }
+    // Results do not wait for their container's removal; the count does.
+    host.settled().await;
     let docker = bollard::Docker::connect_with_defaults()?;
     let label = |l: &str| {
         Some(std::collections::HashMap::from([(

@@ -92,6 +92,10 @@ enum Command {
         /// Never build: fail when the image is not prebuilt.
         #[arg(long)]
         no_build: bool,
+        /// Run the skill's native library inside this process: NO SANDBOX. Also needs
+        /// SKILLHOST_ALLOW_NATIVE=1 in the environment, for trusted skills only.
+        #[arg(long)]
+        native: bool,
     },
     /// Remove leftover containers and all but the newest image of each skill.
     Gc,
@@ -144,6 +148,7 @@ pub async fn run(args: Args) -> i32 {
             env,
             workspace,
             no_build,
+            native,
         } => {
             let request = InvokeCli {
                 skill,
@@ -154,6 +159,7 @@ pub async fn run(args: Args) -> i32 {
                 env,
                 workspace,
                 no_build,
+                native,
             };
             invoke(roots(args.skills_dirs), request, format).await
         }
@@ -395,6 +401,7 @@ struct InvokeCli {
     env: Vec<String>,
     workspace: Option<PathBuf>,
     no_build: bool,
+    native: bool,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -449,6 +456,7 @@ async fn invoke(skill_roots: Vec<PathBuf>, cli: InvokeCli, format: Format) -> Re
     let config = HostConfig {
         skill_roots,
         build_images: !cli.no_build,
+        allow_native: std::env::var("SKILLHOST_ALLOW_NATIVE").as_deref() == Ok("1"),
         ..HostConfig::default()
     };
     let host = Host::new(config).await?;
@@ -461,16 +469,20 @@ async fn invoke(skill_roots: Vec<PathBuf>, cli: InvokeCli, format: Format) -> Re
         env,
         workspace: cli.workspace,
         on_progress: Some(on_progress),
+        native: cli.native,
     };
     // An interrupted invoke drops the invocation, whose guard removes the container
     // before we exit.
     let result = tokio::select! {
         result = host.invoke_with(&cli.skill, &cli.action, args, options) => result,
         signal = interrupts.recv() => {
+            host.shutdown().await;
             eprintln!("error: interrupted by {signal}; the container was removed");
             return Ok(128 + if signal == "SIGTERM" { 15 } else { 2 });
         }
     };
+    // The result is known; removing its container must still finish before we exit.
+    host.shutdown().await;
     match format {
         Format::Json => print_json(&result),
         Format::Human => print_result(&result),

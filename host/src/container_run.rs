@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use bollard::container::LogOutput;
+use bollard::container::{AttachContainerResults, LogOutput};
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, KillContainerOptions, RemoveContainerOptions,
@@ -15,6 +15,7 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
+use crate::container_reaper::Reaper;
 use crate::frame_reader::{Decoded, FrameReader};
 use crate::invocation::ProgressCallback;
 
@@ -24,10 +25,8 @@ const DRAIN_BOUND: Duration = Duration::from_millis(300);
 /// After a kill, how long the engine has to report the exit before we stop waiting.
 const KILL_GRACE: Duration = Duration::from_millis(800);
 
-/// What to run.
+/// What to run in a container.
 pub struct RunRequest {
-    pub name: String,
-    pub body: ContainerCreateBody,
     /// The request line, written to stdin before it is closed.
     pub stdin: Vec<u8>,
     pub request_id: String,
@@ -35,6 +34,14 @@ pub struct RunRequest {
     pub output_limit: u64,
     pub log_limit: usize,
     pub on_progress: Option<ProgressCallback>,
+}
+
+/// A container created and attached to, not yet started: everything before the start is
+/// done, so a prewarmed one answers as soon as it starts.
+pub struct Attached {
+    pub id: String,
+    pub name: String,
+    pub(crate) io: AttachContainerResults,
 }
 
 /// Why the host killed the container.
@@ -66,40 +73,59 @@ pub struct RunError {
     pub source: bollard::errors::Error,
 }
 
-fn err(action: &'static str) -> impl FnOnce(bollard::errors::Error) -> RunError {
+pub(crate) fn err(action: &'static str) -> impl FnOnce(bollard::errors::Error) -> RunError {
     move |source| RunError { action, source }
 }
 
-/// Run `request` in a fresh container and remove it afterwards, whatever happens.
-pub async fn run_container(docker: &Docker, request: RunRequest) -> Result<RunOutcome, RunError> {
+/// Run `request` in a fresh container named `name`; the reaper removes it afterwards, and
+/// the guard does if this future is dropped first.
+pub async fn run_container(
+    docker: &Docker,
+    reaper: &Reaper,
+    name: &str,
+    body: ContainerCreateBody,
+    request: RunRequest,
+) -> Result<RunOutcome, RunError> {
     let started = Instant::now();
-    let options = CreateContainerOptions {
-        name: Some(request.name.clone()),
-        ..Default::default()
-    };
     // Guarded by name before it exists: a future dropped while the create is in flight
     // must not leave an unguarded container behind.
-    let guard = ContainerGuard::new(docker.clone(), request.name.clone());
-    let created = docker
-        .create_container(Some(options), request.body.clone())
-        .await
-        .map_err(err("creating the container"))?;
-    let result = drive(docker, &created.id, request, started).await;
-    let removed = guard.remove().await;
-    let outcome = result?;
-    removed.map_err(err("removing the container"))?;
-    Ok(outcome)
+    let guard = ContainerGuard::new(name.to_string());
+    let attached = create_attached(docker, name, body).await?;
+    run_attached(docker, reaper, guard, attached, request, started).await
 }
 
-async fn drive(
+/// Start an attached container, drive it to the end, and hand it to the reaper.
+pub async fn run_attached(
     docker: &Docker,
-    id: &str,
+    reaper: &Reaper,
+    guard: ContainerGuard,
+    attached: Attached,
     request: RunRequest,
     started: Instant,
 ) -> Result<RunOutcome, RunError> {
-    let attach = docker
+    let result = drive(docker, attached, request, started).await;
+    guard.release(reaper);
+    result
+}
+
+/// Create a container and attach to its stdio. Attaching before the start is what keeps
+/// the first bytes of output from being lost.
+pub async fn create_attached(
+    docker: &Docker,
+    name: &str,
+    body: ContainerCreateBody,
+) -> Result<Attached, RunError> {
+    let options = CreateContainerOptions {
+        name: Some(name.to_string()),
+        ..Default::default()
+    };
+    let created = docker
+        .create_container(Some(options), body)
+        .await
+        .map_err(err("creating the container"))?;
+    let io = docker
         .attach_container(
-            id,
+            &created.id,
             Some(AttachContainerOptions {
                 stdin: true,
                 stdout: true,
@@ -111,6 +137,20 @@ async fn drive(
         )
         .await
         .map_err(err("attaching to the container"))?;
+    Ok(Attached {
+        id: created.id,
+        name: name.to_string(),
+        io,
+    })
+}
+
+async fn drive(
+    docker: &Docker,
+    attached: Attached,
+    request: RunRequest,
+    started: Instant,
+) -> Result<RunOutcome, RunError> {
+    let (id, attach) = (attached.id.as_str(), attached.io);
     docker
         .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
         .await
@@ -207,6 +247,23 @@ async fn drive(
         .await;
     }
     writer.abort();
+    let (exit_code, oom_killed) = exit_state(docker, id).await?;
+    let logs_truncated = stderr_bytes > logs.len() as u64;
+    Ok(RunOutcome {
+        exit_code,
+        oom_killed,
+        host_kill,
+        decoded: reader.finish(),
+        logs,
+        logs_truncated,
+        stderr_bytes,
+        startup,
+    })
+}
+
+/// How a stopped container ended: its exit code and whether the kernel killed a process
+/// of it for memory.
+pub(crate) async fn exit_state(docker: &Docker, id: &str) -> Result<(Option<i64>, bool), RunError> {
     let state = docker
         .inspect_container(
             id,
@@ -216,17 +273,7 @@ async fn drive(
         .map_err(err("inspecting the container"))?
         .state
         .unwrap_or_default();
-    let logs_truncated = stderr_bytes > logs.len() as u64;
-    Ok(RunOutcome {
-        exit_code: state.exit_code,
-        oom_killed: state.oom_killed.unwrap_or(false),
-        host_kill,
-        decoded: reader.finish(),
-        logs,
-        logs_truncated,
-        stderr_bytes,
-        startup,
-    })
+    Ok((state.exit_code, state.oom_killed.unwrap_or(false)))
 }
 
 /// SIGKILL the container from a task of its own. The engine answers a kill only once the
@@ -253,23 +300,19 @@ fn send_kill(docker: &Docker, id: &str) -> tokio::time::Instant {
 /// Removes its container when dropped unless [`ContainerGuard::remove`] ran: a dropped
 /// invocation future, a panic or an early return must not leak a container.
 pub struct ContainerGuard {
-    docker: Docker,
     id: String,
     armed: bool,
 }
 
 impl ContainerGuard {
-    pub fn new(docker: Docker, id: String) -> Self {
-        ContainerGuard {
-            docker,
-            id,
-            armed: true,
-        }
+    pub fn new(id: String) -> Self {
+        ContainerGuard { id, armed: true }
     }
 
-    pub async fn remove(mut self) -> Result<(), bollard::errors::Error> {
+    /// The run is over: the reaper removes the container in the background.
+    pub fn release(mut self, reaper: &Reaper) {
         self.armed = false;
-        remove(&self.docker, &self.id).await
+        reaper.remove_later(&self.id);
     }
 }
 
@@ -292,22 +335,27 @@ impl Drop for ContainerGuard {
         if !self.armed {
             return;
         }
-        // Drop cannot await, and the runtime may be shutting down: remove it from a
-        // thread with its own runtime and connection, and wait so it really happens.
-        let id = std::mem::take(&mut self.id);
-        let joined = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            runtime.block_on(async {
-                let docker = Docker::connect_with_defaults().ok()?;
-                remove(&docker, &id).await.ok()
-            })
-        })
-        .join();
-        if !matches!(joined, Ok(Some(()))) {
+        if !remove_blocking(vec![std::mem::take(&mut self.id)]) {
             tracing::error!("could not remove an abandoned container; `skillhost gc` will");
         }
     }
+}
+
+/// Remove containers from a thread with its own runtime and connection, and wait: for
+/// `Drop`, which cannot await while the runtime may be shutting down. True when all went.
+pub fn remove_blocking(ids: Vec<String>) -> bool {
+    let joined = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        runtime.block_on(async {
+            let docker = Docker::connect_with_defaults().ok()?;
+            let removals = ids.iter().map(|id| remove(&docker, id));
+            let all = futures_util::future::join_all(removals).await;
+            all.iter().all(Result::is_ok).then_some(())
+        })
+    })
+    .join();
+    matches!(joined, Ok(Some(())))
 }

@@ -79,6 +79,21 @@ impl FrameReader {
         pushed
     }
 
+    /// A result arrived, or the output broke the protocol: nothing more is expected.
+    pub fn is_done(&self) -> bool {
+        self.result.is_some() || self.error.is_some()
+    }
+
+    /// A clean result arrived.
+    pub fn has_result(&self) -> bool {
+        self.result.is_some() && self.error.is_none()
+    }
+
+    /// Bytes after the last complete line are waiting.
+    pub fn has_partial_line(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// The outcome, treating an unterminated last line as a line.
     pub fn finish(mut self) -> Decoded {
         if !self.pending.is_empty() && self.error.is_none() && self.bytes <= self.limit {

@@ -10,22 +10,31 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bollard::models::ContainerCreateBody;
 use serde_json::Value;
-use skill_sdk::Request;
+use skill_sdk::{Request, SERVE_MODE_ENV};
 use tokio::sync::OnceCell;
 
-use crate::container_run::{run_container, RunRequest};
+use crate::container_reaper::Reaper;
+use crate::container_run::{
+    run_attached, run_container, ContainerGuard, HostKill, RunOutcome, RunRequest,
+};
 use crate::container_spec::{container_body, ContainerInputs};
 use crate::discovery::{Catalog, Skill};
 use crate::engine::Engine;
+use crate::frame_reader::FrameReader;
 use crate::image_build::{ImageBuilder, ImageTarget};
 use crate::instance::Instance;
-use crate::invocation::{InvocationError, InvocationResult, InvokeOptions, Stats, Status};
+use crate::invocation::{InvocationError, InvocationResult, InvokeOptions, Path, Stats, Status};
+use crate::manifest::Mode;
+use crate::native_skill::NativeLibrary;
+use crate::prewarm_pool::PrewarmPool;
+use crate::serve_pool::{ServeError, ServePools};
 use crate::{labels, leftovers, outcome, workspace, Error};
 
 /// How a [`Host`] is set up.
@@ -40,6 +49,13 @@ pub struct HostConfig {
     /// Build a missing image on first use (development). A production host sets this
     /// false and runs only prebuilt images.
     pub build_images: bool,
+    /// Prewarmed containers, per skill, overriding the manifests' `run.prewarm`.
+    pub prewarm: BTreeMap<String, u32>,
+    /// Most prewarmed containers held for all skills together.
+    pub prewarm_cap: usize,
+    /// Whether a caller may ask for native mode, which runs a skill's library inside
+    /// this process with no sandbox at all. Only for trusted skills.
+    pub allow_native: bool,
 }
 
 impl Default for HostConfig {
@@ -49,6 +65,9 @@ impl Default for HostConfig {
             max_input_bytes: 1024 * 1024,
             log_limit_bytes: 64 * 1024,
             build_images: true,
+            prewarm: BTreeMap::new(),
+            prewarm_cap: 32,
+            allow_native: false,
         }
     }
 }
@@ -66,6 +85,11 @@ pub struct Host {
     runtimes: OnceCell<Vec<String>>,
     /// Each action's input schema, compiled once: (skill, action) to validator.
     validators: HashMap<(String, String), jsonschema::Validator>,
+    reaper: Reaper,
+    prewarmed: PrewarmPool,
+    workers: ServePools,
+    /// Native libraries, loaded once each when native mode is allowed and asked for.
+    natives: Mutex<HashMap<String, Arc<NativeLibrary>>>,
 }
 
 impl Host {
@@ -104,7 +128,16 @@ impl Host {
                 tracing::debug!(skill = name, ?event, "build");
             }),
         );
+        let reaper = Reaper::new(engine.docker().clone());
         Ok(Host {
+            prewarmed: PrewarmPool::new(
+                engine.docker().clone(),
+                reaper.clone(),
+                config.prewarm_cap,
+            ),
+            workers: ServePools::new(engine.docker().clone(), reaper.clone()),
+            reaper,
+            natives: Mutex::default(),
             engine,
             catalog,
             config,
@@ -149,6 +182,7 @@ impl Host {
             action: action.to_string(),
             image: None,
             status: Status::Rejected,
+            path: Path::Cold,
             output: None,
             error: None,
             exit_code: None,
@@ -180,6 +214,27 @@ impl Host {
             Ok(prepared) => prepared,
             Err((code, message)) => return refuse(result, Status::Rejected, code, message),
         };
+        let output_limit = found.manifest.run.limits.output.0;
+        let mut request = Request::new(id.clone(), action, args);
+        request.deadline_ms = Some(prepared.timeout.as_millis() as u64);
+        let run_request = RunRequest {
+            stdin: request.to_line().into_bytes(),
+            request_id: id.clone(),
+            timeout: prepared.timeout,
+            output_limit,
+            log_limit: self.config.log_limit_bytes,
+            on_progress: options.on_progress.clone(),
+        };
+        if options.native {
+            result.path = Path::Native;
+            let run = match self.native_library(found) {
+                Ok(library) => run_native(library, run_request).await,
+                Err(message) => {
+                    return refuse(result, Status::Rejected, "native_unavailable", message)
+                }
+            };
+            return finish(complete(result, &run, prepared.timeout, output_limit));
+        }
         if let Err(message) = self.check_runtime(found).await {
             return refuse(
                 result,
@@ -202,66 +257,183 @@ impl Host {
         result.image = Some(image.clone());
 
         let manifest = &found.manifest;
-        let labels = HashMap::from([
-            (labels::MANAGED.to_string(), "true".to_string()),
-            (labels::SKILL.to_string(), skill.to_string()),
-            (labels::INVOCATION.to_string(), id.clone()),
-            (labels::INSTANCE.to_string(), self.instance.id.clone()),
-        ]);
-        let body = container_body(&ContainerInputs {
-            manifest,
-            image: &image,
-            labels,
-            env: &options.env,
-            workspace: prepared
-                .workspace
-                .as_deref()
-                .map(|dir| (dir, manifest.run.workspace)),
-        });
-        let mut request = Request::new(id.clone(), action, args);
-        request.deadline_ms = Some(prepared.timeout.as_millis() as u64);
-        let output_limit = manifest.run.limits.output.0;
-        let run = run_container(
-            self.engine.docker(),
-            RunRequest {
-                name: format!("skillhost-{skill}-{}", &id[..8]),
-                body,
-                stdin: request.to_line().into_bytes(),
-                request_id: id.clone(),
-                timeout: prepared.timeout,
-                output_limit,
-                log_limit: self.config.log_limit_bytes,
-                on_progress: options.on_progress.clone(),
-            },
-        )
-        .await;
-        let run = match run {
-            Ok(run) => run,
-            Err(e) => {
-                return refuse(
-                    result,
-                    Status::InfrastructureError,
-                    "engine_error",
-                    e.to_string(),
-                )
+        // Prewarmed containers and workers were configured before this call: they serve
+        // only calls that add nothing of their own to the configuration.
+        let plain = options.env.is_empty() && prepared.workspace.is_none();
+        let docker = self.engine.docker();
+        let run = if plain && manifest.run.mode == Mode::Serve {
+            result.path = Path::Warm;
+            let body = self.shared_body(found, &image, labels::ROLE_WORKER);
+            match self
+                .workers
+                .exchange(skill, &manifest.run.serve, &body, &run_request)
+                .await
+            {
+                Ok((exchange, waited)) => {
+                    let mut run = exchange.outcome;
+                    run.startup = waited;
+                    Ok(run)
+                }
+                Err(ServeError::Busy) => {
+                    let message = format!(
+                        "all {} workers of {skill} stayed busy until the deadline",
+                        manifest.run.serve.workers
+                    );
+                    return refuse(result, Status::Timeout, "timeout", message);
+                }
+                Err(ServeError::Engine(e)) => Err(e),
+            }
+        } else {
+            let prewarm = self.prewarm_target(found);
+            let taken = (plain && prewarm > 0)
+                .then(|| self.prewarmed.take(skill))
+                .flatten();
+            if plain && prewarm > 0 {
+                let body = self.shared_body(found, &image, labels::ROLE_PREWARMED);
+                self.prewarmed.refill(skill, prewarm, &body);
+            }
+            match taken {
+                Some(attached) => {
+                    result.path = Path::Prewarmed;
+                    let guard = ContainerGuard::new(attached.name.clone());
+                    run_attached(
+                        docker,
+                        &self.reaper,
+                        guard,
+                        attached,
+                        run_request,
+                        Instant::now(),
+                    )
+                    .await
+                }
+                None => {
+                    let labels = self.labels(skill, &id);
+                    let body = container_body(&ContainerInputs {
+                        manifest,
+                        image: &image,
+                        labels,
+                        env: &options.env,
+                        workspace: prepared
+                            .workspace
+                            .as_deref()
+                            .map(|dir| (dir, manifest.run.workspace)),
+                    });
+                    let name = format!("skillhost-{skill}-{}", &id[..8]);
+                    run_container(docker, &self.reaper, &name, body, run_request).await
+                }
             }
         };
-        let (status, output, error) =
-            outcome::classify(&run, prepared.timeout.as_millis(), output_limit);
-        result.status = status;
-        result.output = output;
-        result.error = error;
-        result.exit_code = run.exit_code;
-        result.oom_killed = run.oom_killed;
-        result.logs = String::from_utf8_lossy(&run.logs).into_owned();
-        result.logs_truncated = run.logs_truncated;
-        result.stats = Stats {
-            stdout_bytes: run.decoded.bytes,
-            stderr_bytes: run.stderr_bytes,
-            progress_frames: run.decoded.progress_frames,
-            startup_ms: run.startup.as_millis() as u64,
-        };
-        finish(result)
+        match run {
+            Ok(run) => finish(complete(result, &run, prepared.timeout, output_limit)),
+            Err(e) => refuse(
+                result,
+                Status::InfrastructureError,
+                "engine_error",
+                e.to_string(),
+            ),
+        }
+    }
+
+    /// Fill the prewarm pool of `skill` now rather than at its first invocation. Returns
+    /// once the creates are started; [`Host::prewarmed_ready`] tells how many are ready.
+    pub async fn prewarm(&self, skill: &str) -> Result<(), String> {
+        let found = self
+            .catalog
+            .get(skill)
+            .ok_or_else(|| format!("no skill named {skill:?}"))?;
+        let target = self.prewarm_target(found);
+        if target == 0 {
+            return Err(format!(
+                "skill {skill} has run.prewarm 0 and no host override"
+            ));
+        }
+        let image = self.image_for(found).await?;
+        let body = self.shared_body(found, &image, labels::ROLE_PREWARMED);
+        self.prewarmed.refill(skill, target, &body);
+        Ok(())
+    }
+
+    /// Prewarmed containers of `skill` ready to start.
+    pub fn prewarmed_ready(&self, skill: &str) -> usize {
+        self.prewarmed.ready(skill)
+    }
+
+    /// Idle serve-mode workers of `skill`.
+    pub fn idle_workers(&self, skill: &str) -> usize {
+        self.workers.idle(skill)
+    }
+
+    /// Wait until the containers of finished invocations are removed. Results do not
+    /// wait for it; a caller about to count containers does.
+    pub async fn settled(&self) {
+        self.reaper.settled().await
+    }
+
+    /// Retire workers and prewarmed containers and remove everything this host holds.
+    /// Dropping the host does the same, blocking; a process about to exit calls this.
+    pub async fn shutdown(&self) {
+        self.prewarmed.close();
+        self.workers.close();
+        self.reaper.settled().await;
+        self.reaper.shutdown().await;
+    }
+
+    fn labels(&self, skill: &str, invocation: &str) -> HashMap<String, String> {
+        HashMap::from([
+            (labels::MANAGED.to_string(), "true".to_string()),
+            (labels::SKILL.to_string(), skill.to_string()),
+            (labels::INVOCATION.to_string(), invocation.to_string()),
+            (labels::INSTANCE.to_string(), self.instance.id.clone()),
+        ])
+    }
+
+    /// The configuration of a container made before its invocation is known: prewarmed
+    /// or a worker. Its invocation label names its role instead of an id.
+    fn shared_body(&self, skill: &Skill, image: &str, role: &str) -> ContainerCreateBody {
+        let manifest = &skill.manifest;
+        let mut body = container_body(&ContainerInputs {
+            manifest,
+            image,
+            labels: self.labels(skill.name(), role),
+            env: &BTreeMap::new(),
+            workspace: None,
+        });
+        if manifest.run.mode == Mode::Serve {
+            body.env
+                .get_or_insert_with(Vec::new)
+                .push(format!("{SERVE_MODE_ENV}=serve"));
+        }
+        body
+    }
+
+    fn prewarm_target(&self, skill: &Skill) -> usize {
+        if skill.manifest.run.mode == Mode::Serve {
+            return 0;
+        }
+        let wanted = self.config.prewarm.get(skill.name()).copied();
+        wanted.unwrap_or(skill.manifest.run.prewarm) as usize
+    }
+
+    /// The skill's native library, when this host and the manifest allow native mode.
+    fn native_library(&self, skill: &Skill) -> Result<Arc<NativeLibrary>, String> {
+        if !self.config.allow_native {
+            return Err("native mode is off in this host's config (allow_native); it runs skills unsandboxed, in process".into());
+        }
+        let native = skill.manifest.native.as_ref().ok_or_else(|| {
+            format!(
+                "skill {} declares no native library (manifest key native.library)",
+                skill.name()
+            )
+        })?;
+        let mut natives = self.natives.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(library) = natives.get(skill.name()) {
+            return Ok(library.clone());
+        }
+        let path = skill.dir.join(&native.library);
+        let library = Arc::new(NativeLibrary::load(&path).map_err(|e| e.to_string())?);
+        tracing::warn!(skill = skill.name(), path = %path.display(), "loaded a native skill library: it runs unsandboxed, in this process");
+        natives.insert(skill.name().to_string(), library.clone());
+        Ok(library)
     }
 
     /// Everything checked before a container may exist.
@@ -407,6 +579,62 @@ impl Host {
         .await
         .cloned()
     }
+}
+
+/// Run a request through a native library on a blocking thread. Past the deadline the
+/// host stops waiting; the call itself cannot be stopped and runs on.
+async fn run_native(library: Arc<NativeLibrary>, request: RunRequest) -> RunOutcome {
+    let line = request.stdin;
+    let call = tokio::task::spawn_blocking(move || library.call(&line));
+    let mut reader = FrameReader::new(&request.request_id, request.output_limit);
+    let (host_kill, exit_code) = match tokio::time::timeout(request.timeout, call).await {
+        Err(_) => (Some(HostKill::Timeout), None),
+        Ok(Err(_)) => (None, Some(CRASHED_EXIT)),
+        Ok(Ok(answer)) => {
+            let pushed = reader.push(&answer);
+            if let Some(callback) = &request.on_progress {
+                pushed.progress.iter().for_each(|p| callback(p));
+            }
+            (pushed.over_limit.then_some(HostKill::OutputLimit), None)
+        }
+    };
+    RunOutcome {
+        exit_code,
+        oom_killed: false,
+        host_kill,
+        decoded: reader.finish(),
+        logs: Vec::new(),
+        logs_truncated: false,
+        stderr_bytes: 0,
+        startup: Duration::ZERO,
+    }
+}
+
+/// The exit code reported when a native call failed outside the skill's own handling.
+const CRASHED_EXIT: i64 = 101;
+
+/// Fill `result` from what was observed of the run.
+fn complete(
+    mut result: InvocationResult,
+    run: &RunOutcome,
+    timeout: Duration,
+    output_limit: u64,
+) -> InvocationResult {
+    let (status, output, error) = outcome::classify(run, timeout.as_millis(), output_limit);
+    result.status = status;
+    result.output = output;
+    result.error = error;
+    result.exit_code = run.exit_code;
+    result.oom_killed = run.oom_killed;
+    result.logs = String::from_utf8_lossy(&run.logs).into_owned();
+    result.logs_truncated = run.logs_truncated;
+    result.stats = Stats {
+        stdout_bytes: run.decoded.bytes,
+        stderr_bytes: run.stderr_bytes,
+        progress_frames: run.decoded.progress_frames,
+        startup_ms: run.startup.as_millis() as u64,
+    };
+    result
 }
 
 struct Prepared {

@@ -47,6 +47,22 @@ impl Status {
     }
 }
 
+/// Which way an invocation was served. Every path gives the same result model and the
+/// same limits, except where [`Path::Native`] says otherwise.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Path {
+    /// A container created, started and removed for this invocation alone.
+    #[default]
+    Cold,
+    /// A container created ahead of time and never started before: as fresh as cold.
+    Prewarmed,
+    /// A long-running serve-mode worker that may have answered earlier requests.
+    Warm,
+    /// In the host's own process, through the skill's native library: **no sandbox**.
+    Native,
+}
+
 /// Why an invocation did not succeed: the skill's own error body, or one the host made.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InvocationError {
@@ -75,7 +91,7 @@ pub struct Stats {
     pub stderr_bytes: u64,
     /// Progress frames received.
     pub progress_frames: u64,
-    /// Milliseconds from the request to a started container.
+    /// Milliseconds from the request to a started container (or a free warm worker).
     pub startup_ms: u64,
 }
 
@@ -88,6 +104,8 @@ pub struct InvocationResult {
     /// `skill-<name>:<hash>`, when an image was resolved.
     pub image: Option<String>,
     pub status: Status,
+    /// How it was served; `cold` also for refusals, which ran nothing.
+    pub path: Path,
     /// The skill's output, when `status` is `ok`.
     pub output: Option<Value>,
     pub error: Option<InvocationError>,
@@ -117,6 +135,9 @@ pub struct InvokeOptions {
     pub workspace: Option<PathBuf>,
     /// Called with every progress frame, as it arrives.
     pub on_progress: Option<ProgressCallback>,
+    /// Run in process through the skill's native library, unsandboxed. Refused unless
+    /// the host config allows native mode and the manifest names a library.
+    pub native: bool,
 }
 
 impl std::fmt::Debug for InvokeOptions {
@@ -126,6 +147,7 @@ impl std::fmt::Debug for InvokeOptions {
             .field("env", &self.env.keys().collect::<Vec<_>>())
             .field("workspace", &self.workspace)
             .field("on_progress", &self.on_progress.is_some())
+            .field("native", &self.native)
             .finish()
     }
 }

@@ -14,3 +14,8 @@ pub const VERSION: &str = "io.skillhost.version";
 pub const HASH: &str = "io.skillhost.hash";
 /// The base image a `skillhost/<name>` image was built as.
 pub const BASE: &str = "io.skillhost.base";
+
+/// [`INVOCATION`] of a container created before its invocation was known.
+pub const ROLE_PREWARMED: &str = "prewarmed";
+/// [`INVOCATION`] of a serve-mode worker, which answers many invocations.
+pub const ROLE_WORKER: &str = "worker";

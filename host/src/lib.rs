@@ -10,6 +10,7 @@
 
 pub mod base_images;
 pub mod build_context;
+pub mod container_reaper;
 pub mod container_run;
 pub mod container_spec;
 pub mod content_hash;
@@ -28,10 +29,14 @@ pub mod invocation;
 pub mod labels;
 pub mod leftovers;
 pub mod manifest;
+pub mod native_skill;
 pub mod outcome;
+pub mod prewarm_pool;
 pub mod seccomp_profile;
+pub mod serve_pool;
+pub mod serve_worker;
 pub mod workspace;
 
 pub use error::Error;
 pub use host::{Host, HostConfig};
-pub use invocation::{InvocationError, InvocationResult, InvokeOptions, Status};
+pub use invocation::{InvocationError, InvocationResult, InvokeOptions, Path, Status};

@@ -1,5 +1,4 @@
-//! The cache-hit check against a `docker build` of the same unchanged context, side by
-//! side in one run: `cargo bench -p skillhost --bench cache_hit`.
+//! The cache-hit check against a `docker build` of the same unchanged context.
 //!
 //! Both sides start from files on disk. skillhost reads and hashes the context and asks
 //! the engine whether the tag exists; the docker side sends the same context to the
@@ -12,20 +11,8 @@ use skillhost::discovery::Catalog;
 use skillhost::engine::{BuildRequest, Engine};
 use skillhost::image_build::{CacheOutcome, ImageBuilder, ImageTarget};
 
-const ROUNDS: usize = 30;
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-fn p95(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[(samples.len() * 95 / 100).min(samples.len() - 1)]
-}
-
-#[tokio::main]
-async fn main() {
+/// (cache-hit checks, docker builds), `rounds` each.
+pub async fn measure(rounds: usize) -> (Vec<Duration>, Vec<Duration>) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap();
@@ -40,7 +27,7 @@ async fn main() {
     ));
 
     let mut hits = Vec::new();
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         let started = Instant::now();
         let report = builder.ensure(&target, false).await.unwrap();
         hits.push(started.elapsed());
@@ -57,7 +44,7 @@ async fn main() {
         labels: plan.labels(),
     };
     let mut builds = Vec::new();
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         let started = Instant::now();
         let mut context = Context::read_dir(&target.dir, &["Dockerfile", ".dockerignore"]).unwrap();
         for (dest, src) in &target.outputs {
@@ -83,24 +70,5 @@ async fn main() {
         )
         .await;
 
-    let (hit, build) = (median(hits.clone()), median(builds.clone()));
-    println!("rounds: {ROUNDS}");
-    println!(
-        "skillhost cache-hit check  median {:>8.2} ms  p95 {:>8.2} ms",
-        ms(hit),
-        ms(p95(hits))
-    );
-    println!(
-        "docker build (layer cache) median {:>8.2} ms  p95 {:>8.2} ms",
-        ms(build),
-        ms(p95(builds))
-    );
-    println!(
-        "ratio: the cache-hit check is {:.1}x faster",
-        build.as_secs_f64() / hit.as_secs_f64()
-    );
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+    (hits, builds)
 }

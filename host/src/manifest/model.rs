@@ -29,6 +29,18 @@ pub struct Manifest {
     pub actions: BTreeMap<String, Action>,
     #[serde(default)]
     pub examples: Vec<Example>,
+    /// Where a trusted host finds this skill built as a native library (see
+    /// [`Native`]). Unsandboxed; used only when the host config and the caller both ask.
+    #[serde(default)]
+    pub native: Option<Native>,
+}
+
+/// The skill built as a `cdylib` exporting skill-sdk's native C ABI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Native {
+    /// Path of the shared library, relative to the skill directory.
+    pub library: PathBuf,
 }
 
 /// How the image is built. Everything here feeds the content hash.
@@ -76,6 +88,72 @@ pub struct Run {
     /// skill's own; the engine's default (runc) when absent.
     #[serde(default)]
     pub runtime: Option<String>,
+    /// `oneshot` (the default: a fresh container per invocation) or `serve`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// One-shot mode: containers created ahead and never started, each used exactly once,
+    /// so an invocation skips the create. 0 (the default) prewarms none.
+    #[serde(default)]
+    pub prewarm: u32,
+    /// Serve mode's worker limits.
+    #[serde(default)]
+    pub serve: Serve,
+}
+
+/// How invocations map to containers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// A fresh container per invocation: nothing carries over.
+    #[default]
+    Oneshot,
+    /// Long-running workers answer many requests each. **State can carry between
+    /// requests** (memory, /tmp, child processes) of different callers: use it only for
+    /// skills whose actions keep none, or where sharing it is acceptable.
+    Serve,
+}
+
+/// Limits on serve-mode workers. A worker that timed out, hit its memory limit or broke
+/// the protocol is discarded at once and never reused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Serve {
+    /// Workers kept for the skill; each answers one request at a time.
+    #[serde(default = "default_workers")]
+    pub workers: u32,
+    /// A worker is retired after this many requests.
+    #[serde(default = "default_max_requests")]
+    pub max_requests: u64,
+    /// A worker idle this long is retired.
+    #[serde(default = "default_idle_ttl")]
+    pub idle_ttl: HumanDuration,
+    /// A worker older than this is retired after its current request.
+    #[serde(default = "default_max_lifetime")]
+    pub max_lifetime: HumanDuration,
+}
+
+impl Default for Serve {
+    fn default() -> Self {
+        Serve {
+            workers: default_workers(),
+            max_requests: default_max_requests(),
+            idle_ttl: default_idle_ttl(),
+            max_lifetime: default_max_lifetime(),
+        }
+    }
+}
+
+fn default_workers() -> u32 {
+    2
+}
+fn default_max_requests() -> u64 {
+    10_000
+}
+fn default_idle_ttl() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(60))
+}
+fn default_max_lifetime() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(600))
 }
 
 /// `none` (the default: no host directory is ever mounted), `ro` or `rw`.
@@ -209,6 +287,9 @@ impl Default for Run {
             env: Vec::new(),
             workspace: WorkspaceMode::None,
             runtime: None,
+            mode: Mode::Oneshot,
+            prewarm: 0,
+            serve: Serve::default(),
         }
     }
 }

@@ -402,6 +402,30 @@ fn manifests_asking_for_more_privilege_are_refused_with_the_field_named() {
             "run.limits.pids",
             "out of range",
         ),
+        (
+            "prewarm with serve",
+            run_extra("mode: serve\n  prewarm: 2"),
+            "run.prewarm",
+            "one-shot mode",
+        ),
+        (
+            "too many prewarmed",
+            run_extra("prewarm: 1000"),
+            "run.prewarm",
+            "out of range",
+        ),
+        (
+            "no workers",
+            run_extra("serve: {workers: 0}"),
+            "run.serve.workers",
+            "out of range",
+        ),
+        (
+            "unknown mode",
+            run_extra("mode: daemon"),
+            "run.mode",
+            "unknown variant `daemon`",
+        ),
     ];
     for (case, text, field, fragment) in cases {
         let found = problems(&text);

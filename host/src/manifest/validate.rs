@@ -6,13 +6,17 @@ use std::time::Duration;
 
 use super::locate::{FieldPath, Segment};
 use super::units::{GIB, MIB};
-use super::{host_protocol_version, Manifest};
+use super::{host_protocol_version, Manifest, Mode};
 
 type Problems = Vec<(FieldPath, String)>;
 
 /// Docker refuses a memory limit below 6 MiB.
 pub const MIN_MEMORY: u64 = 6 * MIB;
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// Containers one skill may keep created ahead.
+pub const MAX_PREWARM: u32 = 32;
+/// Serve-mode workers one skill may keep.
+pub const MAX_WORKERS: u32 = 64;
 
 fn path(parts: &[&str]) -> FieldPath {
     parts.iter().map(|p| Segment::Key(p.to_string())).collect()
@@ -212,6 +216,52 @@ pub fn validate(m: &Manifest) -> Problems {
             is_env_name(name),
             with(path(&["run", "env"]), Segment::Index(i)),
             format!("{name:?} is not a valid environment variable name"),
+        );
+    }
+
+    check(
+        m.run.prewarm <= MAX_PREWARM,
+        path(&["run", "prewarm"]),
+        format!(
+            "{} is out of range: prewarm at most {MAX_PREWARM} containers",
+            m.run.prewarm
+        ),
+    );
+    check(
+        m.run.prewarm == 0 || m.run.mode == Mode::Oneshot,
+        path(&["run", "prewarm"]),
+        "prewarming applies to one-shot mode; serve mode keeps its workers running".into(),
+    );
+    let serve = |name: &str| path(&["run", "serve", name]);
+    let s = &m.run.serve;
+    check(
+        (1..=MAX_WORKERS).contains(&s.workers),
+        serve("workers"),
+        format!(
+            "{} is out of range: give 1 to {MAX_WORKERS} workers",
+            s.workers
+        ),
+    );
+    check(
+        s.max_requests > 0,
+        serve("max_requests"),
+        "a worker must be allowed at least 1 request".into(),
+    );
+    for (name, value) in [("idle_ttl", s.idle_ttl), ("max_lifetime", s.max_lifetime)] {
+        check(
+            !value.0.is_zero() && value.0 <= MAX_TIMEOUT,
+            serve(name),
+            format!("{value} is out of range: give a duration above 0 and at most 24h"),
+        );
+    }
+    if let Some(native) = &m.native {
+        check(
+            native.library.is_relative() && !native.library.as_os_str().is_empty(),
+            path(&["native", "library"]),
+            format!(
+                "{} must be relative to the skill directory",
+                native.library.display()
+            ),
         );
     }
 

@@ -115,14 +115,22 @@ pub async fn containers_with_label(label: &str, value: &str) -> usize {
         .len()
 }
 
-/// Every test checks its own invocations left nothing behind.
+/// Every test checks its own invocations left nothing behind. Removal happens after the
+/// result is returned, so it gets a bound of its own.
 pub async fn assert_gone(result: &InvocationResult) {
-    assert_eq!(
-        containers_with_label("io.skillhost.invocation", &result.id).await,
-        0,
-        "the container of {} is still there",
-        result.id
-    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left = containers_with_label("io.skillhost.invocation", &result.id).await;
+        if left == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the container of {} is still there 10 s after its result",
+            result.id
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 pub fn assert_status(result: &InvocationResult, status: Status) {

@@ -1,0 +1,133 @@
+//! Containers created and attached ahead of time, per skill, never started until an
+//! invocation takes one. Each is used exactly once, so an invocation served from the pool
+//! is as fresh as a cold one; it only skips the create and attach round trips.
+//!
+//! The pool refills in the background after every take, stays under a host-wide cap, and
+//! every container in it is labelled and known to the [`Reaper`], so a host that stops
+//! or dies leaves nothing the next start does not remove.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use bollard::models::ContainerCreateBody;
+use bollard::Docker;
+
+use crate::container_reaper::Reaper;
+use crate::container_run::{create_attached, Attached};
+
+#[derive(Clone)]
+pub struct PrewarmPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    docker: Docker,
+    reaper: Reaper,
+    /// Most containers held for all skills together, ready or being created.
+    cap: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    ready: HashMap<String, VecDeque<Attached>>,
+    creating: HashMap<String, usize>,
+    closed: bool,
+}
+
+impl State {
+    fn held(&self) -> usize {
+        self.ready.values().map(VecDeque::len).sum::<usize>()
+            + self.creating.values().sum::<usize>()
+    }
+
+    fn held_for(&self, skill: &str) -> usize {
+        self.ready.get(skill).map_or(0, VecDeque::len)
+            + self.creating.get(skill).copied().unwrap_or(0)
+    }
+}
+
+impl PrewarmPool {
+    pub fn new(docker: Docker, reaper: Reaper, cap: usize) -> Self {
+        PrewarmPool {
+            inner: Arc::new(Inner {
+                docker,
+                reaper,
+                cap,
+                state: Mutex::default(),
+            }),
+        }
+    }
+
+    /// A ready container of `skill`, if one is there.
+    pub fn take(&self, skill: &str) -> Option<Attached> {
+        self.inner.lock().ready.get_mut(skill)?.pop_front()
+    }
+
+    /// Create containers of `skill` in the background until `target` are held for it,
+    /// within the host-wide cap. `body` is the configuration of every one of them.
+    pub fn refill(&self, skill: &str, target: usize, body: &ContainerCreateBody) {
+        let wanted = {
+            let mut state = self.inner.lock();
+            if state.closed {
+                return;
+            }
+            let room = self.inner.cap.saturating_sub(state.held());
+            let wanted = target.saturating_sub(state.held_for(skill)).min(room);
+            *state.creating.entry(skill.to_string()).or_default() += wanted;
+            wanted
+        };
+        for _ in 0..wanted {
+            let (inner, skill, body) = (self.inner.clone(), skill.to_string(), body.clone());
+            tokio::spawn(async move { inner.create_one(&skill, body).await });
+        }
+    }
+
+    /// Stop refilling and give every ready container to the reaper.
+    pub fn close(&self) {
+        let mut state = self.inner.lock();
+        state.closed = true;
+        for attached in state.ready.drain().flat_map(|(_, ready)| ready) {
+            self.inner.reaper.remove_later(&attached.name);
+        }
+    }
+
+    /// Ready containers per skill.
+    pub fn ready(&self, skill: &str) -> usize {
+        self.inner.lock().ready.get(skill).map_or(0, VecDeque::len)
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn create_one(&self, skill: &str, body: ContainerCreateBody) {
+        let name = format!(
+            "skillhost-{skill}-pw-{}",
+            &uuid::Uuid::new_v4().to_string()[..8]
+        );
+        // Known to the reaper before it exists, so a host stopping meanwhile removes it.
+        self.reaper.track(&name);
+        let created = create_attached(&self.docker, &name, body).await;
+        let mut state = self.lock();
+        if let Some(n) = state.creating.get_mut(skill) {
+            *n = n.saturating_sub(1);
+        }
+        match created {
+            Ok(attached) if !state.closed => {
+                state
+                    .ready
+                    .entry(skill.to_string())
+                    .or_default()
+                    .push_back(attached);
+            }
+            Ok(_) => self.reaper.remove_later(&name),
+            Err(e) => {
+                tracing::warn!(skill, "prewarming a container failed: {e}");
+                self.reaper.remove_later(&name);
+            }
+        }
+    }
+}

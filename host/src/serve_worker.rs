@@ -1,0 +1,176 @@
+//! One serve-mode worker: a long-running container answering requests one at a time over
+//! its attached stdin and stdout. A worker that fails a request in any way (deadline,
+//! output limit, broken protocol, death) is never given another.
+
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use bollard::container::LogOutput;
+use bollard::models::ContainerCreateBody;
+use bollard::Docker;
+use futures_util::{Stream, StreamExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use crate::container_run::{
+    create_attached, err, exit_state, HostKill, RunError, RunOutcome, RunRequest,
+};
+use crate::frame_reader::FrameReader;
+
+/// How long the output of a worker that broke the protocol is still watched.
+const SETTLE_AFTER_ERROR: Duration = Duration::from_millis(300);
+/// How long a worker that stopped answering gets to report its exit.
+const EXIT_REPORT_BOUND: Duration = Duration::from_secs(2);
+
+type Output = Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
+type Input = Pin<Box<dyn AsyncWrite + Send>>;
+
+pub struct Worker {
+    pub name: String,
+    id: String,
+    input: Input,
+    output: Output,
+    born: Instant,
+    pub last_used: Instant,
+    pub served: u64,
+}
+
+/// What one request did to its worker.
+pub struct Exchange {
+    pub outcome: RunOutcome,
+    /// The worker answered cleanly and may serve again.
+    pub reusable: bool,
+}
+
+impl Worker {
+    /// Create, attach and start a worker named `name`. The caller tracks the name with
+    /// the reaper first, so a failure here leaves nothing behind.
+    pub async fn start(
+        docker: &Docker,
+        name: &str,
+        body: ContainerCreateBody,
+    ) -> Result<Worker, RunError> {
+        let attached = create_attached(docker, name, body).await?;
+        docker
+            .start_container(
+                &attached.id,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+            .map_err(err("starting a worker"))?;
+        let now = Instant::now();
+        Ok(Worker {
+            name: attached.name,
+            id: attached.id,
+            input: attached.io.input,
+            output: attached.io.output,
+            born: now,
+            last_used: now,
+            served: 0,
+        })
+    }
+
+    pub fn age(&self) -> Duration {
+        self.born.elapsed()
+    }
+
+    /// Send one request and read its frames until its result, the deadline, the output
+    /// limit or the worker's end.
+    pub async fn exchange(
+        &mut self,
+        docker: &Docker,
+        request: &RunRequest,
+    ) -> Result<Exchange, RunError> {
+        self.served += 1;
+        let deadline = tokio::time::Instant::now() + request.timeout;
+        let mut reader = FrameReader::new(&request.request_id, request.output_limit);
+        let mut logs = Vec::new();
+        let mut stderr_bytes = 0u64;
+        let mut host_kill = None;
+        let mut ended = false;
+
+        let written = tokio::time::timeout_at(deadline, async {
+            self.input.write_all(&request.stdin).await?;
+            self.input.flush().await
+        })
+        .await;
+        match written {
+            Err(_) => host_kill = Some(HostKill::Timeout),
+            // A worker that cannot take input has ended; its exit says why.
+            Ok(Err(_)) => ended = true,
+            Ok(Ok(())) => {}
+        }
+        // After a protocol error the worker is lost anyway; a short look further tells a
+        // flood (output_limit, as a cold container would report it) from a stray line.
+        let mut settle_until = None;
+        while host_kill.is_none() && !ended {
+            if reader.is_done() {
+                if reader.has_result() {
+                    break;
+                }
+                let until = *settle_until
+                    .get_or_insert_with(|| tokio::time::Instant::now() + SETTLE_AFTER_ERROR);
+                if tokio::time::Instant::now() >= until {
+                    break;
+                }
+            }
+            let settle = async {
+                match settle_until {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = settle => break,
+                chunk = self.output.next() => match chunk {
+                    Some(Ok(LogOutput::StdOut { message } | LogOutput::Console { message })) => {
+                        let pushed = reader.push(&message);
+                        if let Some(callback) = &request.on_progress {
+                            pushed.progress.iter().for_each(|p| callback(p));
+                        }
+                        if pushed.over_limit {
+                            host_kill = Some(HostKill::OutputLimit);
+                        }
+                    }
+                    Some(Ok(LogOutput::StdErr { message })) => {
+                        stderr_bytes += message.len() as u64;
+                        let room = request.log_limit.saturating_sub(logs.len());
+                        logs.extend_from_slice(&message[..message.len().min(room)]);
+                    }
+                    Some(Ok(LogOutput::StdIn { .. })) => {}
+                    Some(Err(e)) => return Err(err("reading a worker's output")(e)),
+                    None => ended = true,
+                },
+                _ = tokio::time::sleep_until(deadline) => host_kill = Some(HostKill::Timeout),
+            }
+        }
+        let (mut exit_code, mut oom_killed) = (None, false);
+        if ended {
+            let wait = docker.wait_container(
+                &self.id,
+                Some(bollard::query_parameters::WaitContainerOptions {
+                    condition: "not-running".into(),
+                }),
+            );
+            let _ = tokio::time::timeout(EXIT_REPORT_BOUND, wait.collect::<Vec<_>>()).await;
+            (exit_code, oom_killed) = exit_state(docker, &self.id).await?;
+        }
+        // Bytes beyond the result would be read as the next request's answer.
+        let reusable = host_kill.is_none() && !ended && !reader.has_partial_line();
+        let decoded = reader.finish();
+        let reusable = reusable && decoded.protocol_error.is_none() && decoded.result.is_some();
+        self.last_used = Instant::now();
+        Ok(Exchange {
+            outcome: RunOutcome {
+                exit_code,
+                oom_killed,
+                host_kill,
+                decoded,
+                logs_truncated: stderr_bytes > logs.len() as u64,
+                logs,
+                stderr_bytes,
+                startup: Duration::ZERO,
+            },
+            reusable,
+        })
+    }
+}

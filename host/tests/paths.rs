@@ -1,0 +1,214 @@
+//! The four ways an invocation is served (cold, prewarmed, warm, native) give the same
+//! results, say which path served them, and leave no container behind.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::json;
+use skillhost::{Host, HostConfig, InvokeOptions, Path, Status};
+
+use common::probe::{assert_status, containers_with_label};
+use common::{copy_fixture, ensure_base_images, unique_name, workspace_root, ImageCleanup};
+
+fn skills_dir() -> PathBuf {
+    workspace_root().join("skills")
+}
+
+/// Containers of a skill, whatever their role. Each test here uses skills of its own.
+async fn held_for(skill: &str) -> usize {
+    containers_with_label("io.skillhost.skill", skill).await
+}
+
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not happen in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn prewarmed_containers_serve_once_each_and_are_replenished() {
+    let config = HostConfig {
+        skill_roots: vec![skills_dir()],
+        prewarm: BTreeMap::from([("echo".to_string(), 2)]),
+        ..HostConfig::default()
+    };
+    let host = Host::new(config).await.unwrap();
+    host.prewarm("echo").await.unwrap();
+    wait_until("prewarming 2", || host.prewarmed_ready("echo") == 2).await;
+    for text in ["one", "two", "three"] {
+        let result = host.invoke("echo", "say", json!({"text": text})).await;
+        assert_status(&result, Status::Ok);
+        assert_eq!(result.output, Some(json!({"text": text})));
+        assert_eq!(result.path, Path::Prewarmed, "{text}");
+        wait_until("replenishing", || host.prewarmed_ready("echo") == 2).await;
+    }
+    // Calls that bring configuration of their own cannot use a prewarmed container.
+    let options = InvokeOptions {
+        timeout: Some(Duration::from_secs(2)),
+        ..Default::default()
+    };
+    let result = host
+        .invoke_with("echo", "say", json!({"text": "t"}), options)
+        .await;
+    assert_eq!((result.status, result.path), (Status::Ok, Path::Prewarmed));
+    host.settled().await;
+    wait_until("replenishing", || host.prewarmed_ready("echo") == 2).await;
+    assert_eq!(held_for("echo").await, 2, "only the two prewarmed remain");
+    host.shutdown().await;
+    assert_eq!(held_for("echo").await, 0);
+}
+
+fn serve_probe(name: &str) -> tempfile::TempDir {
+    let dir = copy_fixture("probe", name);
+    let manifest = dir.path().join(name).join("skill.yaml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let text = text.replace(
+        "  network: none\n",
+        "  network: none\n  mode: serve\n  serve: {workers: 1, max_requests: 4}\n",
+    );
+    std::fs::write(&manifest, text).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn warm_workers_carry_state_until_retired_and_failures_discard_them() {
+    ensure_base_images();
+    let cleanup = ImageCleanup::default();
+    let name = unique_name("serve");
+    let dir = serve_probe(&name);
+    let config = HostConfig {
+        skill_roots: vec![dir.path().to_path_buf()],
+        ..HostConfig::default()
+    };
+    let host = Host::new(config).await.unwrap();
+    let count = |result: &skillhost::InvocationResult| {
+        assert_eq!(result.path, Path::Warm);
+        assert_status(result, Status::Ok);
+        result.output.as_ref().unwrap()["count"].as_u64().unwrap()
+    };
+    let mut counts = Vec::new();
+    for _ in 0..5 {
+        let result = host.invoke(&name, "counter", json!({})).await;
+        cleanup.add(result.image.clone().unwrap());
+        counts.push(count(&result));
+    }
+    assert_eq!(
+        counts,
+        [1, 2, 3, 4, 1],
+        "one worker, retired after 4 requests"
+    );
+
+    // Each failure discards the worker: the next request meets a fresh one.
+    let quick = InvokeOptions {
+        timeout: Some(Duration::from_secs(1)),
+        ..Default::default()
+    };
+    let failures = [
+        ("sleep", json!({"seconds": 30}), Status::Timeout),
+        ("garbage", json!({}), Status::ProtocolError),
+        ("exit_silently", json!({}), Status::ProtocolError),
+        ("alloc", json!({"mb": 200}), Status::MemoryLimit),
+        ("flood", json!({}), Status::OutputLimit),
+    ];
+    for (action, args, status) in failures {
+        assert_eq!(count(&host.invoke(&name, "counter", json!({})).await), 2);
+        let result = host.invoke_with(&name, action, args, quick.clone()).await;
+        assert_eq!(
+            (result.status, result.path),
+            (status, Path::Warm),
+            "{action}: {result:?}"
+        );
+        assert_eq!(
+            count(&host.invoke(&name, "counter", json!({})).await),
+            1,
+            "after {action}"
+        );
+    }
+    host.shutdown().await;
+    assert_eq!(held_for(&name).await, 0);
+}
+
+#[tokio::test]
+async fn native_mode_needs_the_host_and_the_caller_to_ask() {
+    let built = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--release", "--lib", "-p", "skill-echo"])
+        .current_dir(workspace_root())
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let native = InvokeOptions {
+        native: true,
+        ..Default::default()
+    };
+    let refusing = Host::new(HostConfig {
+        skill_roots: vec![skills_dir()],
+        ..HostConfig::default()
+    })
+    .await
+    .unwrap();
+    let result = refusing
+        .invoke_with("echo", "say", json!({"text": "x"}), native.clone())
+        .await;
+    assert_eq!(result.status, Status::Rejected);
+    assert!(result.error.unwrap().message.contains("allow_native"));
+
+    let trusting = Host::new(HostConfig {
+        skill_roots: vec![skills_dir()],
+        allow_native: true,
+        ..HostConfig::default()
+    })
+    .await
+    .unwrap();
+    let result = trusting
+        .invoke_with("echo", "say", json!({"text": "in process"}), native.clone())
+        .await;
+    assert_eq!((result.status, result.path), (Status::Ok, Path::Native));
+    assert_eq!(result.output, Some(json!({"text": "in process"})));
+    assert_eq!(result.image, None, "no container, no image");
+    // The same validation as every path: bad arguments never reach the library.
+    let result = trusting
+        .invoke_with("echo", "say", json!({"txt": 1}), native.clone())
+        .await;
+    assert_eq!(result.status, Status::Rejected);
+    // A skill without a library is refused with the manifest key named.
+    let result = trusting
+        .invoke_with("python", "run", json!({"code": "1"}), native)
+        .await;
+    assert_eq!(result.status, Status::Rejected);
+    assert!(result.error.unwrap().message.contains("native.library"));
+}
+
+#[tokio::test]
+async fn echo_in_serve_mode_answers_from_one_worker() {
+    let cleanup = ImageCleanup::default();
+    let config = HostConfig {
+        skill_roots: vec![workspace_root().join("host/benches/skills")],
+        ..HostConfig::default()
+    };
+    let host = Host::new(config).await.unwrap();
+    for i in 0..20 {
+        let text = format!("warm {i}");
+        let result = host
+            .invoke("echo-serve", "say", json!({"text": text}))
+            .await;
+        cleanup.add(result.image.clone().unwrap_or_default());
+        assert_eq!(
+            (result.status, result.path),
+            (Status::Ok, Path::Warm),
+            "{result:?}"
+        );
+        assert_eq!(result.output, Some(json!({"text": text})));
+    }
+    assert_eq!(host.idle_workers("echo-serve"), 1);
+    assert_eq!(held_for("echo-serve").await, 1, "one worker");
+    host.shutdown().await;
+    assert_eq!(held_for("echo-serve").await, 0);
+}
