@@ -70,33 +70,7 @@ enum Command {
         force: bool,
     },
     /// Run one action of a skill in a fresh hardened container.
-    Invoke {
-        skill: String,
-        action: String,
-        /// The arguments, as JSON.
-        #[arg(long, conflicts_with = "args_file")]
-        args: Option<String>,
-        /// Read the arguments from a JSON file (`-` for stdin).
-        #[arg(long)]
-        args_file: Option<PathBuf>,
-        /// A deadline shorter than the manifest's timeout, e.g. 2s or 500ms.
-        #[arg(long, value_parser = parse_duration)]
-        timeout: Option<Duration>,
-        /// NAME=VALUE, or NAME to pass this process's value; the manifest's run.env
-        /// must allow the name.
-        #[arg(long = "env", value_name = "NAME[=VALUE]")]
-        env: Vec<String>,
-        /// A host directory mounted at /workspace (the skill must declare run.workspace).
-        #[arg(long)]
-        workspace: Option<PathBuf>,
-        /// Never build: fail when the image is not prebuilt.
-        #[arg(long)]
-        no_build: bool,
-        /// Run the skill's native library inside this process: NO SANDBOX. Also needs
-        /// SKILLHOST_ALLOW_NATIVE=1 in the environment, for trusted skills only.
-        #[arg(long)]
-        native: bool,
-    },
+    Invoke(InvokeCli),
     /// Remove leftover containers and all but the newest image of each skill.
     Gc,
     /// Base images built locally from Debian packages.
@@ -139,30 +113,7 @@ pub async fn run(args: Args) -> i32 {
             )
             .await
         }
-        Command::Invoke {
-            skill,
-            action,
-            args: inline,
-            args_file,
-            timeout,
-            env,
-            workspace,
-            no_build,
-            native,
-        } => {
-            let request = InvokeCli {
-                skill,
-                action,
-                inline,
-                args_file,
-                timeout,
-                env,
-                workspace,
-                no_build,
-                native,
-            };
-            invoke(roots(args.skills_dirs), request, format).await
-        }
+        Command::Invoke(request) => invoke(roots(args.skills_dirs), request, format).await,
         Command::Gc => gc(format).await,
         Command::Images {
             command: ImagesCommand::Build { images_dir, force },
@@ -392,15 +343,32 @@ async fn build_base_images(images_dir: &Path, force: bool, format: Format) -> Re
     Ok(exit_code::OK)
 }
 
+#[derive(Debug, clap::Args)]
 struct InvokeCli {
     skill: String,
     action: String,
+    /// The arguments, as JSON.
+    #[arg(long = "args", value_name = "ARGS", conflicts_with = "args_file")]
     inline: Option<String>,
+    /// Read the arguments from a JSON file (`-` for stdin).
+    #[arg(long)]
     args_file: Option<PathBuf>,
+    /// A deadline shorter than the manifest's timeout, e.g. 2s or 500ms.
+    #[arg(long, value_parser = parse_duration)]
     timeout: Option<Duration>,
+    /// NAME=VALUE, or NAME to pass this process's value; the manifest's run.env
+    /// must allow the name.
+    #[arg(long = "env", value_name = "NAME[=VALUE]")]
     env: Vec<String>,
+    /// A host directory mounted at /workspace (the skill must declare run.workspace).
+    #[arg(long)]
     workspace: Option<PathBuf>,
+    /// Never build: fail when the image is not prebuilt.
+    #[arg(long)]
     no_build: bool,
+    /// Run the skill's native library inside this process: NO SANDBOX. Also needs
+    /// SKILLHOST_ALLOW_NATIVE=1 in the environment, for trusted skills only.
+    #[arg(long)]
     native: bool,
 }
 
