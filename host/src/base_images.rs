@@ -110,6 +110,8 @@ impl BaseImage {
             command_env: BTreeMap::new(),
             outputs: BTreeMap::new(),
             labels: HashMap::from([(labels::BASE.to_string(), m.name.clone())]),
+            // A base image runs nothing of its own; the skill images built on it get it.
+            init: false,
         }
     }
 }

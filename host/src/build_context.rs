@@ -138,6 +138,14 @@ impl Context {
         self.entries.sort_by(|a, b| a.path.cmp(&b.path));
     }
 
+    /// The contents of a file of the context.
+    pub fn file(&self, path: &str) -> Option<&[u8]> {
+        self.entries.iter().find_map(|e| match &e.kind {
+            Kind::File(bytes) if e.path == path => Some(bytes.as_slice()),
+            _ => None,
+        })
+    }
+
     pub fn contains(&self, path: &str) -> bool {
         self.entries.iter().any(|e| e.path == path)
     }

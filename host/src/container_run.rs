@@ -16,6 +16,7 @@ use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use crate::container_reaper::Reaper;
+use crate::exit_trailer::{key_line, ExitReport, TrailerScanner};
 use crate::frame_reader::{Decoded, FrameReader};
 use crate::invocation::ProgressCallback;
 
@@ -34,6 +35,8 @@ pub struct RunRequest {
     pub output_limit: u64,
     pub log_limit: usize,
     pub on_progress: Option<ProgressCallback>,
+    /// The key of the init's exit trailer, when the container runs skillhost's init.
+    pub trailer_key: Option<String>,
 }
 
 /// A container created and attached to, not yet started: everything before the start is
@@ -62,6 +65,8 @@ pub struct RunOutcome {
     pub logs_truncated: bool,
     pub stderr_bytes: u64,
     pub startup: Duration,
+    /// The exit code and OOM flag came from skillhost's init, not from the engine.
+    pub exit_from_init: bool,
 }
 
 /// The engine failed; the container, if any, is removed already.
@@ -161,7 +166,12 @@ async fn drive(
     // The writer runs on its own so a skill that answers before reading all its input,
     // or writes a lot while we write a lot, cannot deadlock the exchange.
     let mut input = attach.input;
-    let stdin = request.stdin;
+    let mut stdin = request
+        .trailer_key
+        .as_deref()
+        .map(key_line)
+        .unwrap_or_default();
+    stdin.extend_from_slice(&request.stdin);
     let writer = tokio::spawn(async move {
         let _ = input.write_all(&stdin).await;
         let _ = input.shutdown().await;
@@ -174,37 +184,21 @@ async fn drive(
             condition: "not-running".into(),
         }),
     ));
-    let mut reader = FrameReader::new(&request.request_id, request.output_limit);
-    let mut logs = Vec::new();
-    let mut stderr_bytes = 0u64;
+    let mut streams = Streams::new(&request);
     let mut host_kill = None;
     let mut kill_sent_at: Option<tokio::time::Instant> = None;
     let mut output_open = true;
     let mut exited = false;
-
-    let mut on_chunk = |chunk: LogOutput, host_kill: &mut Option<HostKill>| -> bool {
-        match chunk {
-            LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                let pushed = reader.push(&message);
-                if let Some(callback) = &request.on_progress {
-                    pushed.progress.iter().for_each(|p| callback(p));
-                }
-                if pushed.over_limit && host_kill.is_none() {
-                    *host_kill = Some(HostKill::OutputLimit);
-                    return true;
-                }
-            }
-            LogOutput::StdErr { message } => {
-                stderr_bytes += message.len() as u64;
-                let room = request.log_limit.saturating_sub(logs.len());
-                logs.extend_from_slice(&message[..message.len().min(room)]);
-            }
-            LogOutput::StdIn { .. } => {}
-        }
-        false
-    };
+    let mut reported = None;
 
     while !exited {
+        // The init's report is as good as the engine's, and tens of milliseconds sooner.
+        if host_kill.is_none() {
+            reported = streams.exit_report();
+            if reported.is_some() {
+                break;
+            }
+        }
         let kill_grace_over = async {
             match kill_sent_at {
                 Some(at) => tokio::time::sleep_until(at + KILL_GRACE).await,
@@ -214,7 +208,8 @@ async fn drive(
         tokio::select! {
             chunk = output.next(), if output_open => match chunk {
                 Some(Ok(chunk)) => {
-                    if on_chunk(chunk, &mut host_kill) {
+                    if streams.take(chunk) && host_kill.is_none() {
+                        host_kill = Some(HostKill::OutputLimit);
                         kill_sent_at = Some(send_kill(docker, id));
                     }
                 }
@@ -235,30 +230,138 @@ async fn drive(
             }
         }
     }
-    // Whatever stdout is still in flight belongs to the answer.
-    if output_open {
-        let _ = tokio::time::timeout(DRAIN_BOUND, async {
-            while let Some(Ok(chunk)) = output.next().await {
-                if on_chunk(chunk, &mut host_kill) {
-                    break;
+    writer.abort();
+    let (exit_code, oom_killed) = match reported {
+        Some(report) => (
+            Some(report.code),
+            report.oom_kills.is_some_and(|kills| kills > 0),
+        ),
+        None => {
+            // Whatever stdout is still in flight belongs to the answer.
+            if output_open {
+                let _ = tokio::time::timeout(DRAIN_BOUND, async {
+                    while let Some(Ok(chunk)) = output.next().await {
+                        if streams.take(chunk) && host_kill.is_none() {
+                            host_kill = Some(HostKill::OutputLimit);
+                            break;
+                        }
+                    }
+                })
+                .await;
+            }
+            streams.release_held();
+            exit_state(docker, id).await?
+        }
+    };
+    let mut outcome = streams.into_outcome(exit_code, oom_killed, host_kill, startup);
+    outcome.exit_from_init = reported.is_some();
+    Ok(outcome)
+}
+
+/// What the container wrote: stdout decoded into frames, stderr kept up to the log
+/// limit, and both scanned for the init's trailer when it has one.
+struct Streams<'a> {
+    reader: FrameReader,
+    logs: Vec<u8>,
+    log_limit: usize,
+    stderr_bytes: u64,
+    on_progress: Option<&'a ProgressCallback>,
+    /// stdout's and stderr's.
+    trailers: Option<[TrailerScanner; 2]>,
+}
+
+impl<'a> Streams<'a> {
+    fn new(request: &'a RunRequest) -> Self {
+        Streams {
+            reader: FrameReader::new(&request.request_id, request.output_limit),
+            logs: Vec::new(),
+            log_limit: request.log_limit,
+            stderr_bytes: 0,
+            on_progress: request.on_progress.as_ref(),
+            trailers: request
+                .trailer_key
+                .as_deref()
+                .map(|key| [TrailerScanner::new(key), TrailerScanner::new(key)]),
+        }
+    }
+
+    /// Take one chunk; true when stdout went over the output limit.
+    fn take(&mut self, chunk: LogOutput) -> bool {
+        match chunk {
+            LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                match self.trailers.as_mut() {
+                    Some([stdout, _]) => {
+                        let bytes = stdout.push(&message);
+                        self.stdout(&bytes)
+                    }
+                    None => self.stdout(&message),
                 }
             }
-        })
-        .await;
+            LogOutput::StdErr { message } => {
+                match self.trailers.as_mut() {
+                    Some([_, stderr]) => {
+                        let bytes = stderr.push(&message);
+                        self.stderr(&bytes)
+                    }
+                    None => self.stderr(&message),
+                }
+                false
+            }
+            LogOutput::StdIn { .. } => false,
+        }
     }
-    writer.abort();
-    let (exit_code, oom_killed) = exit_state(docker, id).await?;
-    let logs_truncated = stderr_bytes > logs.len() as u64;
-    Ok(RunOutcome {
-        exit_code,
-        oom_killed,
-        host_kill,
-        decoded: reader.finish(),
-        logs,
-        logs_truncated,
-        stderr_bytes,
-        startup,
-    })
+
+    fn stdout(&mut self, bytes: &[u8]) -> bool {
+        let pushed = self.reader.push(bytes);
+        if let Some(callback) = self.on_progress {
+            pushed.progress.iter().for_each(|p| callback(p));
+        }
+        pushed.over_limit
+    }
+
+    fn stderr(&mut self, bytes: &[u8]) {
+        self.stderr_bytes += bytes.len() as u64;
+        let room = self.log_limit.saturating_sub(self.logs.len());
+        self.logs.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    /// The init's report, once both streams carried it whole: by then all of the skill's
+    /// output is in. One without an OOM count is not enough to tell a memory kill.
+    fn exit_report(&self) -> Option<ExitReport> {
+        let [stdout, stderr] = self.trailers.as_ref()?;
+        let report = stdout.report()?;
+        stderr.report()?;
+        report.oom_kills.map(|_| report)
+    }
+
+    /// The streams ended without a trailer: what was held back was output after all.
+    fn release_held(&mut self) {
+        if let Some([stdout, stderr]) = self.trailers.as_mut() {
+            let (out, err) = (stdout.finish(), stderr.finish());
+            self.stdout(&out);
+            self.stderr(&err);
+        }
+    }
+
+    fn into_outcome(
+        self,
+        exit_code: Option<i64>,
+        oom_killed: bool,
+        host_kill: Option<HostKill>,
+        startup: Duration,
+    ) -> RunOutcome {
+        RunOutcome {
+            exit_code,
+            oom_killed,
+            host_kill,
+            logs_truncated: self.stderr_bytes > self.logs.len() as u64,
+            decoded: self.reader.finish(),
+            logs: self.logs,
+            stderr_bytes: self.stderr_bytes,
+            startup,
+            exit_from_init: false,
+        }
+    }
 }
 
 /// How a stopped container ended: its exit code and whether the kernel killed a process

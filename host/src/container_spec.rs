@@ -9,6 +9,7 @@ use bollard::models::{
     MountBindOptionsPropagationEnum, MountType, ResourcesUlimits,
 };
 
+use crate::exit_trailer::INIT_PATH;
 use crate::manifest::{Manifest, Network, WorkspaceMode};
 use crate::seccomp_profile::SECURITY_OPT;
 
@@ -27,6 +28,9 @@ pub struct ContainerInputs<'a> {
     pub env: &'a BTreeMap<String, String>,
     /// Canonical host directory, already checked, and its mode.
     pub workspace: Option<(&'a Path, WorkspaceMode)>,
+    /// The image's command, to run under skillhost's init (which the image has); `None`
+    /// runs the image's own command under the engine's init.
+    pub init_command: Option<&'a [String]>,
 }
 
 pub fn container_body(inputs: &ContainerInputs<'_>) -> ContainerCreateBody {
@@ -83,7 +87,8 @@ pub fn container_body(inputs: &ContainerInputs<'_>) -> ContainerCreateBody {
             .into(),
         ),
         ipc_mode: Some("private".into()),
-        init: Some(true),
+        // PID 1 reaps and passes signals on: skillhost's init where there is one.
+        init: Some(inputs.init_command.is_none()),
         mounts,
         // Output is read over attach and capped there; the daemon keeps no copy.
         log_config: Some(HostConfigLogConfig {
@@ -96,6 +101,8 @@ pub fn container_body(inputs: &ContainerInputs<'_>) -> ContainerCreateBody {
     };
     ContainerCreateBody {
         image: Some(inputs.image.into()),
+        entrypoint: inputs.init_command.map(|_| vec![INIT_PATH.to_string()]),
+        cmd: inputs.init_command.map(<[String]>::to_vec),
         user: Some(run.user.0.clone()),
         env: Some(inputs.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
         labels: Some(inputs.labels.clone()),
@@ -139,7 +146,32 @@ mod tests {
             labels: HashMap::from([("io.skillhost.managed".into(), "true".into())]),
             env: &env,
             workspace,
+            init_command: None,
         })
+    }
+
+    #[test]
+    fn skillhost_init_runs_the_image_command_in_place_of_the_engine_init() {
+        let m = manifest("");
+        let command = vec!["/skill".to_string(), "--flag".to_string()];
+        let env = BTreeMap::new();
+        let b = container_body(&ContainerInputs {
+            manifest: &m,
+            image: "skill-t:abc",
+            labels: HashMap::new(),
+            env: &env,
+            workspace: None,
+            init_command: Some(&command),
+        });
+        assert_eq!(b.entrypoint, Some(vec![INIT_PATH.to_string()]));
+        assert_eq!(b.cmd, Some(command));
+        assert_eq!(b.host_config.unwrap().init, Some(false));
+        let plain = body(&m, None);
+        assert_eq!(
+            (plain.entrypoint, plain.cmd),
+            (None, None),
+            "the image's own"
+        );
     }
 
     #[test]

@@ -129,6 +129,11 @@ impl GatheredInputs {
         })
     }
 
+    /// Count something the host adds to the build, by the digest of what defines it.
+    pub fn add_generated(&mut self, name: &str, digest: [u8; 32]) {
+        self.inputs.push((format!("generated:{name}"), digest));
+    }
+
     /// The hash, given the local ID of each entry of [`Self::bases`], in order.
     pub fn hash(&self, base_ids: &[String]) -> ContentHash {
         assert_eq!(base_ids.len(), self.bases.len(), "one ID per base image");

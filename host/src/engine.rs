@@ -133,10 +133,15 @@ impl Engine {
     /// The ID and labels of a local image, or `None` when it is absent.
     pub async fn inspect_image(&self, reference: &str) -> Result<Option<LocalImage>, EngineError> {
         match self.docker.inspect_image(reference).await {
-            Ok(image) => Ok(Some(LocalImage {
-                id: image.id.unwrap_or_default(),
-                labels: image.config.and_then(|c| c.labels).unwrap_or_default(),
-            })),
+            Ok(image) => {
+                let config = image.config.unwrap_or_default();
+                Ok(Some(LocalImage {
+                    id: image.id.unwrap_or_default(),
+                    labels: config.labels.unwrap_or_default(),
+                    entrypoint: config.entrypoint.unwrap_or_default(),
+                    cmd: config.cmd.unwrap_or_default(),
+                }))
+            }
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(api_err(format!("inspecting image {reference}"))(e)),
         }
@@ -281,6 +286,8 @@ impl Engine {
 pub struct LocalImage {
     pub id: String,
     pub labels: HashMap<String, String>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
 }
 
 /// What to build.

@@ -27,6 +27,7 @@ use crate::container_run::{
 use crate::container_spec::{container_body, ContainerInputs};
 use crate::discovery::{Catalog, Skill};
 use crate::engine::Engine;
+use crate::exit_trailer::new_key;
 use crate::frame_reader::FrameReader;
 use crate::image_build::{ImageBuilder, ImageTarget};
 use crate::instance::Instance;
@@ -35,7 +36,7 @@ use crate::manifest::Mode;
 use crate::native_skill::NativeLibrary;
 use crate::prewarm_pool::PrewarmPool;
 use crate::serve_pool::{ServeError, ServePools};
-use crate::{labels, leftovers, outcome, workspace, Error};
+use crate::{labels, leftovers, outcome, skill_init, workspace, Error};
 
 /// How a [`Host`] is set up.
 #[derive(Debug, Clone)]
@@ -72,6 +73,15 @@ impl Default for HostConfig {
     }
 }
 
+/// A skill's image, as containers are made of it.
+#[derive(Debug, Clone)]
+struct SkillImage {
+    /// `skill-<name>:<hash>`.
+    reference: String,
+    /// The image's command, when the image has skillhost's init to run it.
+    init_command: Option<Vec<String>>,
+}
+
 /// Runs skills' actions in fresh hardened containers.
 pub struct Host {
     engine: Engine,
@@ -80,7 +90,7 @@ pub struct Host {
     instance: Instance,
     builder: ImageBuilder,
     /// Each skill's image, resolved once: concurrent first uses share one resolution.
-    images: Mutex<HashMap<String, Arc<OnceCell<String>>>>,
+    images: Mutex<HashMap<String, Arc<OnceCell<SkillImage>>>>,
     /// The engine's runtimes, asked once, when a skill first names one.
     runtimes: OnceCell<Vec<String>>,
     /// Each action's input schema, compiled once: (skill, action) to validator.
@@ -217,13 +227,14 @@ impl Host {
         let output_limit = found.manifest.run.limits.output.0;
         let mut request = Request::new(id.clone(), action, args);
         request.deadline_ms = Some(prepared.timeout.as_millis() as u64);
-        let run_request = RunRequest {
+        let mut run_request = RunRequest {
             stdin: request.to_line().into_bytes(),
             request_id: id.clone(),
             timeout: prepared.timeout,
             output_limit,
             log_limit: self.config.log_limit_bytes,
             on_progress: options.on_progress.clone(),
+            trailer_key: None,
         };
         if options.native {
             result.path = Path::Native;
@@ -254,7 +265,7 @@ impl Host {
                 )
             }
         };
-        result.image = Some(image.clone());
+        result.image = Some(image.reference.clone());
 
         let manifest = &found.manifest;
         // Prewarmed containers and workers were configured before this call: they serve
@@ -284,6 +295,8 @@ impl Host {
                 Err(ServeError::Engine(e)) => Err(e),
             }
         } else {
+            // One container, one request: the init's trailer tells how it ended.
+            run_request.trailer_key = image.init_command.is_some().then(new_key);
             let prewarm = self.prewarm_target(found);
             let taken = (plain && prewarm > 0)
                 .then(|| self.prewarmed.take(skill))
@@ -310,13 +323,14 @@ impl Host {
                     let labels = self.labels(skill, &id);
                     let body = container_body(&ContainerInputs {
                         manifest,
-                        image: &image,
+                        image: &image.reference,
                         labels,
                         env: &options.env,
                         workspace: prepared
                             .workspace
                             .as_deref()
                             .map(|dir| (dir, manifest.run.workspace)),
+                        init_command: image.init_command.as_deref(),
                     });
                     let name = format!("skillhost-{skill}-{}", &id[..8]);
                     run_container(docker, &self.reaper, &name, body, run_request).await
@@ -389,14 +403,17 @@ impl Host {
 
     /// The configuration of a container made before its invocation is known: prewarmed
     /// or a worker. Its invocation label names its role instead of an id.
-    fn shared_body(&self, skill: &Skill, image: &str, role: &str) -> ContainerCreateBody {
+    fn shared_body(&self, skill: &Skill, image: &SkillImage, role: &str) -> ContainerCreateBody {
         let manifest = &skill.manifest;
+        // A worker answers many requests and ends with no one to report to.
+        let one_shot = manifest.run.mode != Mode::Serve;
         let mut body = container_body(&ContainerInputs {
             manifest,
-            image,
+            image: &image.reference,
             labels: self.labels(skill.name(), role),
             env: &BTreeMap::new(),
             workspace: None,
+            init_command: image.init_command.as_deref().filter(|_| one_shot),
         });
         if manifest.run.mode == Mode::Serve {
             body.env
@@ -552,7 +569,7 @@ impl Host {
     }
 
     /// The skill's image, built on first use when allowed.
-    async fn image_for(&self, skill: &Skill) -> Result<String, String> {
+    async fn image_for(&self, skill: &Skill) -> Result<SkillImage, String> {
         let cell = self
             .images
             .lock()
@@ -562,19 +579,23 @@ impl Host {
             .clone();
         cell.get_or_try_init(|| async {
             let target = ImageTarget::for_skill(skill);
-            if self.config.build_images {
+            let reference = if self.config.build_images {
                 let report = self.builder.ensure(&target, false).await.map_err(|e| e.to_string())?;
-                return Ok(report.image);
-            }
-            let plan = self.builder.plan(&target).await.map_err(|e| e.to_string())?;
-            match self.builder.cached(&plan).await.map_err(|e| e.to_string())? {
-                Some(_) => Ok(plan.image()),
-                None => Err(format!(
-                    "image {} is not present and this host does not build: prebuild it with `skillhost build {}`",
-                    plan.image(),
-                    skill.name()
-                )),
-            }
+                report.image
+            } else {
+                let plan = self.builder.plan(&target).await.map_err(|e| e.to_string())?;
+                match self.builder.cached(&plan).await.map_err(|e| e.to_string())? {
+                    Some(_) => plan.image(),
+                    None => return Err(format!(
+                        "image {} is not present and this host does not build: prebuild it with `skillhost build {}`",
+                        plan.image(),
+                        skill.name()
+                    )),
+                }
+            };
+            let inspected = self.engine.inspect_image(&reference).await.map_err(|e| e.to_string())?;
+            let init_command = inspected.as_ref().and_then(skill_init::init_command);
+            Ok(SkillImage { reference, init_command })
         })
         .await
         .cloned()
@@ -607,6 +628,7 @@ async fn run_native(library: Arc<NativeLibrary>, request: RunRequest) -> RunOutc
         logs_truncated: false,
         stderr_bytes: 0,
         startup: Duration::ZERO,
+        exit_from_init: false,
     }
 }
 

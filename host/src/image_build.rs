@@ -18,6 +18,7 @@ use crate::content_hash::{BuildSpec, ContentHash, GatheredInputs, HashError};
 use crate::discovery::Skill;
 use crate::engine::{keep_tail, BuildEvent, BuildFailure, BuildRequest, Engine, EngineError};
 use crate::labels;
+use crate::skill_init;
 
 /// Receives progress from every build: the image's name and the event.
 pub type Observer = Arc<dyn Fn(&str, BuildEvent) + Send + Sync>;
@@ -116,6 +117,8 @@ pub struct ImageTarget {
     pub outputs: BTreeMap<PathBuf, PathBuf>,
     /// Labels beyond the hash and version, e.g. `io.skillhost.skill`.
     pub labels: HashMap<String, String>,
+    /// Add skillhost's init to the image (skill images, on a host that has it).
+    pub init: bool,
 }
 
 impl ImageTarget {
@@ -133,6 +136,7 @@ impl ImageTarget {
             command_env: m.build.env.clone(),
             outputs: m.build.outputs.clone(),
             labels: HashMap::from([(labels::SKILL.to_string(), m.name.clone())]),
+            init: skill_init::binary().is_some(),
         }
     }
 }
@@ -156,6 +160,9 @@ impl Plan {
         let mut labels = self.target.labels.clone();
         labels.insert(labels::VERSION.into(), self.target.version.clone());
         labels.insert(labels::HASH.into(), self.hash.0.clone());
+        if self.target.init {
+            labels.insert(labels::INIT.into(), skill_init::TRAILER_FORMAT.into());
+        }
         labels
     }
 
@@ -189,6 +196,10 @@ pub async fn plan(engine: Option<&Engine>, target: &ImageTarget) -> Result<Plan,
         name: target.name.clone(),
         source,
     })?;
+    let mut gathered = gathered;
+    if target.init {
+        gathered.add_generated(skill_init::CONTEXT_NAME, skill_init::source_digest());
+    }
     let mut base_ids = Vec::new();
     for base in &gathered.bases {
         let missing = || BuildError::MissingBase {
@@ -314,6 +325,20 @@ impl ImageBuilder {
         }
         let mut context = plan.gathered.context.clone();
         stage_outputs(target, &mut context)?;
+        let dockerfile = target
+            .dockerfile
+            .as_deref()
+            .unwrap_or(Path::new("Dockerfile"))
+            .to_string_lossy()
+            .into_owned();
+        if let (true, Some(init)) = (target.init, skill_init::binary()) {
+            let with_init = context
+                .file(&dockerfile)
+                .map(skill_init::dockerfile_with_init)
+                .unwrap_or_default();
+            context.stage(&dockerfile, with_init, 0o644);
+            context.stage(skill_init::CONTEXT_NAME, init.to_vec(), 0o755);
+        }
         let tar = context.to_tar().map_err(|source| BuildError::Inputs {
             name: target.name.clone(),
             source: HashError::Context(crate::build_context::ContextError::Io {
@@ -322,12 +347,6 @@ impl ImageBuilder {
             }),
         })?;
         let image = plan.image();
-        let dockerfile = target
-            .dockerfile
-            .as_deref()
-            .unwrap_or(Path::new("Dockerfile"))
-            .to_string_lossy()
-            .into_owned();
         let request = BuildRequest {
             tag: &image,
             dockerfile: &dockerfile,

@@ -19,3 +19,5 @@ pub const BASE: &str = "io.skillhost.base";
 pub const ROLE_PREWARMED: &str = "prewarmed";
 /// [`INVOCATION`] of a serve-mode worker, which answers many invocations.
 pub const ROLE_WORKER: &str = "worker";
+/// On images that carry skillhost's init; the value is the trailer format it writes.
+pub const INIT: &str = "io.skillhost.init";

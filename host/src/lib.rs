@@ -21,6 +21,7 @@ pub mod dockerignore;
 pub mod engine;
 mod error;
 pub mod exit_code;
+pub mod exit_trailer;
 pub mod frame_reader;
 mod host;
 pub mod image_build;
@@ -35,6 +36,7 @@ pub mod prewarm_pool;
 pub mod seccomp_profile;
 pub mod serve_pool;
 pub mod serve_worker;
+pub mod skill_init;
 pub mod workspace;
 
 pub use error::Error;

@@ -115,6 +115,7 @@ mod tests {
             logs_truncated: false,
             stderr_bytes: 0,
             startup: Duration::ZERO,
+            exit_from_init: false,
         }
     }
 

@@ -169,6 +169,7 @@ impl Worker {
                 logs,
                 stderr_bytes,
                 startup: Duration::ZERO,
+                exit_from_init: false,
             },
             reusable,
         })

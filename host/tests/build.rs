@@ -98,9 +98,11 @@ async fn a_broken_dockerfile_fails_with_the_steps_own_error() {
     let BuildError::Failed { failure, .. } = &err else {
         panic!("expected a build failure, got {err}")
     };
-    assert_eq!(
-        failure.step.as_deref(),
-        Some("Step 2/5 : COPY does-not-exist.txt /x")
+    // Step 2 of the skill's two, whatever the labels and the init add after them.
+    let step = failure.step.as_deref().unwrap_or_default();
+    assert!(
+        step.starts_with("Step 2/") && step.ends_with(" : COPY does-not-exist.txt /x"),
+        "{step}"
     );
     assert!(
         failure.message.contains("does-not-exist.txt"),
@@ -110,7 +112,7 @@ async fn a_broken_dockerfile_fails_with_the_steps_own_error() {
     let text = err.to_string();
     assert!(
         text.starts_with(&format!(
-            "{name}: the image build failed at Step 2/5 : COPY"
+            "{name}: the image build failed at {step}: COPY failed"
         )),
         "{text}"
     );

@@ -475,6 +475,8 @@ async fn containers_of_dead_host_instances_are_removed_at_start() {
     let host = Host::new(config.clone()).await.unwrap();
     let image = host.invoke(&name, "ok", json!({})).await.image.unwrap();
     cleanup.add(&image);
+    // The result did not wait for its container's removal; the count below does.
+    host.settled().await;
     // A container as a host that died would have left it: same machine, a pid that is gone.
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     let engine = Engine::connect().await.unwrap();

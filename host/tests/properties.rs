@@ -71,6 +71,7 @@ proptest! {
             labels: HashMap::new(),
             env: &BTreeMap::new(),
             workspace,
+            init_command: None,
         });
         let h = body.host_config.unwrap();
         prop_assert_eq!(h.cap_drop, Some(vec!["ALL".to_string()]));

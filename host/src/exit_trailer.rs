@@ -1,0 +1,226 @@
+//! The exit trailer of skillhost's init: how a one-shot container tells the host how its
+//! skill ended, on the same streams as its output, without waiting for the engine.
+//!
+//! The host writes a fresh key as the first line of stdin; the init reads it, runs the
+//! skill, and after the skill's exit writes `\0skillhost-exit:KEY:CODE:OOM_KILLS\n` to
+//! stderr and then stdout. A [`TrailerScanner`] per stream passes everything before the
+//! trailer on as the skill's own output, holding back only a tail that could be the start
+//! of a trailer, and reads the report. Without the key no one can write a trailer.
+
+/// The init's path inside every image skillhost builds.
+pub const INIT_PATH: &str = "/.skillhost-init";
+
+/// What the init reported about the skill's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitReport {
+    /// The exit code, or 128 + the signal that killed the skill.
+    pub code: i64,
+    /// Processes of the container the kernel killed for memory; `None` when the init
+    /// could not read its cgroup.
+    pub oom_kills: Option<u64>,
+}
+
+/// A key no skill can guess: 32 hex digits from a random UUID.
+pub fn new_key() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// What stdin carries before the request: the key line the init reads.
+pub fn key_line(key: &str) -> Vec<u8> {
+    format!("{key}\n").into_bytes()
+}
+
+/// Scans one output stream for the trailer.
+#[derive(Debug)]
+pub struct TrailerScanner {
+    needle: Vec<u8>,
+    /// A tail of output that may be the beginning of a trailer.
+    held: Vec<u8>,
+    state: State,
+}
+
+#[derive(Debug)]
+enum State {
+    Scanning,
+    /// The key was seen; the rest of the line is being collected.
+    InTrailer(Vec<u8>),
+    /// The trailer line ended; `None` if it did not parse.
+    Done(Option<ExitReport>),
+}
+
+/// The longest trailer body (`CODE:OOM_KILLS`) worth collecting.
+const BODY_LIMIT: usize = 48;
+
+impl TrailerScanner {
+    pub fn new(key: &str) -> TrailerScanner {
+        TrailerScanner {
+            needle: format!("\0skillhost-exit:{key}:").into_bytes(),
+            held: Vec::new(),
+            state: State::Scanning,
+        }
+    }
+
+    /// Feed a chunk of the stream; returns the part of it that is the skill's output.
+    /// After the trailer nothing is: that is output of processes the init's exit ends.
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+        match &mut self.state {
+            State::Done(_) => return Vec::new(),
+            State::InTrailer(body) => {
+                body.extend_from_slice(chunk);
+                self.settle();
+                return Vec::new();
+            }
+            State::Scanning => {}
+        }
+        let mut bytes = std::mem::take(&mut self.held);
+        bytes.extend_from_slice(chunk);
+        if let Some(at) = find(&bytes, &self.needle) {
+            let body = bytes.split_off(at + self.needle.len());
+            bytes.truncate(at);
+            self.state = State::InTrailer(body);
+            self.settle();
+            return bytes;
+        }
+        let keep = partial_match(&bytes, &self.needle);
+        self.held = bytes.split_off(bytes.len() - keep);
+        bytes
+    }
+
+    /// The stream ended: the bytes held back were output after all.
+    pub fn finish(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.held)
+    }
+
+    /// The report, once a whole, well-formed trailer was read.
+    pub fn report(&self) -> Option<ExitReport> {
+        match self.state {
+            State::Done(report) => report,
+            _ => None,
+        }
+    }
+
+    fn settle(&mut self) {
+        let State::InTrailer(body) = &self.state else {
+            return;
+        };
+        if let Some(end) = body.iter().position(|&b| b == b'\n') {
+            self.state = State::Done(parse_body(&body[..end]));
+        } else if body.len() > BODY_LIMIT {
+            self.state = State::Done(None);
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// How many bytes at the end of `bytes` could begin `needle`.
+fn partial_match(bytes: &[u8], needle: &[u8]) -> usize {
+    let from = bytes.len().saturating_sub(needle.len() - 1);
+    (from..bytes.len())
+        .find(|&i| bytes[i] == needle[0] && needle.starts_with(&bytes[i..]))
+        .map_or(0, |i| bytes.len() - i)
+}
+
+fn parse_body(body: &[u8]) -> Option<ExitReport> {
+    let text = std::str::from_utf8(body).ok()?;
+    let (code, oom) = text.split_once(':')?;
+    let oom: i64 = oom.parse().ok()?;
+    Some(ExitReport {
+        code: code.parse().ok()?,
+        oom_kills: u64::try_from(oom).ok(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const KEY: &str = "00112233445566778899aabbccddeeff";
+
+    fn trailer(body: &str) -> Vec<u8> {
+        format!("\0skillhost-exit:{KEY}:{body}\n").into_bytes()
+    }
+
+    /// Feed `stream` in chunks of `size`; the output passed on and the report.
+    fn scan(stream: &[u8], size: usize) -> (Vec<u8>, Option<ExitReport>) {
+        let mut scanner = TrailerScanner::new(KEY);
+        let mut out = Vec::new();
+        for chunk in stream.chunks(size.max(1)) {
+            out.extend(scanner.push(chunk));
+        }
+        out.extend(scanner.finish());
+        (out, scanner.report())
+    }
+
+    #[test]
+    fn output_before_the_trailer_passes_and_the_report_is_read() {
+        let mut stream = b"{\"type\":\"result\"}\n".to_vec();
+        stream.extend(trailer("0:0"));
+        stream.extend(b"late output of a dying child\n");
+        let (out, report) = scan(&stream, 4096);
+        assert_eq!(out, b"{\"type\":\"result\"}\n");
+        assert_eq!(
+            report,
+            Some(ExitReport {
+                code: 0,
+                oom_kills: Some(0)
+            })
+        );
+    }
+
+    #[test]
+    fn an_unknown_oom_count_and_a_signal_exit_are_read() {
+        let (_, report) = scan(&trailer("137:-1"), 7);
+        assert_eq!(
+            report,
+            Some(ExitReport {
+                code: 137,
+                oom_kills: None
+            })
+        );
+    }
+
+    #[test]
+    fn a_trailer_with_another_key_is_output() {
+        let forged = b"\0skillhost-exit:ffffffffffffffffffffffffffffffff:0:0\n".to_vec();
+        let (out, report) = scan(&forged, 3);
+        assert_eq!((out, report), (forged, None));
+    }
+
+    #[test]
+    fn a_malformed_trailer_reports_nothing() {
+        assert_eq!(scan(&trailer("zero:0"), 100).1, None);
+        let endless = format!("\0skillhost-exit:{KEY}:{}", "1".repeat(100));
+        assert_eq!(scan(endless.as_bytes(), 100).1, None);
+    }
+
+    #[test]
+    fn nul_bytes_that_begin_no_trailer_are_not_held() {
+        let mut scanner = TrailerScanner::new(KEY);
+        assert_eq!(scanner.push(b"a\0b\n"), b"a\0b\n");
+        // A tail that could begin the trailer waits for the next chunk...
+        assert_eq!(scanner.push(b"x\0skill"), b"x");
+        // ...and is output when the next chunk shows it was not one.
+        assert_eq!(scanner.push(b"s\n"), b"\0skills\n");
+    }
+
+    proptest! {
+        #[test]
+        fn any_output_in_any_chunking_passes_whole(
+            output in proptest::collection::vec(prop_oneof![Just(0u8), Just(b's'), any::<u8>()], 0..300),
+            size in 1usize..80,
+            with_trailer: bool,
+        ) {
+            let mut stream = output.clone();
+            if with_trailer {
+                stream.extend(trailer("3:1"));
+            }
+            let (out, report) = scan(&stream, size);
+            prop_assert_eq!(out, output);
+            prop_assert_eq!(report.is_some(), with_trailer);
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! The init as a process: what it reads, what it passes on, what it reports.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+const KEY: &str = "00112233445566778899aabbccddeeff";
+
+fn run(stdin: &[u8], argv: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_skillhost-init"))
+        .args(argv)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn trailer(code: u8) -> String {
+    format!("\0skillhost-exit:{KEY}:{code}:")
+}
+
+#[test]
+fn the_command_gets_all_of_stdin_after_the_key_and_its_exit_is_reported() {
+    let stdin = format!("{KEY}\nline one\nline two\n");
+    let out = run(
+        stdin.as_bytes(),
+        &["sh", "-c", "cat; echo to-stderr >&2; exit 3"],
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stdout.starts_with(&format!("line one\nline two\n{}", trailer(3))),
+        "{stdout:?}"
+    );
+    assert!(stdout.ends_with('\n'));
+    assert!(
+        stderr.starts_with(&format!("to-stderr\n{}", trailer(3))),
+        "{stderr:?}"
+    );
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[test]
+fn a_command_killed_by_a_signal_reports_128_plus_the_signal() {
+    let out = run(format!("{KEY}\n").as_bytes(), &["sh", "-c", "kill -9 $$"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&trailer(137)));
+    assert_eq!(out.status.code(), Some(137));
+}
+
+#[test]
+fn a_missing_command_is_reported_as_127_with_its_name() {
+    let out = run(format!("{KEY}\n").as_bytes(), &["/no/such/skill"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot run /no/such/skill"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&trailer(127)));
+    assert_eq!(out.status.code(), Some(127));
+}
+
+#[test]
+fn without_a_key_line_nothing_runs_and_no_trailer_is_written() {
+    for stdin in ["", "not-a-key\n", "00112233445566778899aabbccddeeff00\n"] {
+        let out = run(stdin.as_bytes(), &["sh", "-c", "echo ran"]);
+        assert_eq!(out.status.code(), Some(125), "stdin {stdin:?}");
+        assert!(out.stdout.is_empty(), "stdin {stdin:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("skillhost-init:"));
+    }
+}
+
+#[test]
+fn termination_signals_reach_the_command() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_skillhost-init"))
+        .args([
+            "sh",
+            "-c",
+            "trap 'exit 42' TERM; echo ready; while :; do sleep 0.05; done",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(format!("{KEY}\n").as_bytes()).unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut ready = [0u8; 6];
+    std::io::Read::read_exact(&mut stdout, &mut ready).unwrap();
+    assert_eq!(&ready, b"ready\n");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(42));
+}
