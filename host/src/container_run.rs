@@ -45,6 +45,8 @@ pub struct Attached {
     pub id: String,
     pub name: String,
     pub(crate) io: AttachContainerResults,
+    /// Started already: its init waits for the key line before it starts the skill.
+    pub started: bool,
 }
 
 /// Why the host killed the container.
@@ -146,7 +148,15 @@ pub async fn create_attached(
         id: created.id,
         name: name.to_string(),
         io,
+        started: false,
     })
+}
+
+pub(crate) async fn start_container(docker: &Docker, id: &str) -> Result<(), RunError> {
+    docker
+        .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
+        .await
+        .map_err(err("starting the container"))
 }
 
 async fn drive(
@@ -156,10 +166,9 @@ async fn drive(
     started: Instant,
 ) -> Result<RunOutcome, RunError> {
     let (id, attach) = (attached.id.as_str(), attached.io);
-    docker
-        .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
-        .await
-        .map_err(err("starting the container"))?;
+    if !attached.started {
+        start_container(docker, id).await?;
+    }
     let startup = started.elapsed();
     let deadline = tokio::time::Instant::now() + request.timeout;
 

@@ -2,6 +2,10 @@
 //! invocation takes one. Each is used exactly once, so an invocation served from the pool
 //! is as fresh as a cold one; it only skips the create and attach round trips.
 //!
+//! Optionally a container is also started, up to skillhost's init, which waits for the
+//! key line on stdin before it starts the skill: the skill still starts only with its
+//! request, and the engine's start (the larger part of a cold call) is off the path.
+//!
 //! The pool refills in the background after every take, stays under a host-wide cap, and
 //! every container in it is labelled and known to the [`Reaper`], so a host that stops
 //! or dies leaves nothing the next start does not remove.
@@ -11,9 +15,10 @@ use std::sync::{Arc, Mutex};
 
 use bollard::models::ContainerCreateBody;
 use bollard::Docker;
+use futures_util::{FutureExt, StreamExt};
 
 use crate::container_reaper::Reaper;
-use crate::container_run::{create_attached, Attached};
+use crate::container_run::{create_attached, start_container, Attached};
 
 #[derive(Clone)]
 pub struct PrewarmPool {
@@ -59,14 +64,25 @@ impl PrewarmPool {
         }
     }
 
-    /// A ready container of `skill`, if one is there.
+    /// A ready container of `skill`, if one is there. A started one whose init is gone
+    /// (its output ended or it said something before its request) is removed, not used.
     pub fn take(&self, skill: &str) -> Option<Attached> {
-        self.inner.lock().ready.get_mut(skill)?.pop_front()
+        let mut state = self.inner.lock();
+        let ready = state.ready.get_mut(skill)?;
+        while let Some(mut attached) = ready.pop_front() {
+            if !attached.started || attached.io.output.next().now_or_never().is_none() {
+                return Some(attached);
+            }
+            tracing::warn!(container = %attached.name, "a started prewarmed container ended before its request; removing it");
+            self.inner.reaper.remove_later(&attached.name);
+        }
+        None
     }
 
     /// Create containers of `skill` in the background until `target` are held for it,
-    /// within the host-wide cap. `body` is the configuration of every one of them.
-    pub fn refill(&self, skill: &str, target: usize, body: &ContainerCreateBody) {
+    /// within the host-wide cap. `body` is the configuration of every one of them; `start`
+    /// starts them too, which only a body running skillhost's init may ask.
+    pub fn refill(&self, skill: &str, target: usize, body: &ContainerCreateBody, start: bool) {
         let wanted = {
             let mut state = self.inner.lock();
             if state.closed {
@@ -79,7 +95,7 @@ impl PrewarmPool {
         };
         for _ in 0..wanted {
             let (inner, skill, body) = (self.inner.clone(), skill.to_string(), body.clone());
-            tokio::spawn(async move { inner.create_one(&skill, body).await });
+            tokio::spawn(async move { inner.create_one(&skill, body, start).await });
         }
     }
 
@@ -103,14 +119,22 @@ impl Inner {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn create_one(&self, skill: &str, body: ContainerCreateBody) {
+    async fn create_one(&self, skill: &str, body: ContainerCreateBody, start: bool) {
         let name = format!(
             "skillhost-{skill}-pw-{}",
             &uuid::Uuid::new_v4().to_string()[..8]
         );
         // Known to the reaper before it exists, so a host stopping meanwhile removes it.
         self.reaper.track(&name);
-        let created = create_attached(&self.docker, &name, body).await;
+        let created = match create_attached(&self.docker, &name, body).await {
+            Ok(mut attached) if start => {
+                start_container(&self.docker, &attached.id).await.map(|()| {
+                    attached.started = true;
+                    attached
+                })
+            }
+            other => other,
+        };
         let mut state = self.lock();
         if let Some(n) = state.creating.get_mut(skill) {
             *n = n.saturating_sub(1);

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde_json::json;
 use skillhost::{Host, HostConfig, InvokeOptions, Path, Status};
 
@@ -64,6 +65,120 @@ async fn prewarmed_containers_serve_once_each_and_are_replenished() {
     assert_eq!(held_for("echo").await, 2, "only the two prewarmed remain");
     host.shutdown().await;
     assert_eq!(held_for("echo").await, 0);
+}
+
+/// Running containers of `skill` made as prewarmed, with the processes in each.
+async fn prewarmed_processes(skill: &str) -> Vec<(String, Vec<String>)> {
+    let engine = skillhost::engine::Engine::connect().await.unwrap();
+    let filters = std::collections::HashMap::from([(
+        "label".to_string(),
+        vec![
+            format!("io.skillhost.skill={skill}"),
+            "io.skillhost.invocation=prewarmed".to_string(),
+        ],
+    )]);
+    let filters = filters
+        .into_iter()
+        .chain([("status".to_string(), vec!["running".to_string()])])
+        .collect();
+    let options = bollard::query_parameters::ListContainersOptions {
+        all: true,
+        filters: Some(filters),
+        ..Default::default()
+    };
+    let mut found = Vec::new();
+    for container in engine
+        .docker()
+        .list_containers(Some(options))
+        .await
+        .unwrap()
+    {
+        let id = container.id.unwrap();
+        let top = engine
+            .docker()
+            .top_processes(&id, None::<bollard::query_parameters::TopOptions>)
+            .await
+            .unwrap();
+        let column = top.titles.unwrap().iter().position(|t| t == "CMD").unwrap();
+        let commands = top
+            .processes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|row| row[column].clone())
+            .collect();
+        found.push((id, commands));
+    }
+    found
+}
+
+#[tokio::test]
+async fn started_prewarmed_containers_run_only_the_init_until_their_request() {
+    ensure_base_images();
+    let cleanup = ImageCleanup::default();
+    let name = unique_name("started");
+    let dir = copy_fixture("probe", &name);
+    let config = HostConfig {
+        skill_roots: vec![dir.path().to_path_buf()],
+        prewarm: BTreeMap::from([(name.clone(), 2)]),
+        prewarm_started: true,
+        ..HostConfig::default()
+    };
+    let host = Host::new(config).await.unwrap();
+    host.prewarm(&name).await.unwrap();
+    wait_until("prewarming 2", || host.prewarmed_ready(&name) == 2).await;
+    // Running, but nothing of the skill yet: only the init, waiting for its key.
+    let waiting = prewarmed_processes(&name).await;
+    assert_eq!(waiting.len(), 2);
+    for (_, commands) in &waiting {
+        assert_eq!(commands.len(), 1, "{commands:?}");
+        assert!(commands[0].starts_with("/.skillhost-init "), "{commands:?}");
+    }
+    // Each call gets a fresh process: the in-memory counter never passes 1.
+    for _ in 0..3 {
+        let result = host.invoke(&name, "counter", json!({})).await;
+        cleanup.add(result.image.clone().unwrap());
+        assert_status(&result, Status::Ok);
+        assert_eq!(result.path, Path::Prewarmed);
+        assert_eq!(result.output, Some(json!({"count": 1})));
+        assert_eq!(result.exit_code, Some(0));
+        wait_until("replenishing", || host.prewarmed_ready(&name) == 2).await;
+    }
+    // Limits hold as on every path.
+    let result = host.invoke(&name, "alloc", json!({"mb": 512})).await;
+    assert_eq!(
+        (result.status, result.path),
+        (Status::MemoryLimit, Path::Prewarmed)
+    );
+    wait_until("replenishing", || host.prewarmed_ready(&name) == 2).await;
+
+    // A waiting container that died is not handed out: the call is still served.
+    host.settled().await;
+    let (dead, _) = &prewarmed_processes(&name).await[0];
+    let engine = skillhost::engine::Engine::connect().await.unwrap();
+    engine
+        .docker()
+        .kill_container(
+            dead,
+            None::<bollard::query_parameters::KillContainerOptions>,
+        )
+        .await
+        .unwrap();
+    // Once the engine reports the exit, it has ended the attach stream too.
+    let _ = engine
+        .docker()
+        .wait_container(
+            dead,
+            None::<bollard::query_parameters::WaitContainerOptions>,
+        )
+        .next()
+        .await;
+    for _ in 0..2 {
+        let result = host.invoke(&name, "counter", json!({})).await;
+        assert_status(&result, Status::Ok);
+        assert_eq!(result.output, Some(json!({"count": 1})));
+    }
+    host.shutdown().await;
+    assert_eq!(held_for(&name).await, 0);
 }
 
 fn serve_probe(name: &str) -> tempfile::TempDir {

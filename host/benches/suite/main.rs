@@ -1,8 +1,9 @@
 //! The benchmark suite, every figure from one run on one machine:
 //! `cargo bench -p skillhost --bench suite` (add `-- --quick` for fewer rounds).
 //!
-//! - one echo invocation per path (cold, prewarmed, warm, native) against `docker run
-//!   --rm -i` of the same image with the same hardening flags, interleaved;
+//! - one echo invocation per path (cold, prewarmed as created and as started to the
+//!   init, warm, native) against `docker run --rm -i` of the same image with the same
+//!   hardening flags, interleaved;
 //! - the cache-hit check against a `docker build` of the unchanged context;
 //! - throughput at concurrency 1, 4, 8 and 16 (cold and warm);
 //! - latency against payload size (1 KB, 100 KB, 1 MB);
@@ -149,6 +150,8 @@ async fn throughput(
     for caller in callers {
         caller.await.unwrap();
     }
+    // Sustained means the engine has also removed what the calls left to the reaper.
+    host.settled().await;
     total as f64 / started.elapsed().as_secs_f64()
 }
 
@@ -239,6 +242,12 @@ async fn main() {
     }))
     .await
     .unwrap();
+    let started = Host::new(host(&[&skills], |c| {
+        c.prewarm = BTreeMap::from([("echo".into(), 4)]);
+        c.prewarm_started = true;
+    }))
+    .await
+    .unwrap();
     let warm = Arc::new(Host::new(host(&[&bench_skills], |_| {})).await.unwrap());
     let native = Host::new(host(&[&skills], |c| c.allow_native = true))
         .await
@@ -263,6 +272,7 @@ async fn main() {
         .await;
     }
     prewarmed.prewarm("echo").await.unwrap();
+    started.prewarm("echo").await.unwrap();
     let seccomp = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(
         seccomp.path(),
@@ -271,26 +281,21 @@ async fn main() {
     .unwrap();
     let request = skill_sdk::Request::new("bench", "say", json!({"text": "hi"})).to_line();
 
-    let (mut docker, mut ours, mut pre) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut docker, mut ours) = (Vec::new(), Vec::new());
+    let (mut pre, mut pre_started) = (Vec::new(), Vec::new());
     for _ in 0..rounds.latency {
         docker.push(docker_run(&image, seccomp.path(), request.as_bytes()));
         ours.push(timed(&cold, "echo", "hi", InvokeOptions::default(), Path::Cold).await);
         cold.settled().await;
-        // The pool refills between rounds, as it would between an agent's calls.
-        while prewarmed.prewarmed_ready("echo") < 4 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        for (host, samples) in [(&prewarmed, &mut pre), (&started, &mut pre_started)] {
+            // The pool refills between rounds, as it would between an agent's calls.
+            while host.prewarmed_ready("echo") < 4 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let options = InvokeOptions::default();
+            samples.push(timed(host, "echo", "hi", options, Path::Prewarmed).await);
+            host.settled().await;
         }
-        pre.push(
-            timed(
-                &prewarmed,
-                "echo",
-                "hi",
-                InvokeOptions::default(),
-                Path::Prewarmed,
-            )
-            .await,
-        );
-        prewarmed.settled().await;
     }
     let (mut warm_lat, mut native_lat) = (Vec::new(), Vec::new());
     for _ in 0..rounds.fast {
@@ -316,7 +321,8 @@ async fn main() {
     for (label, samples) in [
         ("docker run --rm -i, same flags", &docker),
         ("skillhost cold", &ours),
-        ("skillhost prewarmed", &pre),
+        ("skillhost prewarmed (created)", &pre),
+        ("skillhost prewarmed (started to the init)", &pre_started),
         ("skillhost warm (serve mode)", &warm_lat),
         ("skillhost native (in process)", &native_lat),
     ] {
@@ -364,6 +370,8 @@ async fn main() {
         let (mut c, mut w, mut n) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds.latency.min(10) {
             c.push(timed(&cold, "echo", &text, InvokeOptions::default(), Path::Cold).await);
+            // The engine's teardown of the cold container must not land on the others.
+            cold.settled().await;
             w.push(
                 timed(
                     &warm,
@@ -376,7 +384,6 @@ async fn main() {
             );
             n.push(timed(&native, "echo", &text, native_options.clone(), Path::Native).await);
         }
-        cold.settled().await;
         println!(
             "| {label} | {:.1} | {:.2} | {:.2} |",
             ms(percentile(&c, 50)),
@@ -415,7 +422,7 @@ async fn main() {
         percentile(&builds, 50).as_secs_f64() / percentile(&hits, 50).as_secs_f64()
     );
 
-    for host in [&*cold, &prewarmed, &*warm, &native] {
+    for host in [&*cold, &prewarmed, &started, &*warm, &native] {
         host.shutdown().await;
     }
 }
