@@ -13,6 +13,7 @@ use skillhost::container_spec::{container_body, ContainerInputs};
 use skillhost::discovery::Skill;
 use skillhost::engine::Engine;
 use skillhost::exit_trailer::new_key;
+use skillhost::instance::Instance;
 use skillhost::skill_init;
 use skillhost::Status;
 
@@ -31,9 +32,13 @@ async fn run(
     let skill = Skill::load(&probe.root.join(&probe.name)).unwrap();
     let inspected = engine.inspect_image(image).await.unwrap().unwrap();
     let command = skill_init::init_command(&inspected).expect("skillhost's images have the init");
+    let invocation = new_key();
+    // Labelled as a live host's, or a host starting meanwhile reaps it as a dead one's.
     let labels = HashMap::from([
         ("io.skillhost.managed".to_string(), "true".to_string()),
         ("io.skillhost.skill".to_string(), probe.name.clone()),
+        ("io.skillhost.invocation".to_string(), invocation.clone()),
+        ("io.skillhost.instance".to_string(), Instance::current().id),
     ]);
     let body = container_body(&ContainerInputs {
         manifest: &skill.manifest,
@@ -64,6 +69,11 @@ async fn run(
     .await
     .unwrap();
     reaper.settled().await;
+    assert_eq!(
+        containers_with_label("io.skillhost.invocation", &invocation).await,
+        0,
+        "{action}: removed"
+    );
     outcome
 }
 
@@ -106,10 +116,6 @@ async fn the_init_reports_exits_and_memory_kills_as_the_engine_does() {
     // The cases above cover both ends: a clean exit and a kill for memory.
     let oom = run(&probe, &image, "alloc", json!({"mb": 512}), true).await;
     assert_eq!((oom.exit_code, oom.oom_killed), (Some(137), true));
-    assert_eq!(
-        containers_with_label("io.skillhost.skill", &probe.name).await,
-        0
-    );
 }
 
 #[tokio::test]
@@ -126,10 +132,6 @@ async fn a_skill_cannot_forge_the_init_report() {
         String::from_utf8_lossy(&outcome.logs)
     );
     assert!(outcome.decoded.protocol_error.is_some());
-    assert_eq!(
-        containers_with_label("io.skillhost.skill", &probe.name).await,
-        0
-    );
 }
 
 #[tokio::test]
