@@ -271,8 +271,12 @@ async fn main() {
         )
         .await;
     }
-    prewarmed.prewarm("echo").await.unwrap();
-    started.prewarm("echo").await.unwrap();
+    for host in [&prewarmed, &started] {
+        host.prewarm("echo").await.unwrap();
+        while host.prewarmed_ready("echo") < 4 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
     let seccomp = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(
         seccomp.path(),
@@ -288,13 +292,14 @@ async fn main() {
         ours.push(timed(&cold, "echo", "hi", InvokeOptions::default(), Path::Cold).await);
         cold.settled().await;
         for (host, samples) in [(&prewarmed, &mut pre), (&started, &mut pre_started)] {
-            // The pool refills between rounds, as it would between an agent's calls.
+            let options = InvokeOptions::default();
+            samples.push(timed(host, "echo", "hi", options, Path::Prewarmed).await);
+            // The pool refills between calls, as it would between an agent's; no refill
+            // may overlap the next measurement, the docker run baseline's least of all.
+            host.settled().await;
             while host.prewarmed_ready("echo") < 4 {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            let options = InvokeOptions::default();
-            samples.push(timed(host, "echo", "hi", options, Path::Prewarmed).await);
-            host.settled().await;
         }
     }
     let (mut warm_lat, mut native_lat) = (Vec::new(), Vec::new());
