@@ -69,6 +69,8 @@ pub struct RunOutcome {
     pub startup: Duration,
     /// The exit code and OOM flag came from skillhost's init, not from the engine.
     pub exit_from_init: bool,
+    /// The container's peak memory, as skillhost's init read it when the skill ended.
+    pub peak_memory_bytes: Option<u64>,
 }
 
 /// The engine failed; the container, if any, is removed already.
@@ -264,6 +266,7 @@ async fn drive(
     };
     let mut outcome = streams.into_outcome(exit_code, oom_killed, host_kill, startup);
     outcome.exit_from_init = reported.is_some();
+    outcome.peak_memory_bytes = reported.and_then(|r| r.peak_memory_bytes);
     Ok(outcome)
 }
 
@@ -369,6 +372,7 @@ impl<'a> Streams<'a> {
             stderr_bytes: self.stderr_bytes,
             startup,
             exit_from_init: false,
+            peak_memory_bytes: None,
         }
     }
 }

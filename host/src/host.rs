@@ -642,6 +642,7 @@ async fn run_native(library: Arc<NativeLibrary>, request: RunRequest) -> RunOutc
         stderr_bytes: 0,
         startup: Duration::ZERO,
         exit_from_init: false,
+        peak_memory_bytes: None,
     }
 }
 
@@ -668,6 +669,7 @@ fn complete(
         stderr_bytes: run.stderr_bytes,
         progress_frames: run.decoded.progress_frames,
         startup_ms: run.startup.as_millis() as u64,
+        peak_memory_bytes: run.peak_memory_bytes,
     };
     result
 }

@@ -93,6 +93,11 @@ pub struct Stats {
     pub progress_frames: u64,
     /// Milliseconds from the request to a started container (or a free warm worker).
     pub startup_ms: u64,
+    /// The most memory the container's cgroup was charged at once (the skill, its
+    /// children, their page cache), read by skillhost's init as the skill ended. `None`
+    /// where no init reported: a kill by the host, the warm and native paths, images
+    /// built without the init.
+    pub peak_memory_bytes: Option<u64>,
 }
 
 /// The result of one invocation.

@@ -116,6 +116,7 @@ mod tests {
             stderr_bytes: 0,
             startup: Duration::ZERO,
             exit_from_init: false,
+            peak_memory_bytes: None,
         }
     }
 

@@ -170,6 +170,7 @@ impl Worker {
                 stderr_bytes,
                 startup: Duration::ZERO,
                 exit_from_init: false,
+                peak_memory_bytes: None,
             },
             reusable,
         })

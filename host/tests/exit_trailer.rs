@@ -119,6 +119,27 @@ async fn the_init_reports_exits_and_memory_kills_as_the_engine_does() {
 }
 
 #[tokio::test]
+async fn the_init_reports_the_peak_memory_the_skill_reached() {
+    let probe = Probe::acquire();
+    let image = probe_image(&probe).await;
+    const MIB: u64 = 1 << 20;
+    let small = run(&probe, &image, "ok", json!({}), true).await;
+    let big = run(&probe, &image, "alloc", json!({"mb": 40}), true).await;
+    let (small, big) = (
+        small.peak_memory_bytes.unwrap(),
+        big.peak_memory_bytes.unwrap(),
+    );
+    // The interpreter alone takes some MiB; 40 MiB touched page by page come on top
+    // (page cache charged to the cgroup varies a little between runs), and the 64m
+    // limit caps it all.
+    assert!(small > MIB && small < 40 * MIB, "{small}");
+    assert!(big >= 40 * MIB && big <= 64 * MIB, "{big}");
+    assert!(big > small + 32 * MIB, "{big} after {small}");
+    let by_engine = run(&probe, &image, "ok", json!({}), false).await;
+    assert_eq!(by_engine.peak_memory_bytes, None, "only the init knows it");
+}
+
+#[tokio::test]
 async fn a_skill_cannot_forge_the_init_report() {
     let probe = Probe::acquire();
     let image = probe_image(&probe).await;

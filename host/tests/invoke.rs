@@ -35,6 +35,11 @@ async fn success_delivers_progress_and_output() {
     assert_eq!((result.exit_code, result.oom_killed), (Some(0), false));
     assert_eq!(*seen.lock().unwrap(), ["halfway"]);
     assert_eq!(result.stats.progress_frames, 1);
+    let peak = result
+        .stats
+        .peak_memory_bytes
+        .expect("reported by skillhost's init");
+    assert!(peak > 0 && peak <= 64 << 20, "within the 64m limit: {peak}");
     assert!(result
         .image
         .as_deref()

@@ -2,7 +2,8 @@
 //!
 //! It does what an init must (run the command, reap every orphan, pass on termination
 //! signals) and one thing more: when the skill's process ends, it writes a trailer with
-//! the exit code and the cgroup's OOM-kill count to stderr and then to stdout, and exits.
+//! the exit code, the cgroup's OOM-kill count and its peak memory to stderr and then to
+//! stdout, and exits.
 //! The host then knows how the skill ended as soon as it happened, instead of waiting
 //! 35-45 ms for the engine to tear the container down and report the exit.
 //!
@@ -11,7 +12,7 @@
 //! environment or a file, and this process is not dumpable, so /proc/1/mem stays closed.
 //!
 //! Usage: `skillhost-init COMMAND [ARG]...`, stdin beginning with `KEY\n`.
-//! Trailer: `\0skillhost-exit:KEY:CODE:OOM_KILLS\n`, OOM_KILLS -1 when unknown.
+//! Trailer: `\0skillhost-exit:KEY:CODE:OOM_KILLS:PEAK_BYTES\n`, -1 for what is unknown.
 //!
 //! Standard library only (see Cargo.toml); the few libc calls std lacks are declared here.
 
@@ -76,7 +77,7 @@ fn main() -> ExitCode {
             }
         }
     };
-    let trailer = trailer(&key, code, oom_kills());
+    let trailer = trailer(&key, code, oom_kills(), peak_memory());
     // stderr first: the host finishes when it has both, so all of stderr is in by then.
     let _ = std::io::stderr().write_all(&trailer);
     let mut stdout = std::io::stdout();
@@ -165,6 +166,19 @@ fn oom_kills() -> i64 {
         .unwrap_or(-1)
 }
 
+/// The most memory the container's cgroup was charged at once: cgroup v2's `memory.peak`
+/// (kernel 5.19 and later), else cgroup v1's `memory.max_usage_in_bytes`; -1 when neither.
+fn peak_memory() -> i64 {
+    let sources = [
+        "/sys/fs/cgroup/memory.peak",
+        "/sys/fs/cgroup/memory/memory.max_usage_in_bytes",
+    ];
+    sources
+        .iter()
+        .find_map(|path| std::fs::read_to_string(path).ok()?.trim().parse().ok())
+        .unwrap_or(-1)
+}
+
 fn oom_kill_count(text: &str) -> Option<i64> {
     text.lines().find_map(|line| {
         let mut fields = line.split_whitespace();
@@ -174,8 +188,8 @@ fn oom_kill_count(text: &str) -> Option<i64> {
     })
 }
 
-fn trailer(key: &str, code: u8, oom_kills: i64) -> Vec<u8> {
-    format!("\0skillhost-exit:{key}:{code}:{oom_kills}\n").into_bytes()
+fn trailer(key: &str, code: u8, oom_kills: i64, peak_bytes: i64) -> Vec<u8> {
+    format!("\0skillhost-exit:{key}:{code}:{oom_kills}:{peak_bytes}\n").into_bytes()
 }
 
 #[cfg(test)]
@@ -203,8 +217,8 @@ mod tests {
     fn the_trailer_is_one_line_starting_with_nul() {
         let key = "0123456789abcdef0123456789abcdef";
         assert_eq!(
-            trailer(key, 137, -1),
-            format!("\0skillhost-exit:{key}:137:-1\n").into_bytes()
+            trailer(key, 137, -1, 4096),
+            format!("\0skillhost-exit:{key}:137:-1:4096\n").into_bytes()
         );
     }
 }
