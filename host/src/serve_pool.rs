@@ -71,7 +71,16 @@ impl ServePools {
             .await
             .map_err(|_| ServeError::Busy)?
             .expect("the semaphore is never closed");
-        let idle = lock(&workers.idle).pop();
+        let idle = loop {
+            let Some(mut worker) = lock(&workers.idle).pop() else {
+                break None;
+            };
+            if worker.ready_for_next() {
+                break Some(worker);
+            }
+            tracing::debug!(skill, worker = %worker.name, "retiring a worker that wrote after its answer or ended");
+            self.inner.reaper.remove_later(&worker.name);
+        };
         let worker = match idle {
             Some(worker) => worker,
             None => {

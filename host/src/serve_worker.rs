@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bollard::container::LogOutput;
 use bollard::models::ContainerCreateBody;
 use bollard::Docker;
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::container_run::{
@@ -71,6 +71,23 @@ impl Worker {
 
     pub fn age(&self) -> Duration {
         self.born.elapsed()
+    }
+
+    /// Take what arrived since the last answer, without waiting, before a new request.
+    /// stderr is the last request's late logs: dropped, not handed to the next caller.
+    /// Anything on stdout broke the protocol after the fact, and an ended stream is a dead
+    /// worker: either way it must not answer again (false).
+    pub fn ready_for_next(&mut self) -> bool {
+        loop {
+            match self.output.next().now_or_never() {
+                None => return true,
+                Some(Some(Ok(LogOutput::StdErr { message }))) => {
+                    tracing::debug!(worker = %self.name, bytes = message.len(), "dropping stderr written after an answer");
+                }
+                Some(Some(Ok(LogOutput::StdIn { .. }))) => {}
+                Some(_) => return false,
+            }
+        }
     }
 
     /// Send one request and read its frames until its result, the deadline, the output
@@ -174,5 +191,50 @@ impl Worker {
             },
             reusable,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(chunks: Vec<LogOutput>, then_end: bool) -> Worker {
+        let items = futures_util::stream::iter(chunks.into_iter().map(Ok));
+        let output: Output = if then_end {
+            Box::pin(items)
+        } else {
+            Box::pin(items.chain(futures_util::stream::pending()))
+        };
+        Worker {
+            name: "w".into(),
+            id: "w".into(),
+            input: Box::pin(tokio::io::sink()),
+            output,
+            born: Instant::now(),
+            last_used: Instant::now(),
+            served: 1,
+        }
+    }
+
+    fn stderr(text: &str) -> LogOutput {
+        LogOutput::StdErr {
+            message: text.as_bytes().to_vec().into(),
+        }
+    }
+
+    #[test]
+    fn late_stderr_is_dropped_and_the_worker_stays() {
+        let mut w = worker(vec![stderr("late log\n"), stderr("more\n")], false);
+        assert!(w.ready_for_next());
+        assert!(w.ready_for_next(), "nothing left to drop");
+    }
+
+    #[test]
+    fn stdout_after_an_answer_or_an_ended_stream_retires_the_worker() {
+        let stray = LogOutput::StdOut {
+            message: b"{\"type\":\"result\"}\n".to_vec().into(),
+        };
+        assert!(!worker(vec![stderr("log\n"), stray], false).ready_for_next());
+        assert!(!worker(vec![], true).ready_for_next());
     }
 }
