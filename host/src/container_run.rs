@@ -98,8 +98,9 @@ pub async fn run_container(
     let started = Instant::now();
     // Guarded by name before it exists: a future dropped while the create is in flight
     // must not leave an unguarded container behind.
-    let guard = ContainerGuard::new(name.to_string());
+    let mut guard = ContainerGuard::new(name.to_string());
     let attached = create_attached(docker, name, body).await?;
+    guard.created = true;
     run_attached(docker, reaper, guard, attached, request, started).await
 }
 
@@ -418,11 +419,27 @@ fn send_kill(docker: &Docker, id: &str) -> tokio::time::Instant {
 pub struct ContainerGuard {
     id: String,
     armed: bool,
+    /// The engine answered the create, so a container it says is missing is gone.
+    created: bool,
 }
 
 impl ContainerGuard {
+    /// A guard for a container about to be created under the name `id`.
     pub fn new(id: String) -> Self {
-        ContainerGuard { id, armed: true }
+        ContainerGuard {
+            id,
+            armed: true,
+            created: false,
+        }
+    }
+
+    /// A guard for a container that exists already.
+    pub fn for_existing(id: String) -> Self {
+        ContainerGuard {
+            id,
+            armed: true,
+            created: true,
+        }
     }
 
     /// The run is over: the reaper removes the container in the background.
@@ -446,20 +463,59 @@ pub async fn remove(docker: &Docker, id: &str) -> Result<(), bollard::errors::Er
     }
 }
 
+/// Remove `id`; while `patience` lasts, a missing container is looked for again.
+async fn remove_once_present(
+    docker: &Docker,
+    id: &str,
+    patience: Duration,
+) -> Result<(), bollard::errors::Error> {
+    let until = Instant::now() + patience;
+    while Instant::now() < until {
+        let present = docker
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await;
+        match present {
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => tokio::time::sleep(Duration::from_millis(50)).await,
+            _ => break,
+        }
+    }
+    remove(docker, id).await
+}
+
 impl Drop for ContainerGuard {
     fn drop(&mut self) {
         if !self.armed {
             return;
         }
-        if !remove_blocking(vec![std::mem::take(&mut self.id)]) {
+        // Dropped while the create was in flight, the engine may still be making it: a
+        // remove by name answers 404 until it has, and the container would outlive us.
+        let patience = if self.created {
+            Duration::ZERO
+        } else {
+            CREATE_IN_FLIGHT
+        };
+        if !remove_blocking_within(vec![std::mem::take(&mut self.id)], patience) {
             tracing::error!("could not remove an abandoned container; `skillhost gc` will");
         }
     }
 }
 
+/// How long a container whose create was abandoned may take to appear.
+const CREATE_IN_FLIGHT: Duration = Duration::from_secs(2);
+
 /// Remove containers from a thread with its own runtime and connection, and wait: for
 /// `Drop`, which cannot await while the runtime may be shutting down. True when all went.
 pub fn remove_blocking(ids: Vec<String>) -> bool {
+    remove_blocking_within(ids, Duration::ZERO)
+}
+
+/// [`remove_blocking`], taking a missing container for gone only after `patience`.
+fn remove_blocking_within(ids: Vec<String>, patience: Duration) -> bool {
     let joined = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -467,7 +523,9 @@ pub fn remove_blocking(ids: Vec<String>) -> bool {
             .ok()?;
         runtime.block_on(async {
             let docker = Docker::connect_with_defaults().ok()?;
-            let removals = ids.iter().map(|id| remove(&docker, id));
+            let removals = ids
+                .iter()
+                .map(|id| remove_once_present(&docker, id, patience));
             let all = futures_util::future::join_all(removals).await;
             all.iter().all(Result::is_ok).then_some(())
         })

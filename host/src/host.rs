@@ -315,7 +315,7 @@ impl Host {
             match taken {
                 Some(attached) => {
                     result.path = Path::Prewarmed;
-                    let guard = ContainerGuard::new(attached.name.clone());
+                    let guard = ContainerGuard::for_existing(attached.name.clone());
                     run_attached(
                         docker,
                         &self.reaper,

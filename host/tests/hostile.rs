@@ -231,7 +231,10 @@ fn sigterm_and_sigint_to_the_cli_remove_its_container() {
         let warm = host.invoke(&name, "ok", json!({})).await;
         cleanup.add(warm.image.clone().unwrap());
         assert_status(&warm, Status::Ok);
+        // Its container must be gone, or the wait below mistakes it for the CLI's.
+        host.shutdown().await;
     });
+    assert_eq!(count(), 0);
     for (signal, code) in [("-TERM", 143), ("-INT", 130)] {
         let child = skillhost()
             .arg("--skills-dir")
