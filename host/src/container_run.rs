@@ -414,7 +414,7 @@ fn send_kill(docker: &Docker, id: &str) -> tokio::time::Instant {
     tokio::time::Instant::now()
 }
 
-/// Removes its container when dropped unless [`ContainerGuard::remove`] ran: a dropped
+/// Removes its container when dropped unless [`ContainerGuard::release`] ran: a dropped
 /// invocation future, a panic or an early return must not leak a container.
 pub struct ContainerGuard {
     id: String,
