@@ -71,6 +71,8 @@ pub struct RunOutcome {
     pub exit_from_init: bool,
     /// The container's peak memory, as skillhost's init read it when the skill ended.
     pub peak_memory_bytes: Option<u64>,
+    /// The engine stopped the container with this signal (seen by skillhost's init).
+    pub stopped_by_engine: Option<i32>,
 }
 
 /// The engine failed; the container, if any, is removed already.
@@ -268,6 +270,7 @@ async fn drive(
     let mut outcome = streams.into_outcome(exit_code, oom_killed, host_kill, startup);
     outcome.exit_from_init = reported.is_some();
     outcome.peak_memory_bytes = reported.and_then(|r| r.peak_memory_bytes);
+    outcome.stopped_by_engine = reported.and_then(|r| r.outside_signal);
     Ok(outcome)
 }
 
@@ -374,6 +377,7 @@ impl<'a> Streams<'a> {
             startup,
             exit_from_init: false,
             peak_memory_bytes: None,
+            stopped_by_engine: None,
         }
     }
 }

@@ -2,8 +2,9 @@
 //! skill ended, on the same streams as its output, without waiting for the engine.
 //!
 //! The host writes a fresh key as the first line of stdin; the init reads it, runs the
-//! skill, and after the skill's exit writes `\0skillhost-exit:KEY:CODE:OOM_KILLS:PEAK\n`
-//! to stderr and then stdout (-1 for a count or peak it could not read). A [`TrailerScanner`] per stream passes everything before the
+//! skill, and after the skill's exit writes
+//! `\0skillhost-exit:KEY:CODE:OOM_KILLS:PEAK:OUTSIDE_SIGNAL\n` to stderr and then stdout
+//! (-1 for a count or peak it could not read, 0 when no signal came from outside). A [`TrailerScanner`] per stream passes everything before the
 //! trailer on as the skill's own output, holding back only a tail that could be the start
 //! of a trailer, and reads the report. Without the key no one can write a trailer.
 
@@ -20,6 +21,9 @@ pub struct ExitReport {
     pub oom_kills: Option<u64>,
     /// The most memory the container's cgroup was charged at once, in bytes.
     pub peak_memory_bytes: Option<u64>,
+    /// A termination signal sent from outside the container (the engine stopping it,
+    /// for `docker stop` or its own shutdown), which the init passed to the skill.
+    pub outside_signal: Option<i32>,
 }
 
 /// A key no skill can guess: 32 hex digits from a random UUID.
@@ -50,8 +54,8 @@ enum State {
     Done(Option<ExitReport>),
 }
 
-/// The longest trailer body (`CODE:OOM_KILLS:PEAK`) worth collecting.
-const BODY_LIMIT: usize = 64;
+/// The longest trailer body (`CODE:OOM_KILLS:PEAK:SIGNAL`) worth collecting.
+const BODY_LIMIT: usize = 72;
 
 impl TrailerScanner {
     pub fn new(key: &str) -> TrailerScanner {
@@ -127,7 +131,7 @@ fn partial_match(bytes: &[u8], needle: &[u8]) -> usize {
 
 fn parse_body(body: &[u8]) -> Option<ExitReport> {
     let text = std::str::from_utf8(body).ok()?;
-    let [code, oom, peak] = text.split(':').collect::<Vec<_>>().try_into().ok()?;
+    let [code, oom, peak, outside] = text.split(':').collect::<Vec<_>>().try_into().ok()?;
     // -1 (unknown) is the one negative value; it becomes None.
     let known = |field: &str| -> Option<Option<u64>> {
         match field.parse::<i64>().ok()? {
@@ -139,6 +143,11 @@ fn parse_body(body: &[u8]) -> Option<ExitReport> {
         code: code.parse().ok()?,
         oom_kills: known(oom)?,
         peak_memory_bytes: known(peak)?,
+        outside_signal: match outside.parse::<i32>().ok()? {
+            0 => None,
+            signal if signal > 0 => Some(signal),
+            _ => return None,
+        },
     })
 }
 
@@ -167,7 +176,7 @@ mod tests {
     #[test]
     fn output_before_the_trailer_passes_and_the_report_is_read() {
         let mut stream = b"{\"type\":\"result\"}\n".to_vec();
-        stream.extend(trailer("0:0:2101248"));
+        stream.extend(trailer("0:0:2101248:0"));
         stream.extend(b"late output of a dying child\n");
         let (out, report) = scan(&stream, 4096);
         assert_eq!(out, b"{\"type\":\"result\"}\n");
@@ -177,35 +186,41 @@ mod tests {
                 code: 0,
                 oom_kills: Some(0),
                 peak_memory_bytes: Some(2101248),
+                outside_signal: None,
             })
         );
     }
 
     #[test]
     fn unknown_counts_and_a_signal_exit_are_read() {
-        let (_, report) = scan(&trailer("137:-1:-1"), 7);
+        let (_, report) = scan(&trailer("143:-1:-1:15"), 7);
         assert_eq!(
             report,
             Some(ExitReport {
-                code: 137,
+                code: 143,
                 oom_kills: None,
                 peak_memory_bytes: None,
+                outside_signal: Some(15),
             })
         );
     }
 
     #[test]
     fn a_trailer_with_another_key_is_output() {
-        let forged = b"\0skillhost-exit:ffffffffffffffffffffffffffffffff:0:0:0\n".to_vec();
+        let forged = b"\0skillhost-exit:ffffffffffffffffffffffffffffffff:0:0:0:0\n".to_vec();
         let (out, report) = scan(&forged, 3);
         assert_eq!((out, report), (forged, None));
     }
 
     #[test]
     fn a_malformed_trailer_reports_nothing() {
-        assert_eq!(scan(&trailer("zero:0:0"), 100).1, None);
-        assert_eq!(scan(&trailer("0:0"), 100).1, None, "a field missing");
-        assert_eq!(scan(&trailer("0:-2:0"), 100).1, None, "no negative but -1");
+        assert_eq!(scan(&trailer("zero:0:0:0"), 100).1, None);
+        assert_eq!(scan(&trailer("0:0:0"), 100).1, None, "a field missing");
+        assert_eq!(
+            scan(&trailer("0:-2:0:0"), 100).1,
+            None,
+            "no negative but -1"
+        );
         let endless = format!("\0skillhost-exit:{KEY}:{}", "1".repeat(100));
         assert_eq!(scan(endless.as_bytes(), 100).1, None);
     }
@@ -229,7 +244,7 @@ mod tests {
         ) {
             let mut stream = output.clone();
             if with_trailer {
-                stream.extend(trailer("3:1:65536"));
+                stream.extend(trailer("3:1:65536:0"));
             }
             let (out, report) = scan(&stream, size);
             prop_assert_eq!(out, output);

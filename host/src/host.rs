@@ -643,6 +643,7 @@ async fn run_native(library: Arc<NativeLibrary>, request: RunRequest) -> RunOutc
         startup: Duration::ZERO,
         exit_from_init: false,
         peak_memory_bytes: None,
+        stopped_by_engine: None,
     }
 }
 

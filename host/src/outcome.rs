@@ -4,8 +4,10 @@
 //! The order matters. What the host did (kill on deadline, kill on flood) explains
 //! everything after it. A memory kill explains a missing or torn result, but only with
 //! its evidence: `OOMKilled` alone is unreliable, so it takes exit 137 and no kill from us
-//! too. Then stdout must be clean frames with one result; a clean result is believed even
-//! when some child died for memory (that is reported as `oom_killed`).
+//! too. The engine stopping the container (seen by skillhost's init) is the engine's
+//! failure, not the skill's. Then stdout must be clean frames with one result; a clean
+//! result is believed even when some child died for memory (that is reported as
+//! `oom_killed`) or the engine stopped it after it answered.
 
 use serde_json::Value;
 
@@ -53,6 +55,13 @@ pub fn classify(
             Status::MemoryLimit,
             "memory_limit",
             "the skill was killed for exceeding its memory limit".into(),
+        );
+    }
+    if let (None, Some(signal)) = (result, run.stopped_by_engine) {
+        return fail(
+            Status::InfrastructureError,
+            "engine_stopped",
+            format!("the engine stopped the container with signal {signal} (a `docker stop`, or the engine shutting down) before the skill answered"),
         );
     }
     if let Some(error) = &run.decoded.protocol_error {
@@ -117,6 +126,7 @@ mod tests {
             startup: Duration::ZERO,
             exit_from_init: false,
             peak_memory_bytes: None,
+            stopped_by_engine: None,
         }
     }
 
@@ -162,6 +172,24 @@ mod tests {
         let mut r = run(Some(ResultFrame::ok("r", json!(1))), 0);
         r.oom_killed = true;
         assert_eq!(status(&r), Status::Ok);
+    }
+
+    #[test]
+    fn an_engine_stop_before_the_answer_is_the_engines_failure() {
+        let mut r = run(None, 143);
+        r.stopped_by_engine = Some(15);
+        r.decoded.protocol_error = Some("EOF in the middle of a line".into());
+        let (s, _, error) = classify(&r, 1000, 100);
+        assert_eq!(
+            (s, error.unwrap().code.as_str()),
+            (Status::InfrastructureError, "engine_stopped")
+        );
+        // After the answer, the answer stands.
+        let mut r = run(Some(ResultFrame::ok("r", json!(1))), 143);
+        r.stopped_by_engine = Some(15);
+        assert_eq!(status(&r), Status::Ok);
+        // The same exit without the engine's signal is the skill's crash.
+        assert_eq!(status(&run(None, 143)), Status::Crashed);
     }
 
     #[test]

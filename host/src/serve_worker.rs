@@ -188,6 +188,7 @@ impl Worker {
                 startup: Duration::ZERO,
                 exit_from_init: false,
                 peak_memory_bytes: None,
+                stopped_by_engine: None,
             },
             reusable,
         })

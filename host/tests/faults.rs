@@ -87,3 +87,64 @@ async fn a_host_killed_mid_flight_leaves_containers_the_next_host_removes() {
         "the next host start took {took:?} to clean up"
     );
 }
+
+/// The engine stopping a container mid-call (`docker stop`, as it does to every container
+/// when it shuts down) is the engine's failure: `infrastructure_error`, never the skill's
+/// crash and never `ok`. A skill signalling its own PID 1 stays the skill's crash.
+#[tokio::test]
+async fn an_engine_stop_mid_call_is_infrastructure_error_not_a_crash() {
+    let probe = common::probe::Probe::acquire();
+    let host = std::sync::Arc::new(probe.host().await);
+    let name = probe.name.clone();
+    let call = {
+        let (host, name) = (host.clone(), name.clone());
+        tokio::spawn(async move { host.invoke(&name, "sleep", json!({"seconds": 30})).await })
+    };
+    let engine = skillhost::engine::Engine::connect().await.unwrap();
+    let options = bollard::query_parameters::ListContainersOptions {
+        filters: Some(std::collections::HashMap::from([
+            (
+                "label".to_string(),
+                vec![format!("io.skillhost.skill={name}")],
+            ),
+            ("status".to_string(), vec!["running".to_string()]),
+        ])),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let id = loop {
+        let running = engine
+            .docker()
+            .list_containers(Some(options.clone()))
+            .await
+            .unwrap();
+        if let Some(id) = running.into_iter().find_map(|c| c.id) {
+            break id;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no container ran"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    engine
+        .docker()
+        .stop_container(&id, None::<bollard::query_parameters::StopContainerOptions>)
+        .await
+        .unwrap();
+    let result = call.await.unwrap();
+    assert_eq!(
+        result.status,
+        skillhost::Status::InfrastructureError,
+        "{result:?}"
+    );
+    assert_eq!(result.error.as_ref().unwrap().code, "engine_stopped");
+    assert_eq!(result.exit_code, Some(143));
+
+    let own = host.invoke(&name, "term_pid1", json!({})).await;
+    assert_eq!(own.status, skillhost::Status::Crashed, "{own:?}");
+    assert_eq!(own.exit_code, Some(143));
+    host.shutdown().await;
+    common::probe::assert_gone(&result).await;
+    common::probe::assert_gone(&own).await;
+}

@@ -12,7 +12,9 @@
 //! environment or a file, and this process is not dumpable, so /proc/1/mem stays closed.
 //!
 //! Usage: `skillhost-init COMMAND [ARG]...`, stdin beginning with `KEY\n`.
-//! Trailer: `\0skillhost-exit:KEY:CODE:OOM_KILLS:PEAK_BYTES\n`, -1 for what is unknown.
+//! Trailer: `\0skillhost-exit:KEY:CODE:OOM_KILLS:PEAK_BYTES:OUTSIDE_SIGNAL\n`, -1 for
+//! what is unknown; OUTSIDE_SIGNAL is the last termination signal that came from outside
+//! the container (the engine stopping it), 0 if none did.
 //!
 //! Standard library only (see Cargo.toml); the few libc calls std lacks are declared here.
 
@@ -23,10 +25,33 @@ use std::sync::atomic::{AtomicI32, Ordering};
 extern "C" {
     fn waitpid(pid: i32, status: *mut i32, options: i32) -> i32;
     fn prctl(option: i32, arg2: u64, arg3: u64, arg4: u64, arg5: u64) -> i32;
-    fn signal(signum: i32, handler: usize) -> usize;
+    fn sigaction(signum: i32, act: *const SigAction, old: *mut SigAction) -> i32;
     fn kill(pid: i32, sig: i32) -> i32;
     fn read(fd: i32, buf: *mut u8, count: usize) -> isize;
 }
+
+/// glibc's `struct sigaction` on 64-bit Linux.
+#[repr(C)]
+struct SigAction {
+    handler: usize,
+    mask: [u64; 16],
+    flags: i32,
+    restorer: usize,
+}
+
+/// The head of `siginfo_t` as the kernel fills it for a signal sent with kill().
+#[repr(C)]
+struct SigInfo {
+    signo: i32,
+    errno: i32,
+    code: i32,
+    _pad: i32,
+    pid: i32,
+    uid: u32,
+}
+
+const SA_SIGINFO: i32 = 4;
+const SA_RESTART: i32 = 0x1000_0000;
 
 const PR_SET_DUMPABLE: i32 = 4;
 const EINTR: i32 = 4;
@@ -41,12 +66,31 @@ const EXIT_CANNOT_EXECUTE: u8 = 126;
 const EXIT_NOT_FOUND: u8 = 127;
 
 static CHILD: AtomicI32 = AtomicI32::new(0);
+/// The last forwarded signal whose sender was outside the container.
+static OUTSIDE_SIGNAL: AtomicI32 = AtomicI32::new(0);
 
-extern "C" fn forward(sig: i32) {
+extern "C" fn forward(sig: i32, info: *const SigInfo, _context: *mut u8) {
+    // A sender outside this PID namespace (the engine, for `docker stop` or its own
+    // shutdown) shows as pid 0; a process of the skill signalling PID 1 shows its pid.
+    if !info.is_null() && unsafe { (*info).pid } == 0 {
+        OUTSIDE_SIGNAL.store(sig, Ordering::SeqCst);
+    }
     let child = CHILD.load(Ordering::SeqCst);
     // Before the child exists there is no one to pass it to; kill(0) would hit our group.
     if child > 0 {
         unsafe { kill(child, sig) };
+    }
+}
+
+fn install_forwarding() {
+    let action = SigAction {
+        handler: forward as *const () as usize,
+        mask: [0; 16],
+        flags: SA_SIGINFO | SA_RESTART,
+        restorer: 0,
+    };
+    for sig in FORWARDED {
+        unsafe { sigaction(sig, &action, std::ptr::null_mut()) };
     }
 }
 
@@ -61,9 +105,7 @@ fn main() -> ExitCode {
     if argv.is_empty() {
         return fail("no command to run");
     }
-    for sig in FORWARDED {
-        unsafe { signal(sig, forward as *const () as usize) };
-    }
+    install_forwarding();
     let code = match Command::new(&argv[0]).args(&argv[1..]).spawn() {
         Ok(child) => {
             CHILD.store(child.id() as i32, Ordering::SeqCst);
@@ -77,7 +119,8 @@ fn main() -> ExitCode {
             }
         }
     };
-    let trailer = trailer(&key, code, oom_kills(), peak_memory());
+    let outside = OUTSIDE_SIGNAL.load(Ordering::SeqCst);
+    let trailer = trailer(&key, code, oom_kills(), peak_memory(), outside);
     // stderr first: the host finishes when it has both, so all of stderr is in by then.
     let _ = std::io::stderr().write_all(&trailer);
     let mut stdout = std::io::stdout();
@@ -188,8 +231,8 @@ fn oom_kill_count(text: &str) -> Option<i64> {
     })
 }
 
-fn trailer(key: &str, code: u8, oom_kills: i64, peak_bytes: i64) -> Vec<u8> {
-    format!("\0skillhost-exit:{key}:{code}:{oom_kills}:{peak_bytes}\n").into_bytes()
+fn trailer(key: &str, code: u8, oom_kills: i64, peak_bytes: i64, outside: i32) -> Vec<u8> {
+    format!("\0skillhost-exit:{key}:{code}:{oom_kills}:{peak_bytes}:{outside}\n").into_bytes()
 }
 
 #[cfg(test)]
@@ -217,8 +260,8 @@ mod tests {
     fn the_trailer_is_one_line_starting_with_nul() {
         let key = "0123456789abcdef0123456789abcdef";
         assert_eq!(
-            trailer(key, 137, -1, 4096),
-            format!("\0skillhost-exit:{key}:137:-1:4096\n").into_bytes()
+            trailer(key, 143, -1, 4096, 15),
+            format!("\0skillhost-exit:{key}:143:-1:4096:15\n").into_bytes()
         );
     }
 }

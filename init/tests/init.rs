@@ -91,4 +91,11 @@ fn termination_signals_reach_the_command() {
         .status()
         .unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(42));
+    // The sender is visible in the init's PID namespace, so it is not "outside" (0);
+    // only a sender beyond the container's namespace, the engine, shows as pid 0.
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let line = rest.trim_end();
+    assert!(line.starts_with(&trailer(42)), "{rest:?}");
+    assert!(line.ends_with(":0"), "{rest:?}");
 }
