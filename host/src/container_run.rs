@@ -67,12 +67,21 @@ pub struct RunOutcome {
     pub logs_truncated: bool,
     pub stderr_bytes: u64,
     pub startup: Duration,
-    /// The exit code and OOM flag came from skillhost's init, not from the engine.
-    pub exit_from_init: bool,
+    /// What skillhost's init reported; when present, `exit_code` and `oom_killed` are
+    /// its, not the engine's.
+    pub init_report: Option<ExitReport>,
+}
+
+impl RunOutcome {
     /// The container's peak memory, as skillhost's init read it when the skill ended.
-    pub peak_memory_bytes: Option<u64>,
-    /// The engine stopped the container with this signal (seen by skillhost's init).
-    pub stopped_by_engine: Option<i32>,
+    pub fn peak_memory_bytes(&self) -> Option<u64> {
+        self.init_report.and_then(|r| r.peak_memory_bytes)
+    }
+
+    /// The signal the engine stopped the container with, as skillhost's init saw it.
+    pub fn stopped_by_engine(&self) -> Option<i32> {
+        self.init_report.and_then(|r| r.outside_signal)
+    }
 }
 
 /// The engine failed; the container, if any, is removed already.
@@ -268,9 +277,7 @@ async fn drive(
         }
     };
     let mut outcome = streams.into_outcome(exit_code, oom_killed, host_kill, startup);
-    outcome.exit_from_init = reported.is_some();
-    outcome.peak_memory_bytes = reported.and_then(|r| r.peak_memory_bytes);
-    outcome.stopped_by_engine = reported.and_then(|r| r.outside_signal);
+    outcome.init_report = reported;
     Ok(outcome)
 }
 
@@ -375,9 +382,7 @@ impl<'a> Streams<'a> {
             logs: self.logs,
             stderr_bytes: self.stderr_bytes,
             startup,
-            exit_from_init: false,
-            peak_memory_bytes: None,
-            stopped_by_engine: None,
+            init_report: None,
         }
     }
 }

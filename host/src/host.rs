@@ -641,9 +641,7 @@ async fn run_native(library: Arc<NativeLibrary>, request: RunRequest) -> RunOutc
         logs_truncated: false,
         stderr_bytes: 0,
         startup: Duration::ZERO,
-        exit_from_init: false,
-        peak_memory_bytes: None,
-        stopped_by_engine: None,
+        init_report: None,
     }
 }
 
@@ -670,7 +668,7 @@ fn complete(
         stderr_bytes: run.stderr_bytes,
         progress_frames: run.decoded.progress_frames,
         startup_ms: run.startup.as_millis() as u64,
-        peak_memory_bytes: run.peak_memory_bytes,
+        peak_memory_bytes: run.peak_memory_bytes(),
     };
     result
 }

@@ -57,7 +57,7 @@ pub fn classify(
             "the skill was killed for exceeding its memory limit".into(),
         );
     }
-    if let (None, Some(signal)) = (result, run.stopped_by_engine) {
+    if let (None, Some(signal)) = (result, run.stopped_by_engine()) {
         return fail(
             Status::InfrastructureError,
             "engine_stopped",
@@ -103,6 +103,7 @@ pub fn classify(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exit_trailer::ExitReport;
     use crate::frame_reader::Decoded;
     use serde_json::json;
     use skill_sdk::protocol::ResultFrame;
@@ -124,9 +125,7 @@ mod tests {
             logs_truncated: false,
             stderr_bytes: 0,
             startup: Duration::ZERO,
-            exit_from_init: false,
-            peak_memory_bytes: None,
-            stopped_by_engine: None,
+            init_report: None,
         }
     }
 
@@ -174,10 +173,19 @@ mod tests {
         assert_eq!(status(&r), Status::Ok);
     }
 
+    fn stopped_by_engine(r: &mut RunOutcome, signal: i32) {
+        r.init_report = Some(ExitReport {
+            code: r.exit_code.unwrap(),
+            oom_kills: Some(0),
+            peak_memory_bytes: None,
+            outside_signal: Some(signal),
+        });
+    }
+
     #[test]
     fn an_engine_stop_before_the_answer_is_the_engines_failure() {
         let mut r = run(None, 143);
-        r.stopped_by_engine = Some(15);
+        stopped_by_engine(&mut r, 15);
         r.decoded.protocol_error = Some("EOF in the middle of a line".into());
         let (s, _, error) = classify(&r, 1000, 100);
         assert_eq!(
@@ -186,7 +194,7 @@ mod tests {
         );
         // After the answer, the answer stands.
         let mut r = run(Some(ResultFrame::ok("r", json!(1))), 143);
-        r.stopped_by_engine = Some(15);
+        stopped_by_engine(&mut r, 15);
         assert_eq!(status(&r), Status::Ok);
         // The same exit without the engine's signal is the skill's crash.
         assert_eq!(status(&run(None, 143)), Status::Crashed);

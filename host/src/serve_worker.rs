@@ -186,9 +186,7 @@ impl Worker {
                 logs,
                 stderr_bytes,
                 startup: Duration::ZERO,
-                exit_from_init: false,
-                peak_memory_bytes: None,
-                stopped_by_engine: None,
+                init_report: None,
             },
             reusable,
         })

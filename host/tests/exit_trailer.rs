@@ -100,8 +100,8 @@ async fn the_init_reports_exits_and_memory_kills_as_the_engine_does() {
     for (action, args) in cases {
         let by_init = run(&probe, &image, action, args.clone(), true).await;
         let by_engine = run(&probe, &image, action, args, false).await;
-        assert!(by_init.exit_from_init, "{action}: the init reported");
-        assert!(!by_engine.exit_from_init, "{action}");
+        assert!(by_init.init_report.is_some(), "{action}: the init reported");
+        assert!(by_engine.init_report.is_none(), "{action}");
         assert_eq!(
             (by_init.exit_code, by_init.oom_killed),
             (by_engine.exit_code, by_engine.oom_killed),
@@ -126,8 +126,8 @@ async fn the_init_reports_the_peak_memory_the_skill_reached() {
     let small = run(&probe, &image, "ok", json!({}), true).await;
     let big = run(&probe, &image, "alloc", json!({"mb": 40}), true).await;
     let (small, big) = (
-        small.peak_memory_bytes.unwrap(),
-        big.peak_memory_bytes.unwrap(),
+        small.peak_memory_bytes().unwrap(),
+        big.peak_memory_bytes().unwrap(),
     );
     // The interpreter alone takes some MiB; 40 MiB touched page by page come on top
     // (page cache charged to the cgroup varies a little between runs), and the 64m
@@ -136,7 +136,11 @@ async fn the_init_reports_the_peak_memory_the_skill_reached() {
     assert!((40 * MIB..=64 * MIB).contains(&big), "{big}");
     assert!(big > small + 32 * MIB, "{big} after {small}");
     let by_engine = run(&probe, &image, "ok", json!({}), false).await;
-    assert_eq!(by_engine.peak_memory_bytes, None, "only the init knows it");
+    assert_eq!(
+        by_engine.peak_memory_bytes(),
+        None,
+        "only the init knows it"
+    );
 }
 
 #[tokio::test]
@@ -145,7 +149,7 @@ async fn a_skill_cannot_forge_the_init_report() {
     let image = probe_image(&probe).await;
     let outcome = run(&probe, &image, "forge_trailer", json!({}), true).await;
     // The forged line (wrong key) is the skill's own output, and the real exit stands.
-    assert!(outcome.exit_from_init);
+    assert!(outcome.init_report.is_some());
     assert_eq!(outcome.exit_code, Some(3));
     assert!(
         String::from_utf8_lossy(&outcome.logs).contains("skillhost-exit:ffff"),
@@ -161,7 +165,7 @@ async fn the_skill_reads_exactly_its_request_after_the_key() {
     let image = probe_image(&probe).await;
     let data = "x".repeat(100_000);
     let outcome = run(&probe, &image, "echo", json!({"data": data}), true).await;
-    assert!(outcome.exit_from_init);
+    assert!(outcome.init_report.is_some());
     let output = outcome
         .decoded
         .result
