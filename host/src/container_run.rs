@@ -282,9 +282,10 @@ async fn drive(
 }
 
 /// What the container wrote: stdout decoded into frames, stderr kept up to the log
-/// limit, and both scanned for the init's trailer when it has one.
-struct Streams<'a> {
-    reader: FrameReader,
+/// limit, and both scanned for the init's trailer when it has one. A serve-mode worker's
+/// exchange uses it too, without a trailer.
+pub(crate) struct Streams<'a> {
+    pub(crate) reader: FrameReader,
     logs: Vec<u8>,
     log_limit: usize,
     stderr_bytes: u64,
@@ -294,7 +295,7 @@ struct Streams<'a> {
 }
 
 impl<'a> Streams<'a> {
-    fn new(request: &'a RunRequest) -> Self {
+    pub(crate) fn new(request: &'a RunRequest) -> Self {
         Streams {
             reader: FrameReader::new(&request.request_id, request.output_limit),
             logs: Vec::new(),
@@ -309,7 +310,7 @@ impl<'a> Streams<'a> {
     }
 
     /// Take one chunk; true when stdout went over the output limit.
-    fn take(&mut self, chunk: LogOutput) -> bool {
+    pub(crate) fn take(&mut self, chunk: LogOutput) -> bool {
         match chunk {
             LogOutput::StdOut { message } | LogOutput::Console { message } => {
                 match self.trailers.as_mut() {
@@ -366,7 +367,7 @@ impl<'a> Streams<'a> {
         }
     }
 
-    fn into_outcome(
+    pub(crate) fn into_outcome(
         self,
         exit_code: Option<i64>,
         oom_killed: bool,

@@ -12,9 +12,8 @@ use futures_util::{FutureExt, Stream, StreamExt};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::container_run::{
-    create_attached, err, exit_state, HostKill, RunError, RunOutcome, RunRequest,
+    create_attached, err, exit_state, HostKill, RunError, RunOutcome, RunRequest, Streams,
 };
-use crate::frame_reader::FrameReader;
 
 /// How long the output of a worker that broke the protocol is still watched.
 const SETTLE_AFTER_ERROR: Duration = Duration::from_millis(300);
@@ -99,9 +98,7 @@ impl Worker {
     ) -> Result<Exchange, RunError> {
         self.served += 1;
         let deadline = tokio::time::Instant::now() + request.timeout;
-        let mut reader = FrameReader::new(&request.request_id, request.output_limit);
-        let mut logs = Vec::new();
-        let mut stderr_bytes = 0u64;
+        let mut streams = Streams::new(request);
         let mut host_kill = None;
         let mut ended = false;
 
@@ -120,8 +117,8 @@ impl Worker {
         // flood (output_limit, as a cold container would report it) from a stray line.
         let mut settle_until = None;
         while host_kill.is_none() && !ended {
-            if reader.is_done() {
-                if reader.has_result() {
+            if streams.reader.is_done() {
+                if streams.reader.has_result() {
                     break;
                 }
                 let until = *settle_until
@@ -139,21 +136,11 @@ impl Worker {
             tokio::select! {
                 _ = settle => break,
                 chunk = self.output.next() => match chunk {
-                    Some(Ok(LogOutput::StdOut { message } | LogOutput::Console { message })) => {
-                        let pushed = reader.push(&message);
-                        if let Some(callback) = &request.on_progress {
-                            pushed.progress.iter().for_each(|p| callback(p));
-                        }
-                        if pushed.over_limit {
+                    Some(Ok(chunk)) => {
+                        if streams.take(chunk) {
                             host_kill = Some(HostKill::OutputLimit);
                         }
                     }
-                    Some(Ok(LogOutput::StdErr { message })) => {
-                        stderr_bytes += message.len() as u64;
-                        let room = request.log_limit.saturating_sub(logs.len());
-                        logs.extend_from_slice(&message[..message.len().min(room)]);
-                    }
-                    Some(Ok(LogOutput::StdIn { .. })) => {}
                     Some(Err(e)) => return Err(err("reading a worker's output")(e)),
                     None => ended = true,
                 },
@@ -172,24 +159,12 @@ impl Worker {
             (exit_code, oom_killed) = exit_state(docker, &self.id).await?;
         }
         // Bytes beyond the result would be read as the next request's answer.
-        let reusable = host_kill.is_none() && !ended && !reader.has_partial_line();
-        let decoded = reader.finish();
+        let reusable = host_kill.is_none() && !ended && !streams.reader.has_partial_line();
+        let outcome = streams.into_outcome(exit_code, oom_killed, host_kill, Duration::ZERO);
+        let decoded = &outcome.decoded;
         let reusable = reusable && decoded.protocol_error.is_none() && decoded.result.is_some();
         self.last_used = Instant::now();
-        Ok(Exchange {
-            outcome: RunOutcome {
-                exit_code,
-                oom_killed,
-                host_kill,
-                decoded,
-                logs_truncated: stderr_bytes > logs.len() as u64,
-                logs,
-                stderr_bytes,
-                startup: Duration::ZERO,
-                init_report: None,
-            },
-            reusable,
-        })
+        Ok(Exchange { outcome, reusable })
     }
 }
 
