@@ -195,6 +195,15 @@ async fn peak_memory_with_64_in_flight(host: &Arc<Host>) -> (u64, u64) {
     (baseline, peak.load(Ordering::SeqCst))
 }
 
+/// Wait until the echo pool holds all 4 again, removals done: nothing of the engine's
+/// background work may overlap the next measurement.
+async fn pool_full(host: &Host) {
+    host.settled().await;
+    while host.prewarmed_ready("echo") < 4 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn host(roots: &[&FsPath], tweak: impl FnOnce(&mut HostConfig)) -> HostConfig {
     let mut config = HostConfig {
         skill_roots: roots.iter().map(|r| r.to_path_buf()).collect(),
@@ -273,9 +282,7 @@ async fn main() {
     }
     for host in [&prewarmed, &started] {
         host.prewarm("echo").await.unwrap();
-        while host.prewarmed_ready("echo") < 4 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        pool_full(host).await;
     }
     let seccomp = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(
@@ -296,10 +303,7 @@ async fn main() {
             samples.push(timed(host, "echo", "hi", options, Path::Prewarmed).await);
             // The pool refills between calls, as it would between an agent's; no refill
             // may overlap the next measurement, the docker run baseline's least of all.
-            host.settled().await;
-            while host.prewarmed_ready("echo") < 4 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            pool_full(host).await;
         }
     }
     let (mut warm_lat, mut native_lat) = (Vec::new(), Vec::new());
