@@ -18,6 +18,21 @@
 //!
 //! Standard library only (see Cargo.toml); the few libc calls std lacks are declared here.
 
+// Those libc calls are foreign functions, so calling them is `unsafe`; each call below
+// says what it relies on.
+#![allow(unsafe_code)]
+
+// `SigAction` and `SigInfo` below spell out glibc's (and musl's) layouts on 64-bit x86 and
+// Arm Linux. Elsewhere the kernel would read and write other bytes than we declare.
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_env = "gnu", target_env = "musl"),
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+compile_error!(
+    "skillhost-init declares the C library's sigaction and siginfo layouts for 64-bit x86 and Arm Linux only"
+);
+
 use std::io::Write;
 use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -50,6 +65,11 @@ struct SigInfo {
     uid: u32,
 }
 
+// What the C library's headers say these are on the targets allowed above.
+const _: () = assert!(std::mem::size_of::<SigAction>() == 152);
+const _: () = assert!(std::mem::offset_of!(SigAction, flags) == 136);
+const _: () = assert!(std::mem::offset_of!(SigInfo, pid) == 16);
+
 const SA_SIGINFO: i32 = 4;
 const SA_RESTART: i32 = 0x1000_0000;
 
@@ -72,12 +92,15 @@ static OUTSIDE_SIGNAL: AtomicI32 = AtomicI32::new(0);
 extern "C" fn forward(sig: i32, info: *const SigInfo, _context: *mut u8) {
     // A sender outside this PID namespace (the engine, for `docker stop` or its own
     // shutdown) shows as pid 0; a process of the skill signalling PID 1 shows its pid.
+    // SAFETY: with SA_SIGINFO the kernel passes a valid siginfo_t, whose head `SigInfo`
+    // declares; a null pointer is checked first all the same.
     if !info.is_null() && unsafe { (*info).pid } == 0 {
         OUTSIDE_SIGNAL.store(sig, Ordering::SeqCst);
     }
     let child = CHILD.load(Ordering::SeqCst);
     // Before the child exists there is no one to pass it to; kill(0) would hit our group.
     if child > 0 {
+        // SAFETY: kill is async-signal-safe and takes plain integers.
         unsafe { kill(child, sig) };
     }
 }
@@ -90,12 +113,16 @@ fn install_forwarding() {
         restorer: 0,
     };
     for sig in FORWARDED {
+        // SAFETY: `action` is a valid `struct sigaction` (layout asserted above) that
+        // outlives the call, and `forward` has the SA_SIGINFO handler's signature; a null
+        // `old` asks for nothing back.
         unsafe { sigaction(sig, &action, std::ptr::null_mut()) };
     }
 }
 
 fn main() -> ExitCode {
     // Before the key is in memory: no one of the same user may read this process.
+    // SAFETY: PR_SET_DUMPABLE takes integer arguments only.
     unsafe { prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let key = match read_key() {
@@ -139,6 +166,7 @@ fn read_key() -> Result<String, String> {
     let mut key = Vec::with_capacity(KEY_LEN);
     loop {
         let mut byte = 0u8;
+        // SAFETY: `byte` is one writable byte, and the count is 1.
         match unsafe { read(0, &mut byte, 1) } {
             1 if byte == b'\n' => break,
             1 if key.len() < KEY_LEN => key.push(byte),
@@ -168,6 +196,7 @@ fn last_errno() -> i32 {
 fn reap_until(child: i32) -> u8 {
     loop {
         let mut status = 0;
+        // SAFETY: `status` is a writable int that outlives the call.
         let pid = unsafe { waitpid(-1, &mut status, 0) };
         if pid == child {
             return exit_code(status);
