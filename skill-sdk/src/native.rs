@@ -12,6 +12,9 @@
 //! the frames the container would have written, progress lines then the result line.
 //! The answer is allocated by the skill and must be given back to [`FREE_SYMBOL`].
 
+// A C ABI takes and returns raw pointers; each `unsafe` below states what it relies on.
+#![allow(unsafe_code)]
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::protocol::{codes, ErrorBody, Frame, ResultFrame};
@@ -30,11 +33,14 @@ pub const FREE_SYMBOL: &[u8] = b"skillhost_native_free";
 #[macro_export]
 macro_rules! export_native {
     ($make:path) => {
+        /// The native ABI version this library speaks; the host checks it first.
         #[no_mangle]
         pub extern "C" fn skillhost_native_abi_version() -> u32 {
             $crate::native::ABI_VERSION
         }
 
+        /// Answer one request line with the skill's frames, allocated here.
+        ///
         /// # Safety
         /// `request` points to `request_len` readable bytes; `answer_len` is writable.
         #[no_mangle]
@@ -46,6 +52,8 @@ macro_rules! export_native {
             $crate::native::invoke($make, request, request_len, answer_len)
         }
 
+        /// Give back an answer of `skillhost_native_invoke`.
+        ///
         /// # Safety
         /// `answer` and `answer_len` come from one `skillhost_native_invoke` call.
         #[no_mangle]

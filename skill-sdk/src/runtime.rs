@@ -61,6 +61,15 @@ pub struct Context<'a> {
     out: &'a mut dyn Write,
 }
 
+impl std::fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("id", &self.id)
+            .field("deadline_ms", &self.deadline_ms)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Context<'_> {
     /// The id of the request being served.
     pub fn id(&self) -> &str {
@@ -91,6 +100,14 @@ type Handler = Box<dyn Fn(Value, &mut Context<'_>) -> Result<Value, ErrorBody>>;
 #[derive(Default)]
 pub struct Skill {
     actions: BTreeMap<String, Handler>,
+}
+
+impl std::fmt::Debug for Skill {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Skill")
+            .field("actions", &self.actions.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl Skill {
