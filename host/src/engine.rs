@@ -17,13 +17,28 @@ const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 /// Why the engine could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// Nothing answered at the endpoint, in time or at all.
     #[error("the Docker Engine at {endpoint} is not available: {reason}. Is dockerd running, and may this user use its socket? DOCKER_HOST selects another engine")]
-    Unavailable { endpoint: String, reason: String },
+    Unavailable {
+        /// `DOCKER_HOST`, or the default socket.
+        endpoint: String,
+        /// The innermost cause: the socket and the OS error, or the timeout.
+        reason: String,
+    },
+    /// The engine's API is older than skillhost speaks.
     #[error("the Docker Engine at {endpoint} speaks API {found}; skillhost needs at least {}.{}", MIN_API_VERSION.0, MIN_API_VERSION.1)]
-    TooOld { endpoint: String, found: String },
+    TooOld {
+        /// `DOCKER_HOST`, or the default socket.
+        endpoint: String,
+        /// The API version it reported.
+        found: String,
+    },
+    /// A request to the engine failed.
     #[error("{action}: {source}")]
     Api {
+        /// What was being done, e.g. `listing images`.
         action: String,
+        /// The engine's answer.
         #[source]
         source: bollard::errors::Error,
     },
@@ -126,6 +141,7 @@ impl Engine {
         &self.docker
     }
 
+    /// Where the engine was reached: `DOCKER_HOST`, or the default socket.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
@@ -284,18 +300,26 @@ impl Engine {
 /// A local image.
 #[derive(Debug, Clone)]
 pub struct LocalImage {
+    /// The engine's image ID, `sha256:...`.
     pub id: String,
+    /// Its labels.
     pub labels: HashMap<String, String>,
+    /// Its `ENTRYPOINT`.
     pub entrypoint: Vec<String>,
+    /// Its `CMD`.
     pub cmd: Vec<String>,
 }
 
 /// What to build.
 #[derive(Debug, Clone)]
 pub struct BuildRequest<'a> {
+    /// `repository:tag` for the result.
     pub tag: &'a str,
+    /// The Dockerfile's path inside the context.
     pub dockerfile: &'a str,
+    /// Docker build args.
     pub args: HashMap<String, String>,
+    /// Labels the image gets.
     pub labels: HashMap<String, String>,
 }
 

@@ -1,44 +1,38 @@
 //! skillhost: discover skills, build their images by content hash, and run their actions
 //! in hardened containers.
 //!
-//! - [`discovery::Catalog`] finds skill directories and validates their manifests.
-//! - [`image_build::ImageBuilder`] builds or reuses `skill-<name>:<hash>` images.
-//! - [`base_images`] builds the local base images skills start `FROM`.
-//! - [`Host`] invokes an action in a fresh hardened container and returns an
-//!   [`InvocationResult`] whose [`Status`] tells every kind of failure apart.
-//! - [`Error::exit_code`] maps every failure to the CLI's exit codes.
+//! The data path of one call, module by module:
+//!
+//! 1. [`catalog`] finds skill directories and validates their [`manifest`]s.
+//! 2. [`build`] hashes each skill's sources and builds or reuses `skill-<name>:<hash>`.
+//! 3. [`Host::invoke_with`] admits the call (no engine), routes it (native, warm,
+//!    prewarmed or cold), runs it in a hardened container, and classifies what it saw
+//!    into an [`InvocationResult`] whose [`Status`] tells every kind of failure apart.
+//! 4. Every container is labelled and removed, and a dead host's leftovers are found
+//!    again ([`lifecycle`]).
+//!
+//! The caller-facing contract (result, statuses, error and exit codes) is the serde-only
+//! crate [`api`], re-exported here. [`Error::exit_code`] maps every other failure to the
+//! CLI's exit codes.
 
-pub mod base_images;
-pub mod build_context;
-pub mod container_reaper;
-pub mod container_run;
-pub mod container_spec;
-pub mod content_hash;
-pub mod deployment;
-pub mod discovery;
-pub mod dockerfile;
-pub mod dockerignore;
+pub mod build;
+pub mod catalog;
 pub mod engine;
 mod error;
-pub mod exit_code;
-pub mod exit_trailer;
-pub mod frame_reader;
 mod host;
-pub mod image_build;
-pub mod instance;
-pub mod invocation;
-pub mod labels;
-pub mod leftovers;
+mod invoke;
+pub mod lifecycle;
 pub mod manifest;
-pub mod native_skill;
-pub mod outcome;
-pub mod prewarm_pool;
-pub mod seccomp_profile;
-pub mod serve_pool;
-pub mod serve_worker;
-pub mod skill_init;
-pub mod workspace;
+mod paths;
+mod run;
+mod sync;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod testing;
+
+pub use skillhost_api as api;
+pub use skillhost_api::{InvocationError, InvocationPath, InvocationResult, Stats, Status};
 
 pub use error::Error;
 pub use host::{Host, HostConfig};
-pub use invocation::{InvocationError, InvocationResult, InvokeOptions, Path, Status};
+pub use invoke::{InvokeOptions, ProgressCallback, Refusal};

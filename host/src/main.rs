@@ -1,11 +1,15 @@
-//! The `skillhost` command line. Results go to stdout, logs and progress to stderr.
+//! The `skillhost` command line, a thin layer over the library. Results go to stdout, logs
+//! and progress to stderr.
 
+#[macro_use]
 mod cli;
-mod progress;
+
+use std::process::ExitCode;
 
 use clap::Parser;
+use skillhost::api::exit_code;
 
-fn main() {
+fn main() -> ExitCode {
     let args = cli::Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,skillhost=info"));
@@ -14,13 +18,12 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
+    let code = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(cli::run(args)),
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            std::process::exit(skillhost::exit_code::INFRASTRUCTURE);
+            errln!("error: cannot start the async runtime: {e}");
+            exit_code::INFRASTRUCTURE
         }
     };
-    let code = runtime.block_on(cli::run(args));
-    std::process::exit(code);
+    ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))
 }

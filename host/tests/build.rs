@@ -5,8 +5,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{builder, copy_fixture, skillhost, unique_name, workspace_root, ImageCleanup};
-use skillhost::discovery::{Catalog, Skill};
-use skillhost::image_build::{BuildError, CacheOutcome, ImageTarget};
+use skillhost::build::{BuildError, CacheOutcome, ImageTarget};
+use skillhost::catalog::{Catalog, Skill};
 
 fn target_in(dir: &tempfile::TempDir, name: &str) -> ImageTarget {
     ImageTarget::for_skill(&Skill::load(&dir.path().join(name)).unwrap())

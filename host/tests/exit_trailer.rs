@@ -3,18 +3,16 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::json;
-use skillhost::container_reaper::Reaper;
-use skillhost::container_run::{run_container, RunOutcome, RunRequest};
-use skillhost::container_spec::{container_body, ContainerInputs};
-use skillhost::discovery::Skill;
+use skillhost::catalog::Skill;
 use skillhost::engine::Engine;
-use skillhost::exit_trailer::new_key;
-use skillhost::instance::Instance;
-use skillhost::skill_init;
+use skillhost::testing::{
+    container_body, container_labels, init_command, new_key, run_once, ContainerInputs, RunOutcome,
+    RunRequest,
+};
 use skillhost::Status;
 
 use common::probe::{assert_status, containers_with_label, Probe};
@@ -31,15 +29,10 @@ async fn run(
     let engine = Engine::connect().await.unwrap();
     let skill = Skill::load(&probe.root.join(&probe.name)).unwrap();
     let inspected = engine.inspect_image(image).await.unwrap().unwrap();
-    let command = skill_init::init_command(&inspected).expect("skillhost's images have the init");
+    let command = init_command(&inspected).expect("skillhost's images have the init");
     let invocation = new_key();
     // Labelled as a live host's, or a host starting meanwhile reaps it as a dead one's.
-    let labels = HashMap::from([
-        ("io.skillhost.managed".to_string(), "true".to_string()),
-        ("io.skillhost.skill".to_string(), probe.name.clone()),
-        ("io.skillhost.invocation".to_string(), invocation.clone()),
-        ("io.skillhost.instance".to_string(), Instance::current().id),
-    ]);
+    let labels = container_labels(&probe.name, &invocation);
     let body = container_body(&ContainerInputs {
         manifest: &skill.manifest,
         image,
@@ -49,11 +42,9 @@ async fn run(
         init_command: with_init.then_some(command.as_slice()),
     });
     let request = skill_sdk::Request::new("r-1".to_string(), action, args);
-    let reaper = Reaper::new(engine.docker().clone());
     let name = format!("{}-{}", probe.name, &new_key()[..8]);
-    let outcome = run_container(
+    let outcome = run_once(
         engine.docker(),
-        &reaper,
         &name,
         body,
         RunRequest {
@@ -68,7 +59,6 @@ async fn run(
     )
     .await
     .unwrap();
-    reaper.settled().await;
     assert_eq!(
         containers_with_label("io.skillhost.invocation", &invocation).await,
         0,

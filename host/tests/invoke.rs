@@ -507,7 +507,7 @@ async fn containers_of_dead_host_instances_are_removed_at_start() {
         .await
         .unwrap();
     // Removes it even when an assertion below fails.
-    let _guard = skillhost::container_run::ContainerGuard::new(created.id);
+    let _guard = skillhost::testing::ContainerGuard::new(created.id);
     assert_eq!(containers_with_label("io.skillhost.skill", &name).await, 1);
     let _fresh = Host::new(config).await.unwrap();
     assert_eq!(containers_with_label("io.skillhost.skill", &name).await, 0);

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::json;
-use skillhost::{Host, HostConfig, InvokeOptions, Path, Status};
+use skillhost::{Host, HostConfig, InvocationPath, InvokeOptions, Status};
 
 use common::probe::{assert_status, containers_with_label};
 use common::{copy_fixture, ensure_base_images, unique_name, workspace_root, ImageCleanup};
@@ -48,7 +48,7 @@ async fn prewarmed_containers_serve_once_each_and_are_replenished() {
         let result = host.invoke("echo", "say", json!({"text": text})).await;
         assert_status(&result, Status::Ok);
         assert_eq!(result.output, Some(json!({"text": text})));
-        assert_eq!(result.path, Path::Prewarmed, "{text}");
+        assert_eq!(result.path, InvocationPath::Prewarmed, "{text}");
         wait_until("replenishing", || host.prewarmed_ready("echo") == 2).await;
     }
     // Calls that bring configuration of their own cannot use a prewarmed container.
@@ -59,7 +59,10 @@ async fn prewarmed_containers_serve_once_each_and_are_replenished() {
     let result = host
         .invoke_with("echo", "say", json!({"text": "t"}), options)
         .await;
-    assert_eq!((result.status, result.path), (Status::Ok, Path::Prewarmed));
+    assert_eq!(
+        (result.status, result.path),
+        (Status::Ok, InvocationPath::Prewarmed)
+    );
     host.settled().await;
     wait_until("replenishing", || host.prewarmed_ready("echo") == 2).await;
     assert_eq!(held_for("echo").await, 2, "only the two prewarmed remain");
@@ -138,7 +141,7 @@ async fn started_prewarmed_containers_run_only_the_init_until_their_request() {
         let result = host.invoke(&name, "counter", json!({})).await;
         cleanup.add(result.image.clone().unwrap());
         assert_status(&result, Status::Ok);
-        assert_eq!(result.path, Path::Prewarmed);
+        assert_eq!(result.path, InvocationPath::Prewarmed);
         assert_eq!(result.output, Some(json!({"count": 1})));
         assert_eq!(result.exit_code, Some(0));
         wait_until("replenishing", || host.prewarmed_ready(&name) == 2).await;
@@ -147,7 +150,7 @@ async fn started_prewarmed_containers_run_only_the_init_until_their_request() {
     let result = host.invoke(&name, "alloc", json!({"mb": 512})).await;
     assert_eq!(
         (result.status, result.path),
-        (Status::MemoryLimit, Path::Prewarmed)
+        (Status::MemoryLimit, InvocationPath::Prewarmed)
     );
     wait_until("replenishing", || host.prewarmed_ready(&name) == 2).await;
 
@@ -205,7 +208,7 @@ async fn warm_workers_carry_state_until_retired_and_failures_discard_them() {
     };
     let host = Host::new(config).await.unwrap();
     let count = |result: &skillhost::InvocationResult| {
-        assert_eq!(result.path, Path::Warm);
+        assert_eq!(result.path, InvocationPath::Warm);
         assert_status(result, Status::Ok);
         result.output.as_ref().unwrap()["count"].as_u64().unwrap()
     };
@@ -238,7 +241,7 @@ async fn warm_workers_carry_state_until_retired_and_failures_discard_them() {
         let result = host.invoke_with(&name, action, args, quick.clone()).await;
         assert_eq!(
             (result.status, result.path),
-            (status, Path::Warm),
+            (status, InvocationPath::Warm),
             "{action}: {result:?}"
         );
         assert_eq!(
@@ -285,7 +288,10 @@ async fn native_mode_needs_the_host_and_the_caller_to_ask() {
     let result = trusting
         .invoke_with("echo", "say", json!({"text": "in process"}), native.clone())
         .await;
-    assert_eq!((result.status, result.path), (Status::Ok, Path::Native));
+    assert_eq!(
+        (result.status, result.path),
+        (Status::Ok, InvocationPath::Native)
+    );
     assert_eq!(result.output, Some(json!({"text": "in process"})));
     assert_eq!(result.image, None, "no container, no image");
     // The same validation as every path: bad arguments never reach the library.
@@ -317,7 +323,7 @@ async fn echo_in_serve_mode_answers_from_one_worker() {
         cleanup.add(result.image.clone().unwrap_or_default());
         assert_eq!(
             (result.status, result.path),
-            (Status::Ok, Path::Warm),
+            (Status::Ok, InvocationPath::Warm),
             "{result:?}"
         );
         assert_eq!(result.output, Some(json!({"text": text})));

@@ -9,8 +9,8 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use skill_sdk::Frame;
-use skillhost::container_spec::{container_body, ContainerInputs};
 use skillhost::manifest::{Manifest, WorkspaceMode};
+use skillhost::testing::{container_body, ContainerInputs};
 
 /// A manifest from the whole space of valid values, in a random order of keys.
 fn manifest_text() -> impl Strategy<Value = String> {

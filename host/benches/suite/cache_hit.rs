@@ -6,10 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use skillhost::build_context::Context;
-use skillhost::discovery::Catalog;
+use skillhost::build::{CacheOutcome, ImageBuilder, ImageTarget};
+use skillhost::catalog::Catalog;
 use skillhost::engine::{BuildRequest, Engine};
-use skillhost::image_build::{CacheOutcome, ImageBuilder, ImageTarget};
+use skillhost::testing::Context;
 
 /// (cache-hit checks, docker builds), `rounds` each.
 pub async fn measure(rounds: usize) -> (Vec<Duration>, Vec<Duration>) {

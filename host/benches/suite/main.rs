@@ -15,14 +15,14 @@ mod cache_hit;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path as FsPath;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use skillhost::{Host, HostConfig, InvokeOptions, Path, Status};
+use skillhost::{Host, HostConfig, InvocationPath, InvokeOptions, Status};
 
 struct Rounds {
     latency: usize,
@@ -41,7 +41,7 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn docker_run(image: &str, seccomp: &FsPath, request: &[u8]) -> Duration {
+fn docker_run(image: &str, seccomp: &Path, request: &[u8]) -> Duration {
     let started = Instant::now();
     let mut child = Command::new("docker")
         .args([
@@ -107,7 +107,7 @@ async fn timed(
     skill: &str,
     text: &str,
     options: InvokeOptions,
-    path: Path,
+    path: InvocationPath,
 ) -> Duration {
     let started = Instant::now();
     let result = host
@@ -131,7 +131,7 @@ async fn timed(
 async fn throughput(
     host: &Arc<Host>,
     skill: &'static str,
-    path: Path,
+    path: InvocationPath,
     concurrency: usize,
     total: usize,
 ) -> f64 {
@@ -183,7 +183,14 @@ async fn peak_memory_with_64_in_flight(host: &Arc<Host>) -> (u64, u64) {
         .map(|_| {
             let host = host.clone();
             tokio::spawn(async move {
-                timed(&host, "echo", "hi", InvokeOptions::default(), Path::Cold).await
+                timed(
+                    &host,
+                    "echo",
+                    "hi",
+                    InvokeOptions::default(),
+                    InvocationPath::Cold,
+                )
+                .await
             })
         })
         .collect();
@@ -204,7 +211,7 @@ async fn pool_full(host: &Host) {
     }
 }
 
-fn host(roots: &[&FsPath], tweak: impl FnOnce(&mut HostConfig)) -> HostConfig {
+fn host(roots: &[&Path], tweak: impl FnOnce(&mut HostConfig)) -> HostConfig {
     let mut config = HostConfig {
         skill_roots: roots.iter().map(|r| r.to_path_buf()).collect(),
         ..HostConfig::default()
@@ -231,7 +238,7 @@ async fn main() {
             fast_per_level: 4000,
         }
     };
-    let root = FsPath::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let skills = root.join("skills");
     let bench_skills = root.join("host/benches/skills");
     let built = Command::new(env!("CARGO"))
@@ -276,7 +283,7 @@ async fn main() {
             "echo-serve",
             "hi",
             InvokeOptions::default(),
-            Path::Warm,
+            InvocationPath::Warm,
         )
         .await;
     }
@@ -285,22 +292,27 @@ async fn main() {
         pool_full(host).await;
     }
     let seccomp = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        seccomp.path(),
-        skillhost::seccomp_profile::PROFILE_JSON.as_bytes(),
-    )
-    .unwrap();
+    std::fs::write(seccomp.path(), skillhost::testing::PROFILE_JSON.as_bytes()).unwrap();
     let request = skill_sdk::Request::new("bench", "say", json!({"text": "hi"})).to_line();
 
     let (mut docker, mut ours) = (Vec::new(), Vec::new());
     let (mut pre, mut pre_started) = (Vec::new(), Vec::new());
     for _ in 0..rounds.latency {
         docker.push(docker_run(&image, seccomp.path(), request.as_bytes()));
-        ours.push(timed(&cold, "echo", "hi", InvokeOptions::default(), Path::Cold).await);
+        ours.push(
+            timed(
+                &cold,
+                "echo",
+                "hi",
+                InvokeOptions::default(),
+                InvocationPath::Cold,
+            )
+            .await,
+        );
         cold.settled().await;
         for (host, samples) in [(&prewarmed, &mut pre), (&started, &mut pre_started)] {
             let options = InvokeOptions::default();
-            samples.push(timed(host, "echo", "hi", options, Path::Prewarmed).await);
+            samples.push(timed(host, "echo", "hi", options, InvocationPath::Prewarmed).await);
             // The pool refills between calls, as it would between an agent's; no refill
             // may overlap the next measurement, the docker run baseline's least of all.
             pool_full(host).await;
@@ -314,11 +326,20 @@ async fn main() {
                 "echo-serve",
                 "hi",
                 InvokeOptions::default(),
-                Path::Warm,
+                InvocationPath::Warm,
             )
             .await,
         );
-        native_lat.push(timed(&native, "echo", "hi", native_options.clone(), Path::Native).await);
+        native_lat.push(
+            timed(
+                &native,
+                "echo",
+                "hi",
+                native_options.clone(),
+                InvocationPath::Native,
+            )
+            .await,
+        );
     }
     let base = percentile(&docker, 50);
     println!(
@@ -351,7 +372,7 @@ async fn main() {
         let cold_rate = throughput(
             &cold,
             "echo",
-            Path::Cold,
+            InvocationPath::Cold,
             concurrency,
             rounds.per_level.max(concurrency),
         )
@@ -360,7 +381,7 @@ async fn main() {
         let warm_rate = throughput(
             &warm,
             "echo-serve",
-            Path::Warm,
+            InvocationPath::Warm,
             concurrency,
             rounds.fast_per_level,
         )
@@ -378,7 +399,16 @@ async fn main() {
         let text = "x".repeat(size);
         let (mut c, mut w, mut n) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds.latency.min(10) {
-            c.push(timed(&cold, "echo", &text, InvokeOptions::default(), Path::Cold).await);
+            c.push(
+                timed(
+                    &cold,
+                    "echo",
+                    &text,
+                    InvokeOptions::default(),
+                    InvocationPath::Cold,
+                )
+                .await,
+            );
             // The engine's teardown of the cold container must not land on the others.
             cold.settled().await;
             w.push(
@@ -387,11 +417,20 @@ async fn main() {
                     "echo-serve",
                     &text,
                     InvokeOptions::default(),
-                    Path::Warm,
+                    InvocationPath::Warm,
                 )
                 .await,
             );
-            n.push(timed(&native, "echo", &text, native_options.clone(), Path::Native).await);
+            n.push(
+                timed(
+                    &native,
+                    "echo",
+                    &text,
+                    native_options.clone(),
+                    InvocationPath::Native,
+                )
+                .await,
+            );
         }
         println!(
             "| {label} | {:.1} | {:.2} | {:.2} |",

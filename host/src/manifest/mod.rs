@@ -39,23 +39,36 @@ pub struct Problem {
     pub field: String,
     /// 1-based line and column, when known.
     pub position: Option<(usize, usize)>,
+    /// What is wrong.
     pub message: String,
 }
 
 /// Why a manifest could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
+    /// The file cannot be read.
     #[error("{}: cannot read manifest: {source}", path.display())]
     Read {
+        /// The manifest.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// The file is larger than any honest manifest.
     #[error("{}: manifest is {size} bytes, over the {MAX_MANIFEST_BYTES}-byte limit", path.display())]
-    TooLarge { path: PathBuf, size: u64 },
+    TooLarge {
+        /// The manifest.
+        path: PathBuf,
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// The manifest does not parse or does not validate.
     #[error("{}", render_problems(path, problems))]
     Invalid {
+        /// The manifest.
         path: PathBuf,
+        /// Every problem found.
         problems: Vec<Problem>,
     },
 }

@@ -9,7 +9,7 @@ use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::units::{ByteSize, Cpus, HumanDuration, MIB};
+use super::units::{ByteSize, Cpus, HumanDuration, InvalidValue, MIB};
 
 /// A parsed and validated skill manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -17,16 +17,22 @@ use super::units::{ByteSize, Cpus, HumanDuration, MIB};
 pub struct Manifest {
     /// `[a-z][a-z0-9-]*`; the image repository is `skill-<name>`.
     pub name: String,
+    /// The skill's version, semver.
     pub version: semver::Version,
     /// Requirement on the host's protocol version, e.g. `^1`.
     pub protocol: semver::VersionReq,
+    /// What the skill does, for people and for tool listings.
     #[serde(default)]
     pub description: String,
+    /// How the image is built.
     #[serde(default)]
     pub build: Build,
+    /// How each action's container runs.
     #[serde(default)]
     pub run: Run,
+    /// The actions, by name; at least one.
     pub actions: BTreeMap<String, Action>,
+    /// Example calls, with what they should return.
     #[serde(default)]
     pub examples: Vec<Example>,
     /// Where a trusted host finds this skill built as a native library (see
@@ -72,10 +78,13 @@ pub struct Build {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Run {
+    /// The user the skill runs as; never root.
     #[serde(default)]
     pub user: User,
+    /// Resource limits of each call.
     #[serde(default)]
     pub limits: Limits,
+    /// Network access.
     #[serde(default)]
     pub network: Network,
     /// Environment variable names a caller may pass; nothing else reaches the container.
@@ -160,9 +169,12 @@ fn default_max_lifetime() -> HumanDuration {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WorkspaceMode {
+    /// No directory may be mounted.
     #[default]
     None,
+    /// A caller's directory may be mounted read-only.
     Ro,
+    /// A caller's directory may be mounted read-write.
     Rw,
 }
 
@@ -170,12 +182,16 @@ pub enum WorkspaceMode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
+    /// CPUs, as Docker's `--cpus`.
     #[serde(default = "default_cpus")]
     pub cpus: Cpus,
+    /// Memory, swap included (there is none).
     #[serde(default = "default_memory")]
     pub memory: ByteSize,
+    /// Processes and threads.
     #[serde(default = "default_pids")]
     pub pids: i64,
+    /// The longest a call may run; a caller may ask for less.
     #[serde(default = "default_timeout")]
     pub timeout: HumanDuration,
     /// Largest stdout the host reads before killing the container.
@@ -193,8 +209,10 @@ pub struct Limits {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Network {
+    /// No network at all: only a loopback interface.
     #[default]
     None,
+    /// Docker's default bridge: **unrestricted**, everything the host can reach.
     Bridge,
 }
 
@@ -206,6 +224,7 @@ pub struct User(pub String);
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Action {
+    /// What the action does.
     #[serde(default)]
     pub description: String,
     /// JSON Schema the arguments must satisfy.
@@ -220,7 +239,9 @@ pub struct Action {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Example {
+    /// The action called.
     pub action: String,
+    /// Its arguments; `{}` when absent.
     #[serde(default = "empty_object")]
     pub args: Value,
     /// The exact output expected, if any.
@@ -316,23 +337,27 @@ impl Default for User {
 
 impl User {
     /// Refuse root by name or id, for the user and for the group.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, InvalidValue> {
         let text = text.trim();
         if text.is_empty() {
-            return Err("user is empty: give uid[:gid] such as \"10001:10001\"".into());
+            return Err(InvalidValue(
+                "user is empty: give uid[:gid] such as \"10001:10001\"".into(),
+            ));
         }
         let mut parts = text.split(':');
         let (user, group) = (parts.next().unwrap_or_default(), parts.next());
         if parts.next().is_some() {
-            return Err(format!("{text:?} is not uid[:gid] or name[:group]"));
+            return Err(InvalidValue(format!(
+                "{text:?} is not uid[:gid] or name[:group]"
+            )));
         }
         for (what, part) in [("user", Some(user)), ("group", group)] {
             let Some(part) = part else { continue };
             let numeric = part.chars().all(|c| c.is_ascii_digit());
             if part == "root" || (numeric && part.parse::<u64>().ok() == Some(0)) {
-                return Err(format!(
+                return Err(InvalidValue(format!(
                     "{what} {part:?} is root: skills never run as root, use a uid such as 10001"
-                ));
+                )));
             }
             let valid_name = part
                 .chars()
@@ -342,12 +367,12 @@ impl User {
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
             if !numeric && !valid_name {
-                return Err(format!(
+                return Err(InvalidValue(format!(
                     "{what} {part:?} is neither a numeric id nor a valid name"
-                ));
+                )));
             }
             if numeric && part.parse::<u32>().is_err() {
-                return Err(format!("{what} id {part:?} is out of range"));
+                return Err(InvalidValue(format!("{what} id {part:?} is out of range")));
             }
         }
         Ok(User(text.to_string()))

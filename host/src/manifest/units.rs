@@ -20,8 +20,17 @@ pub struct HumanDuration(pub Duration);
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
 pub struct Cpus(pub f64);
 
+/// A value that is not what its field takes: a size, a duration, a CPU count or a user;
+/// the message names the value and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidValue(pub(crate) String);
+
+/// Bytes in a kibibyte.
 pub const KIB: u64 = 1024;
+/// Bytes in a mebibyte.
 pub const MIB: u64 = 1024 * KIB;
+/// Bytes in a gibibyte.
 pub const GIB: u64 = 1024 * MIB;
 
 /// `" 1.5 GiB "` is `("1.5 GiB", 1.5, " GiB")`; the trimmed text is the error when
@@ -37,9 +46,10 @@ fn split_number(text: &str) -> Result<(&str, f64, &str), &str> {
 }
 
 impl ByteSize {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    /// Parse `128m`, `1MiB`, `64k` or a bare number of bytes.
+    pub fn parse(text: &str) -> Result<Self, InvalidValue> {
         let (text, number, unit) = split_number(text).map_err(|text| {
-            format!("{text:?} is not a size: expected a number with an optional unit, like 128m or 1MiB")
+            InvalidValue(format!("{text:?} is not a size: expected a number with an optional unit, like 128m or 1MiB"))
         })?;
         let multiplier = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
@@ -48,14 +58,14 @@ impl ByteSize {
             "g" | "gb" | "gib" => GIB,
             "t" | "tb" | "tib" => 1024 * GIB,
             other => {
-                return Err(format!(
+                return Err(InvalidValue(format!(
                     "{text:?} has an unknown size unit {other:?}: use b, k, m, g or t (optionally with b or ib)"
-                ))
+                )))
             }
         };
         let bytes = number * multiplier as f64;
         if !bytes.is_finite() || bytes > u64::MAX as f64 {
-            return Err(format!("{text:?} is too large"));
+            return Err(InvalidValue(format!("{text:?} is too large")));
         }
         Ok(ByteSize(bytes.round() as u64))
     }
@@ -74,9 +84,12 @@ impl fmt::Display for ByteSize {
 }
 
 impl HumanDuration {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    /// Parse `10s`, `500ms`, `2m`, `1h` or a bare number of seconds.
+    pub fn parse(text: &str) -> Result<Self, InvalidValue> {
         let (text, number, unit) = split_number(text).map_err(|text| {
-            format!("{text:?} is not a duration: expected a number with a unit, like 10s or 500ms")
+            InvalidValue(format!(
+                "{text:?} is not a duration: expected a number with a unit, like 10s or 500ms"
+            ))
         })?;
         let seconds = match unit.trim() {
             "" | "s" => number,
@@ -84,14 +97,14 @@ impl HumanDuration {
             "m" => number * 60.0,
             "h" => number * 3600.0,
             other => {
-                return Err(format!(
+                return Err(InvalidValue(format!(
                     "{text:?} has an unknown time unit {other:?}: use ms, s, m or h"
-                ))
+                )))
             }
         };
         Duration::try_from_secs_f64(seconds)
             .map(HumanDuration)
-            .map_err(|_| format!("{text:?} is out of range"))
+            .map_err(|_| InvalidValue(format!("{text:?} is out of range")))
     }
 }
 
@@ -107,13 +120,18 @@ impl fmt::Display for HumanDuration {
 }
 
 impl Cpus {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    /// Parse a CPU count such as `0.5` or `2`.
+    pub fn parse(text: &str) -> Result<Self, InvalidValue> {
         text.trim()
             .parse::<f64>()
             .ok()
             .filter(|c| c.is_finite())
             .map(Cpus)
-            .ok_or_else(|| format!("{text:?} is not a CPU count: expected a number like 0.5 or 2"))
+            .ok_or_else(|| {
+                InvalidValue(format!(
+                    "{text:?} is not a CPU count: expected a number like 0.5 or 2"
+                ))
+            })
     }
 
     /// Docker's `NanoCpus`.
@@ -125,7 +143,7 @@ impl Cpus {
 /// One visitor for all three: numbers and strings both reach `parse`.
 struct UnitVisitor<T> {
     expecting: &'static str,
-    parse: fn(&str) -> Result<T, String>,
+    parse: fn(&str) -> Result<T, InvalidValue>,
 }
 
 impl<T> Visitor<'_> for UnitVisitor<T> {

@@ -27,6 +27,7 @@ fn with(mut base: FieldPath, more: Segment) -> FieldPath {
     base
 }
 
+/// Whether `name` is a valid skill name: `[a-z][a-z0-9-]*`, as image repositories allow.
 pub fn is_skill_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     !bytes.is_empty()

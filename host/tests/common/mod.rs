@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use skillhost::build::{ImageBuilder, Observer};
 use skillhost::engine::{BuildEvent, Engine};
-use skillhost::image_build::{ImageBuilder, Observer};
+use skillhost::testing::on_engine_thread;
 
 /// A name no other test run uses, valid as a skill name.
 pub fn unique_name(prefix: &str) -> String {
@@ -114,8 +115,8 @@ pub async fn builder() -> (ImageBuilder, Recorder) {
     (ImageBuilder::new(engine, recorder.observer()), recorder)
 }
 
-/// Removes the image tags it was given when dropped, even when the test panicked.
-/// It runs its own runtime on its own thread because Drop cannot await.
+/// Removes the image tags it was given when dropped, even when the test panicked, on the
+/// library's engine thread, because Drop cannot await.
 #[derive(Default)]
 pub struct ImageCleanup {
     tags: Mutex<Vec<String>>,
@@ -133,7 +134,7 @@ impl Drop for ImageCleanup {
         if tags.is_empty() {
             return;
         }
-        on_own_runtime(move |docker| async move {
+        on_engine_thread(move |docker| async move {
             for tag in tags {
                 let options = bollard::query_parameters::RemoveImageOptions {
                     force: true,
@@ -148,24 +149,6 @@ impl Drop for ImageCleanup {
             }
         });
     }
-}
-
-/// Run engine work to completion from Drop, which cannot await and may run while the
-/// test's runtime is gone: a thread of its own, with its own runtime and connection.
-pub fn on_own_runtime<F, Fut>(work: F)
-where
-    F: FnOnce(bollard::Docker) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()>,
-{
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(work(bollard::Docker::connect_with_defaults().unwrap()));
-    })
-    .join()
-    .unwrap();
 }
 
 /// Run the CLI and insist on exit code 0, showing its stderr otherwise.

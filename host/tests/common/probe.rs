@@ -8,7 +8,9 @@ use bollard::query_parameters::{ListContainersOptions, ListImagesOptions, Remove
 use skillhost::engine::Engine;
 use skillhost::{Host, HostConfig, InvocationResult, Status};
 
-use super::{copy_fixture, ensure_base_images, on_own_runtime, unique_name};
+use skillhost::testing::on_engine_thread;
+
+use super::{copy_fixture, ensure_base_images, unique_name};
 
 /// The probe fixture, built once and shared by the tests running at the same time; the
 /// last one to finish removes its image, even when it failed.
@@ -75,22 +77,54 @@ impl Drop for Probe {
     }
 }
 
-/// Remove every image labelled as `skill`'s.
+/// Remove every container and then every image labelled as `skill`'s. A container of the
+/// skill still running (a worker, a started prewarmed container whose host has not yet
+/// removed it) would make the engine refuse to remove its image, so containers go first.
 pub fn remove_images_of(skill: &str) {
     let filter = format!("io.skillhost.skill={skill}");
-    on_own_runtime(move |docker| async move {
-        let options = ListImagesOptions {
-            filters: Some(HashMap::from([("label".to_string(), vec![filter])])),
+    let label = move || Some(HashMap::from([("label".to_string(), vec![filter.clone()])]));
+    let failures = on_engine_thread(move |docker| async move {
+        let mut failures = Vec::new();
+        let containers = ListContainersOptions {
+            all: true,
+            filters: label(),
             ..Default::default()
         };
-        for image in docker.list_images(Some(options)).await.unwrap_or_default() {
+        for container in docker
+            .list_containers(Some(containers))
+            .await
+            .unwrap_or_default()
+        {
+            let id = container.id.unwrap_or_default();
+            let options = bollard::query_parameters::RemoveContainerOptions {
+                force: true,
+                v: true,
+                ..Default::default()
+            };
+            if let Err(e) = docker.remove_container(&id, Some(options)).await {
+                failures.push(format!("container {id}: {e}"));
+            }
+        }
+        let images = ListImagesOptions {
+            filters: label(),
+            ..Default::default()
+        };
+        for image in docker.list_images(Some(images)).await.unwrap_or_default() {
             let options = RemoveImageOptions {
                 force: true,
                 ..Default::default()
             };
-            let _ = docker.remove_image(&image.id, Some(options), None).await;
+            if let Err(e) = docker.remove_image(&image.id, Some(options), None).await {
+                if !e.to_string().contains("No such image") {
+                    failures.push(format!("image {}: {e}", image.id));
+                }
+            }
         }
+        failures
     });
+    for failure in failures.unwrap_or_else(|| vec!["no engine thread".into()]) {
+        eprintln!("cleanup of {skill}: cannot remove {failure}");
+    }
 }
 
 /// intermediate containers carrying the skill label too; those are not counted.

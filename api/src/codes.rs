@@ -1,0 +1,120 @@
+//! Every `error.code` the host itself puts in a result, each with the [`Status`] it comes
+//! with. A skill's own error body (status `skill_error`) carries whatever code the skill
+//! chose; skill-sdk's codes are listed in `skill_sdk::protocol::codes`.
+//!
+//! The list is part of the contract: a code is never reused for another meaning, and
+//! [`ALL`] names each one with its status (the reference is `docs/results.md`).
+
+use crate::Status;
+
+/// `rejected`: no skill of that name was found on this host.
+pub const UNKNOWN_SKILL: &str = "unknown_skill";
+/// `rejected`: the skill has no action of that name.
+pub const UNKNOWN_ACTION: &str = "unknown_action";
+/// `rejected`: the arguments, serialized, are larger than the host accepts.
+pub const INPUT_TOO_LARGE: &str = "input_too_large";
+/// `rejected`: the arguments do not match the action's input JSON Schema.
+pub const INVALID_ARGS: &str = "invalid_args";
+/// `rejected`: the action's input schema does not compile (manifest validation refuses
+/// such a manifest first, so this marks a host defect).
+pub const INVALID_SCHEMA: &str = "invalid_schema";
+/// `rejected`: a per-call option is outside what the manifest allows: a timeout of zero
+/// or above the manifest's, an environment variable not in `run.env`, a workspace the
+/// skill does not declare or that may not be mounted.
+pub const INVALID_OPTIONS: &str = "invalid_options";
+/// `rejected`: native mode was asked for, but the host does not allow it or the skill has
+/// no native library.
+pub const NATIVE_UNAVAILABLE: &str = "native_unavailable";
+/// `skill_error`: the skill's image could not be built from its sources: its build
+/// command failed, a declared output or input is missing, or a Dockerfile step failed.
+pub const BUILD_FAILED: &str = "build_failed";
+/// `infrastructure_error`: a base image the skill's Dockerfile names is not present
+/// (`skillhost images build` makes it).
+pub const BASE_IMAGE_MISSING: &str = "base_image_missing";
+/// `infrastructure_error`: the skill's image is not present and this host does not build.
+pub const IMAGE_UNAVAILABLE: &str = "image_unavailable";
+/// `infrastructure_error`: the skill asks for an OCI runtime the engine does not have.
+pub const RUNTIME_UNAVAILABLE: &str = "runtime_unavailable";
+/// `infrastructure_error`: the engine failed a request (create, attach, start, inspect,
+/// build) or could not be reached.
+pub const ENGINE_ERROR: &str = "engine_error";
+/// `infrastructure_error`: the engine stopped the container before the skill answered (a
+/// `docker stop`, or the engine shutting down).
+pub const ENGINE_STOPPED: &str = "engine_stopped";
+/// `infrastructure_error`: the host failed outside the engine (a build lock file, a
+/// temporary directory).
+pub const HOST_ERROR: &str = "host_error";
+/// `infrastructure_error`: the host was shutting down and could not run the call.
+pub const HOST_SHUTTING_DOWN: &str = "host_shutting_down";
+/// `timeout`: no result before the deadline (the container was killed), or no warm
+/// worker became free before it.
+pub const TIMEOUT: &str = "timeout";
+/// `memory_limit`: the kernel killed the skill for exceeding its memory limit.
+pub const MEMORY_LIMIT: &str = "memory_limit";
+/// `output_limit`: stdout exceeded the output limit; the container was killed.
+pub const OUTPUT_LIMIT: &str = "output_limit";
+/// `protocol_error`: stdout held something other than well-formed frames with one result
+/// for this request.
+pub const PROTOCOL_ERROR: &str = "protocol_error";
+/// `crashed`: the skill exited without a result, for no reason above.
+pub const CRASHED: &str = "crashed";
+
+/// Every code the host makes, with the status it comes with.
+pub const ALL: &[(&str, Status)] = &[
+    (UNKNOWN_SKILL, Status::Rejected),
+    (UNKNOWN_ACTION, Status::Rejected),
+    (INPUT_TOO_LARGE, Status::Rejected),
+    (INVALID_ARGS, Status::Rejected),
+    (INVALID_SCHEMA, Status::Rejected),
+    (INVALID_OPTIONS, Status::Rejected),
+    (NATIVE_UNAVAILABLE, Status::Rejected),
+    (BUILD_FAILED, Status::SkillError),
+    (BASE_IMAGE_MISSING, Status::InfrastructureError),
+    (IMAGE_UNAVAILABLE, Status::InfrastructureError),
+    (RUNTIME_UNAVAILABLE, Status::InfrastructureError),
+    (ENGINE_ERROR, Status::InfrastructureError),
+    (ENGINE_STOPPED, Status::InfrastructureError),
+    (HOST_ERROR, Status::InfrastructureError),
+    (HOST_SHUTTING_DOWN, Status::InfrastructureError),
+    (TIMEOUT, Status::Timeout),
+    (MEMORY_LIMIT, Status::MemoryLimit),
+    (OUTPUT_LIMIT, Status::OutputLimit),
+    (PROTOCOL_ERROR, Status::ProtocolError),
+    (CRASHED, Status::Crashed),
+];
+
+/// The status the host gives `code`, or `None` for a code the host never makes (a
+/// skill's own).
+pub fn status_of(code: &str) -> Option<Status> {
+    ALL.iter().find(|(c, _)| *c == code).map(|(_, s)| *s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_snake_case_and_documented() {
+        let docs =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/results.md"))
+                .expect("docs/results.md exists");
+        for (i, (code, status)) in ALL.iter().enumerate() {
+            assert!(
+                code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{code}"
+            );
+            assert!(
+                ALL[i + 1..].iter().all(|(other, _)| other != code),
+                "{code} twice"
+            );
+            let row = format!("| `{code}` | `{}` |", status.as_str());
+            assert!(docs.contains(&row), "docs/results.md lacks the row {row}");
+        }
+    }
+
+    #[test]
+    fn statuses_of_codes_are_found() {
+        assert_eq!(status_of(TIMEOUT), Some(Status::Timeout));
+        assert_eq!(status_of("my_skills_own"), None);
+    }
+}

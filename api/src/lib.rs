@@ -1,0 +1,17 @@
+//! The caller-facing contract of skillhost, with no engine in it: what an invocation
+//! returns ([`InvocationResult`], [`Status`], [`InvocationPath`], [`Stats`]), every error
+//! code the host itself can put in a result ([`codes`]), the CLI's exit codes
+//! ([`exit_code`]) and its typed reports ([`ListReport`], [`ErrorReport`]).
+//!
+//! The engine crate `skillhost`, its HTTP service and the clients all use these types, so
+//! a result means the same thing wherever it is read. Types that will grow are
+//! `#[non_exhaustive]`: match them with a wildcard arm and build them with their
+//! constructors.
+
+pub mod codes;
+pub mod exit_code;
+mod report;
+mod result;
+
+pub use report::{BrokenSkill, ErrorDetail, ErrorReport, ListReport, ListedSkill, ProblemReport};
+pub use result::{InvocationError, InvocationPath, InvocationResult, Stats, Status};

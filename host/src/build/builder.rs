@@ -1,0 +1,597 @@
+//! Build or reuse the image for a content hash.
+//!
+//! A present tag whose label carries the full hash is a cache hit: nothing runs. Otherwise
+//! the host-side build command runs, its outputs are staged into the context, and the
+//! engine builds from exactly the tar that was hashed. A lock file per image makes
+//! concurrent requests, in this process or another, build it once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+use skillhost_api::{codes, Status};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::build::content_hash::{BuildSpec, ContentHash, GatheredInputs, HashError};
+use crate::build::context::Context;
+use crate::build::init_image;
+use crate::catalog::Skill;
+use crate::engine::{keep_tail, BuildEvent, BuildFailure, BuildRequest, Engine, EngineError};
+use crate::lifecycle::labels;
+
+/// Receives progress from every build: the image's name and the event.
+pub type Observer = Arc<dyn Fn(&str, BuildEvent) + Send + Sync>;
+
+/// Whether the image was reused or built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheOutcome {
+    /// The tag was present with the same full hash: nothing ran.
+    Hit,
+    /// The image was built now.
+    Built,
+}
+
+/// The outcome of ensuring one image.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildReport {
+    /// The skill's or base image's name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// `repository:tag`.
+    pub image: String,
+    /// The full content hash.
+    pub hash: ContentHash,
+    /// The engine's ID of the image.
+    pub image_id: String,
+    /// Reused or built.
+    pub cache: CacheOutcome,
+    /// How long ensuring it took.
+    pub duration_ms: u64,
+}
+
+/// Why an image could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The sources cannot be read or hashed: the skill directory, a declared input, the
+    /// Dockerfile or `.dockerignore`.
+    #[error("{name}: {source}")]
+    Inputs {
+        /// The image's name.
+        name: String,
+        /// What could not be read.
+        #[source]
+        source: HashError,
+    },
+    /// A base image the Dockerfile names is not present locally.
+    #[error("{name}: base image {reference} (Dockerfile line {line}) is not present locally, and no registry is used: build it with `skillhost images build` first")]
+    MissingBase {
+        /// The image's name.
+        name: String,
+        /// The base image, as the Dockerfile names it.
+        reference: String,
+        /// The Dockerfile line naming it.
+        line: usize,
+    },
+    /// The hash needs a base image's ID, and there is no engine to ask.
+    #[error(
+        "{name}: the hash needs the ID of base image {reference}, and the engine is not available"
+    )]
+    NoEngine {
+        /// The image's name.
+        name: String,
+        /// The base image.
+        reference: String,
+    },
+    /// `build.command` failed on the host.
+    #[error("{name}: build command `{command}` failed ({status}){}", tail(output))]
+    Command {
+        /// The image's name.
+        name: String,
+        /// The command line.
+        command: String,
+        /// Its exit status, or why it did not start.
+        status: String,
+        /// Its last lines of output.
+        output: Vec<String>,
+    },
+    /// A `build.outputs` file is missing after the command ran.
+    #[error("{name}: build output {} was not found at {}: did build.command produce it?", dest.display(), source_path.display())]
+    MissingOutput {
+        /// The image's name.
+        name: String,
+        /// Where it goes in the build context.
+        dest: PathBuf,
+        /// Where it was looked for.
+        source_path: PathBuf,
+    },
+    /// A Dockerfile step failed.
+    #[error("{name}: the image build failed at {failure}")]
+    Failed {
+        /// The image's name.
+        name: String,
+        /// The failing step and its output.
+        #[source]
+        failure: BuildFailure,
+    },
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The lock file that makes concurrent builds of one image build it once.
+    #[error("cannot take the build lock {}: {source}", path.display())]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The runtime shut down under the build's blocking work.
+    #[error("{name}: the build was cancelled: the host is shutting down")]
+    Cancelled {
+        /// The image's name.
+        name: String,
+    },
+}
+
+impl BuildError {
+    /// The code a call gets when its skill's image fails to build this way, one of
+    /// [`skillhost_api::codes`]: a fault of the skill's sources is `build_failed`
+    /// (`skill_error`), anything else the host's or the engine's.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BuildError::Inputs { .. }
+            | BuildError::Command { .. }
+            | BuildError::MissingOutput { .. }
+            | BuildError::Failed { .. } => codes::BUILD_FAILED,
+            BuildError::MissingBase { .. } => codes::BASE_IMAGE_MISSING,
+            BuildError::NoEngine { .. } | BuildError::Engine(_) => codes::ENGINE_ERROR,
+            BuildError::Lock { .. } => codes::HOST_ERROR,
+            BuildError::Cancelled { .. } => codes::HOST_SHUTTING_DOWN,
+        }
+    }
+
+    /// The status that goes with [`BuildError::code`]; its exit code is the CLI's.
+    pub fn status(&self) -> Status {
+        codes::status_of(self.code()).unwrap_or(Status::InfrastructureError)
+    }
+}
+
+fn tail(output: &[String]) -> String {
+    if output.is_empty() {
+        String::new()
+    } else {
+        format!("; its last output:\n    {}", output.join("\n    "))
+    }
+}
+
+/// One image to ensure: a skill's, or a base image's.
+#[derive(Debug, Clone)]
+pub struct ImageTarget {
+    /// The skill's or base image's name.
+    pub name: String,
+    /// Its version, for the `io.skillhost.version` label.
+    pub version: String,
+    /// `skill-<name>` or `skillhost/<name>`.
+    pub repository: String,
+    /// The build context's directory.
+    pub dir: PathBuf,
+    /// The Dockerfile, relative to `dir`; `None` for an image made another way
+    /// (debootstrap).
+    pub dockerfile: Option<PathBuf>,
+    /// Docker build args.
+    pub args: BTreeMap<String, String>,
+    /// Extra paths, relative to `dir`, whose content feeds the hash.
+    pub inputs: Vec<PathBuf>,
+    /// A host-side command run in `dir` before the image build.
+    pub command: Option<Vec<String>>,
+    /// Environment for `command`, on top of the host's.
+    pub command_env: BTreeMap<String, String>,
+    /// Files `command` produces, staged into the context: context path to host path.
+    pub outputs: BTreeMap<PathBuf, PathBuf>,
+    /// Labels beyond the hash and version, e.g. `io.skillhost.skill`.
+    pub labels: HashMap<String, String>,
+    /// Add skillhost's init to the image (skill images, on a host that has it).
+    pub init: bool,
+}
+
+impl ImageTarget {
+    /// The target of a skill's image, from its manifest.
+    pub fn for_skill(skill: &Skill) -> ImageTarget {
+        let m = &skill.manifest;
+        ImageTarget {
+            name: m.name.clone(),
+            version: m.version.to_string(),
+            repository: m.repository(),
+            dir: skill.dir.clone(),
+            dockerfile: Some(m.build.dockerfile.clone()),
+            args: m.build.args.clone(),
+            inputs: m.build.inputs.clone(),
+            command: m.build.command.clone(),
+            command_env: m.build.env.clone(),
+            outputs: m.build.outputs.clone(),
+            labels: HashMap::from([(labels::SKILL.to_string(), m.name.clone())]),
+            init: init_image::binary().is_some(),
+        }
+    }
+}
+
+/// A target whose hash is known.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub(crate) target: ImageTarget,
+    pub(crate) hash: ContentHash,
+    pub(crate) gathered: GatheredInputs,
+}
+
+impl Plan {
+    /// What is to be built.
+    pub fn target(&self) -> &ImageTarget {
+        &self.target
+    }
+
+    /// The content hash of its inputs.
+    pub fn hash(&self) -> &ContentHash {
+        &self.hash
+    }
+
+    /// `repository:tag`.
+    pub fn image(&self) -> String {
+        format!("{}:{}", self.target.repository, self.hash.tag())
+    }
+
+    /// The labels every image of this plan carries.
+    pub fn labels(&self) -> HashMap<String, String> {
+        let mut labels = self.target.labels.clone();
+        labels.insert(labels::VERSION.into(), self.target.version.clone());
+        labels.insert(labels::HASH.into(), self.hash.0.clone());
+        if self.target.init {
+            labels.insert(labels::INIT.into(), init_image::TRAILER_FORMAT.into());
+        }
+        labels
+    }
+
+    /// The labels as `docker import --change` instructions.
+    pub fn label_changes(&self) -> Vec<String> {
+        let mut labels: Vec<_> = self.labels().into_iter().collect();
+        labels.sort();
+        labels
+            .into_iter()
+            .map(|(k, v)| format!("LABEL {k}={}", serde_json::Value::String(v)))
+            .collect()
+    }
+}
+
+/// Gather the inputs and resolve base images to compute the hash. Runs nothing. Without
+/// an engine, only images with no base image (`FROM scratch`) can be planned.
+pub async fn plan(engine: Option<&Engine>, target: &ImageTarget) -> Result<Plan, BuildError> {
+    let owned = target.clone();
+    let gathered = tokio::task::spawn_blocking(move || {
+        let spec = BuildSpec {
+            dir: &owned.dir,
+            dockerfile: owned.dockerfile.as_deref(),
+            args: &owned.args,
+            inputs: &owned.inputs,
+        };
+        GatheredInputs::gather(&spec)
+    })
+    .await
+    .map_err(|joined| join_failure(joined, &target.name))?
+    .map_err(|source| BuildError::Inputs {
+        name: target.name.clone(),
+        source,
+    })?;
+    let mut gathered = gathered;
+    if target.init {
+        gathered.add_generated(init_image::CONTEXT_NAME, init_image::source_digest());
+    }
+    let mut base_ids = Vec::new();
+    for base in &gathered.bases {
+        let missing = || BuildError::MissingBase {
+            name: target.name.clone(),
+            reference: base.reference.clone(),
+            line: base.line,
+        };
+        let Some(engine) = engine else {
+            return Err(BuildError::NoEngine {
+                name: target.name.clone(),
+                reference: base.reference.clone(),
+            });
+        };
+        let image = engine
+            .inspect_image(&base.reference)
+            .await?
+            .ok_or_else(missing)?;
+        base_ids.push(image.id);
+    }
+    let hash = gathered.hash(&base_ids);
+    Ok(Plan {
+        target: target.clone(),
+        hash,
+        gathered,
+    })
+}
+
+/// Builds images against one engine.
+#[derive(Clone)]
+pub struct ImageBuilder {
+    engine: Engine,
+    observer: Observer,
+}
+
+impl std::fmt::Debug for ImageBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageBuilder")
+            .field("engine", &self.engine)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ImageBuilder {
+    /// A builder on `engine` that tells `observer` of every build's progress.
+    pub fn new(engine: Engine, observer: Observer) -> Self {
+        ImageBuilder { engine, observer }
+    }
+
+    /// The engine it builds on.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Gather the inputs and resolve base images to compute the hash. Runs nothing.
+    pub async fn plan(&self, target: &ImageTarget) -> Result<Plan, BuildError> {
+        plan(Some(&self.engine), target).await
+    }
+
+    /// The local image ID when the plan's image is present with the same full hash.
+    pub async fn cached(&self, plan: &Plan) -> Result<Option<String>, BuildError> {
+        let image = self.engine.inspect_image(&plan.image()).await?;
+        Ok(image.and_then(|image| {
+            let same = image.labels.get(labels::HASH) == Some(&plan.hash.0);
+            if !same {
+                tracing::warn!(image = %plan.image(), "tag present with another content hash; rebuilding");
+            }
+            same.then_some(image.id)
+        }))
+    }
+
+    /// Reuse the image when present, otherwise build it.
+    pub async fn ensure(
+        &self,
+        target: &ImageTarget,
+        force: bool,
+    ) -> Result<BuildReport, BuildError> {
+        self.ensure_plan(&self.plan(target).await?, force).await
+    }
+
+    /// [`Self::ensure`] for a plan already made.
+    pub async fn ensure_plan(&self, plan: &Plan, force: bool) -> Result<BuildReport, BuildError> {
+        self.ensure_planned(plan, force, |plan| self.build_with_docker(plan))
+            .await
+    }
+
+    /// The cache check and lock around `produce`, which makes the image and returns its ID.
+    pub async fn ensure_planned<'a, F, Fut>(
+        &'a self,
+        plan: &'a Plan,
+        force: bool,
+        produce: F,
+    ) -> Result<BuildReport, BuildError>
+    where
+        F: FnOnce(&'a Plan) -> Fut,
+        Fut: std::future::Future<Output = Result<String, BuildError>>,
+    {
+        let started = Instant::now();
+        let report = |image_id: String, cache| BuildReport {
+            name: plan.target.name.clone(),
+            version: plan.target.version.clone(),
+            image: plan.image(),
+            hash: plan.hash.clone(),
+            image_id,
+            cache,
+            duration_ms: started.elapsed().as_millis() as u64,
+        };
+        if !force {
+            if let Some(id) = self.cached(plan).await? {
+                return Ok(report(id, CacheOutcome::Hit));
+            }
+        }
+        let lock = BuildLock::acquire(&plan.target.repository, plan.hash.tag()).await?;
+        // Whoever held the lock before us may have built it, even when forced.
+        if let Some(id) = self.cached(plan).await? {
+            if !force || lock.waited {
+                return Ok(report(id, CacheOutcome::Hit));
+            }
+        }
+        let id = produce(plan).await?;
+        drop(lock);
+        Ok(report(id, CacheOutcome::Built))
+    }
+
+    async fn build_with_docker(&self, plan: &Plan) -> Result<String, BuildError> {
+        let target = &plan.target;
+        let notify = |event| (self.observer)(&target.name, event);
+        if let Some(command) = &target.command {
+            notify(BuildEvent::Step(format!(
+                "running build command: {}",
+                command.join(" ")
+            )));
+            run_build_command(target, command, &self.observer).await?;
+        }
+        let mut context = plan.gathered.context.clone();
+        stage_outputs(target, &mut context)?;
+        let dockerfile = target
+            .dockerfile
+            .as_deref()
+            .unwrap_or(Path::new("Dockerfile"))
+            .to_string_lossy()
+            .into_owned();
+        if let (true, Some(init)) = (target.init, init_image::binary()) {
+            let with_init = context
+                .file(&dockerfile)
+                .map(init_image::dockerfile_with_init)
+                .unwrap_or_default();
+            context.stage(&dockerfile, with_init, 0o644);
+            context.stage(init_image::CONTEXT_NAME, init.to_vec(), 0o755);
+        }
+        let tar = context.to_tar().map_err(|source| BuildError::Inputs {
+            name: target.name.clone(),
+            source: HashError::Context(crate::build::context::ContextError::Io {
+                path: target.dir.clone(),
+                source,
+            }),
+        })?;
+        let image = plan.image();
+        let request = BuildRequest {
+            tag: &image,
+            dockerfile: &dockerfile,
+            args: target.args.clone().into_iter().collect(),
+            labels: plan.labels(),
+        };
+        let observer = self.observer.clone();
+        let name = target.name.clone();
+        let mut on_event = move |event| observer(&name, event);
+        self.engine
+            .build_image(tar, &request, &mut on_event)
+            .await?
+            .map_err(|failure| BuildError::Failed {
+                name: target.name.clone(),
+                failure,
+            })
+    }
+}
+
+async fn run_build_command(
+    target: &ImageTarget,
+    command: &[String],
+    observer: &Observer,
+) -> Result<(), BuildError> {
+    let failed = |status: String, output: Vec<String>| BuildError::Command {
+        name: target.name.clone(),
+        command: command.join(" "),
+        status,
+        output,
+    };
+    let mut child = tokio::process::Command::new(&command[0])
+        .args(&command[1..])
+        .current_dir(&target.dir)
+        .envs(&target.command_env)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| failed(format!("cannot start it: {e}"), Vec::new()))?;
+    // Both pipes are read at once so neither can fill and stall the command; none of it
+    // reaches our stdout, which belongs to results.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    for pipe in [
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(pipe).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    drop(tx);
+    let mut output: Vec<String> = Vec::new();
+    while let Some(line) = rx.recv().await {
+        observer(&target.name, BuildEvent::Output(line.clone()));
+        keep_tail(&mut output, line);
+    }
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| failed(format!("cannot wait for it: {e}"), Vec::new()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(failed(status.to_string(), output))
+    }
+}
+
+fn stage_outputs(target: &ImageTarget, context: &mut Context) -> Result<(), BuildError> {
+    use std::os::unix::fs::PermissionsExt;
+    for (dest, source) in &target.outputs {
+        let source_path = target.dir.join(source);
+        let missing = || BuildError::MissingOutput {
+            name: target.name.clone(),
+            dest: dest.clone(),
+            source_path: source_path.clone(),
+        };
+        let meta = std::fs::metadata(&source_path).map_err(|_| missing())?;
+        let bytes = std::fs::read(&source_path).map_err(|_| missing())?;
+        context.stage(&dest.to_string_lossy(), bytes, meta.permissions().mode());
+    }
+    Ok(())
+}
+
+/// A blocking task that did not return: a panic in it is passed on as the panic it is,
+/// a cancellation (the runtime shutting down) becomes [`BuildError::Cancelled`].
+fn join_failure(joined: tokio::task::JoinError, name: &str) -> BuildError {
+    match joined.try_into_panic() {
+        Ok(panic) => std::panic::resume_unwind(panic),
+        Err(_) => BuildError::Cancelled {
+            name: name.to_string(),
+        },
+    }
+}
+
+/// An exclusive lock on one image, held while it is built. File locks work across
+/// processes, and two opens in one process exclude each other too.
+struct BuildLock {
+    _file: std::fs::File,
+    waited: bool,
+}
+
+impl BuildLock {
+    async fn acquire(repository: &str, tag: &str) -> Result<BuildLock, BuildError> {
+        let dir = std::env::temp_dir().join("skillhost-build-locks");
+        let path = dir.join(format!("{}_{tag}.lock", repository.replace('/', "_")));
+        let lock_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| BuildError::Lock { path, source }
+        };
+        std::fs::create_dir_all(&dir).map_err(lock_err(&dir))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(lock_err(&path))?;
+        match file.try_lock() {
+            Ok(()) => Ok(BuildLock {
+                _file: file,
+                waited: false,
+            }),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                tracing::info!(lock = %path.display(), "another build of this image is running; waiting for it");
+                let file = tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+                    .await
+                    .map_err(|joined| join_failure(joined, repository))?
+                    .map_err(lock_err(&path))?;
+                Ok(BuildLock {
+                    _file: file,
+                    waited: true,
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(lock_err(&path)(e)),
+        }
+    }
+}

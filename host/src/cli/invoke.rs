@@ -1,0 +1,202 @@
+//! `skillhost invoke SKILL ACTION`: one call, with its arguments from `--args`, a file or
+//! stdin; the result on stdout, progress and the skill's logs on stderr. An interrupted
+//! call removes its container before the process exits.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use skillhost::manifest::units::HumanDuration;
+use skillhost::{
+    Error, Host, HostConfig, InvocationResult, InvokeOptions, ProgressCallback, Status,
+};
+
+use super::{output, usage, Format};
+
+/// Exit code of a process ended by signal `n` (128 + n), as shells report it.
+const SIGNALLED: i32 = 128;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct InvokeCli {
+    skill: String,
+    action: String,
+    /// The arguments, as JSON.
+    #[arg(long = "args", value_name = "ARGS", conflicts_with = "args_file")]
+    inline: Option<String>,
+    /// Read the arguments from a JSON file (`-` for stdin).
+    #[arg(long)]
+    args_file: Option<PathBuf>,
+    /// A deadline shorter than the manifest's timeout, e.g. 2s or 500ms.
+    #[arg(long, value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    /// NAME=VALUE, or NAME to pass this process's value; the manifest's run.env
+    /// must allow the name.
+    #[arg(long = "env", value_name = "NAME[=VALUE]")]
+    env: Vec<String>,
+    /// A host directory mounted at /workspace (the skill must declare run.workspace).
+    #[arg(long)]
+    workspace: Option<PathBuf>,
+    /// Never build: fail when the image is not prebuilt.
+    #[arg(long)]
+    no_build: bool,
+    /// Run the skill's native library inside this process: NO SANDBOX. Also needs
+    /// SKILLHOST_ALLOW_NATIVE=1 in the environment, for trusted skills only.
+    #[arg(long)]
+    native: bool,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    HumanDuration::parse(text)
+        .map(|d| d.0)
+        .map_err(|e| e.to_string())
+}
+
+pub(super) async fn run(
+    skill_roots: Vec<PathBuf>,
+    cli: InvokeCli,
+    format: Format,
+) -> Result<i32, Error> {
+    // Installed first, so a signal that arrives while the host starts is not fatal.
+    let mut interrupts = Interrupts::install()?;
+    let args = read_args(cli.inline.as_deref(), cli.args_file.as_deref())?;
+    let env = parse_env(&cli.env)?;
+    let config = HostConfig {
+        skill_roots,
+        build_images: !cli.no_build,
+        allow_native: std::env::var("SKILLHOST_ALLOW_NATIVE").as_deref() == Ok("1"),
+        ..HostConfig::default()
+    };
+    let host = Host::new(config).await?;
+    let on_progress: ProgressCallback = Arc::new(|p: &skill_sdk::Progress| match p.fraction {
+        Some(f) => errln!("progress {:>3.0}% {}", f * 100.0, p.message),
+        None => errln!("progress {}", p.message),
+    });
+    let options = InvokeOptions {
+        timeout: cli.timeout,
+        env,
+        workspace: cli.workspace,
+        on_progress: Some(on_progress),
+        native: cli.native,
+    };
+    // An interrupted invoke drops the invocation, whose guard removes the container
+    // before we exit.
+    let result = tokio::select! {
+        result = host.invoke_with(&cli.skill, &cli.action, args, options) => result,
+        (name, number) = interrupts.recv() => {
+            host.shutdown().await;
+            errln!("error: interrupted by {name}; the container was removed");
+            return Ok(SIGNALLED + number);
+        }
+    };
+    // The result is known; removing its container must still finish before we exit.
+    host.shutdown().await;
+    match format {
+        Format::Json => output::json(&result),
+        Format::Human => print_result(&result),
+    }
+    Ok(result.status.exit_code())
+}
+
+fn read_args(inline: Option<&str>, file: Option<&Path>) -> Result<Value, Error> {
+    let (text, source) = match (inline, file) {
+        (Some(text), _) => (text.to_string(), "--args".to_string()),
+        (None, Some(path)) if path == Path::new("-") => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(|e| usage(format!("cannot read the arguments from stdin: {e}")))?;
+            (text, "stdin".to_string())
+        }
+        (None, Some(path)) => (
+            std::fs::read_to_string(path).map_err(|e| {
+                usage(format!(
+                    "cannot read the arguments from {}: {e}",
+                    path.display()
+                ))
+            })?,
+            path.display().to_string(),
+        ),
+        (None, None) => return Ok(json!({})),
+    };
+    serde_json::from_str(&text)
+        .map_err(|e| usage(format!("the arguments in {source} are not JSON: {e}")))
+}
+
+fn parse_env(pairs: &[String]) -> Result<BTreeMap<String, String>, Error> {
+    pairs
+        .iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((name, value)) => Ok((name.to_string(), value.to_string())),
+            None => std::env::var(pair)
+                .map(|value| (pair.clone(), value))
+                .map_err(|_| {
+                    usage(format!(
+                        "--env {pair}: no such variable in this environment; give {pair}=VALUE"
+                    ))
+                }),
+        })
+        .collect()
+}
+
+/// SIGTERM and SIGINT, caught instead of ending the process, so cleanup can run.
+struct Interrupts {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Interrupts {
+    fn install() -> Result<Interrupts, Error> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let failed = |e: std::io::Error| usage(format!("cannot install signal handlers: {e}"));
+        Ok(Interrupts {
+            term: signal(SignalKind::terminate()).map_err(failed)?,
+            int: signal(SignalKind::interrupt()).map_err(failed)?,
+        })
+    }
+
+    /// The next signal: its name and number.
+    async fn recv(&mut self) -> (&'static str, i32) {
+        tokio::select! {
+            _ = self.term.recv() => ("SIGTERM", 15),
+            _ = self.int.recv() => ("SIGINT", 2),
+        }
+    }
+}
+
+/// The output for people: a process-like result (`stdout`/`stderr` fields) as its text,
+/// a string as itself, anything else as JSON. Failures go to stderr with the logs.
+fn print_result(result: &InvocationResult) {
+    if let Some(output) = &result.output {
+        match output {
+            Value::String(text) => outln!("{text}"),
+            Value::Object(fields) if fields.get("stdout").is_some_and(Value::is_string) => {
+                out!("{}", fields["stdout"].as_str().unwrap_or_default());
+                if let Some(stderr) = fields.get("stderr").and_then(Value::as_str) {
+                    err!("{stderr}");
+                }
+            }
+            other => output::json(other),
+        }
+    }
+    if result.oom_killed && result.status == Status::Ok {
+        errln!("warning: a process of the skill was killed for memory");
+    }
+    if let Some(error) = &result.error {
+        errln!(
+            "error: {}: {} ({})",
+            result.status,
+            error.message,
+            error.code
+        );
+        if !result.logs.is_empty() {
+            let truncated = if result.logs_truncated {
+                " (truncated)"
+            } else {
+                ""
+            };
+            errln!("--- skill stderr{truncated} ---");
+            err!("{}", result.logs);
+        }
+    }
+}

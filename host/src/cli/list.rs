@@ -1,0 +1,113 @@
+//! `skillhost list`: the skills found, their versions and images, and whether each image
+//! is present; broken manifests too.
+
+use std::path::PathBuf;
+
+use skillhost::api::{exit_code, BrokenSkill, ListReport, ListedSkill, ProblemReport};
+use skillhost::build::{plan, ImageBuilder, ImageTarget};
+use skillhost::catalog::Catalog;
+use skillhost::engine::Engine;
+use skillhost::Error;
+
+use super::progress::Progress;
+use super::{output, Format};
+
+pub(super) async fn run(roots: &[PathBuf], format: Format) -> Result<i32, Error> {
+    let catalog = Catalog::discover(roots)?;
+    let engine = match Engine::connect().await {
+        Ok(engine) => Some(engine),
+        Err(e) => {
+            tracing::warn!("{e}; image presence is unknown");
+            None
+        }
+    };
+    let builder = engine
+        .clone()
+        .map(|e| ImageBuilder::new(e, Progress::new().observer()));
+    let mut listed = Vec::new();
+    for skill in catalog.skills.values() {
+        let m = &skill.manifest;
+        let mut entry = ListedSkill::new(
+            &m.name,
+            m.version.to_string(),
+            &m.description,
+            skill.relative_dir.display().to_string(),
+            m.actions.keys().cloned().collect(),
+        );
+        match plan(engine.as_ref(), &ImageTarget::for_skill(skill)).await {
+            Ok(plan) => {
+                entry.image = Some(plan.image());
+                entry.hash = Some(plan.hash().0.clone());
+                if let Some(builder) = &builder {
+                    entry.present = Some(builder.cached(&plan).await?.is_some());
+                }
+            }
+            Err(e) => entry.problem = Some(e.to_string()),
+        }
+        listed.push(entry);
+    }
+    let broken = catalog
+        .broken
+        .iter()
+        .map(|e| {
+            let problems = e
+                .problems()
+                .into_iter()
+                .map(|p| ProblemReport::new(p.field, p.position, p.message))
+                .collect();
+            BrokenSkill::new(e.to_string(), problems)
+        })
+        .collect();
+    let report = ListReport::new(listed, broken);
+    match format {
+        Format::Json => output::json(&report),
+        Format::Human => print(&report),
+    }
+    Ok(if catalog.broken.is_empty() {
+        exit_code::OK
+    } else {
+        exit_code::USAGE
+    })
+}
+
+fn print(report: &ListReport) {
+    if report.skills.is_empty() && report.broken.is_empty() {
+        outln!("no skills found");
+    }
+    let width = report
+        .skills
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    if !report.skills.is_empty() {
+        outln!(
+            "{:width$}  {:10}  {:36}  PRESENT  DIR",
+            "NAME",
+            "VERSION",
+            "IMAGE"
+        );
+    }
+    for s in &report.skills {
+        let present = match s.present {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "?",
+        };
+        let image = s.image.as_deref().unwrap_or("-");
+        outln!(
+            "{:width$}  {:10}  {:36}  {present:7}  {}",
+            s.name,
+            s.version,
+            image,
+            s.dir
+        );
+        if let Some(problem) = &s.problem {
+            outln!("{:width$}  ! {problem}", "");
+        }
+    }
+    for broken in &report.broken {
+        errln!("error: {}", broken.error);
+    }
+}

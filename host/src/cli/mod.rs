@@ -1,0 +1,95 @@
+//! Argument parsing and dispatch, one module per subcommand. Each command returns its
+//! exit code; errors are printed once, here, to stderr (and, with `--format json`, as an
+//! [`ErrorReport`] on stdout).
+
+#[macro_use]
+pub(crate) mod output;
+mod build;
+mod gc;
+mod images;
+mod invoke;
+mod list;
+mod progress;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use skillhost::api::ErrorReport;
+use skillhost::Error;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "skillhost",
+    version,
+    about = "Run untrusted skills in hardened Docker containers"
+)]
+pub(crate) struct Args {
+    /// A directory of skills; repeat for several. Default: ./skills
+    #[arg(
+        long = "skills-dir",
+        global = true,
+        env = "SKILLHOST_SKILLS",
+        value_delimiter = ':'
+    )]
+    skills_dirs: Vec<PathBuf>,
+    /// Output for people, or JSON for programs (nothing but the result on stdout).
+    #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
+    format: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Who reads stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List the skills found: version, content hash, whether the image is present.
+    List,
+    /// Build or reuse the images of skills.
+    Build(build::BuildCli),
+    /// Run one action of a skill in a fresh hardened container.
+    Invoke(invoke::InvokeCli),
+    /// Remove leftover containers and all but the newest image of each skill.
+    Gc,
+    /// Base images built locally from Debian packages.
+    Images {
+        #[command(subcommand)]
+        command: images::ImagesCommand,
+    },
+}
+
+pub(crate) async fn run(args: Args) -> i32 {
+    let format = args.format;
+    let roots = if args.skills_dirs.is_empty() {
+        vec![PathBuf::from("skills")]
+    } else {
+        args.skills_dirs
+    };
+    let result = match args.command {
+        Command::List => list::run(&roots, format).await,
+        Command::Build(cli) => build::run(&roots, cli, format).await,
+        Command::Invoke(cli) => invoke::run(roots, cli, format).await,
+        Command::Gc => gc::run(format).await,
+        Command::Images { command } => images::run(command, format).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            if format == Format::Json {
+                output::json(&ErrorReport::new(e.to_string(), e.exit_code()));
+            }
+            errln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// The error of a command whose request itself is wrong.
+fn usage(message: impl Into<String>) -> Error {
+    Error::Usage(message.into())
+}

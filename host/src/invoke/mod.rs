@@ -1,0 +1,51 @@
+//! One invocation's data path, stage by stage: [`admission`] checks the call against the
+//! manifest with no engine, [`images`] resolves the skill's image, [`route`] chooses how
+//! the call is served and runs it, and [`classify`] turns what was observed into the
+//! result. [`crate::Host::invoke_with`] strings them together.
+
+pub(crate) mod admission;
+pub(crate) mod classify;
+pub(crate) mod images;
+mod refusal;
+pub(crate) mod route;
+pub(crate) mod workspace;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use skill_sdk::Progress;
+
+pub use refusal::Refusal;
+
+/// Receives progress frames while an action runs.
+pub type ProgressCallback = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// Per-invocation choices, each within what the manifest allows.
+#[derive(Clone, Default)]
+pub struct InvokeOptions {
+    /// A deadline shorter than the manifest's timeout (never longer).
+    pub timeout: Option<Duration>,
+    /// Environment variables; each name must be in the manifest's `run.env`.
+    pub env: BTreeMap<String, String>,
+    /// A host directory mounted at `/workspace`, when the manifest declares `run.workspace`.
+    pub workspace: Option<PathBuf>,
+    /// Called with every progress frame, as it arrives.
+    pub on_progress: Option<ProgressCallback>,
+    /// Run in process through the skill's native library, unsandboxed. Refused unless
+    /// the host config allows native mode and the manifest names a library.
+    pub native: bool,
+}
+
+impl std::fmt::Debug for InvokeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InvokeOptions")
+            .field("timeout", &self.timeout)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("workspace", &self.workspace)
+            .field("on_progress", &self.on_progress.is_some())
+            .field("native", &self.native)
+            .finish()
+    }
+}

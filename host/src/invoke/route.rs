@@ -1,0 +1,457 @@
+//! How a call is served. [`decide`] chooses the path in one place, from the call's shape
+//! alone; [`Router::prepare`] makes that path ready (a library, a worker's configuration,
+//! a prewarmed container or a fresh one), and [`Router::run`] runs it, one function per
+//! path.
+//!
+//! Prewarmed containers and warm workers were configured before the call: they serve only
+//! calls that add nothing of their own (no `env`, no workspace). Every other call, and a
+//! call that finds the prewarm pool empty, goes cold.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bollard::models::ContainerCreateBody;
+use bollard::Docker;
+use skill_sdk::SERVE_MODE_ENV;
+use skillhost_api::{codes, InvocationPath};
+
+use super::admission::Admitted;
+use super::images::{ImageResolver, SkillImage};
+use super::{InvokeOptions, Refusal};
+use crate::catalog::Skill;
+use crate::lifecycle::guard::ContainerGuard;
+use crate::lifecycle::instance::Instance;
+use crate::lifecycle::labels::{self, Role};
+use crate::lifecycle::reaper::Reaper;
+use crate::manifest::{Mode, Serve};
+use crate::paths::native::{self, NativeLibraries, NativeLibrary};
+use crate::paths::prewarm_pool::PrewarmPool;
+use crate::paths::serve_pool::{ServeError, ServePools};
+use crate::run::container::{run_attached, run_container, Attached, RunOutcome, RunRequest};
+use crate::run::container_spec::{container_body, ContainerInputs};
+use crate::run::exit_trailer::new_key;
+
+/// The path a call takes, decided before anything is made ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// The skill's library, in this process.
+    Native,
+    /// A serve-mode worker.
+    Warm,
+    /// A prewarmed container if one is ready, else a fresh one.
+    Prewarmed,
+    /// A fresh container.
+    Cold,
+}
+
+impl Decision {
+    /// The result's path while the call is being made ready; a prewarmed call is cold
+    /// until it has its container.
+    pub(crate) fn path(self) -> InvocationPath {
+        match self {
+            Decision::Native => InvocationPath::Native,
+            Decision::Warm => InvocationPath::Warm,
+            Decision::Prewarmed | Decision::Cold => InvocationPath::Cold,
+        }
+    }
+}
+
+/// Choose the path: native only when asked; a serve-mode skill's plain calls go warm, a
+/// one-shot skill's plain calls try the prewarm pool when it has one; the rest go cold.
+pub(crate) fn decide(native: bool, mode: Mode, plain: bool, prewarm_target: usize) -> Decision {
+    match (native, mode, plain) {
+        (true, _, _) => Decision::Native,
+        (false, Mode::Serve, true) => Decision::Warm,
+        (false, Mode::Oneshot, true) if prewarm_target > 0 => Decision::Prewarmed,
+        _ => Decision::Cold,
+    }
+}
+
+/// A path made ready for one call.
+#[derive(Debug)]
+pub(crate) enum Route {
+    /// The skill's native library.
+    Native(Arc<NativeLibrary>),
+    /// A worker of the skill's serve pool, made with `body` when none is idle.
+    Warm {
+        image: SkillImage,
+        skill: String,
+        limits: Serve,
+        body: ContainerCreateBody,
+    },
+    /// A container made ahead of time, used by this call alone.
+    Prewarmed {
+        image: SkillImage,
+        container: Attached,
+    },
+    /// A container made for this call, named `name`.
+    Cold {
+        image: SkillImage,
+        name: String,
+        body: ContainerCreateBody,
+    },
+}
+
+impl Route {
+    /// The result's `path`.
+    pub(crate) fn path(&self) -> InvocationPath {
+        match self {
+            Route::Native(_) => InvocationPath::Native,
+            Route::Warm { .. } => InvocationPath::Warm,
+            Route::Prewarmed { .. } => InvocationPath::Prewarmed,
+            Route::Cold { .. } => InvocationPath::Cold,
+        }
+    }
+
+    /// The result's `image`, for the paths that run one.
+    pub(crate) fn image(&self) -> Option<&str> {
+        match self {
+            Route::Native(_) => None,
+            Route::Warm { image, .. }
+            | Route::Prewarmed { image, .. }
+            | Route::Cold { image, .. } => Some(&image.reference),
+        }
+    }
+}
+
+/// What the router is configured with, from the host's config.
+#[derive(Debug, Clone)]
+pub(crate) struct RouterConfig {
+    /// Prewarmed containers per skill, overriding the manifests' `run.prewarm`.
+    pub(crate) prewarm: BTreeMap<String, u32>,
+    /// Most prewarmed containers held for all skills together.
+    pub(crate) prewarm_cap: usize,
+    /// Start prewarmed containers up to skillhost's init.
+    pub(crate) prewarm_started: bool,
+    /// Whether native mode may be used at all.
+    pub(crate) allow_native: bool,
+}
+
+/// Makes paths ready and runs them: owns the containers held for later and the native
+/// libraries loaded.
+#[derive(Debug)]
+pub(crate) struct Router {
+    docker: Docker,
+    reaper: Reaper,
+    instance: Instance,
+    prewarmed: PrewarmPool,
+    workers: ServePools,
+    natives: NativeLibraries,
+    prewarm: BTreeMap<String, u32>,
+    prewarm_started: bool,
+}
+
+impl Router {
+    pub(crate) fn new(docker: Docker, config: RouterConfig) -> Self {
+        let reaper = Reaper::new(docker.clone());
+        Router {
+            prewarmed: PrewarmPool::new(docker.clone(), reaper.clone(), config.prewarm_cap),
+            workers: ServePools::new(docker.clone(), reaper.clone()),
+            natives: NativeLibraries::new(config.allow_native),
+            instance: Instance::current(),
+            prewarm: config.prewarm,
+            prewarm_started: config.prewarm_started,
+            reaper,
+            docker,
+        }
+    }
+
+    /// This host process's identity, as in each container's `io.skillhost.instance`.
+    pub(crate) fn instance(&self) -> &Instance {
+        &self.instance
+    }
+
+    /// The path for a call of `admitted` with `options`.
+    pub(crate) fn decide(&self, admitted: &Admitted<'_>, options: &InvokeOptions) -> Decision {
+        let plain = options.env.is_empty() && admitted.workspace.is_none();
+        let skill = admitted.skill;
+        decide(
+            options.native,
+            skill.manifest.run.mode,
+            plain,
+            self.prewarm_target(skill),
+        )
+    }
+
+    /// Make `decision` ready for invocation `id`: load the library, or resolve the image
+    /// and take or configure a container.
+    pub(crate) async fn prepare(
+        &self,
+        decision: Decision,
+        id: &str,
+        admitted: &Admitted<'_>,
+        options: &InvokeOptions,
+        images: &ImageResolver,
+    ) -> Result<Route, Refusal> {
+        let skill = admitted.skill;
+        if decision == Decision::Native {
+            return self
+                .natives
+                .get(skill)
+                .map(Route::Native)
+                .map_err(|e| Refusal::new(codes::NATIVE_UNAVAILABLE, e.to_string()));
+        }
+        images.check_runtime(skill).await?;
+        let image = images.resolve(skill).await?;
+        match decision {
+            Decision::Warm => Ok(Route::Warm {
+                body: self.shared_body(skill, &image, Role::Worker),
+                skill: skill.name().to_string(),
+                limits: skill.manifest.run.serve.clone(),
+                image,
+            }),
+            Decision::Prewarmed => {
+                let taken = self.prewarmed.take(skill.name());
+                self.refill(skill, &image);
+                Ok(match taken {
+                    Some(container) => Route::Prewarmed { image, container },
+                    None => self.cold(id, admitted, options, image),
+                })
+            }
+            Decision::Native | Decision::Cold => Ok(self.cold(id, admitted, options, image)),
+        }
+    }
+
+    /// Run a prepared route to the skill's end.
+    pub(crate) async fn run(
+        &self,
+        route: Route,
+        mut request: RunRequest,
+    ) -> Result<RunOutcome, Refusal> {
+        match route {
+            Route::Native(library) => run_native(library, request).await,
+            Route::Warm {
+                skill,
+                limits,
+                body,
+                ..
+            } => self.run_warm(&skill, &limits, &body, request).await,
+            Route::Prewarmed { image, container } => {
+                // One container, one request: the init's trailer tells how it ended.
+                request.trailer_key = image.init_command.is_some().then(new_key);
+                self.run_prewarmed(container, request).await
+            }
+            Route::Cold { image, name, body } => {
+                request.trailer_key = image.init_command.is_some().then(new_key);
+                self.run_cold(&name, body, request).await
+            }
+        }
+    }
+
+    /// Fill the prewarm pool of `skill` now rather than at its first call.
+    pub(crate) async fn prewarm(
+        &self,
+        skill: &Skill,
+        images: &ImageResolver,
+    ) -> Result<(), Refusal> {
+        if self.prewarm_target(skill) == 0 {
+            return Err(Refusal::new(
+                codes::INVALID_OPTIONS,
+                format!(
+                    "skill {} has run.prewarm 0 and no host override",
+                    skill.name()
+                ),
+            ));
+        }
+        let image = images.resolve(skill).await?;
+        self.refill(skill, &image);
+        Ok(())
+    }
+
+    /// Prewarmed containers of `skill` ready to use.
+    pub(crate) fn prewarmed_ready(&self, skill: &str) -> usize {
+        self.prewarmed.ready(skill)
+    }
+
+    /// Idle serve-mode workers of `skill`.
+    pub(crate) fn idle_workers(&self, skill: &str) -> usize {
+        self.workers.idle(skill)
+    }
+
+    /// Wait until the containers of finished calls are removed.
+    pub(crate) async fn settled(&self) {
+        self.reaper.settled().await
+    }
+
+    /// Retire workers and prewarmed containers and remove everything held.
+    pub(crate) async fn shutdown(&self) {
+        self.prewarmed.close();
+        self.workers.close();
+        self.reaper.settled().await;
+        self.reaper.shutdown().await;
+    }
+
+    async fn run_warm(
+        &self,
+        skill: &str,
+        limits: &Serve,
+        body: &ContainerCreateBody,
+        request: RunRequest,
+    ) -> Result<RunOutcome, Refusal> {
+        match self.workers.exchange(skill, limits, body, &request).await {
+            Ok((exchange, waited)) => {
+                let mut run = exchange.outcome;
+                run.startup = waited;
+                Ok(run)
+            }
+            Err(ServeError::Busy) => Err(Refusal::new(
+                codes::TIMEOUT,
+                format!(
+                    "all {} workers of {skill} stayed busy until the deadline",
+                    limits.workers
+                ),
+            )),
+            Err(ServeError::Closed) => Err(Refusal::new(
+                codes::HOST_SHUTTING_DOWN,
+                format!("the host is shutting down; {skill}'s workers are retired"),
+            )),
+            Err(ServeError::Engine(e)) => Err(Refusal::new(codes::ENGINE_ERROR, e.to_string())),
+        }
+    }
+
+    async fn run_prewarmed(
+        &self,
+        container: Attached,
+        request: RunRequest,
+    ) -> Result<RunOutcome, Refusal> {
+        let guard = ContainerGuard::for_existing(container.name.clone());
+        run_attached(
+            &self.docker,
+            &self.reaper,
+            guard,
+            container,
+            request,
+            Instant::now(),
+        )
+        .await
+        .map_err(|e| Refusal::new(codes::ENGINE_ERROR, e.to_string()))
+    }
+
+    async fn run_cold(
+        &self,
+        name: &str,
+        body: ContainerCreateBody,
+        request: RunRequest,
+    ) -> Result<RunOutcome, Refusal> {
+        run_container(&self.docker, &self.reaper, name, body, request)
+            .await
+            .map_err(|e| Refusal::new(codes::ENGINE_ERROR, e.to_string()))
+    }
+
+    /// A fresh container's route, configured for this call alone.
+    fn cold(
+        &self,
+        id: &str,
+        admitted: &Admitted<'_>,
+        options: &InvokeOptions,
+        image: SkillImage,
+    ) -> Route {
+        let manifest = &admitted.skill.manifest;
+        let body = container_body(&ContainerInputs {
+            manifest,
+            image: &image.reference,
+            labels: labels::for_container(&manifest.name, Role::Invocation(id), &self.instance),
+            env: &options.env,
+            workspace: admitted
+                .workspace
+                .as_deref()
+                .map(|dir| (dir, manifest.run.workspace)),
+            init_command: image.init_command.as_deref(),
+        });
+        Route::Cold {
+            name: labels::container_name(&manifest.name, Role::Invocation(id)),
+            image,
+            body,
+        }
+    }
+
+    fn refill(&self, skill: &Skill, image: &SkillImage) {
+        let body = self.shared_body(skill, image, Role::Prewarmed);
+        // Started up to the init only where there is one to wait for the request.
+        let start = self.prewarm_started && image.init_command.is_some();
+        self.prewarmed
+            .refill(skill.name(), self.prewarm_target(skill), &body, start);
+    }
+
+    /// The configuration of a container made before its call is known: prewarmed or a
+    /// worker. Its invocation label names its role instead of an id.
+    fn shared_body(
+        &self,
+        skill: &Skill,
+        image: &SkillImage,
+        role: Role<'_>,
+    ) -> ContainerCreateBody {
+        let manifest = &skill.manifest;
+        let serve = manifest.run.mode == Mode::Serve;
+        let mut body = container_body(&ContainerInputs {
+            manifest,
+            image: &image.reference,
+            labels: labels::for_container(skill.name(), role, &self.instance),
+            env: &BTreeMap::new(),
+            workspace: None,
+            // A worker answers many requests and ends with no one to report to.
+            init_command: image.init_command.as_deref().filter(|_| !serve),
+        });
+        if serve {
+            body.env
+                .get_or_insert_with(Vec::new)
+                .push(format!("{SERVE_MODE_ENV}=serve"));
+        }
+        body
+    }
+
+    fn prewarm_target(&self, skill: &Skill) -> usize {
+        if skill.manifest.run.mode == Mode::Serve {
+            return 0;
+        }
+        let wanted = self.prewarm.get(skill.name()).copied();
+        wanted.unwrap_or(skill.manifest.run.prewarm) as usize
+    }
+}
+
+/// Run through a native library; a cancelled call (the runtime shutting down) is the
+/// host's failure, not the skill's.
+async fn run_native(
+    library: Arc<NativeLibrary>,
+    request: RunRequest,
+) -> Result<RunOutcome, Refusal> {
+    native::run(library, request)
+        .await
+        .map_err(|e| Refusal::new(codes::HOST_SHUTTING_DOWN, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn native_wins_whenever_it_is_asked_for() {
+        for mode in [Mode::Oneshot, Mode::Serve] {
+            for plain in [true, false] {
+                assert_eq!(decide(true, mode, plain, 3), Decision::Native);
+            }
+        }
+    }
+
+    #[test]
+    fn plain_calls_take_the_fast_path_of_their_mode() {
+        assert_eq!(decide(false, Mode::Serve, true, 0), Decision::Warm);
+        assert_eq!(decide(false, Mode::Oneshot, true, 2), Decision::Prewarmed);
+        assert_eq!(decide(false, Mode::Oneshot, true, 0), Decision::Cold);
+    }
+
+    #[test]
+    fn calls_with_their_own_env_or_workspace_go_cold() {
+        assert_eq!(decide(false, Mode::Serve, false, 0), Decision::Cold);
+        assert_eq!(decide(false, Mode::Oneshot, false, 2), Decision::Cold);
+    }
+
+    #[test]
+    fn a_path_is_reported_before_the_route_is_ready() {
+        assert_eq!(Decision::Native.path(), InvocationPath::Native);
+        assert_eq!(Decision::Warm.path(), InvocationPath::Warm);
+        assert_eq!(Decision::Prewarmed.path(), InvocationPath::Cold);
+        assert_eq!(Decision::Cold.path(), InvocationPath::Cold);
+    }
+}

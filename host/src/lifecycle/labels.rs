@@ -1,0 +1,116 @@
+//! Labels and names of every resource skillhost creates, so each can be found and
+//! cleaned up. Containers are labelled and named here and nowhere else.
+
+use std::collections::HashMap;
+
+use super::instance::Instance;
+
+/// On every container: `true`.
+pub(crate) const MANAGED: &str = "io.skillhost.managed";
+/// The skill a container or image belongs to.
+pub(crate) const SKILL: &str = "io.skillhost.skill";
+/// The invocation a container serves, or its [`Role`] when it has none yet.
+pub(crate) const INVOCATION: &str = "io.skillhost.invocation";
+/// The host process that created a container.
+pub(crate) const INSTANCE: &str = "io.skillhost.instance";
+/// The version of the skill or base image.
+pub(crate) const VERSION: &str = "io.skillhost.version";
+/// The full content hash of an image; its tag holds a prefix.
+pub(crate) const HASH: &str = "io.skillhost.hash";
+/// The base image a `skillhost/<name>` image was built as.
+pub(crate) const BASE: &str = "io.skillhost.base";
+/// On images that carry skillhost's init; the value is the trailer format it writes.
+pub(crate) const INIT: &str = "io.skillhost.init";
+
+/// What a container is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role<'a> {
+    /// One invocation, by id.
+    Invocation(&'a str),
+    /// Made ahead of time for an invocation not known yet.
+    Prewarmed,
+    /// A serve-mode worker, which answers many invocations.
+    Worker,
+}
+
+impl<'a> Role<'a> {
+    /// The [`INVOCATION`] label's value.
+    pub(crate) fn label(self) -> &'a str {
+        match self {
+            Role::Invocation(id) => id,
+            Role::Prewarmed => "prewarmed",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+/// The labels of a container of `skill` in `role`, made by this host process.
+pub(crate) fn for_container(
+    skill: &str,
+    role: Role<'_>,
+    instance: &Instance,
+) -> HashMap<String, String> {
+    HashMap::from([
+        (MANAGED.to_string(), "true".to_string()),
+        (SKILL.to_string(), skill.to_string()),
+        (INVOCATION.to_string(), role.label().to_string()),
+        (INSTANCE.to_string(), instance.id.clone()),
+    ])
+}
+
+/// A container's name: `skillhost-<skill>-<8 of the invocation id>` for an invocation,
+/// `-pw-` or `-w-` and 8 random hex digits for prewarmed containers and workers.
+pub(crate) fn container_name(skill: &str, role: Role<'_>) -> String {
+    let random = || uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    match role {
+        Role::Invocation(id) => format!("skillhost-{skill}-{}", id.get(..8).unwrap_or(id)),
+        Role::Prewarmed => format!("skillhost-{skill}-pw-{}", random()),
+        Role::Worker => format!("skillhost-{skill}-w-{}", random()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_container_carries_the_four_labels() {
+        let instance = Instance {
+            id: "host:1:2".into(),
+        };
+        let labels = for_container("echo", Role::Invocation("abc"), &instance);
+        assert_eq!(labels[MANAGED], "true");
+        assert_eq!(labels[SKILL], "echo");
+        assert_eq!(labels[INVOCATION], "abc");
+        assert_eq!(labels[INSTANCE], "host:1:2");
+        assert_eq!(
+            for_container("echo", Role::Worker, &instance)[INVOCATION],
+            "worker"
+        );
+        assert_eq!(
+            for_container("echo", Role::Prewarmed, &instance)[INVOCATION],
+            "prewarmed"
+        );
+    }
+
+    #[test]
+    fn names_say_the_skill_and_the_role() {
+        let id = "0123456789abcdef";
+        assert_eq!(
+            container_name("echo", Role::Invocation(id)),
+            "skillhost-echo-01234567"
+        );
+        assert_eq!(
+            container_name("echo", Role::Invocation("ab")),
+            "skillhost-echo-ab"
+        );
+        let pw = container_name("echo", Role::Prewarmed);
+        assert!(
+            pw.starts_with("skillhost-echo-pw-") && pw.len() == 26,
+            "{pw}"
+        );
+        let w = container_name("echo", Role::Worker);
+        assert!(w.starts_with("skillhost-echo-w-") && w.len() == 25, "{w}");
+        assert_ne!(w, container_name("echo", Role::Worker));
+    }
+}

@@ -1,0 +1,197 @@
+//! Serve-mode workers per skill: at most `run.serve.workers` containers, each answering
+//! one request at a time; a worker is retired after `max_requests`, when idle longer than
+//! `idle_ttl`, when older than `max_lifetime`, and at once after any failed request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bollard::models::ContainerCreateBody;
+use bollard::Docker;
+use tokio::sync::Semaphore;
+
+use crate::lifecycle::labels::{container_name, Role};
+use crate::lifecycle::reaper::Reaper;
+use crate::manifest::Serve;
+use crate::paths::serve_worker::{Exchange, Worker};
+use crate::run::container::{RunError, RunRequest};
+use crate::sync::lock;
+
+/// How often idle workers are checked against their TTL and lifetime.
+const SWEEP_EVERY: Duration = Duration::from_millis(500);
+
+/// The serve-mode workers of every skill.
+#[derive(Debug, Clone)]
+pub(crate) struct ServePools {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    docker: Docker,
+    reaper: Reaper,
+    skills: Mutex<HashMap<String, Arc<SkillWorkers>>>,
+}
+
+#[derive(Debug)]
+struct SkillWorkers {
+    skill: String,
+    limits: Serve,
+    body: ContainerCreateBody,
+    /// One permit per worker slot: a request holds one while it uses a worker.
+    slots: Semaphore,
+    idle: Mutex<Vec<Worker>>,
+}
+
+/// Why a request got no answer from a worker.
+#[derive(Debug)]
+pub(crate) enum ServeError {
+    /// No worker became free before the deadline.
+    Busy,
+    /// The pools were closed: the host is shutting down.
+    Closed,
+    /// The engine failed making or talking to a worker.
+    Engine(RunError),
+}
+
+impl ServePools {
+    pub(crate) fn new(docker: Docker, reaper: Reaper) -> Self {
+        let inner = Arc::new(Inner {
+            docker,
+            reaper,
+            skills: Mutex::default(),
+        });
+        tokio::spawn(sweep(Arc::downgrade(&inner)));
+        ServePools { inner }
+    }
+
+    /// Answer `request` with a worker of `skill`, starting one if none is idle.
+    /// `body` configures new workers; the first call for a skill fixes it.
+    pub(crate) async fn exchange(
+        &self,
+        skill: &str,
+        limits: &Serve,
+        body: &ContainerCreateBody,
+        request: &RunRequest,
+    ) -> Result<(Exchange, Duration), ServeError> {
+        let waited = std::time::Instant::now();
+        let workers = self.workers(skill, limits, body);
+        // `close` closes the semaphore: a call waiting for a worker then ends, refused.
+        let _permit = tokio::time::timeout(request.timeout, workers.slots.acquire())
+            .await
+            .map_err(|_| ServeError::Busy)?
+            .map_err(|_| ServeError::Closed)?;
+        let idle = loop {
+            let Some(mut worker) = lock(&workers.idle).pop() else {
+                break None;
+            };
+            if worker.ready_for_next() {
+                break Some(worker);
+            }
+            tracing::debug!(skill, worker = %worker.name, "retiring a worker that wrote after its answer or ended");
+            self.inner.reaper.remove_later(&worker.name);
+        };
+        let mut worker = match idle {
+            Some(worker) => worker,
+            None => {
+                let name = container_name(skill, Role::Worker);
+                self.inner.reaper.track(&name);
+                match Worker::start(&self.inner.docker, &name, workers.body.clone()).await {
+                    Ok(worker) => worker,
+                    Err(e) => {
+                        self.inner.reaper.remove_later(&name);
+                        return Err(ServeError::Engine(e));
+                    }
+                }
+            }
+        };
+        let waited = waited.elapsed();
+        // Dropped mid-request (the caller gave up), the worker is in an unknown state.
+        let mut in_use = RetireUnlessKept {
+            name: worker.name.clone(),
+            reaper: &self.inner.reaper,
+            kept: false,
+        };
+        let exchange = worker.exchange(&self.inner.docker, request).await;
+        in_use.kept = matches!(&exchange, Ok(e) if e.reusable)
+            && worker.served < workers.limits.max_requests
+            && worker.age() < workers.limits.max_lifetime.0;
+        if in_use.kept {
+            lock(&workers.idle).push(worker);
+        }
+        exchange.map(|e| (e, waited)).map_err(ServeError::Engine)
+    }
+
+    /// Retire every worker; requests in flight finish with the worker removed under them.
+    pub(crate) fn close(&self) {
+        for workers in lock(&self.inner.skills).drain().map(|(_, w)| w) {
+            workers.slots.close();
+            for worker in lock(&workers.idle).drain(..) {
+                self.inner.reaper.remove_later(&worker.name);
+            }
+        }
+    }
+
+    /// Idle workers of `skill`.
+    pub(crate) fn idle(&self, skill: &str) -> usize {
+        lock(&self.inner.skills)
+            .get(skill)
+            .map_or(0, |w| lock(&w.idle).len())
+    }
+
+    fn workers(
+        &self,
+        skill: &str,
+        limits: &Serve,
+        body: &ContainerCreateBody,
+    ) -> Arc<SkillWorkers> {
+        lock(&self.inner.skills)
+            .entry(skill.to_string())
+            .or_insert_with(|| {
+                Arc::new(SkillWorkers {
+                    skill: skill.to_string(),
+                    limits: limits.clone(),
+                    body: body.clone(),
+                    slots: Semaphore::new(limits.workers as usize),
+                    idle: Mutex::default(),
+                })
+            })
+            .clone()
+    }
+}
+
+/// A worker taken for one request: retired when this is dropped, unless it was kept.
+struct RetireUnlessKept<'a> {
+    name: String,
+    reaper: &'a Reaper,
+    kept: bool,
+}
+
+impl Drop for RetireUnlessKept<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.reaper.remove_later(&self.name);
+        }
+    }
+}
+
+/// Retire idle workers past their idle TTL or lifetime, until the pools are gone.
+async fn sweep(inner: Weak<Inner>) {
+    loop {
+        tokio::time::sleep(SWEEP_EVERY).await;
+        let Some(inner) = inner.upgrade() else { return };
+        let skills: Vec<Arc<SkillWorkers>> = lock(&inner.skills).values().cloned().collect();
+        for workers in skills {
+            let mut idle = lock(&workers.idle);
+            let (expired, kept): (Vec<Worker>, Vec<Worker>) = idle.drain(..).partition(|w| {
+                w.last_used.elapsed() >= workers.limits.idle_ttl.0
+                    || w.age() >= workers.limits.max_lifetime.0
+            });
+            *idle = kept;
+            for worker in expired {
+                tracing::debug!(skill = %workers.skill, worker = %worker.name, "retiring an idle worker");
+                inner.reaper.remove_later(&worker.name);
+            }
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! One container, from its configuration to what was observed of it: the hardened
+//! configuration ([`container_spec`] with [`seccomp_profile`]), the run itself
+//! ([`container`]), strict decoding of stdout ([`frame_reader`]) and the init's report of
+//! how the skill ended ([`exit_trailer`]).
+
+pub(crate) mod container;
+pub(crate) mod container_spec;
+pub(crate) mod exit_trailer;
+pub(crate) mod frame_reader;
+pub(crate) mod seccomp_profile;

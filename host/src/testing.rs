@@ -1,0 +1,54 @@
+//! Internals for skillhost's own integration tests and benchmarks, behind the `testing`
+//! feature, which only this crate's dev-dependency on itself turns on. Not a stable API:
+//! nothing outside this repository should use it.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use bollard::models::ContainerCreateBody;
+use bollard::Docker;
+
+pub use crate::build::context::Context;
+pub use crate::build::init_image::init_command;
+pub use crate::engine::BuildRequest;
+pub use crate::lifecycle::guard::ContainerGuard;
+pub use crate::run::container::{RunError, RunOutcome, RunRequest};
+pub use crate::run::container_spec::{container_body, ContainerInputs};
+pub use crate::run::exit_trailer::{new_key, ExitReport};
+pub use crate::run::frame_reader::Decoded;
+pub use crate::run::seccomp_profile::PROFILE_JSON;
+
+use crate::lifecycle::instance::Instance;
+use crate::lifecycle::labels::{self, Role};
+use crate::lifecycle::reaper::Reaper;
+use crate::run::container::run_container;
+
+/// The labels a cold call's container of `skill` for `invocation` gets from this process.
+pub fn container_labels(skill: &str, invocation: &str) -> HashMap<String, String> {
+    labels::for_container(skill, Role::Invocation(invocation), &Instance::current())
+}
+
+/// Run `request` in a fresh container made from `body` and named `name`, as a cold call
+/// does, and return once the container is removed.
+pub async fn run_once(
+    docker: &Docker,
+    name: &str,
+    body: ContainerCreateBody,
+    request: RunRequest,
+) -> Result<RunOutcome, RunError> {
+    let reaper = Reaper::new(docker.clone());
+    let outcome = run_container(docker, &reaper, name, body, request).await;
+    reaper.settled().await;
+    outcome
+}
+
+/// Run engine work to its end from anywhere, `Drop` included, on the process-wide removal
+/// thread (its own runtime and connection); `None` when that thread cannot be had.
+pub fn on_engine_thread<T, F, Fut>(work: F) -> Option<T>
+where
+    F: FnOnce(Docker) -> Fut + Send + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    crate::lifecycle::removal::run_blocking(work)
+}
