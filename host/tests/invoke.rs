@@ -571,3 +571,25 @@ fn the_cli_runs_python_code() {
     ]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "2\n");
 }
+
+#[test]
+fn a_closed_stdout_ends_the_cli_quietly() {
+    // The reader goes away before the result is written, as `| head -c 10` does.
+    let mut child = skillhost()
+        .args(["invoke", "echo", "say", "--args", r#"{"text":"hi"}"#])
+        .args(["--format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("Broken pipe"), "{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the call's own exit code: {stderr}"
+    );
+}

@@ -255,6 +255,43 @@ async fn warm_workers_carry_state_until_retired_and_failures_discard_them() {
 }
 
 #[tokio::test]
+async fn a_call_waiting_for_a_worker_when_the_host_shuts_down_is_refused() {
+    ensure_base_images();
+    let cleanup = ImageCleanup::default();
+    let name = unique_name("serve-shutdown");
+    let dir = serve_probe(&name);
+    let config = HostConfig {
+        skill_roots: vec![dir.path().to_path_buf()],
+        ..HostConfig::default()
+    };
+    let host = Host::new(config).await.unwrap();
+    // The image and the one worker exist before the calls that matter.
+    let first = host.invoke(&name, "counter", json!({})).await;
+    cleanup.add(first.image.clone().unwrap());
+    assert_status(&first, Status::Ok);
+
+    // One call holds the only worker; a second waits for it; the host shuts down.
+    let busy = host.invoke(&name, "sleep", json!({"seconds": 8}));
+    let waiting = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        host.invoke(&name, "counter", json!({})).await
+    };
+    let shutdown = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        host.shutdown().await;
+    };
+    let (busy, waiting, ()) = tokio::join!(busy, waiting, shutdown);
+    assert_status(&waiting, Status::InfrastructureError);
+    assert_eq!(waiting.error.unwrap().code, "host_shutting_down");
+    assert_ne!(busy.status, Status::Ok, "its worker was removed under it");
+    // Closed for good: a call after the shutdown starts no worker.
+    let after = host.invoke(&name, "counter", json!({})).await;
+    assert_eq!(after.error.unwrap().code, "host_shutting_down");
+    host.settled().await;
+    assert_eq!(held_for(&name).await, 0);
+}
+
+#[tokio::test]
 async fn native_mode_needs_the_host_and_the_caller_to_ask() {
     let built = std::process::Command::new(env!("CARGO"))
         .args(["build", "--release", "--lib", "-p", "skill-echo"])

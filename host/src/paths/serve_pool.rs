@@ -30,7 +30,14 @@ pub(crate) struct ServePools {
 struct Inner {
     docker: Docker,
     reaper: Reaper,
-    skills: Mutex<HashMap<String, Arc<SkillWorkers>>>,
+    skills: Mutex<Pools>,
+}
+
+/// Each skill's workers, until the pools are closed for good.
+#[derive(Debug, Default)]
+struct Pools {
+    by_skill: HashMap<String, Arc<SkillWorkers>>,
+    closed: bool,
 }
 
 #[derive(Debug)]
@@ -75,7 +82,9 @@ impl ServePools {
         request: &RunRequest,
     ) -> Result<(Exchange, Duration), ServeError> {
         let waited = std::time::Instant::now();
-        let workers = self.workers(skill, limits, body);
+        let workers = self
+            .workers(skill, limits, body)
+            .ok_or(ServeError::Closed)?;
         // `close` closes the semaphore: a call waiting for a worker then ends, refused.
         let _permit = tokio::time::timeout(request.timeout, workers.slots.acquire())
             .await
@@ -113,7 +122,9 @@ impl ServePools {
             kept: false,
         };
         let exchange = worker.exchange(&self.inner.docker, request).await;
+        // A worker that finished after `close` is not kept: nobody would retire it.
         in_use.kept = matches!(&exchange, Ok(e) if e.reusable)
+            && !workers.slots.is_closed()
             && worker.served < workers.limits.max_requests
             && worker.age() < workers.limits.max_lifetime.0;
         if in_use.kept {
@@ -122,9 +133,15 @@ impl ServePools {
         exchange.map(|e| (e, waited)).map_err(ServeError::Engine)
     }
 
-    /// Retire every worker; requests in flight finish with the worker removed under them.
+    /// Retire every worker and take no more requests; requests in flight finish with
+    /// the worker removed under them, and those waiting for one are refused.
     pub(crate) fn close(&self) {
-        for workers in lock(&self.inner.skills).drain().map(|(_, w)| w) {
+        let closing: Vec<Arc<SkillWorkers>> = {
+            let mut pools = lock(&self.inner.skills);
+            pools.closed = true;
+            pools.by_skill.drain().map(|(_, w)| w).collect()
+        };
+        for workers in closing {
             workers.slots.close();
             for worker in lock(&workers.idle).drain(..) {
                 self.inner.reaper.remove_later(&worker.name);
@@ -135,28 +152,32 @@ impl ServePools {
     /// Idle workers of `skill`.
     pub(crate) fn idle(&self, skill: &str) -> usize {
         lock(&self.inner.skills)
+            .by_skill
             .get(skill)
             .map_or(0, |w| lock(&w.idle).len())
     }
 
+    /// The workers of `skill`, made on first use; `None` once the pools are closed.
     fn workers(
         &self,
         skill: &str,
         limits: &Serve,
         body: &ContainerCreateBody,
-    ) -> Arc<SkillWorkers> {
-        lock(&self.inner.skills)
-            .entry(skill.to_string())
-            .or_insert_with(|| {
-                Arc::new(SkillWorkers {
-                    skill: skill.to_string(),
-                    limits: limits.clone(),
-                    body: body.clone(),
-                    slots: Semaphore::new(limits.workers as usize),
-                    idle: Mutex::default(),
-                })
+    ) -> Option<Arc<SkillWorkers>> {
+        let mut pools = lock(&self.inner.skills);
+        if pools.closed {
+            return None;
+        }
+        let workers = pools.by_skill.entry(skill.to_string()).or_insert_with(|| {
+            Arc::new(SkillWorkers {
+                skill: skill.to_string(),
+                limits: limits.clone(),
+                body: body.clone(),
+                slots: Semaphore::new(limits.workers as usize),
+                idle: Mutex::default(),
             })
-            .clone()
+        });
+        Some(workers.clone())
     }
 }
 
@@ -180,7 +201,8 @@ async fn sweep(inner: Weak<Inner>) {
     loop {
         tokio::time::sleep(SWEEP_EVERY).await;
         let Some(inner) = inner.upgrade() else { return };
-        let skills: Vec<Arc<SkillWorkers>> = lock(&inner.skills).values().cloned().collect();
+        let skills: Vec<Arc<SkillWorkers>> =
+            lock(&inner.skills).by_skill.values().cloned().collect();
         for workers in skills {
             let mut idle = lock(&workers.idle);
             let (expired, kept): (Vec<Worker>, Vec<Worker>) = idle.drain(..).partition(|w| {
