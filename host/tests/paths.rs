@@ -12,7 +12,9 @@ use serde_json::json;
 use skillhost::{Host, HostConfig, InvocationPath, InvokeOptions, Status};
 
 use common::probe::{assert_status, containers_with_label};
-use common::{copy_fixture, ensure_base_images, unique_name, workspace_root, ImageCleanup};
+use common::{
+    copy_fixture, ensure_base_images, host_for, unique_name, workspace_root, ImageCleanup,
+};
 
 fn skills_dir() -> PathBuf {
     workspace_root().join("skills")
@@ -196,17 +198,19 @@ fn serve_probe(name: &str) -> tempfile::TempDir {
     dir
 }
 
+/// A host with a serve-mode probe of its own (one worker, four requests each), named
+/// after `prefix`; the directory must live as long as the host.
+async fn serve_host(prefix: &str) -> (Host, String, tempfile::TempDir) {
+    ensure_base_images();
+    let name = unique_name(prefix);
+    let dir = serve_probe(&name);
+    (host_for(dir.path()).await, name, dir)
+}
+
 #[tokio::test]
 async fn warm_workers_carry_state_until_retired_and_failures_discard_them() {
-    ensure_base_images();
     let cleanup = ImageCleanup::default();
-    let name = unique_name("serve");
-    let dir = serve_probe(&name);
-    let config = HostConfig {
-        skill_roots: vec![dir.path().to_path_buf()],
-        ..HostConfig::default()
-    };
-    let host = Host::new(config).await.unwrap();
+    let (host, name, _dir) = serve_host("serve").await;
     let count = |result: &skillhost::InvocationResult| {
         assert_eq!(result.path, InvocationPath::Warm);
         assert_status(result, Status::Ok);
@@ -256,15 +260,8 @@ async fn warm_workers_carry_state_until_retired_and_failures_discard_them() {
 
 #[tokio::test]
 async fn a_call_waiting_for_a_worker_when_the_host_shuts_down_is_refused() {
-    ensure_base_images();
     let cleanup = ImageCleanup::default();
-    let name = unique_name("serve-shutdown");
-    let dir = serve_probe(&name);
-    let config = HostConfig {
-        skill_roots: vec![dir.path().to_path_buf()],
-        ..HostConfig::default()
-    };
-    let host = Host::new(config).await.unwrap();
+    let (host, name, _dir) = serve_host("serve-shutdown").await;
     // The image and the one worker exist before the calls that matter.
     let first = host.invoke(&name, "counter", json!({})).await;
     cleanup.add(first.image.clone().unwrap());

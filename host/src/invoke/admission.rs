@@ -72,24 +72,20 @@ pub(crate) fn admit<'c>(
     options: &InvokeOptions,
 ) -> Result<Admitted<'c>, Refusal> {
     let Some(found) = catalog.get(skill) else {
-        let known: Vec<&str> = catalog.skills.keys().map(String::as_str).collect();
-        return Err(Refusal::new(
+        let missing = format!("no skill named {skill:?}; this host has");
+        return Err(unknown(
             codes::UNKNOWN_SKILL,
-            format!(
-                "no skill named {skill:?}; this host has: {}",
-                known.join(", ")
-            ),
+            missing,
+            catalog.skills.keys(),
         ));
     };
     let manifest = &found.manifest;
     if !manifest.actions.contains_key(action) {
-        let known: Vec<&str> = manifest.actions.keys().map(String::as_str).collect();
-        return Err(Refusal::new(
+        let missing = format!("skill {skill} has no action {action:?}; it has");
+        return Err(unknown(
             codes::UNKNOWN_ACTION,
-            format!(
-                "skill {skill} has no action {action:?}; it has: {}",
-                known.join(", ")
-            ),
+            missing,
+            manifest.actions.keys(),
         ));
     }
     let size = serde_json::to_vec(args).map_or(usize::MAX, |v| v.len());
@@ -158,6 +154,16 @@ pub(crate) fn admit<'c>(
         output_limit: manifest.run.limits.output.0,
         workspace,
     })
+}
+
+/// A refusal of something unknown that names what there is.
+fn unknown<'a>(
+    code: &'static str,
+    missing: String,
+    known: impl Iterator<Item = &'a String>,
+) -> Refusal {
+    let known: Vec<&str> = known.map(String::as_str).collect();
+    Refusal::new(code, format!("{missing}: {}", known.join(", ")))
 }
 
 #[cfg(test)]

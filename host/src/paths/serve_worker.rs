@@ -37,12 +37,10 @@ pub(crate) struct Worker {
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Worker { name, served, .. } = self;
         f.debug_struct("Worker")
-            .field("name", &self.name)
-            .field("id", &self.id)
-            .field("born", &self.born)
-            .field("last_used", &self.last_used)
-            .field("served", &self.served)
+            .field("name", name)
+            .field("served", served)
             .finish_non_exhaustive()
     }
 }

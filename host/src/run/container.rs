@@ -46,15 +46,12 @@ pub struct RunRequest {
 
 impl std::fmt::Debug for RunRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The request itself and the trailer key stay out of logs.
         f.debug_struct("RunRequest")
             .field("request_id", &self.request_id)
-            .field("stdin_bytes", &self.stdin.len())
             .field("timeout", &self.timeout)
-            .field("output_limit", &self.output_limit)
-            .field("log_limit", &self.log_limit)
-            .field("on_progress", &self.on_progress.is_some())
-            .field("trailer_key", &self.trailer_key.is_some())
-            .finish()
+            .field("limits", &(self.output_limit, self.log_limit))
+            .finish_non_exhaustive()
     }
 }
 

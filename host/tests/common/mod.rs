@@ -70,6 +70,17 @@ pub fn skillhost() -> std::process::Command {
     cmd
 }
 
+/// A host with the default configuration over the skills in `root`.
+pub async fn host_for(root: &Path) -> skillhost::Host {
+    let config = skillhost::HostConfig {
+        skill_roots: vec![root.to_path_buf()],
+        ..skillhost::HostConfig::default()
+    };
+    skillhost::Host::new(config)
+        .await
+        .expect("these tests need a Docker Engine")
+}
+
 /// Make sure the base images of images/ exist (a no-op when they do), so tests whose
 /// fixtures build on them work on a fresh machine in any order.
 pub fn ensure_base_images() {

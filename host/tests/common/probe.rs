@@ -6,11 +6,11 @@ use std::sync::Mutex;
 
 use bollard::query_parameters::{ListContainersOptions, ListImagesOptions, RemoveImageOptions};
 use skillhost::engine::Engine;
-use skillhost::{Host, HostConfig, InvocationResult, Status};
+use skillhost::{Host, InvocationResult, Status};
 
 use skillhost::testing::on_engine_thread;
 
-use super::{copy_fixture, ensure_base_images, unique_name};
+use super::{copy_fixture, ensure_base_images, host_for, unique_name};
 
 /// The probe fixture, built once and shared by the tests running at the same time; the
 /// last one to finish removes its image, even when it failed.
@@ -57,11 +57,7 @@ impl Probe {
     }
 
     pub async fn host(&self) -> Host {
-        let config = HostConfig {
-            skill_roots: vec![self.root.clone()],
-            ..HostConfig::default()
-        };
-        Host::new(config).await.expect("a Docker Engine")
+        host_for(&self.root).await
     }
 }
 
