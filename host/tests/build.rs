@@ -307,3 +307,46 @@ fn list_json_is_stable_across_runs_and_a_copy_elsewhere() {
         .unwrap();
     assert_eq!(echo["hash"].as_str().unwrap().len(), 64);
 }
+
+#[test]
+fn a_failed_build_is_the_skills_failure_from_build_and_from_invoke() {
+    let name = unique_name("broken-cli");
+    let dir = copy_fixture("broken-dockerfile", &name);
+    let root = dir.path().to_str().unwrap();
+    let build = skillhost()
+        .args(["build", &name, "--skills-dir", root])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&build.stderr);
+    assert_eq!(build.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("COPY does-not-exist.txt"), "{stderr}");
+
+    let invoke = skillhost()
+        .args([
+            "invoke",
+            &name,
+            "read",
+            "--skills-dir",
+            root,
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        invoke.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&invoke.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&invoke.stdout).unwrap();
+    assert_eq!(result["status"], "skill_error");
+    assert_eq!(result["error"]["code"], "build_failed");
+    assert!(
+        result["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("COPY does-not-exist.txt"),
+        "{result}"
+    );
+}
