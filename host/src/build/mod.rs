@@ -1,9 +1,9 @@
-//! Images by content hash. A skill directory becomes a deterministic tar
-//! ([`context`], honouring [`dockerignore`]), its Dockerfile names the base images whose
-//! IDs complete the hash ([`dockerfile`], [`content_hash`]), and the [`ImageBuilder`]
-//! reuses the `skill-<name>:<hash>` image or builds exactly the tar that was hashed, with
-//! skillhost's init added ([`init_image`]). The base images skills start `FROM` are built
-//! the same way from `images/` ([`base_images`]).
+//! Images by content hash. A skill directory becomes a deterministic tar (`context`,
+//! honouring `.dockerignore`), its Dockerfile names the base images whose IDs complete the
+//! hash (`dockerfile`, `content_hash`), and the [`ImageBuilder`] reuses the
+//! `skill-<name>:<hash>` image or builds exactly the tar that was hashed, with skillhost's
+//! init added (`init_image`). The base images skills start `FROM` are built the same way
+//! from `images/` ([`build_base_images`]).
 
 pub(crate) mod base_images;
 pub(crate) mod builder;

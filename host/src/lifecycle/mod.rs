@@ -1,8 +1,8 @@
 //! Every container skillhost makes is labelled, guarded, removed and, if a host dies,
-//! found again: [`labels`] and names, this process's [`instance`] identity, the
-//! [`guard`] that removes a container whose future was dropped, the [`reaper`] that
-//! removes finished containers off the caller's path, the process-wide [`removal`]
-//! thread, and [`leftovers`] of dead hosts (`skillhost gc`).
+//! found again: labels and names (`labels`), this process's identity (`instance`), the
+//! guard that removes a container whose future was dropped (`guard`), the reaper that
+//! removes finished containers off the caller's path (`reaper`), the process-wide removal
+//! thread (`removal`), and the leftovers of dead hosts ([`leftovers`], `skillhost gc`).
 
 pub(crate) mod guard;
 pub(crate) mod instance;
