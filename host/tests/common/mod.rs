@@ -147,6 +147,12 @@ impl Drop for ImageCleanup {
         }
         on_engine_thread(move |docker| async move {
             for tag in tags {
+                // A test's own skill image may still have a container its host has not
+                // removed yet (the removal runs on the runtime this drop is blocking):
+                // removing the tag alone would leave the image behind, untagged.
+                if tag.starts_with("skill-it-") {
+                    remove_containers_of(&docker, &tag).await;
+                }
                 let options = bollard::query_parameters::RemoveImageOptions {
                     force: true,
                     noprune: false,
@@ -159,6 +165,33 @@ impl Drop for ImageCleanup {
                 }
             }
         });
+    }
+}
+
+/// Remove every container made from `image`.
+async fn remove_containers_of(docker: &bollard::Docker, image: &str) {
+    let options = bollard::query_parameters::ListContainersOptions {
+        all: true,
+        filters: Some(std::collections::HashMap::from([(
+            "ancestor".to_string(),
+            vec![image.to_string()],
+        )])),
+        ..Default::default()
+    };
+    for container in docker
+        .list_containers(Some(options))
+        .await
+        .unwrap_or_default()
+    {
+        let id = container.id.unwrap_or_default();
+        let remove = bollard::query_parameters::RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
+        if let Err(e) = docker.remove_container(&id, Some(remove)).await {
+            eprintln!("cleanup: cannot remove container {id} of {image}: {e}");
+        }
     }
 }
 
