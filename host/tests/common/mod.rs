@@ -151,7 +151,9 @@ impl Drop for ImageCleanup {
                 // removed yet (the removal runs on the runtime this drop is blocking):
                 // removing the tag alone would leave the image behind, untagged.
                 if tag.starts_with("skill-it-") {
-                    remove_containers_of(&docker, &tag).await;
+                    for failure in remove_containers(&docker, "ancestor", &tag).await {
+                        eprintln!("cleanup of {tag}: cannot remove {failure}");
+                    }
                 }
                 let options = bollard::query_parameters::RemoveImageOptions {
                     force: true,
@@ -168,16 +170,18 @@ impl Drop for ImageCleanup {
     }
 }
 
-/// Remove every container made from `image`.
-async fn remove_containers_of(docker: &bollard::Docker, image: &str) {
+/// Remove every container matching the engine's list filter `key=value` (`label`,
+/// `ancestor`, ...); what could not be removed, for the caller to report.
+pub async fn remove_containers(docker: &bollard::Docker, key: &str, value: &str) -> Vec<String> {
     let options = bollard::query_parameters::ListContainersOptions {
         all: true,
         filters: Some(std::collections::HashMap::from([(
-            "ancestor".to_string(),
-            vec![image.to_string()],
+            key.to_string(),
+            vec![value.to_string()],
         )])),
         ..Default::default()
     };
+    let mut failures = Vec::new();
     for container in docker
         .list_containers(Some(options))
         .await
@@ -190,9 +194,10 @@ async fn remove_containers_of(docker: &bollard::Docker, image: &str) {
             ..Default::default()
         };
         if let Err(e) = docker.remove_container(&id, Some(remove)).await {
-            eprintln!("cleanup: cannot remove container {id} of {image}: {e}");
+            failures.push(format!("container {id}: {e}"));
         }
     }
+    failures
 }
 
 /// Run the CLI and insist on exit code 0, showing its stderr otherwise.

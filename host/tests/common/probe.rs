@@ -10,7 +10,7 @@ use skillhost::{Host, InvocationResult, Status};
 
 use skillhost::testing::on_engine_thread;
 
-use super::{copy_fixture, ensure_base_images, host_for, unique_name};
+use super::{copy_fixture, ensure_base_images, host_for, remove_containers, unique_name};
 
 /// The probe fixture, built once and shared by the tests running at the same time; the
 /// last one to finish removes its image, even when it failed.
@@ -78,29 +78,10 @@ impl Drop for Probe {
 /// removed it) would make the engine refuse to remove its image, so containers go first.
 pub fn remove_images_of(skill: &str) {
     let filter = format!("io.skillhost.skill={skill}");
+    let filter_text = filter.clone();
     let label = move || Some(HashMap::from([("label".to_string(), vec![filter.clone()])]));
     let failures = on_engine_thread(move |docker| async move {
-        let mut failures = Vec::new();
-        let containers = ListContainersOptions {
-            all: true,
-            filters: label(),
-            ..Default::default()
-        };
-        for container in docker
-            .list_containers(Some(containers))
-            .await
-            .unwrap_or_default()
-        {
-            let id = container.id.unwrap_or_default();
-            let options = bollard::query_parameters::RemoveContainerOptions {
-                force: true,
-                v: true,
-                ..Default::default()
-            };
-            if let Err(e) = docker.remove_container(&id, Some(options)).await {
-                failures.push(format!("container {id}: {e}"));
-            }
-        }
+        let mut failures = remove_containers(&docker, "label", &filter_text).await;
         let images = ListImagesOptions {
             filters: label(),
             ..Default::default()
