@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde_json::Value;
 use skillhost_api::{codes, InvocationError, InvocationResult, Stats, Status};
 
+use super::Refusal;
 use crate::run::container::{HostKill, RunOutcome};
 
 /// Exit code of a process killed by SIGKILL (128 + 9), as the init process reports it.
@@ -50,25 +51,24 @@ fn classify(
     timeout_ms: u128,
     output_limit: u64,
 ) -> (Status, Option<Value>, Option<InvocationError>) {
-    let fail = |status, code: &str, message: String| {
-        (status, None, Some(InvocationError::new(code, message)))
+    // Each code comes with the status codes::ALL gives it, as every refusal's does.
+    let fail = |code: &'static str, message: String| {
+        let refusal = Refusal::new(code, message);
+        let error = InvocationError::new(refusal.code, refusal.message);
+        (refusal.status, None, Some(error))
     };
     match run.host_kill {
         Some(HostKill::Timeout) => {
             return fail(
-                Status::Timeout,
                 codes::TIMEOUT,
                 format!("no result within {timeout_ms} ms; the container was killed"),
             )
         }
         Some(HostKill::OutputLimit) => {
-            return fail(
-                Status::OutputLimit,
-                codes::OUTPUT_LIMIT,
-                format!(
+            let message = format!(
                 "stdout exceeded the {output_limit}-byte output limit; the container was killed"
-            ),
-            )
+            );
+            return fail(codes::OUTPUT_LIMIT, message);
         }
         None => {}
     }
@@ -79,20 +79,16 @@ fn classify(
         .filter(|_| run.decoded.protocol_error.is_none());
     if result.is_none() && run.oom_killed && run.exit_code == Some(SIGKILL_EXIT) {
         return fail(
-            Status::MemoryLimit,
             codes::MEMORY_LIMIT,
             "the skill was killed for exceeding its memory limit".into(),
         );
     }
     if let (None, Some(signal)) = (result, run.stopped_by_engine()) {
-        return fail(
-            Status::InfrastructureError,
-            codes::ENGINE_STOPPED,
-            format!("the engine stopped the container with signal {signal} (a `docker stop`, or the engine shutting down) before the skill answered"),
-        );
+        let message = format!("the engine stopped the container with signal {signal} (a `docker stop`, or the engine shutting down) before the skill answered");
+        return fail(codes::ENGINE_STOPPED, message);
     }
     if let Some(error) = &run.decoded.protocol_error {
-        return fail(Status::ProtocolError, codes::PROTOCOL_ERROR, error.clone());
+        return fail(codes::PROTOCOL_ERROR, error.clone());
     }
     match result.map(|r| r.outcome()) {
         Some(Ok(Ok(output))) => (Status::Ok, Some(output.clone()), None),
@@ -105,20 +101,17 @@ fn classify(
             ),
         ),
         // parse_line already refused inconsistent frames.
-        Some(Err(e)) => fail(Status::ProtocolError, codes::PROTOCOL_ERROR, e.to_string()),
+        Some(Err(e)) => fail(codes::PROTOCOL_ERROR, e.to_string()),
         None => match run.exit_code {
             Some(0) => fail(
-                Status::ProtocolError,
                 codes::PROTOCOL_ERROR,
                 "the skill exited without writing a result frame".into(),
             ),
             Some(code) => fail(
-                Status::Crashed,
                 codes::CRASHED,
                 format!("the skill exited with code {code} without a result"),
             ),
             None => fail(
-                Status::Crashed,
                 codes::CRASHED,
                 "the skill ended without a result or an exit code".into(),
             ),
