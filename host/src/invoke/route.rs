@@ -24,7 +24,7 @@ use crate::lifecycle::guard::ContainerGuard;
 use crate::lifecycle::instance::Instance;
 use crate::lifecycle::labels::{self, Role};
 use crate::lifecycle::reaper::Reaper;
-use crate::manifest::{Mode, Serve};
+use crate::manifest::Mode;
 use crate::paths::native::{self, NativeLibraries, NativeLibrary};
 use crate::paths::prewarm_pool::PrewarmPool;
 use crate::paths::serve_pool::{ServeError, ServePools};
@@ -68,18 +68,13 @@ pub(crate) fn decide(native: bool, mode: Mode, plain: bool, prewarm_target: usiz
     }
 }
 
-/// A path made ready for one call.
+/// A path made ready for one call of a skill of the catalog `'c`.
 #[derive(Debug)]
-pub(crate) enum Route {
+pub(crate) enum Route<'c> {
     /// The skill's native library.
     Native(Arc<NativeLibrary>),
-    /// A worker of the skill's serve pool, made with `body` when none is idle.
-    Warm {
-        image: SkillImage,
-        skill: String,
-        limits: Serve,
-        body: ContainerCreateBody,
-    },
+    /// A worker of the skill's serve pool.
+    Warm { skill: &'c Skill, image: SkillImage },
     /// A container made ahead of time, used by this call alone.
     Prewarmed {
         image: SkillImage,
@@ -89,11 +84,11 @@ pub(crate) enum Route {
     Cold {
         image: SkillImage,
         name: String,
-        body: ContainerCreateBody,
+        body: Box<ContainerCreateBody>,
     },
 }
 
-impl Route {
+impl Route<'_> {
     /// The result's `path`.
     pub(crate) fn path(&self) -> InvocationPath {
         match self {
@@ -176,14 +171,14 @@ impl Router {
 
     /// Make `decision` ready for invocation `id`: load the library, or resolve the image
     /// and take or configure a container.
-    pub(crate) async fn prepare(
+    pub(crate) async fn prepare<'c>(
         &self,
         decision: Decision,
         id: &str,
-        admitted: &Admitted<'_>,
+        admitted: &Admitted<'c>,
         options: &InvokeOptions,
         images: &ImageResolver,
-    ) -> Result<Route, Refusal> {
+    ) -> Result<Route<'c>, Refusal> {
         let skill = admitted.skill;
         if decision == Decision::Native {
             return self
@@ -195,12 +190,7 @@ impl Router {
         images.check_runtime(skill).await?;
         let image = images.resolve(skill).await?;
         match decision {
-            Decision::Warm => Ok(Route::Warm {
-                body: self.shared_body(skill, &image, Role::Worker),
-                skill: skill.name().to_string(),
-                limits: skill.manifest.run.serve.clone(),
-                image,
-            }),
+            Decision::Warm => Ok(Route::Warm { skill, image }),
             Decision::Prewarmed => {
                 let taken = self.prewarmed.take(skill.name());
                 self.refill(skill, &image);
@@ -216,17 +206,12 @@ impl Router {
     /// Run a prepared route to the skill's end.
     pub(crate) async fn run(
         &self,
-        route: Route,
+        route: Route<'_>,
         mut request: RunRequest,
     ) -> Result<RunOutcome, Refusal> {
         match route {
             Route::Native(library) => run_native(library, request).await,
-            Route::Warm {
-                skill,
-                limits,
-                body,
-                ..
-            } => self.run_warm(&skill, &limits, &body, request).await,
+            Route::Warm { skill, image } => self.run_warm(skill, &image, request).await,
             Route::Prewarmed { image, container } => {
                 // One container, one request: the init's trailer tells how it ended.
                 request.trailer_key = image.init_command.is_some().then(new_key);
@@ -234,7 +219,7 @@ impl Router {
             }
             Route::Cold { image, name, body } => {
                 request.trailer_key = image.init_command.is_some().then(new_key);
-                self.run_cold(&name, body, request).await
+                self.run_cold(&name, *body, request).await
             }
         }
     }
@@ -284,12 +269,19 @@ impl Router {
 
     async fn run_warm(
         &self,
-        skill: &str,
-        limits: &Serve,
-        body: &ContainerCreateBody,
+        skill: &Skill,
+        image: &SkillImage,
         request: RunRequest,
     ) -> Result<RunOutcome, Refusal> {
-        match self.workers.exchange(skill, limits, body, &request).await {
+        let limits = &skill.manifest.run.serve;
+        // Only a skill's first warm call makes its workers' configuration.
+        let body = || self.shared_body(skill, image, Role::Worker);
+        let exchanged = self
+            .workers
+            .exchange(skill.name(), limits, body, &request)
+            .await;
+        let skill = skill.name();
+        match exchanged {
             Ok((exchange, waited)) => {
                 let mut run = exchange.outcome;
                 run.startup = waited;
@@ -346,7 +338,7 @@ impl Router {
         admitted: &Admitted<'_>,
         options: &InvokeOptions,
         image: SkillImage,
-    ) -> Route {
+    ) -> Route<'static> {
         let manifest = &admitted.skill.manifest;
         let body = container_body(&ContainerInputs {
             manifest,
@@ -362,7 +354,7 @@ impl Router {
         Route::Cold {
             name: labels::container_name(&manifest.name, Role::Invocation(id)),
             image,
-            body,
+            body: Box::new(body),
         }
     }
 

@@ -73,12 +73,13 @@ impl ServePools {
     }
 
     /// Answer `request` with a worker of `skill`, starting one if none is idle.
-    /// `body` configures new workers; the first call for a skill fixes it.
+    /// `body` makes the configuration of new workers; only the first call for a skill
+    /// calls it, and that configuration stays.
     pub(crate) async fn exchange(
         &self,
         skill: &str,
         limits: &Serve,
-        body: &ContainerCreateBody,
+        body: impl FnOnce() -> ContainerCreateBody,
         request: &RunRequest,
     ) -> Result<(Exchange, Duration), ServeError> {
         let waited = std::time::Instant::now();
@@ -162,7 +163,7 @@ impl ServePools {
         &self,
         skill: &str,
         limits: &Serve,
-        body: &ContainerCreateBody,
+        body: impl FnOnce() -> ContainerCreateBody,
     ) -> Option<Arc<SkillWorkers>> {
         let mut pools = lock(&self.inner.skills);
         if pools.closed {
@@ -172,7 +173,7 @@ impl ServePools {
             Arc::new(SkillWorkers {
                 skill: skill.to_string(),
                 limits: limits.clone(),
-                body: body.clone(),
+                body: body(),
                 slots: Semaphore::new(limits.workers as usize),
                 idle: Mutex::default(),
             })
