@@ -38,9 +38,11 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn prewarmed_containers_serve_once_each_and_are_replenished() {
+    // Created-only containers: the path images without skillhost's init take.
     let config = HostConfig {
         skill_roots: vec![skills_dir()],
         prewarm: BTreeMap::from([("echo".to_string(), 2)]),
+        prewarm_started: false,
         ..HostConfig::default()
     };
     let host = Host::new(config).await.unwrap();
@@ -182,6 +184,76 @@ async fn started_prewarmed_containers_run_only_the_init_until_their_request() {
         assert_status(&result, Status::Ok);
         assert_eq!(result.output, Some(json!({"count": 1})));
     }
+    host.shutdown().await;
+    assert_eq!(held_for(&name).await, 0);
+}
+
+#[tokio::test]
+async fn a_prestarting_skill_runs_before_its_request_and_still_serves_one_call_per_container() {
+    ensure_base_images();
+    let cleanup = ImageCleanup::default();
+    let name = unique_name("prestart");
+    let dir = copy_fixture("probe", &name);
+    let manifest = dir.path().join(&name).join("skill.yaml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace("  network: none\n", "  network: none\n  prestart: true\n"),
+    )
+    .unwrap();
+    let config = HostConfig {
+        skill_roots: vec![dir.path().to_path_buf()],
+        prewarm: BTreeMap::from([(name.clone(), 2)]),
+        ..HostConfig::default()
+    };
+    let host = Host::new(config).await.unwrap();
+    host.prewarm(&name).await.unwrap();
+    wait_until("prewarming 2", || host.prewarmed_ready(&name) == 2).await;
+    // The skill's own process is up before any request: the init and the probe.
+    let waiting = prewarmed_processes(&name).await;
+    assert_eq!(waiting.len(), 2);
+    for (_, commands) in &waiting {
+        assert_eq!(commands.len(), 2, "{commands:?}");
+        assert!(
+            commands.iter().any(|c| c.contains("probe.py")),
+            "{commands:?}"
+        );
+    }
+    for _ in 0..3 {
+        let result = host.invoke(&name, "counter", json!({})).await;
+        cleanup.add(result.image.clone().unwrap());
+        assert_status(&result, Status::Ok);
+        assert_eq!(result.path, InvocationPath::Prewarmed);
+        assert_eq!(
+            result.output,
+            Some(json!({"count": 1})),
+            "no request entered it before"
+        );
+        wait_until("replenishing", || host.prewarmed_ready(&name) == 2).await;
+    }
+    let env = host.invoke(&name, "env", json!({})).await;
+    assert_status(&env, Status::Ok);
+    assert!(
+        env.output.unwrap()["env"]
+            .get("SKILLHOST_INIT_PRESTART")
+            .is_none(),
+        "the init's switch does not reach the skill"
+    );
+    // A cold call of the same skill works the same way.
+    let cold = host
+        .invoke_with(
+            &name,
+            "env",
+            json!({}),
+            InvokeOptions {
+                env: BTreeMap::from([("PROBE_GREETING".to_string(), "hi".to_string())]),
+                ..InvokeOptions::default()
+            },
+        )
+        .await;
+    assert_status(&cold, Status::Ok);
+    assert_eq!(cold.path, InvocationPath::Cold);
+    assert_eq!(cold.output.unwrap()["env"]["PROBE_GREETING"], "hi");
     host.shutdown().await;
     assert_eq!(held_for(&name).await, 0);
 }

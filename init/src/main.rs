@@ -12,6 +12,12 @@
 //! environment or a file, and this process is not dumpable, so /proc/1/mem stays closed.
 //!
 //! Usage: `skillhost-init COMMAND [ARG]...`, stdin beginning with `KEY\n`.
+//!
+//! With `SKILLHOST_INIT_PRESTART=1` in its environment (set by the host for skills whose
+//! manifest says `run.prestart`), the command starts at once, before the key, with a
+//! pipe for stdin: the skill can load what it needs while the container waits for its
+//! request, and never sees the key line. Once the key is read, the rest of stdin is
+//! copied into that pipe. The variable is not passed on.
 //! Trailer: `\0skillhost-exit:KEY:CODE:OOM_KILLS:PEAK_BYTES:OUTSIDE_SIGNAL\n`, -1 for
 //! what is unknown; OUTSIDE_SIGNAL is the last termination signal that came from outside
 //! the container (the engine stopping it), 0 if none did.
@@ -34,8 +40,8 @@ compile_error!(
 );
 
 use std::io::Write;
-use std::process::{Command, ExitCode};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 extern "C" {
     fn waitpid(pid: i32, status: *mut i32, options: i32) -> i32;
@@ -71,7 +77,6 @@ const _: () = assert!(std::mem::offset_of!(SigAction, flags) == 136);
 const _: () = assert!(std::mem::offset_of!(SigInfo, pid) == 16);
 
 const SA_SIGINFO: i32 = 4;
-const SA_RESTART: i32 = 0x1000_0000;
 
 const PR_SET_DUMPABLE: i32 = 4;
 const EINTR: i32 = 4;
@@ -84,10 +89,16 @@ const KEY_LEN: usize = 32;
 const EXIT_INIT_FAILED: u8 = 125;
 const EXIT_CANNOT_EXECUTE: u8 = 126;
 const EXIT_NOT_FOUND: u8 = 127;
+/// Set to `1` to start the command before the key arrives.
+const PRESTART_VAR: &str = "SKILLHOST_INIT_PRESTART";
 
 static CHILD: AtomicI32 = AtomicI32::new(0);
 /// The last forwarded signal whose sender was outside the container.
 static OUTSIDE_SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// A forwarded signal that arrived before the key was read: the wait for it gives up.
+static EARLY_SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// Set once the key is read.
+static KEY_READ: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn forward(sig: i32, info: *const SigInfo, _context: *mut u8) {
     // A sender outside this PID namespace (the engine, for `docker stop` or its own
@@ -98,6 +109,10 @@ extern "C" fn forward(sig: i32, info: *const SigInfo, _context: *mut u8) {
         OUTSIDE_SIGNAL.store(sig, Ordering::SeqCst);
     }
     let child = CHILD.load(Ordering::SeqCst);
+    // Before the key, the stop ends the wait for it.
+    if !KEY_READ.load(Ordering::SeqCst) {
+        EARLY_SIGNAL.store(sig, Ordering::SeqCst);
+    }
     // Before the child exists there is no one to pass it to; kill(0) would hit our group.
     if child > 0 {
         // SAFETY: kill is async-signal-safe and takes plain integers.
@@ -109,7 +124,9 @@ fn install_forwarding() {
     let action = SigAction {
         handler: forward as *const () as usize,
         mask: [0; 16],
-        flags: SA_SIGINFO | SA_RESTART,
+        // No SA_RESTART: the read of the key must return EINTR to notice a stop. Every
+        // other blocking call here retries on EINTR.
+        flags: SA_SIGINFO,
         restorer: 0,
     };
     for sig in FORWARDED {
@@ -125,26 +142,34 @@ fn main() -> ExitCode {
     // SAFETY: PR_SET_DUMPABLE takes integer arguments only.
     unsafe { prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    let key = match read_key() {
-        Ok(key) => key,
-        Err(message) => return fail(&message),
-    };
     if argv.is_empty() {
         return fail("no command to run");
     }
+    let prestart = std::env::var_os(PRESTART_VAR).is_some_and(|v| v == "1");
+    // Installed before the key is read: a stop that comes first ends the wait for it.
     install_forwarding();
-    let code = match Command::new(&argv[0]).args(&argv[1..]).spawn() {
-        Ok(child) => {
-            CHILD.store(child.id() as i32, Ordering::SeqCst);
-            reap_until(child.id() as i32)
-        }
-        Err(e) => {
-            eprintln!("skillhost-init: cannot run {}: {e}", argv[0]);
-            match e.kind() {
-                std::io::ErrorKind::NotFound => EXIT_NOT_FOUND,
-                _ => EXIT_CANNOT_EXECUTE,
+    let (key, spawned) = if prestart {
+        let spawned = spawn(&argv, true);
+        match read_key() {
+            Ok(key) => (key, spawned.map(pass_stdin)),
+            Err(message) => {
+                if let Ok(child) = &spawned {
+                    // SAFETY: kill takes plain integers; the child is ours and unreaped.
+                    unsafe { kill(child.id() as i32, 9) };
+                }
+                return fail(&message);
             }
         }
+    } else {
+        let key = match read_key() {
+            Ok(key) => key,
+            Err(message) => return fail(&message),
+        };
+        (key, spawn(&argv, false))
+    };
+    let code = match spawned {
+        Ok(child) => reap_until(child.id() as i32),
+        Err(code) => code,
     };
     let outside = OUTSIDE_SIGNAL.load(Ordering::SeqCst);
     let trailer = trailer(&key, code, oom_kills(), peak_memory(), outside);
@@ -155,9 +180,48 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
+/// Start the command (with a pipe for stdin when `piped`), recorded for the signal
+/// handler; the exit code a shell would give when it cannot start.
+fn spawn(argv: &[String], piped: bool) -> Result<Child, u8> {
+    let mut command = Command::new(&argv[0]);
+    command.args(&argv[1..]).env_remove(PRESTART_VAR);
+    if piped {
+        command.stdin(Stdio::piped());
+    }
+    match command.spawn() {
+        Ok(child) => {
+            CHILD.store(child.id() as i32, Ordering::SeqCst);
+            Ok(child)
+        }
+        Err(e) => {
+            eprintln!("skillhost-init: cannot run {}: {e}", argv[0]);
+            Err(match e.kind() {
+                std::io::ErrorKind::NotFound => EXIT_NOT_FOUND,
+                _ => EXIT_CANNOT_EXECUTE,
+            })
+        }
+    }
+}
+
+/// Copy the rest of stdin (the request, after the key) into a prestarted child's pipe,
+/// closing it at the end, from a thread of its own: this one reaps.
+fn pass_stdin(mut child: Child) -> Child {
+    if let Some(mut pipe) = child.stdin.take() {
+        std::thread::spawn(move || {
+            // A child that stops reading (it exited) ends the copy; nothing to report.
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut pipe);
+        });
+    }
+    child
+}
+
 fn fail(message: &str) -> ExitCode {
     eprintln!("skillhost-init: {message}");
-    ExitCode::from(EXIT_INIT_FAILED)
+    // Stopped before the key: exit as a process ended by that signal would.
+    match EARLY_SIGNAL.load(Ordering::SeqCst) {
+        0 => ExitCode::from(EXIT_INIT_FAILED),
+        sig => ExitCode::from((128 + sig) as u8),
+    }
 }
 
 /// The first line of stdin, read a byte at a time so not one byte of the skill's input
@@ -172,7 +236,10 @@ fn read_key() -> Result<String, String> {
             1 if key.len() < KEY_LEN => key.push(byte),
             1 => return Err("the first line of stdin is longer than a key".into()),
             0 => return Err("stdin ended before the key line".into()),
-            _ if last_errno() == EINTR => continue,
+            _ if last_errno() == EINTR => match EARLY_SIGNAL.load(Ordering::SeqCst) {
+                0 => continue,
+                sig => return Err(format!("stopped by signal {sig} before the key arrived")),
+            },
             _ => {
                 return Err(format!(
                     "cannot read stdin: {}",
@@ -182,7 +249,10 @@ fn read_key() -> Result<String, String> {
         }
     }
     match String::from_utf8(key) {
-        Ok(key) if key.len() == KEY_LEN && key.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(key),
+        Ok(key) if key.len() == KEY_LEN && key.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            KEY_READ.store(true, Ordering::SeqCst);
+            Ok(key)
+        }
         _ => Err("the first line of stdin is not a key".into()),
     }
 }

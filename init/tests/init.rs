@@ -99,3 +99,108 @@ fn termination_signals_reach_the_command() {
     assert!(line.starts_with(&trailer(42)), "{rest:?}");
     assert!(line.ends_with(":0"), "{rest:?}");
 }
+
+#[test]
+fn a_prestarted_command_runs_before_the_key_and_gets_only_what_follows_it() {
+    let started =
+        std::env::temp_dir().join(format!("skillhost-init-prestart-{}", std::process::id()));
+    let _ = std::fs::remove_file(&started);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_skillhost-init"))
+        .args([
+            "sh",
+            "-c",
+            "touch \"$1\"; echo \"var=${SKILLHOST_INIT_PRESTART:-unset}\"; cat",
+            "sh",
+        ])
+        .arg(&started)
+        .env("SKILLHOST_INIT_PRESTART", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The command runs while the init still waits for its key.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command did not start before the key"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(format!("{KEY}\nthe request\n").as_bytes())
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.starts_with(&format!("var=unset\nthe request\n{}", trailer(0))),
+        "{stdout:?}"
+    );
+    assert!(
+        !stdout.contains(&format!("{KEY}\n")),
+        "the key never reaches the command"
+    );
+    let _ = std::fs::remove_file(&started);
+}
+
+#[test]
+fn a_prestarted_command_is_killed_when_no_key_comes() {
+    let out = Command::new(env!("CARGO_BIN_EXE_skillhost-init"))
+        .args(["sh", "-c", "cat"])
+        .env("SKILLHOST_INIT_PRESTART", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stdin ended before the key line"));
+}
+
+/// Send `signal` to the init once it waits for its key; its exit code.
+fn stopped_before_the_key(prestart: bool) -> Option<i32> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_skillhost-init"));
+    command.args(["sh", "-c", "cat"]);
+    if prestart {
+        command.env("SKILLHOST_INIT_PRESTART", "1");
+    }
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Give it time to reach the read of its key; a stop that comes even earlier is
+    // remembered all the same.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    // Bounded, so a hung init fails the test instead of blocking it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                stderr.contains("stopped by signal 15 before the key"),
+                "{stderr}"
+            );
+            return status.code();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the init kept waiting for its key after SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_stop_before_the_key_ends_the_init_as_that_signal_would() {
+    assert_eq!(stopped_before_the_key(false), Some(143));
+    assert_eq!(stopped_before_the_key(true), Some(143));
+}

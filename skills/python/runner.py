@@ -3,14 +3,23 @@
 One request line arrives on stdin; one result frame leaves on stdout. The code runs in
 a child process whose output is captured up to a bound, so a flood from the code is
 truncated here rather than breaking the protocol.
+
+The manifest prestarts this runner: it waits on stdin with its imports done, and the
+child is a fork of it that runs the code as `python3 -c` would, so no interpreter starts
+on the request's path. With PYTHONHASHSEED given, which only a new interpreter honours,
+the child execs `python3 -c` instead.
 """
 
+import atexit
 import base64
+import builtins
 import json
 import os
-import subprocess
+import select
 import sys
 import threading
+import traceback
+import types
 
 CAPTURE_LIMIT = 1 << 20  # bytes kept per stream
 FILE_LIMIT = 256 << 10  # bytes returned per file
@@ -71,6 +80,75 @@ def encode(path):
                 "truncated": truncated}
 
 
+def exited_within(pid, timeout):
+    """Whether the child ended within `timeout` seconds (None: however long it takes)."""
+    pidfd = os.pidfd_open(pid)
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        return bool(poller.poll(None if timeout is None else int(timeout * 1000)))
+    finally:
+        os.close(pidfd)
+
+
+def exit_status(exit):
+    """The exit code `python3 -c` gives for a SystemExit."""
+    if exit.code is None:
+        return 0
+    if isinstance(exit.code, int):
+        return exit.code & 0xFF
+    print(exit.code, file=sys.stderr)
+    return 1
+
+
+def run_child(code, workdir, stdin_r, out_w, err_w, parent_ends):
+    """In the forked child: become `python3 -c CODE` in `workdir`, and never return."""
+    status = 1
+    try:
+        os.chdir(workdir)
+        for fd, target in ((stdin_r, 0), (out_w, 1), (err_w, 2)):
+            os.dup2(fd, target)
+        for fd in (stdin_r, out_w, err_w, *parent_ends):
+            os.close(fd)
+        if "PYTHONHASHSEED" in os.environ:
+            os.execv(sys.executable, [sys.executable, "-c", code])
+        sys.stdin = open(0, "r", encoding="utf-8", closefd=False)
+        sys.stdout = open(1, "w", encoding="utf-8", closefd=False)
+        sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace",
+                          buffering=1, closefd=False)
+        sys.argv = ["-c"]
+        sys.path.insert(0, "")
+        main = types.ModuleType("__main__")
+        main.__builtins__ = builtins
+        sys.modules["__main__"] = main
+        try:
+            exec(compile(code, "<string>", "exec"), main.__dict__)
+            status = 0
+        except SystemExit as exit:
+            status = exit_status(exit)
+        except BaseException as error:
+            # As the interpreter prints it: from the code's frame, not this one's.
+            traceback.print_exception(type(error), error, error.__traceback__.tb_next)
+            status = 1
+        # What the interpreter does at exit: wait for threads, run atexit, flush.
+        for thread in threading.enumerate():
+            if thread is not threading.main_thread() and not thread.daemon:
+                thread.join()
+        atexit._run_exitfuncs()
+    except BaseException:
+        try:
+            traceback.print_exc()
+        except BaseException:
+            pass
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:
+                pass
+        os._exit(status)
+
+
 def run(request):
     request_id = request["id"]
     args = request.get("args") or {}
@@ -91,25 +169,29 @@ def run(request):
     # Leave a second for the answer: past the deadline the host kills everything.
     deadline_ms = request.get("deadline_ms")
     timeout = max(0.5, deadline_ms / 1000 - 1.0) if deadline_ms else None
-    child = subprocess.Popen([sys.executable, "-c", code], cwd=workdir,
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stdin_r, stdin_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        run_child(code, workdir, stdin_r, out_w, err_w, (stdin_w, out_r, err_r))
+    for fd in (stdin_r, out_w, err_w):
+        os.close(fd)
     out, err = [], []
-    readers = [threading.Thread(target=capture, args=(child.stdout, out)),
-               threading.Thread(target=capture, args=(child.stderr, err))]
+    readers = [threading.Thread(target=capture, args=(os.fdopen(out_r, "rb"), out)),
+               threading.Thread(target=capture, args=(os.fdopen(err_r, "rb"), err))]
     for reader in readers:
         reader.start()
-    try:
-        child.stdin.write(args.get("stdin", "").encode("utf-8"))
-        child.stdin.close()
-    except BrokenPipeError:
-        pass
-    timed_out = False
-    try:
-        exit_code = child.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        child.kill()
-        exit_code = child.wait()
+    with os.fdopen(stdin_w, "wb") as child_stdin:
+        try:
+            child_stdin.write(args.get("stdin", "").encode("utf-8"))
+        except BrokenPipeError:
+            pass
+    timed_out = not exited_within(pid, timeout)
+    if timed_out:
+        os.kill(pid, 9)
+    _, status = os.waitpid(pid, 0)
+    exit_code = os.waitstatus_to_exitcode(status)
     for reader in readers:
         reader.join()
 

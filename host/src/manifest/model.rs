@@ -104,6 +104,12 @@ pub struct Run {
     /// so an invocation skips the create. 0 (the default) prewarms none.
     #[serde(default)]
     pub prewarm: u32,
+    /// One-shot mode: the skill's own process starts with its container, before the
+    /// request (an interpreter with its imports done, waiting on stdin), so a prewarmed
+    /// container answers without starting it. Still one container per request, which
+    /// no request entered before. Needs skillhost's init in the image; ignored without.
+    #[serde(default)]
+    pub prestart: bool,
     /// Serve mode's worker limits.
     #[serde(default)]
     pub serve: Serve,
@@ -310,6 +316,7 @@ impl Default for Run {
             runtime: None,
             mode: Mode::Oneshot,
             prewarm: 0,
+            prestart: false,
             serve: Serve::default(),
         }
     }

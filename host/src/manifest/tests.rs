@@ -409,6 +409,12 @@ fn manifests_asking_for_more_privilege_are_refused_with_the_field_named() {
             "one-shot mode",
         ),
         (
+            "prestart with serve",
+            run_extra("mode: serve\n  prestart: true"),
+            "run.prestart",
+            "one-shot mode",
+        ),
+        (
             "too many prewarmed",
             run_extra("prewarm: 1000"),
             "run.prewarm",
@@ -436,4 +442,16 @@ fn manifests_asking_for_more_privilege_are_refused_with_the_field_named() {
             "{case}: expected {field:?} with {fragment:?}, got {found:?}"
         );
     }
+}
+
+#[test]
+fn a_manifest_round_trips_through_the_image_label() {
+    let manifest = Manifest::parse(GOOD).unwrap();
+    let label = serde_json::to_string(&manifest).unwrap();
+    assert_eq!(Manifest::from_image_label(&label).unwrap(), manifest);
+    let tampered = label.replace("\"10001:10001\"", "\"0:0\"");
+    assert!(
+        Manifest::from_image_label(&tampered).is_err(),
+        "a label is validated again"
+    );
 }

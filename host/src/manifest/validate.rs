@@ -233,6 +233,11 @@ pub fn validate(m: &Manifest) -> Problems {
         path(&["run", "prewarm"]),
         "prewarming applies to one-shot mode; serve mode keeps its workers running".into(),
     );
+    check(
+        !m.run.prestart || m.run.mode == Mode::Oneshot,
+        path(&["run", "prestart"]),
+        "prestart applies to one-shot mode; serve mode keeps its workers running".into(),
+    );
     let serve = |name: &str| path(&["run", "serve", name]);
     let s = &m.run.serve;
     check(

@@ -36,6 +36,19 @@ pub struct ContainerInputs<'a> {
     pub init_command: Option<&'a [String]>,
 }
 
+/// Tells skillhost's init to start the skill before its request (`run.prestart`).
+pub(crate) const PRESTART_ENV: &str = "SKILLHOST_INIT_PRESTART";
+
+/// The container's environment: the caller's variables, and the init's prestart switch
+/// (which the init removes before the skill starts).
+fn env(inputs: &ContainerInputs<'_>) -> Vec<String> {
+    let mut env: Vec<String> = inputs.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if inputs.manifest.run.prestart && inputs.init_command.is_some() {
+        env.push(format!("{PRESTART_ENV}=1"));
+    }
+    env
+}
+
 /// The hardened configuration of one container.
 pub fn container_body(inputs: &ContainerInputs<'_>) -> ContainerCreateBody {
     let run = &inputs.manifest.run;
@@ -108,7 +121,7 @@ pub fn container_body(inputs: &ContainerInputs<'_>) -> ContainerCreateBody {
         entrypoint: inputs.init_command.map(|_| vec![INIT_PATH.to_string()]),
         cmd: inputs.init_command.map(<[String]>::to_vec),
         user: Some(run.user.0.clone()),
-        env: Some(inputs.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        env: Some(env(inputs)),
         labels: Some(inputs.labels.clone()),
         attach_stdin: Some(true),
         attach_stdout: Some(true),
@@ -154,19 +167,31 @@ mod tests {
         })
     }
 
+    /// The body of an image that has skillhost's init, running `command`.
+    fn body_with_init(m: &Manifest, command: &[String]) -> ContainerCreateBody {
+        container_body(&ContainerInputs {
+            manifest: m,
+            image: "skill-t:abc",
+            labels: HashMap::new(),
+            env: &BTreeMap::new(),
+            workspace: None,
+            init_command: Some(command),
+        })
+    }
+
+    #[test]
+    fn a_prestarting_skill_tells_its_init_and_only_when_the_image_has_one() {
+        let m = manifest("  prestart: true\n");
+        let with_init = body_with_init(&m, &["/skill".to_string()]);
+        assert_eq!(with_init.env, Some(vec![format!("{PRESTART_ENV}=1")]));
+        assert_eq!(body(&m, None).env, Some(vec!["LANG=C".to_string()]));
+    }
+
     #[test]
     fn skillhost_init_runs_the_image_command_in_place_of_the_engine_init() {
         let m = manifest("");
         let command = vec!["/skill".to_string(), "--flag".to_string()];
-        let env = BTreeMap::new();
-        let b = container_body(&ContainerInputs {
-            manifest: &m,
-            image: "skill-t:abc",
-            labels: HashMap::new(),
-            env: &env,
-            workspace: None,
-            init_command: Some(&command),
-        });
+        let b = body_with_init(&m, &command);
         assert_eq!(b.entrypoint, Some(vec![INIT_PATH.to_string()]));
         assert_eq!(b.cmd, Some(command));
         assert_eq!(b.host_config.unwrap().init, Some(false));
