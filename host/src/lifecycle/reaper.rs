@@ -61,14 +61,16 @@ impl Reaper {
         };
         let shared = self.shared.clone();
         runtime.spawn(async move {
-            match remove(&shared.docker, &id).await {
-                Ok(()) => {
-                    lock(&shared.live).remove(&id);
-                }
-                Err(e) => tracing::warn!(container = %id, "background removal failed: {e}"),
+            let removed = remove(&shared.docker, &id).await;
+            if removed.is_ok() {
+                lock(&shared.live).remove(&id);
             }
             lock(&shared.removing).remove(&id);
             shared.removed.notify_waiters();
+            if let Err(e) = removed {
+                tracing::warn!(container = %id, "background removal failed, retrying: {e}");
+                retry_removal(Arc::downgrade(&shared), id).await;
+            }
         });
     }
 
@@ -95,6 +97,37 @@ impl Reaper {
                 tracing::warn!(container = %id, "removal at shutdown failed: {e}");
             }
         }
+    }
+}
+
+/// First wait between attempts to remove a container the engine would not remove (it was
+/// away, say); doubled after each failure, up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Keep trying to remove `id` while the host lives and still holds it, so an engine that
+/// went away and came back does not leave this host's containers behind until it stops.
+/// Holds the reaper only weakly between attempts: its last handle going still removes
+/// everything at once.
+async fn retry_removal(shared: std::sync::Weak<Shared>, id: String) {
+    let mut wait = RETRY_FIRST;
+    loop {
+        tokio::time::sleep(wait).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if !lock(&shared.live).contains(&id) {
+            return; // Shutdown took it.
+        }
+        match remove(&shared.docker, &id).await {
+            Ok(()) => {
+                lock(&shared.live).remove(&id);
+                tracing::info!(container = %id, "removed after a retry");
+                return;
+            }
+            Err(e) => tracing::debug!(container = %id, "removal retry failed: {e}"),
+        }
+        wait = (wait * 2).min(RETRY_MAX);
     }
 }
 
