@@ -46,6 +46,17 @@ pub const ENGINE_STOPPED: &str = "engine_stopped";
 pub const HOST_ERROR: &str = "host_error";
 /// `infrastructure_error`: the host was shutting down and could not run the call.
 pub const HOST_SHUTTING_DOWN: &str = "host_shutting_down";
+/// `rejected`: the service could not read the call: its body is not JSON of the documented
+/// shape, or not sent as `application/json` (`skillhost serve` only).
+pub const INVALID_REQUEST: &str = "invalid_request";
+/// `infrastructure_error`: the service is at its concurrency limits and the call waited
+/// in its queue past the deadline, or the queue was full; nothing ran. Retry after the
+/// time the service names (HTTP 429, `skillhost serve` only).
+pub const OVERLOADED: &str = "overloaded";
+/// `infrastructure_error`: the call was cancelled before it finished (an asynchronous
+/// invocation deleted by its caller, or the service's grace at shutdown ran out); its
+/// container was removed.
+pub const CANCELLED: &str = "cancelled";
 /// `timeout`: no result before the deadline (the container was killed), or no warm
 /// worker became free before it.
 pub const TIMEOUT: &str = "timeout";
@@ -76,6 +87,9 @@ pub const ALL: &[(&str, Status)] = &[
     (ENGINE_STOPPED, Status::InfrastructureError),
     (HOST_ERROR, Status::InfrastructureError),
     (HOST_SHUTTING_DOWN, Status::InfrastructureError),
+    (INVALID_REQUEST, Status::Rejected),
+    (OVERLOADED, Status::InfrastructureError),
+    (CANCELLED, Status::InfrastructureError),
     (TIMEOUT, Status::Timeout),
     (MEMORY_LIMIT, Status::MemoryLimit),
     (OUTPUT_LIMIT, Status::OutputLimit),

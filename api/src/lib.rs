@@ -1,7 +1,8 @@
 //! The caller-facing contract of skillhost, with no engine in it: what an invocation
 //! returns ([`InvocationResult`], [`Status`], [`InvocationPath`], [`Stats`]), every error
 //! code the host itself can put in a result ([`codes`]), the CLI's exit codes
-//! ([`exit_code`]) and its typed reports ([`ListReport`], [`ErrorReport`]).
+//! ([`exit_code`]), its typed reports ([`ListReport`], [`ErrorReport`]), and the bodies of
+//! the HTTP service's API ([`InvokeRequest`], [`SkillList`], [`Invocation`], ...).
 //!
 //! The engine crate `skillhost`, its HTTP service and the clients all use these types, so
 //! a result means the same thing wherever it is read. Types that will grow are
@@ -12,6 +13,11 @@ pub mod codes;
 pub mod exit_code;
 mod report;
 mod result;
+mod service;
 
 pub use report::{BrokenSkill, ErrorDetail, ErrorReport, ListReport, ListedSkill, ProblemReport};
 pub use result::{InvocationError, InvocationPath, InvocationResult, Stats, Status};
+pub use service::{
+    ActionInfo, Invocation, InvocationState, InvokeRequest, Readiness, ServiceError,
+    ServiceErrorDetail, SkillInfo, SkillList,
+};

@@ -6,6 +6,7 @@ use serde_json::Value;
 use crate::exit_code;
 
 /// How an invocation ended. Every failure has its own status; none is a bare string.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -73,6 +74,7 @@ impl std::fmt::Display for Status {
 /// Which way an invocation was served (the result's `path`). Every path gives the same
 /// result model and the same limits, except where [`InvocationPath::Native`] says
 /// otherwise.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -89,8 +91,21 @@ pub enum InvocationPath {
     Native,
 }
 
+impl InvocationPath {
+    /// The name used in JSON, e.g. `prewarmed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvocationPath::Cold => "cold",
+            InvocationPath::Prewarmed => "prewarmed",
+            InvocationPath::Warm => "warm",
+            InvocationPath::Native => "native",
+        }
+    }
+}
+
 /// Why an invocation did not succeed: the skill's own error body, or one the host made
 /// (its code is then one of [`crate::codes`]).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct InvocationError {
@@ -121,6 +136,7 @@ impl InvocationError {
 }
 
 /// Measurements of one invocation.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Stats {
@@ -140,6 +156,7 @@ pub struct Stats {
 }
 
 /// The result of one invocation.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct InvocationResult {

@@ -136,6 +136,19 @@ impl Engine {
         Ok(Engine { docker, endpoint })
     }
 
+    /// Whether the engine answers now, within [`CONNECT_TIMEOUT`].
+    pub async fn ping(&self) -> Result<(), EngineError> {
+        let unavailable = |reason: String| EngineError::Unavailable {
+            endpoint: self.endpoint.clone(),
+            reason,
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, self.docker.ping())
+            .await
+            .map_err(|_| unavailable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())))?
+            .map_err(|e| unavailable(root_cause(&e)))?;
+        Ok(())
+    }
+
     /// The bollard client, for operations not wrapped here.
     pub fn docker(&self) -> &Docker {
         &self.docker
@@ -150,12 +163,19 @@ impl Engine {
     pub async fn inspect_image(&self, reference: &str) -> Result<Option<LocalImage>, EngineError> {
         match self.docker.inspect_image(reference).await {
             Ok(image) => {
+                let platform = [image.os, image.architecture, image.variant]
+                    .into_iter()
+                    .flatten()
+                    .filter(|part| !part.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("/");
                 let config = image.config.unwrap_or_default();
                 Ok(Some(LocalImage {
                     id: image.id.unwrap_or_default(),
                     labels: config.labels.unwrap_or_default(),
                     entrypoint: config.entrypoint.unwrap_or_default(),
                     cmd: config.cmd.unwrap_or_default(),
+                    platform,
                 }))
             }
             Err(e) if is_not_found(&e) => Ok(None),
@@ -308,6 +328,8 @@ pub struct LocalImage {
     pub entrypoint: Vec<String>,
     /// Its `CMD`.
     pub cmd: Vec<String>,
+    /// `os/architecture[/variant]`, e.g. `linux/amd64`.
+    pub platform: String,
 }
 
 /// What to build.

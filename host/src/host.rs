@@ -25,7 +25,7 @@ use crate::engine::Engine;
 use crate::invoke::admission::{self, Admitted, Schemas};
 use crate::invoke::images::ImageResolver;
 use crate::invoke::route::{Router, RouterConfig};
-use crate::invoke::{classify, InvokeOptions, Refusal};
+use crate::invoke::{classify, telemetry, ImageState, InvokeOptions, Refusal};
 use crate::lifecycle::leftovers;
 use crate::run::container::{RunOutcome, RunRequest};
 use crate::Error;
@@ -48,8 +48,8 @@ pub struct HostConfig {
     pub prewarm_cap: usize,
     /// Start prewarmed containers too, up to skillhost's init, which starts the skill
     /// only when the request arrives: the engine's start leaves the call's path (about
-    /// 100 ms here), at the cost of a running container (its init, the engine's shim)
-    /// per prewarmed slot. Images without the init are only created.
+    /// 50 ms here), at the cost of a running container (its init, the engine's shim)
+    /// per prewarmed slot. On by default; images without the init are only created.
     pub prewarm_started: bool,
     /// Whether a caller may ask for native mode, which runs a skill's library inside
     /// this process with no sandbox at all. Only for trusted skills.
@@ -65,7 +65,7 @@ impl Default for HostConfig {
             build_images: true,
             prewarm: BTreeMap::new(),
             prewarm_cap: 32,
-            prewarm_started: false,
+            prewarm_started: true,
             allow_native: false,
         }
     }
@@ -151,7 +151,11 @@ impl Host {
         options: InvokeOptions,
     ) -> InvocationResult {
         let started = Instant::now();
-        let mut result = InvocationResult::new(uuid::Uuid::new_v4().to_string(), skill, action);
+        let id = options
+            .id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let mut result = InvocationResult::new(id, skill, action);
         match self.run(&mut result, args, &options).await {
             Ok((run, admitted)) => {
                 classify::fill(&mut result, &run, admitted.timeout, admitted.output_limit)
@@ -159,6 +163,7 @@ impl Host {
             Err(refusal) => refusal.apply_to(&mut result),
         }
         result.duration_ms = started.elapsed().as_millis() as u64;
+        telemetry::record(&self.catalog, &result, started.elapsed());
         result
     }
 
@@ -214,6 +219,38 @@ impl Host {
         }
     }
 
+    /// What is known of `skill`'s image (hash, reference, presence) without building it.
+    pub async fn image_state(&self, skill: &str) -> Result<ImageState, Refusal> {
+        let found = self.catalog.get(skill).ok_or_else(|| {
+            Refusal::new(codes::UNKNOWN_SKILL, format!("no skill named {skill:?}"))
+        })?;
+        self.images.state(found).await
+    }
+
+    /// What keeps this host from serving calls, empty when nothing does: the engine does
+    /// not answer, or (on a host that does not build) a skill's image is missing.
+    pub async fn problems(&self) -> Vec<String> {
+        if let Err(e) = self.images.engine().ping().await {
+            return vec![e.to_string()];
+        }
+        if self.images.builds() {
+            return Vec::new();
+        }
+        let mut problems = Vec::new();
+        for skill in self.catalog.skills.values() {
+            match self.images.state(skill).await {
+                Ok(state) if state.present => {}
+                Ok(state) => problems.push(format!(
+                    "skill {}: image {} is not present and this host does not build",
+                    skill.name(),
+                    state.image
+                )),
+                Err(refusal) => problems.push(format!("skill {}: {refusal}", skill.name())),
+            }
+        }
+        problems
+    }
+
     /// Fill the prewarm pool of `skill` now rather than at its first invocation. Returns
     /// once the creates are started; [`Host::prewarmed_ready`] tells how many are ready.
     pub async fn prewarm(&self, skill: &str) -> Result<(), Refusal> {
@@ -221,6 +258,22 @@ impl Host {
             Refusal::new(codes::UNKNOWN_SKILL, format!("no skill named {skill:?}"))
         })?;
         self.router.prewarm(found, &self.images).await
+    }
+
+    /// Fill the prewarm pool of every skill that has one (by its manifest or the host's
+    /// config), building images where this host builds. The skills that could not be
+    /// prewarmed, each with why.
+    pub async fn prewarm_all(&self) -> Vec<(String, Refusal)> {
+        let mut failed = Vec::new();
+        for skill in self.catalog.skills.values() {
+            if self.router.prewarm_target(skill) == 0 {
+                continue;
+            }
+            if let Err(refusal) = self.router.prewarm(skill, &self.images).await {
+                failed.push((skill.name().to_string(), refusal));
+            }
+        }
+        failed
     }
 
     /// Prewarmed containers of `skill` ready to use.

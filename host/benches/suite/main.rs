@@ -11,12 +11,15 @@
 //!
 //! The docker CLI appears only as the baseline. Prints a Markdown table.
 
+#[path = "../common/baseline.rs"]
+mod baseline;
 mod cache_hit;
 
+use baseline::{docker_run, ms, percentile};
+
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,77 +32,6 @@ struct Rounds {
     fast: usize,
     per_level: usize,
     fast_per_level: usize,
-}
-
-fn percentile(samples: &[Duration], p: usize) -> Duration {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn docker_run(image: &str, seccomp: &Path, request: &[u8]) -> Duration {
-    let started = Instant::now();
-    let mut child = Command::new("docker")
-        .args([
-            "run",
-            "--rm",
-            "-i",
-            "--user",
-            "10001:10001",
-            "--cap-drop",
-            "ALL",
-        ])
-        .args(["--security-opt", "no-new-privileges:true", "--read-only"])
-        .arg("--security-opt")
-        .arg(format!("seccomp={}", seccomp.display()))
-        .args([
-            "--memory",
-            "32m",
-            "--memory-swap",
-            "32m",
-            "--cpus",
-            "0.5",
-            "--pids-limit",
-            "16",
-        ])
-        .args([
-            "--ulimit",
-            "nofile=1024:1024",
-            "--tmpfs",
-            "/tmp:rw,noexec,nosuid,nodev,size=1m",
-        ])
-        .args([
-            "--shm-size",
-            "1m",
-            "--network",
-            "none",
-            "--ipc",
-            "private",
-            "--init",
-        ])
-        .args([
-            "--log-driver",
-            "none",
-            "--label",
-            "io.skillhost.managed=true",
-            image,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the docker CLI, for the baseline");
-    child.stdin.take().unwrap().write_all(request).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let elapsed = started.elapsed();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("\"ok\":true"),
-        "{out:?}"
-    );
-    elapsed
 }
 
 async fn timed(
@@ -255,6 +187,7 @@ async fn main() {
     );
     let prewarmed = Host::new(host(&[&skills], |c| {
         c.prewarm = BTreeMap::from([("echo".into(), 4)]);
+        c.prewarm_started = false;
     }))
     .await
     .unwrap();

@@ -1,6 +1,7 @@
 //! `skillhost invoke SKILL ACTION`: one call, with its arguments from `--args`, a file or
 //! stdin; the result on stdout, progress and the skill's logs on stderr. An interrupted
-//! call removes its container before the process exits.
+//! call removes its container before the process exits. With `--server`, the call goes to
+//! a running `skillhost serve` instead ([`super::remote`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,11 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use skillhost::api::{ErrorReport, InvokeRequest};
 use skillhost::manifest::units::HumanDuration;
 use skillhost::{
     Error, Host, HostConfig, InvocationResult, InvokeOptions, ProgressCallback, Status,
 };
 
+use super::remote::{self, Server};
 use super::{output, usage, Format};
 
 /// Exit code of a process ended by signal `n` (128 + n), as shells report it.
@@ -45,6 +48,10 @@ pub(crate) struct InvokeCli {
     /// SKILLHOST_ALLOW_NATIVE=1 in the environment, for trusted skills only.
     #[arg(long)]
     native: bool,
+    /// Send the call to a running `skillhost serve` instead: unix:PATH or
+    /// http://HOST:PORT (with the token in SKILLHOST_TOKEN). Same result, same exit code.
+    #[arg(long, env = "SKILLHOST_SERVER", conflicts_with_all = ["workspace", "no_build", "native"])]
+    server: Option<Server>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -62,6 +69,38 @@ pub(super) async fn run(
     let mut interrupts = Interrupts::install()?;
     let args = read_args(cli.inline.as_deref(), cli.args_file.as_deref())?;
     let env = parse_env(&cli.env)?;
+    if let Some(server) = &cli.server {
+        let mut request = InvokeRequest::new(args);
+        request.timeout_ms = cli.timeout.map(|t| t.as_millis() as u64);
+        request.env = env;
+        let token = std::env::var("SKILLHOST_TOKEN").ok();
+        let call = remote::invoke(
+            server,
+            &cli.skill,
+            &cli.action,
+            &request,
+            token.as_deref(),
+            print_progress,
+        );
+        // An interrupted remote call closes its connection, which cancels it there.
+        let result = tokio::select! {
+            result = call => result,
+            (name, number) = interrupts.recv() => {
+                errln!("error: interrupted by {name}; the service cancels the call");
+                return Ok(SIGNALLED + number);
+            }
+        };
+        return match result {
+            Ok(result) => Ok(report(&result, format)),
+            Err(e) => {
+                if format == Format::Json {
+                    output::json(&ErrorReport::new(e.to_string(), e.exit_code()));
+                }
+                errln!("error: {e}");
+                Ok(e.exit_code())
+            }
+        };
+    }
     let config = HostConfig {
         skill_roots,
         build_images: !cli.no_build,
@@ -69,16 +108,14 @@ pub(super) async fn run(
         ..HostConfig::default()
     };
     let host = Host::new(config).await?;
-    let on_progress: ProgressCallback = Arc::new(|p: &skill_sdk::Progress| match p.fraction {
-        Some(f) => errln!("progress {:>3.0}% {}", f * 100.0, p.message),
-        None => errln!("progress {}", p.message),
-    });
+    let on_progress: ProgressCallback = Arc::new(print_progress);
     let options = InvokeOptions {
         timeout: cli.timeout,
         env,
         workspace: cli.workspace,
         on_progress: Some(on_progress),
         native: cli.native,
+        id: None,
     };
     // An interrupted invoke drops the invocation, whose guard removes the container
     // before we exit.
@@ -92,11 +129,23 @@ pub(super) async fn run(
     };
     // The result is known; removing its container must still finish before we exit.
     host.shutdown().await;
+    Ok(report(&result, format))
+}
+
+/// Print the result for `format`; its exit code.
+fn report(result: &InvocationResult, format: Format) -> i32 {
     match format {
-        Format::Json => output::json(&result),
-        Format::Human => print_result(&result),
+        Format::Json => output::json(result),
+        Format::Human => print_result(result),
     }
-    Ok(result.status.exit_code())
+    result.status.exit_code()
+}
+
+fn print_progress(p: &skill_sdk::Progress) {
+    match p.fraction {
+        Some(f) => errln!("progress {:>3.0}% {}", f * 100.0, p.message),
+        None => errln!("progress {}", p.message),
+    }
 }
 
 fn read_args(inline: Option<&str>, file: Option<&Path>) -> Result<Value, Error> {
@@ -140,13 +189,13 @@ fn parse_env(pairs: &[String]) -> Result<BTreeMap<String, String>, Error> {
 }
 
 /// SIGTERM and SIGINT, caught instead of ending the process, so cleanup can run.
-struct Interrupts {
+pub(super) struct Interrupts {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
 }
 
 impl Interrupts {
-    fn install() -> Result<Interrupts, Error> {
+    pub(super) fn install() -> Result<Interrupts, Error> {
         use tokio::signal::unix::{signal, SignalKind};
         let failed = |e: std::io::Error| usage(format!("cannot install signal handlers: {e}"));
         Ok(Interrupts {
@@ -156,7 +205,7 @@ impl Interrupts {
     }
 
     /// The next signal: its name and number.
-    async fn recv(&mut self) -> (&'static str, i32) {
+    pub(super) async fn recv(&mut self) -> (&'static str, i32) {
         tokio::select! {
             _ = self.term.recv() => ("SIGTERM", 15),
             _ = self.int.recv() => ("SIGINT", 2),

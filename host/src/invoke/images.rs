@@ -24,6 +24,17 @@ pub(crate) struct SkillImage {
     pub(crate) init_command: Option<Vec<String>>,
 }
 
+/// What is known of a skill's image without building it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageState {
+    /// The content hash of the skill's sources.
+    pub hash: String,
+    /// `skill-<name>:<hash>`.
+    pub image: String,
+    /// Whether the engine has that image, with that hash.
+    pub present: bool,
+}
+
 /// Resolves and remembers each skill's image.
 #[derive(Debug)]
 pub(crate) struct ImageResolver {
@@ -70,6 +81,36 @@ impl ImageResolver {
                 known.join(", ")
             ),
         ))
+    }
+
+    /// Whether this host builds missing images.
+    pub(crate) fn builds(&self) -> bool {
+        self.build_images
+    }
+
+    /// The engine this host runs on.
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The skill's hash and image, and whether the image is present; builds nothing.
+    pub(crate) async fn state(&self, skill: &Skill) -> Result<ImageState, Refusal> {
+        let plan = self
+            .builder
+            .plan(&ImageTarget::for_skill(skill))
+            .await
+            .map_err(|e| build_refusal(&e))?;
+        let present = self
+            .builder
+            .cached(&plan)
+            .await
+            .map_err(|e| build_refusal(&e))?
+            .is_some();
+        Ok(ImageState {
+            hash: plan.hash().0.clone(),
+            image: plan.image(),
+            present,
+        })
     }
 
     /// The skill's image, built on first use when this host builds.

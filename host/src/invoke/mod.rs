@@ -1,13 +1,14 @@
 //! One invocation's data path, stage by stage: [`admission`] checks the call against the
 //! manifest with no engine, [`images`] resolves the skill's image, [`route`] chooses how
 //! the call is served and runs it, and [`classify`] turns what was observed into the
-//! result. [`crate::Host::invoke_with`] strings them together.
+//! result, which [`telemetry`] counts. [`crate::Host::invoke_with`] strings them together.
 
 pub(crate) mod admission;
 pub(crate) mod classify;
 pub(crate) mod images;
 mod refusal;
 pub(crate) mod route;
+pub(crate) mod telemetry;
 pub(crate) mod workspace;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use skill_sdk::Progress;
 
+pub use images::ImageState;
 pub use refusal::Refusal;
 
 /// Receives progress frames while an action runs.
@@ -36,6 +38,9 @@ pub struct InvokeOptions {
     /// Run in process through the skill's native library, unsandboxed. Refused unless
     /// the host config allows native mode and the manifest names a library.
     pub native: bool,
+    /// The invocation's id, for a caller that names it before it runs (the service's
+    /// asynchronous invocations). Default: a new UUID.
+    pub id: Option<String>,
 }
 
 impl std::fmt::Debug for InvokeOptions {
@@ -46,6 +51,7 @@ impl std::fmt::Debug for InvokeOptions {
             .field("workspace", &self.workspace)
             .field("on_progress", &self.on_progress.is_some())
             .field("native", &self.native)
+            .field("id", &self.id)
             .finish()
     }
 }

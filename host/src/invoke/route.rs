@@ -393,7 +393,7 @@ impl Router {
         body
     }
 
-    fn prewarm_target(&self, skill: &Skill) -> usize {
+    pub(crate) fn prewarm_target(&self, skill: &Skill) -> usize {
         if skill.manifest.run.mode == Mode::Serve {
             return 0;
         }

@@ -1,0 +1,469 @@
+"""`Client` (sync) and `AsyncClient` (asyncio) for `skillhost serve`, over its unix socket
+(`unix:/path`) or TCP (`http://host:port`, with a bearer token)."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import os
+import tempfile
+import time
+from typing import (
+    Any,
+    AsyncIterator,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Tuple,
+    Union,
+)
+from urllib.parse import quote
+
+import httpx
+from httpx_sse import aconnect_sse, connect_sse
+
+from ._errors import (
+    NotFound,
+    Overloaded,
+    Rejected,
+    ServiceError,
+    ServiceUnreachable,
+    SkillhostError,
+    Unauthorized,
+    Unavailable,
+)
+from ._models import Invocation, InvocationResult, InvocationState, Progress, SkillInfo
+
+ProgressCallback = Callable[[Progress], None]
+Event = Union[Progress, InvocationResult]
+
+
+def default_server() -> str:
+    """`SKILLHOST_SERVER`, or the socket `skillhost serve` uses by default."""
+    server = os.environ.get("SKILLHOST_SERVER")
+    if server:
+        return server
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return f"unix:{os.path.join(runtime, 'skillhost', 'skillhost.sock')}"
+    user = os.environ.get("USER") or getpass.getuser()
+    return f"unix:{os.path.join(tempfile.gettempdir(), f'skillhost-{user}', 'skillhost.sock')}"
+
+
+def _endpoint(server: str) -> Tuple[str, Optional[str]]:
+    """The base URL and, for a unix socket, its path."""
+    if server.startswith("unix:"):
+        path = server[len("unix:") :]
+        if not path:
+            raise ValueError("unix: needs the socket's path, e.g. unix:/run/skillhost.sock")
+        return "http://skillhost", path
+    if server.startswith("http://") or server.startswith("https://"):
+        return server.rstrip("/"), None
+    raise ValueError(f"{server!r} is not a server address: use unix:PATH or http://HOST:PORT")
+
+
+def _invoke_path(skill: str, action: str) -> str:
+    return f"/v1/skills/{quote(skill, safe='')}/actions/{quote(action, safe='')}:invoke"
+
+
+def _invoke_body(
+    args: Optional[Mapping[str, Any]], timeout_ms: Optional[int], env: Optional[Mapping[str, str]]
+) -> Dict[str, Any]:
+    body: Dict[str, Any] = {"args": dict(args) if args is not None else {}}
+    if timeout_ms is not None:
+        body["timeout_ms"] = timeout_ms
+    if env:
+        body["env"] = dict(env)
+    return body
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise ServiceError(
+            response.status_code, "unreadable", f"the body is not JSON: {response.text[:200]!r}"
+        ) from None
+
+
+def _service_error(response: httpx.Response) -> SkillhostError:
+    data = _json(response)
+    error = data.get("error") if isinstance(data, dict) else None
+    code = error.get("code", "unknown") if isinstance(error, dict) else "unknown"
+    message = error.get("message", response.text) if isinstance(error, dict) else response.text
+    kind = {401: Unauthorized, 404: NotFound}.get(response.status_code, ServiceError)
+    return kind(response.status_code, code, message)
+
+
+def _result_of(response: httpx.Response) -> InvocationResult:
+    """The result of an invoke response, or the exception its HTTP status stands for."""
+    data = _json(response)
+    if not (isinstance(data, dict) and "status" in data and "skill" in data):
+        raise _service_error(response)
+    result = InvocationResult.from_json(data)
+    status = response.status_code
+    if status == 200:
+        return result
+    if status == 429:
+        retry = response.headers.get("retry-after", "1")
+        raise Overloaded(status, result, float(retry) if retry.isdigit() else 1.0)
+    if status >= 500:
+        raise Unavailable(status, result)
+    raise Rejected(status, result)
+
+
+def _event(sse: Any) -> Optional[Event]:
+    if sse.event == "progress":
+        return Progress.from_json(json.loads(sse.data))
+    if sse.event == "result":
+        return InvocationResult.from_json(json.loads(sse.data))
+    return None
+
+
+def _is_stream(response: httpx.Response) -> bool:
+    return response.headers.get("content-type", "").startswith("text/event-stream")
+
+
+def _not_a_stream(response: httpx.Response) -> SkillhostError:
+    """The error of a call that answered with JSON instead of events (429, 401, ...)."""
+    try:
+        _result_of(response)
+    except SkillhostError as e:
+        return e
+    return ServiceError(response.status_code, "unexpected", "a result without an event stream")
+
+
+class Client:
+    """A synchronous client. Use it as a context manager, or call `close()`.
+
+    `server` is `unix:PATH` or `http://HOST:PORT` (default: `SKILLHOST_SERVER`, else the
+    service's default socket); `token` is the bearer token for TCP (default:
+    `SKILLHOST_TOKEN`); `timeout` bounds each HTTP exchange in seconds (a call's own
+    deadline is the skill's, or `timeout_ms`).
+    """
+
+    def __init__(
+        self,
+        server: Optional[str] = None,
+        *,
+        token: Optional[str] = None,
+        timeout: Optional[float] = 600.0,
+    ) -> None:
+        self.server = server or default_server()
+        base_url, uds = _endpoint(self.server)
+        token = token if token is not None else os.environ.get("SKILLHOST_TOKEN")
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(
+            base_url=base_url,
+            transport=httpx.HTTPTransport(uds=uds) if uds else None,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=10.0),
+        )
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.TransportError as e:
+            raise ServiceUnreachable(self.server, str(e) or type(e).__name__) from e
+
+    def invoke(
+        self,
+        skill: str,
+        action: str,
+        args: Optional[Mapping[str, Any]] = None,
+        *,
+        timeout_ms: Optional[int] = None,
+        env: Optional[Mapping[str, str]] = None,
+        on_progress: Optional[ProgressCallback] = None,
+    ) -> InvocationResult:
+        """Run an action and return its result, whatever its status. Raises `Rejected`,
+        `Overloaded` or `Unavailable` when the call did not run to an answer."""
+        if on_progress is None:
+            response = self._request(
+                "POST", _invoke_path(skill, action), json=_invoke_body(args, timeout_ms, env)
+            )
+            return _result_of(response)
+        for event in self.events(skill, action, args, timeout_ms=timeout_ms, env=env):
+            if isinstance(event, Progress):
+                on_progress(event)
+            else:
+                return event
+        raise ServiceUnreachable(self.server, "the event stream ended before the result")
+
+    def events(
+        self,
+        skill: str,
+        action: str,
+        args: Optional[Mapping[str, Any]] = None,
+        *,
+        timeout_ms: Optional[int] = None,
+        env: Optional[Mapping[str, str]] = None,
+    ) -> Iterator[Event]:
+        """Progress frames as they arrive, then the result (the last item). Leaving the
+        loop early closes the connection, which cancels the call."""
+        try:
+            with connect_sse(
+                self._http,
+                "POST",
+                _invoke_path(skill, action),
+                json=_invoke_body(args, timeout_ms, env),
+                headers={"accept": "text/event-stream"},
+            ) as source:
+                if not _is_stream(source.response):
+                    source.response.read()
+                    raise _not_a_stream(source.response)
+                for sse in source.iter_sse():
+                    event = _event(sse)
+                    if event is not None:
+                        yield event
+                    if isinstance(event, InvocationResult):
+                        return
+        except httpx.TransportError as e:
+            raise ServiceUnreachable(self.server, str(e) or type(e).__name__) from e
+        raise ServiceUnreachable(self.server, "the event stream ended before the result")
+
+    def submit(
+        self,
+        skill: str,
+        action: str,
+        args: Optional[Mapping[str, Any]] = None,
+        *,
+        timeout_ms: Optional[int] = None,
+        env: Optional[Mapping[str, str]] = None,
+    ) -> Invocation:
+        """Start an action without waiting (`Prefer: respond-async`)."""
+        response = self._request(
+            "POST",
+            _invoke_path(skill, action),
+            json=_invoke_body(args, timeout_ms, env),
+            headers={"prefer": "respond-async"},
+        )
+        if response.status_code == 202:
+            return Invocation.from_json(_json(response))
+        _result_of(response)
+        raise ServiceError(response.status_code, "unexpected", response.text[:200])
+
+    def invocation(self, id: str) -> Invocation:
+        """Where an asynchronous invocation stands."""
+        response = self._request("GET", f"/v1/invocations/{quote(id, safe='')}")
+        if response.status_code != 200:
+            raise _service_error(response)
+        return Invocation.from_json(_json(response))
+
+    def cancel(self, id: str) -> Invocation:
+        """Cancel a running invocation (its container is removed), or forget a finished one."""
+        response = self._request("DELETE", f"/v1/invocations/{quote(id, safe='')}")
+        if response.status_code != 200:
+            raise _service_error(response)
+        return Invocation.from_json(_json(response))
+
+    def wait(self, id: str, *, poll: float = 0.1, timeout: Optional[float] = None) -> InvocationResult:
+        """Poll an asynchronous invocation until it ends; its result."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            invocation = self.invocation(id)
+            if invocation.state is not InvocationState.RUNNING and invocation.result:
+                return invocation.result
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"invocation {id} still running after {timeout}s")
+            time.sleep(poll)
+
+    def skills(self) -> List[SkillInfo]:
+        """Every skill the service runs, with its actions' schemas."""
+        response = self._request("GET", "/v1/skills")
+        if response.status_code != 200:
+            raise _service_error(response)
+        return [SkillInfo.from_json(s) for s in _json(response)["skills"]]
+
+    def skill(self, name: str) -> SkillInfo:
+        """One skill; `NotFound` when there is none of that name."""
+        response = self._request("GET", f"/v1/skills/{quote(name, safe='')}")
+        if response.status_code != 200:
+            raise _service_error(response)
+        return SkillInfo.from_json(_json(response))
+
+    def tools(self) -> List[Dict[str, Any]]:
+        """Every action of every skill as a tool definition for a model."""
+        return [tool for skill in self.skills() for tool in skill.tools()]
+
+    def ready(self) -> Tuple[bool, List[str]]:
+        """Whether the service takes calls, and if not, why."""
+        response = self._request("GET", "/readyz")
+        data = _json(response)
+        return bool(data.get("ready")), list(data.get("problems", []))
+
+
+class AsyncClient:
+    """The asyncio twin of `Client`, with the same methods as coroutines."""
+
+    def __init__(
+        self,
+        server: Optional[str] = None,
+        *,
+        token: Optional[str] = None,
+        timeout: Optional[float] = 600.0,
+    ) -> None:
+        self.server = server or default_server()
+        base_url, uds = _endpoint(self.server)
+        token = token if token is not None else os.environ.get("SKILLHOST_TOKEN")
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            transport=httpx.AsyncHTTPTransport(uds=uds) if uds else None,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=10.0),
+        )
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self._http.request(method, path, **kwargs)
+        except httpx.TransportError as e:
+            raise ServiceUnreachable(self.server, str(e) or type(e).__name__) from e
+
+    async def invoke(
+        self,
+        skill: str,
+        action: str,
+        args: Optional[Mapping[str, Any]] = None,
+        *,
+        timeout_ms: Optional[int] = None,
+        env: Optional[Mapping[str, str]] = None,
+        on_progress: Optional[ProgressCallback] = None,
+    ) -> InvocationResult:
+        """See `Client.invoke`. Cancelling the task closes the connection, which cancels
+        the call and removes its container."""
+        if on_progress is None:
+            response = await self._request(
+                "POST", _invoke_path(skill, action), json=_invoke_body(args, timeout_ms, env)
+            )
+            return _result_of(response)
+        async for event in self.events(skill, action, args, timeout_ms=timeout_ms, env=env):
+            if isinstance(event, Progress):
+                on_progress(event)
+            else:
+                return event
+        raise ServiceUnreachable(self.server, "the event stream ended before the result")
+
+    async def events(
+        self,
+        skill: str,
+        action: str,
+        args: Optional[Mapping[str, Any]] = None,
+        *,
+        timeout_ms: Optional[int] = None,
+        env: Optional[Mapping[str, str]] = None,
+    ) -> AsyncIterator[Event]:
+        """See `Client.events`."""
+        try:
+            async with aconnect_sse(
+                self._http,
+                "POST",
+                _invoke_path(skill, action),
+                json=_invoke_body(args, timeout_ms, env),
+                headers={"accept": "text/event-stream"},
+            ) as source:
+                if not _is_stream(source.response):
+                    await source.response.aread()
+                    raise _not_a_stream(source.response)
+                async for sse in source.aiter_sse():
+                    event = _event(sse)
+                    if event is not None:
+                        yield event
+                    if isinstance(event, InvocationResult):
+                        return
+        except httpx.TransportError as e:
+            raise ServiceUnreachable(self.server, str(e) or type(e).__name__) from e
+        raise ServiceUnreachable(self.server, "the event stream ended before the result")
+
+    async def submit(
+        self,
+        skill: str,
+        action: str,
+        args: Optional[Mapping[str, Any]] = None,
+        *,
+        timeout_ms: Optional[int] = None,
+        env: Optional[Mapping[str, str]] = None,
+    ) -> Invocation:
+        """See `Client.submit`."""
+        response = await self._request(
+            "POST",
+            _invoke_path(skill, action),
+            json=_invoke_body(args, timeout_ms, env),
+            headers={"prefer": "respond-async"},
+        )
+        if response.status_code == 202:
+            return Invocation.from_json(_json(response))
+        _result_of(response)
+        raise ServiceError(response.status_code, "unexpected", response.text[:200])
+
+    async def invocation(self, id: str) -> Invocation:
+        """See `Client.invocation`."""
+        response = await self._request("GET", f"/v1/invocations/{quote(id, safe='')}")
+        if response.status_code != 200:
+            raise _service_error(response)
+        return Invocation.from_json(_json(response))
+
+    async def cancel(self, id: str) -> Invocation:
+        """See `Client.cancel`."""
+        response = await self._request("DELETE", f"/v1/invocations/{quote(id, safe='')}")
+        if response.status_code != 200:
+            raise _service_error(response)
+        return Invocation.from_json(_json(response))
+
+    async def wait(
+        self, id: str, *, poll: float = 0.1, timeout: Optional[float] = None
+    ) -> InvocationResult:
+        """See `Client.wait`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            invocation = await self.invocation(id)
+            if invocation.state is not InvocationState.RUNNING and invocation.result:
+                return invocation.result
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"invocation {id} still running after {timeout}s")
+            await asyncio.sleep(poll)
+
+    async def skills(self) -> List[SkillInfo]:
+        """See `Client.skills`."""
+        response = await self._request("GET", "/v1/skills")
+        if response.status_code != 200:
+            raise _service_error(response)
+        return [SkillInfo.from_json(s) for s in _json(response)["skills"]]
+
+    async def skill(self, name: str) -> SkillInfo:
+        """See `Client.skill`."""
+        response = await self._request("GET", f"/v1/skills/{quote(name, safe='')}")
+        if response.status_code != 200:
+            raise _service_error(response)
+        return SkillInfo.from_json(_json(response))
+
+    async def ready(self) -> Tuple[bool, List[str]]:
+        """See `Client.ready`."""
+        response = await self._request("GET", "/readyz")
+        data = _json(response)
+        return bool(data.get("ready")), list(data.get("problems", []))
+
+
+__all__ = ["AsyncClient", "Client", "default_server"]

@@ -1,0 +1,122 @@
+"""A real `skillhost serve` (the repository's binary) over the probe fixture skill and the
+real Docker Engine: no mock of the service, none of Docker."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Iterator, List
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+BINARY = Path(os.environ.get("SKILLHOST_BIN", REPO / "target" / "debug" / "skillhost"))
+PROBE = f"it-py-probe-{os.getpid()}"
+
+
+class Service:
+    """One `skillhost serve` process."""
+
+    def __init__(self, skills: Path, flags: List[str]) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="skillhost-py-"))
+        self.socket = self.dir / "s.sock"
+        self.process = subprocess.Popen(
+            [str(BINARY), "--skills-dir", str(skills), "--format", "json", "serve",
+             "--socket", str(self.socket), *flags],
+            cwd=self.dir,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        text = ""
+        assert self.process.stdout is not None
+        while True:
+            line = self.process.stdout.readline()
+            assert line, "skillhost serve exited before listening; see its stderr"
+            text += line
+            try:
+                started = json.loads(text)
+                break
+            except ValueError:
+                continue
+        self.instance: str = started["instance"]
+        self.tcp = next((e for e in started["listening"] if e.startswith("http://")), None)
+        self.server = f"unix:{self.socket}"
+
+    def containers(self) -> int:
+        out = subprocess.run(
+            ["docker", "ps", "-aq", "--filter", f"label=io.skillhost.instance={self.instance}"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+        return len(out.split())
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        ids = subprocess.run(
+            ["docker", "ps", "-aq", "--filter", f"label=io.skillhost.instance={self.instance}"],
+            capture_output=True, text=True,
+        ).stdout.split()
+        if ids:
+            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def skills() -> Iterator[Path]:
+    """The probe fixture, renamed to this run's own skill; its image is removed at the end."""
+    assert BINARY.exists(), f"{BINARY} is missing: run `cargo build -p skillhost` first"
+    subprocess.run([str(BINARY), "images", "build"], cwd=REPO, check=True, capture_output=True)
+    root = Path(tempfile.mkdtemp(prefix="skillhost-py-skills-"))
+    shutil.copytree(REPO / "host" / "tests" / "fixtures" / "probe", root / PROBE)
+    manifest = root / PROBE / "skill.yaml"
+    manifest.write_text(manifest.read_text().replace("name: FIXTURE", f"name: {PROBE}"))
+    try:
+        yield root
+    finally:
+        images = subprocess.run(
+            ["docker", "images", "-q", "--filter", f"label=io.skillhost.skill={PROBE}"],
+            capture_output=True, text=True,
+        ).stdout.split()
+        if images:
+            subprocess.run(["docker", "rmi", "-f", *set(images)], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def service(skills: Path) -> Iterator[Service]:
+    """The service most tests share, with its probe image built once."""
+    svc = Service(skills, [])
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+@pytest.fixture
+def start_service(skills: Path) -> Iterator:
+    """A factory for services with their own flags, stopped after the test."""
+    started: List[Service] = []
+
+    def start(*flags: str) -> Service:
+        svc = Service(skills, list(flags))
+        started.append(svc)
+        return svc
+
+    yield start
+    for svc in started:
+        svc.stop()
+
+
+@pytest.fixture
+def probe() -> str:
+    return PROBE

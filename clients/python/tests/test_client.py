@@ -1,0 +1,154 @@
+"""The Python client against a real `skillhost serve` and the real engine."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+import skillhost
+from skillhost import (
+    AsyncClient,
+    Client,
+    InvocationPath,
+    InvocationState,
+    Overloaded,
+    Progress,
+    Rejected,
+    ServiceUnreachable,
+    SkillFailed,
+    Status,
+    Unauthorized,
+)
+
+
+def wait_for(condition, what: str, limit: float = 20.0) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {limit}s"
+        time.sleep(0.05)
+
+
+def test_invoke_returns_a_typed_result(service, probe):
+    with Client(service.server) as client:
+        result = client.invoke(probe, "echo", {"data": "hi"})
+    assert result.status is Status.OK
+    assert result.ok
+    assert result.output == {"data": "hi", "len": 2}
+    assert isinstance(result.path, InvocationPath)
+    assert result.image and result.image.startswith(f"skill-{probe}:")
+    assert result.duration_ms >= 0
+
+
+def test_a_failed_run_is_a_result_and_raise_for_status_names_it(service, probe):
+    with Client(service.server) as client:
+        result = client.invoke(probe, "fail")
+        timed_out = client.invoke(probe, "sleep", {"seconds": 30}, timeout_ms=300)
+    assert result.status is Status.SKILL_ERROR
+    assert result.error is not None and result.error.code == "probe_failed"
+    with pytest.raises(SkillFailed, match="skill_error probe_failed"):
+        result.raise_for_status()
+    assert timed_out.status is Status.TIMEOUT
+
+
+def test_progress_arrives_by_callback_and_as_events(service, probe):
+    seen = []
+    with Client(service.server) as client:
+        result = client.invoke(probe, "ok", on_progress=seen.append)
+        events = list(client.events(probe, "ok"))
+    assert result.ok
+    assert seen and seen[0].message == "halfway" and seen[0].fraction == 0.5
+    assert isinstance(events[0], Progress)
+    assert isinstance(events[-1], skillhost.InvocationResult) and events[-1].ok
+
+
+def test_refusals_raise_exceptions_naming_what_was_wrong(service, probe):
+    with Client(service.server) as client:
+        with pytest.raises(Rejected) as unknown:
+            client.invoke("no-such-skill", "x")
+        with pytest.raises(Rejected) as bad_args:
+            client.invoke(probe, "sleep", {"seconds": "long"})
+        with pytest.raises(skillhost.NotFound):
+            client.skill("no-such-skill")
+    assert unknown.value.status_code == 404 and unknown.value.code == "unknown_skill"
+    assert bad_args.value.status_code == 422 and bad_args.value.code == "invalid_args"
+    assert bad_args.value.result.status is Status.REJECTED
+
+
+def test_skills_carry_their_schemas_as_tool_definitions(service, probe):
+    with Client(service.server) as client:
+        skills = {s.name: s for s in client.skills()}
+        ready, problems = client.ready()
+    assert ready and problems == []
+    info = skills[probe]
+    assert info.actions["sleep"].input["required"] == ["seconds"]
+    tools = {t["name"]: t for t in info.tools()}
+    assert tools[f"{probe}__sleep"]["parameters"]["required"] == ["seconds"]
+
+
+def test_an_async_invocation_is_waited_for_or_cancelled(service, probe):
+    with Client(service.server) as client:
+        started = client.submit(probe, "sleep", {"seconds": 0.1})
+        assert started.state is InvocationState.RUNNING
+        result = client.wait(started.id, timeout=30)
+        assert result.ok and result.id == started.id
+        long = client.submit(probe, "sleep", {"seconds": 60})
+        wait_for(lambda: service.containers() > 0, "the call's container")
+        cancelled = client.cancel(long.id)
+    assert cancelled.state is InvocationState.CANCELLED
+    assert cancelled.result is not None and cancelled.result.error.code == "cancelled"
+    wait_for(lambda: service.containers() == 0, "the cancelled call's container removal")
+
+
+async def test_the_asyncio_client_invokes_streams_and_cancels(service, probe):
+    async with AsyncClient(service.server) as client:
+        results = await asyncio.gather(*(client.invoke(probe, "ok") for _ in range(4)))
+        assert all(r.ok for r in results)
+        events = [e async for e in client.events(probe, "ok")]
+        assert isinstance(events[-1], skillhost.InvocationResult)
+        task = asyncio.create_task(client.invoke(probe, "sleep", {"seconds": 60}))
+        while service.containers() == 0:
+            await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    wait_for(lambda: service.containers() == 0, "a cancelled caller's container removal")
+
+
+def test_tcp_needs_the_token(start_service, probe, tmp_path):
+    import subprocess
+    from conftest import BINARY
+
+    made = subprocess.run([str(BINARY), "token", "py"], capture_output=True, text=True, check=True)
+    token = made.stdout.strip()
+    entry = "\n".join(l for l in made.stderr.splitlines() if not l.startswith("#"))
+    tokens = tmp_path / "tokens.toml"
+    tokens.write_text(entry + "\n")
+    svc = start_service("--listen", "127.0.0.1:0", "--tokens", str(tokens))
+    with Client(svc.tcp, token="skh_wrong") as client:
+        with pytest.raises(Unauthorized, match="invalid_token"):
+            client.invoke(probe, "ok")
+    with Client(svc.tcp, token=token) as client:
+        assert client.invoke(probe, "ok").ok
+
+
+def test_overload_raises_with_the_time_to_retry(start_service, probe):
+    svc = start_service("--max-in-flight", "1", "--queue", "0")
+    with Client(svc.server) as client:
+        slow = threading.Thread(target=lambda: client.invoke(probe, "sleep", {"seconds": 2}))
+        slow.start()
+        wait_for(lambda: svc.containers() > 0, "the first call's container")
+        with pytest.raises(Overloaded) as overloaded:
+            client.invoke(probe, "ok")
+        slow.join()
+    assert overloaded.value.status_code == 429
+    assert overloaded.value.retry_after >= 1
+    assert overloaded.value.code == "overloaded"
+
+
+def test_an_unreachable_service_is_named(tmp_path):
+    with Client(f"unix:{tmp_path / 'none.sock'}") as client:
+        with pytest.raises(ServiceUnreachable, match="none.sock"):
+            client.invoke("echo", "say", {"text": "x"})

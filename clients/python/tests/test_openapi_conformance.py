@@ -1,0 +1,28 @@
+"""The service against its own OpenAPI document: schemathesis generates requests from
+docs/openapi.json, sends them to a real `skillhost serve` on TCP with a token, and checks
+every answer (status codes, content types, bodies against their schemas)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import BINARY, REPO
+
+
+def test_every_answer_matches_the_openapi_document(start_service, tmp_path):
+    made = subprocess.run([str(BINARY), "token", "conformance"], capture_output=True,
+                          text=True, check=True)
+    token = made.stdout.strip()
+    tokens = tmp_path / "tokens.toml"
+    tokens.write_text("\n".join(l for l in made.stderr.splitlines() if not l.startswith("#")))
+    svc = start_service("--listen", "127.0.0.1:0", "--tokens", str(tokens))
+    st = Path(sys.executable).parent / "st"
+    run = subprocess.run(
+        [str(st), "run", str(REPO / "docs" / "openapi.json"), "--url", svc.tcp,
+         "-H", f"Authorization: Bearer {token}", "--checks", "all",
+         "--max-examples", "25", "--seed", "1", "--no-color"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]

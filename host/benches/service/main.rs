@@ -1,0 +1,425 @@
+//! The service benchmark, every figure from one run on one machine:
+//! `cargo bench -p skillhost --bench service` (add `-- --quick` for fewer rounds).
+//!
+//! It starts real `skillhost serve` processes (the release binary) and measures, through
+//! HTTP on the unix socket and on TCP, against a hardened `docker run --rm -i` of the
+//! same image in the same run:
+//!
+//! - one echo call per path: cold, prewarmed (started up to the init), warm;
+//! - a whole `skillhost invoke --server` process against a prewarmed skill;
+//! - throughput at concurrency 1, 16 and 64 (warm);
+//! - four times the admission limit: how many 429s, the p99 of the admitted, none lost;
+//! - the daemon's resident memory with 1,000 open connections.
+//!
+//! Prints Markdown tables; leaves no container behind.
+
+#[path = "../common/baseline.rs"]
+mod baseline;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use baseline::{docker_run, ms, percentile};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+
+const ECHO_BODY: &str = r#"{"args":{"text":"hi"}}"#;
+
+/// A `skillhost serve` process.
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+    tcp: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(roots: &[&Path], flags: &[&str], token_file: Option<&Path>) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("s.sock");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_skillhost"));
+        for root in roots {
+            command.arg("--skills-dir").arg(root);
+        }
+        command
+            .args(["--format", "json", "serve", "--socket"])
+            .arg(&socket)
+            .args(flags);
+        if let Some(tokens) = token_file {
+            command
+                .args(["--listen", "127.0.0.1:0", "--tokens"])
+                .arg(tokens);
+        }
+        let mut child = command
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut text = String::new();
+        let started: serde_json::Value = loop {
+            let mut line = String::new();
+            assert!(stdout.read_line(&mut line).unwrap() > 0, "serve exited");
+            text.push_str(&line);
+            if let Ok(v) = serde_json::from_str(&text) {
+                break v;
+            }
+        };
+        let tcp = started["listening"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|e| e.as_str()?.strip_prefix("http://").map(str::to_string));
+        Daemon {
+            child,
+            socket,
+            tcp,
+            _dir: dir,
+        }
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// A keep-alive HTTP/1 connection.
+struct Connection {
+    sender: SendRequest<Full<Bytes>>,
+    token: Option<String>,
+}
+
+impl Connection {
+    async fn unix(daemon: &Daemon) -> Connection {
+        let stream = tokio::net::UnixStream::connect(&daemon.socket)
+            .await
+            .unwrap();
+        Connection::over(TokioIo::new(stream), None).await
+    }
+
+    async fn tcp(daemon: &Daemon, token: &str) -> Connection {
+        let stream = tokio::net::TcpStream::connect(daemon.tcp.as_deref().unwrap())
+            .await
+            .unwrap();
+        stream.set_nodelay(true).unwrap();
+        Connection::over(TokioIo::new(stream), Some(token.to_string())).await
+    }
+
+    async fn over<T>(io: T, token: Option<String>) -> Connection
+    where
+        T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let (sender, connection) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(connection);
+        Connection { sender, token }
+    }
+
+    /// POST an invoke; the status, the result's path and how long it took.
+    async fn invoke(&mut self, skill: &str) -> (StatusCode, String, Duration) {
+        let mut request = Request::post(format!("/v1/skills/{skill}/actions/say:invoke"))
+            .header("host", "bench")
+            .header("content-type", "application/json");
+        if let Some(token) = &self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request
+            .body(Full::new(Bytes::from_static(ECHO_BODY.as_bytes())))
+            .unwrap();
+        let started = Instant::now();
+        self.sender.ready().await.unwrap();
+        let response = self.sender.send_request(request).await.unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let elapsed = started.elapsed();
+        let result: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if status == StatusCode::OK {
+            assert_eq!(result["status"], "ok", "{result}");
+        }
+        (
+            status,
+            result["path"].as_str().unwrap_or_default().to_string(),
+            elapsed,
+        )
+    }
+
+    async fn get(&mut self, path: &str) -> String {
+        let request = Request::get(path)
+            .header("host", "bench")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        self.sender.ready().await.unwrap();
+        let response = self.sender.send_request(request).await.unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8_lossy(&body).into_owned()
+    }
+}
+
+/// Wait until the daemon's prewarm pool of `skill` holds `count` containers.
+async fn pool_full(connection: &mut Connection, skill: &str, count: usize) {
+    let line = format!("skillhost_prewarm_ready{{skill=\"{skill}\"}} {count}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !connection.get("/metrics").await.contains(&line) {
+        assert!(Instant::now() < deadline, "the prewarm pool did not fill");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn row(name: &str, samples: &[Duration], docker: Duration) {
+    let median = percentile(samples, 50);
+    println!(
+        "| {name} | {:.2} | {:.2} | {:.3}x |",
+        ms(median),
+        ms(percentile(samples, 95)),
+        ms(median) / ms(docker)
+    );
+}
+
+/// Calls per second with `concurrency` keep-alive connections sharing `total` calls.
+async fn throughput(daemon: &Daemon, skill: &'static str, concurrency: usize, total: u64) -> f64 {
+    let next = Arc::new(AtomicU64::new(0));
+    let mut connections = Vec::new();
+    for _ in 0..concurrency {
+        connections.push(Connection::unix(daemon).await);
+    }
+    let started = Instant::now();
+    let callers: Vec<_> = connections
+        .into_iter()
+        .map(|mut connection| {
+            let next = next.clone();
+            tokio::spawn(async move {
+                while next.fetch_add(1, Ordering::SeqCst) < total {
+                    let (status, _, _) = connection.invoke(skill).await;
+                    assert_eq!(status, StatusCode::OK);
+                }
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.await.unwrap();
+    }
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (latency_rounds, fast_rounds, per_level) = if quick {
+        (8, 300, 500)
+    } else {
+        (30, 3000, 4000)
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let skills = root.join("skills");
+    let bench_skills = root.join("host/benches/skills");
+    let dir = tempfile::tempdir().unwrap();
+    let (token, entry) = skillhost::service::new_token("bench", None);
+    let tokens = dir.path().join("tokens.toml");
+    std::fs::write(&tokens, entry).unwrap();
+
+    let cold = Daemon::start(&[&skills], &[], Some(&tokens));
+    let fast = Daemon::start(
+        &[&skills, &bench_skills],
+        &[
+            "--prewarm",
+            "echo=4",
+            "--max-in-flight",
+            "64",
+            "--queue",
+            "256",
+        ],
+        Some(&tokens),
+    );
+    let mut cold_unix = Connection::unix(&cold).await;
+    let mut cold_tcp = Connection::tcp(&cold, &token).await;
+    let mut fast_unix = Connection::unix(&fast).await;
+    let mut fast_tcp = Connection::tcp(&fast, &token).await;
+    // First calls build images and start workers.
+    cold_unix.invoke("echo").await;
+    for _ in 0..4 {
+        fast_unix.invoke("echo-serve").await;
+    }
+    pool_full(&mut fast_unix, "echo", 4).await;
+    let image = {
+        let list: serde_json::Value =
+            serde_json::from_str(&cold_unix.get("/v1/skills/echo").await).unwrap();
+        list["image"].as_str().unwrap().to_string()
+    };
+    let seccomp = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(seccomp.path(), skillhost::testing::PROFILE_JSON.as_bytes()).unwrap();
+    let request =
+        skill_sdk::Request::new("bench", "say", serde_json::json!({"text": "hi"})).to_line();
+
+    let mut docker = Vec::new();
+    let (mut cold_u, mut cold_t, mut pre_u, mut pre_t, mut cli) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let server = format!("unix:{}", fast.socket.display());
+    for _ in 0..latency_rounds {
+        docker.push(docker_run(&image, seccomp.path(), request.as_bytes()));
+        for (connection, samples) in [(&mut cold_unix, &mut cold_u), (&mut cold_tcp, &mut cold_t)] {
+            let (_, path, took) = connection.invoke("echo").await;
+            assert_eq!(path, "cold");
+            samples.push(took);
+            // Let the engine finish removing the container before the next measurement.
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        for (connection, samples) in [(&mut fast_unix, &mut pre_u), (&mut fast_tcp, &mut pre_t)] {
+            let (_, path, took) = connection.invoke("echo").await;
+            assert_eq!(path, "prewarmed");
+            samples.push(took);
+        }
+        pool_full(&mut fast_unix, "echo", 4).await;
+        let started = Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_skillhost"))
+            .args([
+                "invoke",
+                "echo",
+                "say",
+                "--args",
+                r#"{"text":"hi"}"#,
+                "--server",
+                &server,
+            ])
+            .output()
+            .unwrap();
+        cli.push(started.elapsed());
+        assert!(out.status.success());
+        pool_full(&mut fast_unix, "echo", 4).await;
+    }
+    let (mut warm_u, mut warm_t) = (Vec::new(), Vec::new());
+    for _ in 0..fast_rounds {
+        warm_u.push(fast_unix.invoke("echo-serve").await.2);
+        warm_t.push(fast_tcp.invoke("echo-serve").await.2);
+    }
+    let docker_median = percentile(&docker, 50);
+
+    println!("\n## One echo call through the service\n");
+    println!("Rounds: {latency_rounds} (cold, prewarmed, CLI), {fast_rounds} (warm).\n");
+    println!("| path | median ms | p95 ms | median / docker run |");
+    println!("|---|---:|---:|---:|");
+    row(
+        "docker run --rm -i (hardened), whole process",
+        &docker,
+        docker_median,
+    );
+    row("cold, HTTP on the unix socket", &cold_u, docker_median);
+    row("cold, HTTP on TCP with a token", &cold_t, docker_median);
+    row("prewarmed (started), unix socket", &pre_u, docker_median);
+    row("prewarmed (started), TCP", &pre_t, docker_median);
+    row("warm, unix socket", &warm_u, docker_median);
+    row("warm, TCP", &warm_t, docker_median);
+    row(
+        "`skillhost invoke --server`, whole process, prewarmed",
+        &cli,
+        docker_median,
+    );
+
+    println!("\n## Throughput, warm (echo-serve, 4 workers), unix socket\n");
+    println!("| concurrency | calls/s |");
+    println!("|---:|---:|");
+    for concurrency in [1, 16, 64] {
+        let rate = throughput(&fast, "echo-serve", concurrency, per_level).await;
+        println!("| {concurrency} | {rate:.0} |");
+    }
+
+    // Four times the admission limit: 16 running and 16 queued, 128 callers.
+    let limited = Daemon::start(
+        &[&skills],
+        &[
+            "--max-in-flight",
+            "16",
+            "--queue",
+            "16",
+            "--queue-wait",
+            "1s",
+        ],
+        None,
+    );
+    let calls_each = if quick { 5 } else { 10 };
+    let callers: Vec<_> = (0..128)
+        .map(|_| {
+            let socket = limited.socket.clone();
+            tokio::spawn(async move {
+                let stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
+                let mut connection = Connection::over(TokioIo::new(stream), None).await;
+                let mut seen = Vec::new();
+                for _ in 0..calls_each {
+                    seen.push(connection.invoke("echo").await);
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for caller in callers {
+        answers.extend(caller.await.unwrap());
+    }
+    let admitted: Vec<Duration> = answers
+        .iter()
+        .filter(|(s, _, _)| *s == StatusCode::OK)
+        .map(|(_, _, d)| *d)
+        .collect();
+    let refused: Vec<Duration> = answers
+        .iter()
+        .filter(|(s, _, _)| *s == StatusCode::TOO_MANY_REQUESTS)
+        .map(|(_, _, d)| *d)
+        .collect();
+    println!(
+        "\n## Four times the admission limit (16 in flight + 16 queued, 128 callers, cold echo)\n"
+    );
+    println!("| sent | 200 | 429 | other | p99 of the admitted ms | p99 of a 429 ms |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {} | {} | {} | {} | {:.1} | {:.1} |",
+        128 * calls_each,
+        admitted.len(),
+        refused.len(),
+        answers.len() - admitted.len() - refused.len(),
+        ms(percentile(&admitted, 99)),
+        ms(percentile(&refused, 99)),
+    );
+    limited.stop();
+
+    let before = fast.rss_kib();
+    let mut held = Vec::new();
+    for _ in 0..1000 {
+        let mut connection = Connection::unix(&fast).await;
+        connection.get("/healthz").await;
+        held.push(connection);
+    }
+    let with_connections = fast.rss_kib();
+    drop(held);
+    println!("\n## The daemon's memory\n");
+    println!("| state | resident set MiB |");
+    println!("|---|---:|");
+    println!(
+        "| idle after the runs above | {:.1} |",
+        before as f64 / 1024.0
+    );
+    println!(
+        "| with 1,000 open connections | {:.1} |",
+        with_connections as f64 / 1024.0
+    );
+
+    cold.stop();
+    fast.stop();
+}

@@ -1,0 +1,251 @@
+//! `skillhost invoke --server`: the same call sent to a running `skillhost serve`, over its
+//! unix socket or TCP (with `SKILLHOST_TOKEN`). Progress arrives as server-sent events and
+//! is printed as a local call prints it; the result is the service's own.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use eventsource_stream::Eventsource;
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{header, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use skillhost::api::{InvocationResult, InvokeRequest, ServiceError};
+
+/// Where a service listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Server {
+    /// `unix:PATH`.
+    Unix(PathBuf),
+    /// `http://HOST:PORT`.
+    Tcp(String),
+}
+
+impl FromStr for Server {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Server, String> {
+        if let Some(path) = text.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err("unix: needs the socket's path, e.g. unix:/run/skillhost.sock".into());
+            }
+            return Ok(Server::Unix(PathBuf::from(path)));
+        }
+        if let Some(authority) = text.strip_prefix("http://") {
+            let authority = authority.trim_end_matches('/');
+            if authority.is_empty() || authority.contains('/') {
+                return Err(format!(
+                    "{text:?}: give the service's address alone, e.g. http://127.0.0.1:8080"
+                ));
+            }
+            return Ok(Server::Tcp(authority.to_string()));
+        }
+        Err(format!(
+            "{text:?} is not a server address: use unix:PATH or http://HOST:PORT"
+        ))
+    }
+}
+
+impl std::fmt::Display for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Server::Unix(path) => write!(f, "unix:{}", path.display()),
+            Server::Tcp(authority) => write!(f, "http://{authority}"),
+        }
+    }
+}
+
+/// Why a remote call has no result.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RemoteError {
+    /// The service could not be reached or the connection broke.
+    #[error("cannot reach the service at {server}: {message}")]
+    Unreachable { server: String, message: String },
+    /// The service answered with an error of its own (not a result).
+    #[error("the service at {server} answered {status}: {message} ({code})")]
+    Service {
+        server: String,
+        status: StatusCode,
+        code: String,
+        message: String,
+    },
+    /// The service's answer could not be read.
+    #[error(
+        "the service at {server} answered {status} with a body that is not a result: {message}"
+    )]
+    Garbled {
+        server: String,
+        status: StatusCode,
+        message: String,
+    },
+}
+
+impl RemoteError {
+    /// A refused token is the caller's to fix; anything else is the infrastructure's.
+    pub(crate) fn exit_code(&self) -> i32 {
+        match self {
+            RemoteError::Service { status, .. } if status.is_client_error() => {
+                skillhost::api::exit_code::USAGE
+            }
+            _ => skillhost::api::exit_code::INFRASTRUCTURE,
+        }
+    }
+}
+
+/// Send the call and wait for its result, handing each progress frame to `on_progress`.
+pub(crate) async fn invoke(
+    server: &Server,
+    skill: &str,
+    action: &str,
+    request: &InvokeRequest,
+    token: Option<&str>,
+    on_progress: impl Fn(&skill_sdk::Progress),
+) -> Result<InvocationResult, RemoteError> {
+    let unreachable = |message: String| RemoteError::Unreachable {
+        server: server.to_string(),
+        message,
+    };
+    let body = serde_json::to_vec(request).map_err(|e| unreachable(e.to_string()))?;
+    let path = format!(
+        "/v1/skills/{}/actions/{}:invoke",
+        encode(skill),
+        encode(action)
+    );
+    let mut builder = Request::post(path)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ACCEPT, "text/event-stream");
+    builder = match server {
+        Server::Unix(_) => builder.header(header::HOST, "skillhost"),
+        Server::Tcp(authority) => builder.header(header::HOST, authority.as_str()),
+    };
+    if let Some(token) = token {
+        builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = builder
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| unreachable(e.to_string()))?;
+    let response = match server {
+        Server::Unix(path) => {
+            let stream = tokio::net::UnixStream::connect(path)
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
+            send(TokioIo::new(stream), request).await
+        }
+        Server::Tcp(authority) => {
+            let stream = tokio::net::TcpStream::connect(authority.as_str())
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
+            send(TokioIo::new(stream), request).await
+        }
+    }
+    .map_err(|e| unreachable(e.to_string()))?;
+    let status = response.status();
+    let is_events = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if is_events {
+        let mut events = response.into_body().into_data_stream().eventsource();
+        while let Some(event) = events.next().await {
+            let event = event.map_err(|e| unreachable(format!("the event stream broke: {e}")))?;
+            match event.event.as_str() {
+                "progress" => {
+                    if let Ok(progress) = serde_json::from_str(&event.data) {
+                        on_progress(&progress);
+                    }
+                }
+                "result" => {
+                    return serde_json::from_str(&event.data).map_err(|e| RemoteError::Garbled {
+                        server: server.to_string(),
+                        status,
+                        message: e.to_string(),
+                    })
+                }
+                _ => {}
+            }
+        }
+        return Err(unreachable(
+            "the event stream ended before the result".into(),
+        ));
+    }
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?
+        .to_bytes();
+    if let Ok(result) = serde_json::from_slice::<InvocationResult>(&body) {
+        return Ok(result);
+    }
+    match serde_json::from_slice::<ServiceError>(&body) {
+        Ok(error) => Err(RemoteError::Service {
+            server: server.to_string(),
+            status,
+            code: error.error.code,
+            message: error.error.message,
+        }),
+        Err(_) => Err(RemoteError::Garbled {
+            server: server.to_string(),
+            status,
+            message: String::from_utf8_lossy(&body).chars().take(200).collect(),
+        }),
+    }
+}
+
+async fn send<T>(
+    io: T,
+    request: Request<Full<Bytes>>,
+) -> Result<hyper::Response<hyper::body::Incoming>, hyper::Error>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    sender.send_request(request).await
+}
+
+/// A path segment, percent-encoded where it is not a plain name character.
+fn encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_addresses_are_unix_paths_or_http_authorities() {
+        assert_eq!(
+            "unix:/run/s.sock".parse::<Server>().unwrap(),
+            Server::Unix("/run/s.sock".into())
+        );
+        assert_eq!(
+            "http://127.0.0.1:8080/".parse::<Server>().unwrap(),
+            Server::Tcp("127.0.0.1:8080".into())
+        );
+        assert!("https://x"
+            .parse::<Server>()
+            .unwrap_err()
+            .contains("unix:PATH"));
+        assert!("http://h/v1".parse::<Server>().is_err());
+        assert!("unix:".parse::<Server>().is_err());
+    }
+
+    #[test]
+    fn path_segments_are_percent_encoded() {
+        assert_eq!(encode("echo"), "echo");
+        assert_eq!(encode("../x/y"), "..%2Fx%2Fy");
+    }
+}

@@ -1,0 +1,199 @@
+//! `skillhost serve`: the HTTP service, configured by flags, environment and an optional
+//! `skillhost.toml` (in that order of precedence), until SIGTERM or SIGINT. The first
+//! signal drains; a second one stops at once. Either way every container is removed.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use skillhost::manifest::units::{ByteSize, HumanDuration};
+use skillhost::service::{ServeSettings, Service};
+use skillhost::{Error, Host, HostConfig};
+
+use super::invoke::Interrupts;
+use super::{output, Format};
+
+/// The settings file read when `--config` is not given and it exists.
+const DEFAULT_CONFIG: &str = "skillhost.toml";
+
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "\
+Every setting can also be given as SKILLHOST_<FLAG> in the environment (e.g. \
+SKILLHOST_MAX_IN_FLIGHT=32, SKILLHOST_PREWARM=echo=4,python=2) or as a key of \
+skillhost.toml (--config; read from the current directory when present). A flag wins over \
+the environment, which wins over the file. Keys of the file: socket, listen, tokens, \
+skills-dirs, build, max-in-flight, max-in-flight-per-skill, queue, queue-wait, max-body, \
+header-timeout, grace, keep-results, max-results, prewarm-started, prewarm.")]
+pub(crate) struct ServeCli {
+    /// The unix socket to listen on, mode 0600 [key: socket]. Default:
+    /// $XDG_RUNTIME_DIR/skillhost/skillhost.sock, else skillhost-$USER/skillhost.sock in
+    /// the temporary directory.
+    #[arg(long, env = "SKILLHOST_SOCKET")]
+    socket: Option<PathBuf>,
+    /// Also listen on TCP, e.g. 127.0.0.1:8080; every caller must then present a bearer
+    /// token from --tokens [key: listen].
+    #[arg(long, env = "SKILLHOST_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// The tokens file for TCP callers: [[token]] entries with a name, the token's
+    /// sha256 and an optional max-in-flight (`skillhost token NAME` makes one) [key: tokens].
+    #[arg(long, env = "SKILLHOST_TOKENS")]
+    tokens: Option<PathBuf>,
+    /// A settings file [default: ./skillhost.toml when present].
+    #[arg(long, env = "SKILLHOST_CONFIG")]
+    config: Option<PathBuf>,
+    /// Never build: a skill whose image is missing is refused, and /readyz says so
+    /// [key: build = false].
+    #[arg(long, env = "SKILLHOST_NO_BUILD")]
+    no_build: bool,
+    /// Calls running at once over all skills [key: max-in-flight; default 16].
+    #[arg(long, env = "SKILLHOST_MAX_IN_FLIGHT")]
+    max_in_flight: Option<usize>,
+    /// Calls running at once for one skill [key: max-in-flight-per-skill; default: the
+    /// global limit].
+    #[arg(long, env = "SKILLHOST_MAX_IN_FLIGHT_PER_SKILL")]
+    max_in_flight_per_skill: Option<usize>,
+    /// Calls that may wait for a slot; beyond it, 429 at once [key: queue; default 64].
+    #[arg(long, env = "SKILLHOST_QUEUE")]
+    queue: Option<usize>,
+    /// How long a call may wait for a slot before 429 [key: queue-wait; default 5s].
+    #[arg(long, env = "SKILLHOST_QUEUE_WAIT", value_parser = duration)]
+    queue_wait: Option<HumanDuration>,
+    /// Largest request body [key: max-body; default 2MiB].
+    #[arg(long, env = "SKILLHOST_MAX_BODY", value_parser = size)]
+    max_body: Option<ByteSize>,
+    /// How long a client may take to send its headers; also how long an idle connection
+    /// stays open [key: header-timeout; default 10s].
+    #[arg(long, env = "SKILLHOST_HEADER_TIMEOUT", value_parser = duration)]
+    header_timeout: Option<HumanDuration>,
+    /// How long in-flight calls may finish after SIGTERM before they are cancelled
+    /// [key: grace; default 30s].
+    #[arg(long, env = "SKILLHOST_GRACE", value_parser = duration)]
+    grace: Option<HumanDuration>,
+    /// How long a finished asynchronous result is kept [key: keep-results; default 10m].
+    #[arg(long, env = "SKILLHOST_KEEP_RESULTS", value_parser = duration)]
+    keep_results: Option<HumanDuration>,
+    /// Most asynchronous invocations remembered [key: max-results; default 1000].
+    #[arg(long, env = "SKILLHOST_MAX_RESULTS")]
+    max_results: Option<usize>,
+    /// NAME=K: keep K prewarmed containers of skill NAME, over its manifest's run.prewarm;
+    /// repeat for several [key: prewarm = {NAME = K}]. Pools fill at start.
+    #[arg(
+        long = "prewarm",
+        value_name = "NAME=K",
+        value_parser = prewarm_pair,
+        env = "SKILLHOST_PREWARM",
+        value_delimiter = ','
+    )]
+    prewarm: Vec<(String, u32)>,
+    /// Only create prewarmed containers instead of starting them up to skillhost's init
+    /// [key: prewarm-started = false].
+    #[arg(long, env = "SKILLHOST_PREWARM_CREATED_ONLY")]
+    prewarm_created_only: bool,
+}
+
+fn duration(text: &str) -> Result<HumanDuration, String> {
+    HumanDuration::parse(text).map_err(|e| e.to_string())
+}
+
+fn prewarm_pair(text: &str) -> Result<(String, u32), String> {
+    let (name, count) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: give NAME=K, e.g. echo=4"))?;
+    let count = count
+        .parse()
+        .map_err(|_| format!("{text:?}: K must be a whole number"))?;
+    Ok((name.to_string(), count))
+}
+
+fn size(text: &str) -> Result<ByteSize, String> {
+    ByteSize::parse(text).map_err(|e| e.to_string())
+}
+
+impl ServeCli {
+    /// The flags' and environment's layer.
+    fn settings(&self, skills_dirs: Vec<PathBuf>) -> ServeSettings {
+        ServeSettings {
+            socket: self.socket.clone(),
+            listen: self.listen,
+            tokens: self.tokens.clone(),
+            skills_dirs: (!skills_dirs.is_empty()).then_some(skills_dirs),
+            build: self.no_build.then_some(false),
+            max_in_flight: self.max_in_flight,
+            max_in_flight_per_skill: self.max_in_flight_per_skill,
+            queue: self.queue,
+            queue_wait: self.queue_wait,
+            max_body: self.max_body,
+            header_timeout: self.header_timeout,
+            grace: self.grace,
+            keep_results: self.keep_results,
+            max_results: self.max_results,
+            prewarm_started: self.prewarm_created_only.then_some(false),
+            prewarm: (!self.prewarm.is_empty()).then(|| self.prewarm.iter().cloned().collect()),
+        }
+    }
+}
+
+pub(super) async fn run(
+    skills_dirs: Vec<PathBuf>,
+    cli: ServeCli,
+    format: Format,
+) -> Result<i32, Error> {
+    let mut interrupts = Interrupts::install()?;
+    let file = match &cli.config {
+        Some(path) => {
+            ServeSettings::from_file(path).map_err(skillhost::service::ServeError::from)?
+        }
+        None if Path::new(DEFAULT_CONFIG).exists() => {
+            ServeSettings::from_file(Path::new(DEFAULT_CONFIG))
+                .map_err(skillhost::service::ServeError::from)?
+        }
+        None => ServeSettings::default(),
+    };
+    let config = cli
+        .settings(skills_dirs)
+        .over(file)
+        .resolve()
+        .map_err(skillhost::service::ServeError::from)?;
+    let host = Host::new(HostConfig {
+        skill_roots: config.skills_dirs.clone(),
+        build_images: config.build,
+        prewarm_started: config.prewarm_started,
+        prewarm: config.prewarm.clone(),
+        ..HostConfig::default()
+    })
+    .await?;
+    let service = Service::bind(host, config).await?;
+    let endpoints = service.endpoints();
+    match format {
+        Format::Json => output::json(&serde_json::json!({
+            "listening": endpoints,
+            "instance": service.instance_id(),
+        })),
+        Format::Human => {
+            for endpoint in &endpoints {
+                outln!("skillhost serve: listening on {endpoint}");
+            }
+            errln!(
+                "skillhost serve: host instance {} (the io.skillhost.instance label of its containers)",
+                service.instance_id()
+            );
+        }
+    }
+    let stop = service.stopper();
+    let signals = async move {
+        let (name, _) = interrupts.recv().await;
+        errln!("skillhost serve: {name}: draining (a second signal stops at once)");
+        stop.drain();
+        let (name, _) = interrupts.recv().await;
+        errln!("skillhost serve: {name}: stopping now");
+        stop.now();
+        // Keep the handlers installed until the process exits, so a third signal does
+        // not kill it mid-cleanup.
+        std::future::pending::<Duration>().await
+    };
+    tokio::select! {
+        _ = service.run() => {}
+        _ = signals => {}
+    }
+    Ok(0)
+}

@@ -1,0 +1,294 @@
+//! How a service is set up: [`ServeSettings`] is one layer of optional keys (flags,
+//! environment, or `skillhost.toml`), [`ServeSettings::over`] stacks layers, and
+//! [`ServeSettings::resolve`] fills what no layer set with the defaults into a
+//! [`ServeConfig`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::manifest::units::{ByteSize, HumanDuration, MIB};
+
+/// One layer of settings; every key is optional. The keys of `skillhost.toml` are these
+/// fields' names in kebab-case, e.g. `max-in-flight = 16`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ServeSettings {
+    /// The unix socket to listen on.
+    pub socket: Option<PathBuf>,
+    /// A TCP address to listen on too, e.g. `127.0.0.1:8080`; needs `tokens`.
+    pub listen: Option<SocketAddr>,
+    /// The file of bearer tokens TCP callers must present (see `docs/service.md`).
+    pub tokens: Option<PathBuf>,
+    /// Directories searched for skills.
+    pub skills_dirs: Option<Vec<PathBuf>>,
+    /// Build a missing image on first use (default true); false for production hosts.
+    pub build: Option<bool>,
+    /// Calls running at once, over all skills.
+    pub max_in_flight: Option<usize>,
+    /// Calls running at once for one skill.
+    pub max_in_flight_per_skill: Option<usize>,
+    /// Calls that may wait for a free slot; beyond it a call is refused at once (429).
+    pub queue: Option<usize>,
+    /// How long a call may wait in the queue before it is refused (429).
+    pub queue_wait: Option<HumanDuration>,
+    /// Largest accepted request body.
+    pub max_body: Option<ByteSize>,
+    /// How long a client may take to send a request's headers, and how long an idle
+    /// connection is kept.
+    pub header_timeout: Option<HumanDuration>,
+    /// How long in-flight calls may run on after a shutdown signal before they are
+    /// cancelled.
+    pub grace: Option<HumanDuration>,
+    /// How long a finished asynchronous invocation's result is kept.
+    pub keep_results: Option<HumanDuration>,
+    /// Most asynchronous invocations remembered at once, running or finished.
+    pub max_results: Option<usize>,
+    /// Prewarmed containers are started up to skillhost's init (default true).
+    pub prewarm_started: Option<bool>,
+    /// Prewarmed containers per skill, over the manifests' `run.prewarm`.
+    pub prewarm: Option<BTreeMap<String, u32>>,
+}
+
+/// A settings file that could not be used, naming it and what was wrong.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read the settings file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML of the documented keys.
+    #[error("the settings file {path} is not valid: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with the line and the key.
+        message: String,
+    },
+    /// A value is outside what the service accepts.
+    #[error("setting {key}: {message}")]
+    Value {
+        /// The key, as in `skillhost.toml`.
+        key: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl ServeSettings {
+    /// Read a `skillhost.toml`.
+    pub fn from_file(path: &Path) -> Result<ServeSettings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        ServeSettings::from_toml(&text).map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    fn from_toml(text: &str) -> Result<ServeSettings, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+    }
+
+    /// This layer over `lower`: each key this layer sets wins.
+    pub fn over(self, lower: ServeSettings) -> ServeSettings {
+        ServeSettings {
+            socket: self.socket.or(lower.socket),
+            listen: self.listen.or(lower.listen),
+            tokens: self.tokens.or(lower.tokens),
+            skills_dirs: self.skills_dirs.or(lower.skills_dirs),
+            build: self.build.or(lower.build),
+            max_in_flight: self.max_in_flight.or(lower.max_in_flight),
+            max_in_flight_per_skill: self
+                .max_in_flight_per_skill
+                .or(lower.max_in_flight_per_skill),
+            queue: self.queue.or(lower.queue),
+            queue_wait: self.queue_wait.or(lower.queue_wait),
+            max_body: self.max_body.or(lower.max_body),
+            header_timeout: self.header_timeout.or(lower.header_timeout),
+            grace: self.grace.or(lower.grace),
+            keep_results: self.keep_results.or(lower.keep_results),
+            max_results: self.max_results.or(lower.max_results),
+            prewarm_started: self.prewarm_started.or(lower.prewarm_started),
+            prewarm: self.prewarm.or(lower.prewarm),
+        }
+    }
+
+    /// The settings with defaults for what no layer set, checked.
+    pub fn resolve(self) -> Result<ServeConfig, ConfigError> {
+        let positive = |key: &'static str, value: Option<usize>, default: usize| match value {
+            Some(0) => Err(ConfigError::Value {
+                key,
+                message: "must be at least 1".into(),
+            }),
+            other => Ok(other.unwrap_or(default)),
+        };
+        if self.listen.is_some() && self.tokens.is_none() {
+            return Err(ConfigError::Value {
+                key: "listen",
+                message: "a TCP listener needs a tokens file (--tokens): TCP callers must present a bearer token".into(),
+            });
+        }
+        let max_in_flight = positive("max-in-flight", self.max_in_flight, 16)?;
+        let duration = |value: Option<HumanDuration>, default: u64| {
+            value.map_or(Duration::from_secs(default), |d| d.0)
+        };
+        Ok(ServeConfig {
+            socket: self.socket.unwrap_or_else(default_socket),
+            listen: self.listen,
+            tokens: self.tokens,
+            skills_dirs: self
+                .skills_dirs
+                .unwrap_or_else(|| vec![PathBuf::from("skills")]),
+            build: self.build.unwrap_or(true),
+            max_in_flight,
+            max_in_flight_per_skill: positive(
+                "max-in-flight-per-skill",
+                self.max_in_flight_per_skill,
+                max_in_flight,
+            )?,
+            queue: self.queue.unwrap_or(64),
+            queue_wait: duration(self.queue_wait, 5),
+            max_body: self.max_body.map_or(2 * MIB, |b| b.0) as usize,
+            header_timeout: duration(self.header_timeout, 10),
+            grace: duration(self.grace, 30),
+            keep_results: duration(self.keep_results, 600),
+            max_results: positive("max-results", self.max_results, 1000)?,
+            prewarm_started: self.prewarm_started.unwrap_or(true),
+            prewarm: self.prewarm.unwrap_or_default(),
+        })
+    }
+}
+
+/// The unix socket used when none is given: in `$XDG_RUNTIME_DIR` when set, otherwise
+/// in a directory of this user's under the system's temporary directory.
+pub fn default_socket() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("skillhost/skillhost.sock"),
+        _ => {
+            // Other users share this directory: the socket's own directory is made
+            // private, and its owner checked, when the socket is bound.
+            let user = std::env::var("USER").unwrap_or_else(|_| "user".into());
+            std::env::temp_dir().join(format!("skillhost-{user}/skillhost.sock"))
+        }
+    }
+}
+
+/// A service's settings, every one decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeConfig {
+    /// The unix socket to listen on (mode 0600).
+    pub socket: PathBuf,
+    /// A TCP address to listen on too.
+    pub listen: Option<SocketAddr>,
+    /// The bearer tokens file, required with `listen`.
+    pub tokens: Option<PathBuf>,
+    /// Directories searched for skills.
+    pub skills_dirs: Vec<PathBuf>,
+    /// Build a missing image on first use.
+    pub build: bool,
+    /// Calls running at once, over all skills.
+    pub max_in_flight: usize,
+    /// Calls running at once for one skill.
+    pub max_in_flight_per_skill: usize,
+    /// Calls that may wait for a free slot.
+    pub queue: usize,
+    /// How long a call may wait for one.
+    pub queue_wait: Duration,
+    /// Largest accepted request body, in bytes.
+    pub max_body: usize,
+    /// How long a client may take to send its headers; also the idle connection timeout.
+    pub header_timeout: Duration,
+    /// How long in-flight calls may finish after a shutdown signal.
+    pub grace: Duration,
+    /// How long a finished asynchronous result is kept.
+    pub keep_results: Duration,
+    /// Most asynchronous invocations remembered at once.
+    pub max_results: usize,
+    /// Start prewarmed containers up to skillhost's init.
+    pub prewarm_started: bool,
+    /// Prewarmed containers per skill, over the manifests' `run.prewarm`.
+    pub prewarm: BTreeMap<String, u32>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        // The defaults have no invalid combination.
+        match ServeSettings::default().resolve() {
+            Ok(config) => config,
+            Err(e) => unreachable!("the default settings are valid: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_names_keys_in_kebab_case_with_units() {
+        let settings = ServeSettings::from_toml(
+            "max-in-flight = 4\nqueue-wait = \"250ms\"\nmax-body = \"1MiB\"\nlisten = \"127.0.0.1:9000\"\ntokens = \"t.toml\"\nprewarm = {echo = 2}\n",
+        )
+        .unwrap();
+        let config = settings.resolve().unwrap();
+        assert_eq!(config.max_in_flight, 4);
+        assert_eq!(
+            config.max_in_flight_per_skill, 4,
+            "defaults to the global limit"
+        );
+        assert_eq!(config.queue_wait, Duration::from_millis(250));
+        assert_eq!(config.max_body, 1024 * 1024);
+        assert_eq!(config.listen, Some("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(config.prewarm, BTreeMap::from([("echo".to_string(), 2)]));
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_line() {
+        let err = ServeSettings::from_toml("max-in-flight = 4\nmax-inflight = 5\n").unwrap_err();
+        assert!(err.contains("max-inflight"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn a_higher_layer_wins_key_by_key() {
+        let flags = ServeSettings {
+            queue: Some(1),
+            ..ServeSettings::default()
+        };
+        let file = ServeSettings {
+            queue: Some(9),
+            grace: Some(HumanDuration(Duration::from_secs(2))),
+            ..ServeSettings::default()
+        };
+        let config = flags.over(file).resolve().unwrap();
+        assert_eq!(config.queue, 1);
+        assert_eq!(config.grace, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn tcp_without_tokens_and_zero_limits_are_refused() {
+        let tcp = ServeSettings {
+            listen: Some("127.0.0.1:1".parse().unwrap()),
+            ..ServeSettings::default()
+        };
+        let err = tcp.resolve().unwrap_err().to_string();
+        assert!(err.contains("tokens"), "{err}");
+        let zero = ServeSettings {
+            max_in_flight: Some(0),
+            ..ServeSettings::default()
+        };
+        let err = zero.resolve().unwrap_err().to_string();
+        assert!(err.contains("max-in-flight"), "{err}");
+    }
+}

@@ -1,0 +1,175 @@
+//! Listening: a unix socket only its owner can open, and a TCP address whose callers must
+//! present a token. Each connection is served by hyper with a bound on how long its
+//! headers may take (which also closes idle keep-alive connections), and is watched so a
+//! drain lets it finish its request.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, UnixListener};
+use tokio_util::sync::CancellationToken;
+
+use super::tokens::Tokens;
+use super::ServeError;
+
+/// A bound listener.
+#[derive(Debug)]
+pub(crate) enum Bound {
+    /// The unix socket, removed when this is dropped.
+    Unix(UnixListener, SocketFile),
+    /// A TCP address, with the tokens its callers must present.
+    Tcp(TcpListener, SocketAddr, Arc<Tokens>),
+}
+
+/// The socket's path, removed when the listener closes.
+#[derive(Debug)]
+pub(crate) struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl Bound {
+    /// `unix:PATH` or `http://ADDR`.
+    pub(crate) fn endpoint(&self) -> String {
+        match self {
+            Bound::Unix(_, file) => format!("unix:{}", file.0.display()),
+            Bound::Tcp(_, address, _) => format!("http://{address}"),
+        }
+    }
+
+    /// The tokens callers must present, for TCP.
+    pub(crate) fn tokens(&self) -> Option<Arc<Tokens>> {
+        match self {
+            Bound::Unix(..) => None,
+            Bound::Tcp(_, _, tokens) => Some(tokens.clone()),
+        }
+    }
+}
+
+/// Bind the unix socket with mode 0600, in a directory only this user can enter when the
+/// service makes it. A live socket at the path is refused; a stale one is replaced.
+pub(crate) fn bind_unix(path: &Path) -> Result<Bound, ServeError> {
+    let failed = |message: String| ServeError::Listen {
+        address: path.display().to_string(),
+        message,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| failed(format!("cannot create its directory: {e}")))?;
+        }
+        let owner = std::fs::metadata(dir)
+            .map_err(|e| failed(format!("cannot read its directory: {e}")))?
+            .uid();
+        let me = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+        if me.is_some_and(|me| me != owner && owner != 0) {
+            return Err(failed(format!(
+                "its directory {} belongs to another user (uid {owner})",
+                dir.display()
+            )));
+        }
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(failed(
+                "another service is listening there; stop it or choose another --socket".into(),
+            ));
+        }
+        std::fs::remove_file(path)
+            .map_err(|e| failed(format!("cannot replace the stale socket: {e}")))?;
+    }
+    // Created with the umask's mode, then narrowed before any caller can know of it.
+    let listener = UnixListener::bind(path).map_err(|e| failed(e.to_string()))?;
+    let file = SocketFile(path.to_path_buf());
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| failed(format!("cannot make the socket private: {e}")))?;
+    Ok(Bound::Unix(listener, file))
+}
+
+/// Bind a TCP address; its callers must present one of `tokens`.
+pub(crate) async fn bind_tcp(
+    address: SocketAddr,
+    tokens: Arc<Tokens>,
+) -> Result<Bound, ServeError> {
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|e| ServeError::Listen {
+            address: address.to_string(),
+            message: e.to_string(),
+        })?;
+    let local = listener.local_addr().unwrap_or(address);
+    Ok(Bound::Tcp(listener, local, tokens))
+}
+
+/// Accept connections until `stop`, serving each with `app`.
+pub(crate) async fn accept(
+    bound: Bound,
+    app: Router,
+    header_timeout: Duration,
+    graceful: Arc<GracefulShutdown>,
+    stop: CancellationToken,
+) {
+    loop {
+        let io = tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = accept_one(&bound) => match accepted {
+                Ok(io) => io,
+                Err(e) => {
+                    // Out of file descriptors, usually: wait rather than spin.
+                    tracing::warn!(endpoint = %bound.endpoint(), "accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .keep_alive(true);
+        let service = TowerToHyperService::new(app.clone());
+        match io {
+            Stream::Unix(io) => serve(graceful.watch(http.serve_connection(io, service))),
+            Stream::Tcp(io) => serve(graceful.watch(http.serve_connection(io, service))),
+        }
+    }
+}
+
+fn serve(connection: impl std::future::Future<Output = hyper::Result<()>> + Send + 'static) {
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!("connection ended: {e}");
+        }
+    });
+}
+
+enum Stream {
+    Unix(TokioIo<tokio::net::UnixStream>),
+    Tcp(TokioIo<tokio::net::TcpStream>),
+}
+
+async fn accept_one(bound: &Bound) -> std::io::Result<Stream> {
+    match bound {
+        Bound::Unix(listener, _) => {
+            let (stream, _) = listener.accept().await?;
+            Ok(Stream::Unix(TokioIo::new(stream)))
+        }
+        Bound::Tcp(listener, _, _) => {
+            let (stream, _) = listener.accept().await?;
+            let _ = stream.set_nodelay(true);
+            Ok(Stream::Tcp(TokioIo::new(stream)))
+        }
+    }
+}

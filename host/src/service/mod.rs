@@ -1,0 +1,241 @@
+//! `skillhost serve`: one [`Host`] behind an HTTP API, so callers in any language reach
+//! its prewarmed containers and warm workers.
+//!
+//! The data path of one call: [`listen`] accepts a connection (unix socket, or TCP with a
+//! bearer token checked by [`auth`]), axum routes it to [`routes`], [`gate`] admits it or
+//! answers 429, the host runs it, and [`http`] turns its result into a response.
+//! [`invocations`] keeps asynchronous results; [`telemetry`] renders `/metrics`; the API
+//! is described by [`openapi`]. [`Service::run`] drains on the first stop signal and
+//! removes every container before it returns.
+
+mod auth;
+mod config;
+mod gate;
+mod http;
+mod invocations;
+mod listen;
+pub(crate) mod openapi;
+mod routes;
+mod telemetry;
+mod tokens;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::{default_socket, ConfigError, ServeConfig, ServeSettings};
+pub use openapi::document as openapi_document;
+pub use tokens::{new_token, TokensError};
+
+use crate::sync::lock;
+use crate::Host;
+use gate::Gate;
+use invocations::Invocations;
+use listen::Bound;
+
+/// A service that could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The settings are wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The tokens file is wrong.
+    #[error(transparent)]
+    Tokens(#[from] TokensError),
+    /// A socket or address could not be listened on.
+    #[error("cannot listen on {address}: {message}")]
+    Listen {
+        /// The socket path or TCP address.
+        address: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// What the handlers share.
+#[derive(Debug)]
+pub(crate) struct AppState {
+    pub(crate) host: Arc<Host>,
+    pub(crate) gate: Gate,
+    pub(crate) invocations: Invocations,
+    /// Set at the first stop signal: `/readyz` turns false and new calls are refused.
+    pub(crate) draining: AtomicBool,
+    /// Cancels every running invocation (grace over, or a second signal).
+    pub(crate) cancel: CancellationToken,
+    /// Every invocation task, so shutdown can wait for them.
+    pub(crate) tasks: TaskTracker,
+    pub(crate) metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Largest accepted request body, in bytes.
+    pub(crate) max_body: usize,
+    readiness: std::sync::Mutex<Option<(Instant, Vec<String>)>>,
+}
+
+/// How long a readiness answer is reused, so probes do not hammer the engine.
+const READINESS_TTL: Duration = Duration::from_secs(1);
+
+impl AppState {
+    /// What keeps the service from being ready; empty when it is.
+    pub(crate) async fn problems(&self) -> Vec<String> {
+        if self.draining.load(Ordering::SeqCst) {
+            return vec!["draining: the service is shutting down".into()];
+        }
+        if let Some((at, problems)) = lock(&self.readiness).as_ref() {
+            if at.elapsed() < READINESS_TTL {
+                return problems.clone();
+            }
+        }
+        let problems = self.host.problems().await;
+        *lock(&self.readiness) = Some((Instant::now(), problems.clone()));
+        problems
+    }
+}
+
+/// How a running service is told to stop; cloned freely.
+#[derive(Debug, Clone, Default)]
+pub struct Stop {
+    drain: CancellationToken,
+    now: CancellationToken,
+}
+
+impl Stop {
+    /// Stop accepting, let in-flight calls finish within the grace, then cancel the rest.
+    pub fn drain(&self) {
+        self.drain.cancel();
+    }
+
+    /// Cancel every call now (their containers are still removed).
+    pub fn now(&self) {
+        self.drain.cancel();
+        self.now.cancel();
+    }
+
+    /// Whether a drain was asked for.
+    pub fn draining(&self) -> bool {
+        self.drain.is_cancelled()
+    }
+}
+
+/// A service with its listeners bound, ready to [`Service::run`].
+#[derive(Debug)]
+pub struct Service {
+    state: Arc<AppState>,
+    bound: Vec<Bound>,
+    config: ServeConfig,
+    stop: Stop,
+}
+
+impl Service {
+    /// Bind the unix socket (and the TCP address, with its tokens) for `host`.
+    pub async fn bind(host: Host, config: ServeConfig) -> Result<Service, ServeError> {
+        let tokens = match &config.tokens {
+            Some(path) if config.listen.is_some() => Some(Arc::new(tokens::Tokens::load(path)?)),
+            _ => None,
+        };
+        let gate = Gate::new(
+            host.catalog().skills.keys().map(String::as_str),
+            config.max_in_flight,
+            config.max_in_flight_per_skill,
+            config.queue,
+            config.queue_wait,
+        );
+        let state = Arc::new(AppState {
+            host: Arc::new(host),
+            gate,
+            invocations: Invocations::new(config.keep_results, config.max_results),
+            draining: AtomicBool::new(false),
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            metrics: telemetry::recorder(),
+            max_body: config.max_body,
+            readiness: std::sync::Mutex::new(None),
+        });
+        let mut bound = vec![listen::bind_unix(&config.socket)?];
+        if let (Some(address), Some(tokens)) = (config.listen, tokens) {
+            bound.push(listen::bind_tcp(address, tokens).await?);
+        }
+        Ok(Service {
+            state,
+            bound,
+            config,
+            stop: Stop::default(),
+        })
+    }
+
+    /// Where callers reach it: `unix:PATH`, and `http://ADDR` when listening on TCP.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.bound.iter().map(Bound::endpoint).collect()
+    }
+
+    /// The id of its host process, as in each container's `io.skillhost.instance` label.
+    pub fn instance_id(&self) -> &str {
+        self.state.host.instance_id()
+    }
+
+    /// The handle that stops it.
+    pub fn stopper(&self) -> Stop {
+        self.stop.clone()
+    }
+
+    /// Serve until stopped. A drain stops accepting and turns `/readyz` false, lets
+    /// in-flight calls finish within the grace, then cancels the rest; every container,
+    /// pool and worker is removed before this returns.
+    pub async fn run(self) {
+        let Service {
+            state,
+            bound,
+            config,
+            stop,
+        } = self;
+        // Fill the prewarm pools in the background; calls are served meanwhile.
+        let prewarming = state.clone();
+        tokio::spawn(async move {
+            for (skill, refusal) in prewarming.host.prewarm_all().await {
+                tracing::warn!(skill, "cannot prewarm: {refusal}");
+            }
+        });
+        let graceful = Arc::new(hyper_util::server::graceful::GracefulShutdown::new());
+        let accepting: Vec<_> = bound
+            .into_iter()
+            .map(|bound| {
+                let app = routes::app(state.clone(), &bound, config.max_body);
+                tokio::spawn(listen::accept(
+                    bound,
+                    app,
+                    config.header_timeout,
+                    graceful.clone(),
+                    stop.drain.clone(),
+                ))
+            })
+            .collect();
+        stop.drain.cancelled().await;
+        state.draining.store(true, Ordering::SeqCst);
+        tracing::info!(grace = ?config.grace, "draining: no new connections; in-flight calls may finish");
+        for task in accepting {
+            let _ = task.await;
+        }
+        state.tasks.close();
+        let drained = async {
+            // The accept loops have ended, so this is the last reference.
+            if let Ok(graceful) = Arc::try_unwrap(graceful) {
+                graceful.shutdown().await;
+            }
+            state.tasks.wait().await;
+        };
+        tokio::select! {
+            _ = drained => tracing::info!("every call finished"),
+            _ = tokio::time::sleep(config.grace) => {
+                tracing::warn!("the grace ran out; cancelling the calls still running");
+            }
+            _ = stop.now.cancelled() => tracing::warn!("stopping now; cancelling every call"),
+        }
+        state.cancel.cancel();
+        // Cancelled calls answer at once; their connections get a moment to send it.
+        let _ = tokio::time::timeout(Duration::from_secs(2), state.tasks.wait()).await;
+        state.host.shutdown().await;
+        tracing::info!("stopped; every container removed");
+    }
+}

@@ -1,0 +1,120 @@
+//! The API's OpenAPI 3.1 document, generated from the handlers and the `skillhost-api`
+//! types. `docs/openapi.json` is its committed copy; a test fails when they drift.
+
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{Content, Ref, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
+
+use super::routes::{invocations, invoke, probes, skills};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "skillhost",
+        description = "Run untrusted skills in hardened Docker containers. The unix socket needs no token (its mode is 0600); a TCP listener needs a bearer token on every route but /healthz and /readyz.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    components(schemas(skillhost_api::ServiceError)),
+    paths(
+        skills::list,
+        skills::show,
+        invoke::invoke,
+        invocations::show,
+        invocations::delete,
+        probes::healthz,
+        probes::readyz,
+        probes::metrics,
+        probes::openapi,
+    ),
+    modifiers(&BearerToken),
+    tags(
+        (name = "skills", description = "The skills this service runs, with their actions' JSON Schemas"),
+        (name = "invoke", description = "Run an action"),
+        (name = "invocations", description = "Asynchronous invocations"),
+        (name = "probes", description = "Health, readiness, metrics and this document"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerToken;
+
+impl Modify for BearerToken {
+    /// The bearer scheme, and its 401 on every operation that needs it (on TCP).
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        let unauthorized = ResponseBuilder::new()
+            .description("On TCP: no bearer token, or one not in the tokens file (`missing_token`, `invalid_token`)")
+            .content(
+                "application/json",
+                Content::new(Some(Ref::from_schema_name("ServiceError"))),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.post, &mut item.delete];
+            for operation in operations.into_iter().flatten() {
+                if operation.security.is_some() {
+                    operation
+                        .responses
+                        .responses
+                        .insert("401".into(), unauthorized.clone().into());
+                }
+            }
+        }
+    }
+}
+
+/// The OpenAPI document, as pretty JSON with a final newline.
+pub fn document() -> String {
+    let mut text = ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"cannot render the OpenAPI document: {e}\"}}"));
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COMMITTED: &str = "../docs/openapi.json";
+
+    /// `SKILLHOST_BLESS=1 cargo test -p skillhost openapi` rewrites the committed copy.
+    #[test]
+    fn the_committed_openapi_document_matches_the_code() {
+        let generated = document();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(COMMITTED);
+        if std::env::var_os("SKILLHOST_BLESS").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "docs/openapi.json differs from what the code generates; run `SKILLHOST_BLESS=1 cargo test -p skillhost openapi` and commit it"
+        );
+    }
+
+    #[test]
+    fn the_document_is_openapi_3_1_with_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(&document()).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        for path in [
+            "/v1/skills",
+            "/v1/skills/{name}",
+            "/v1/skills/{name}/actions/{action}:invoke",
+            "/v1/invocations/{id}",
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            "/openapi.json",
+        ] {
+            assert!(doc["paths"].get(path).is_some(), "{path} missing");
+        }
+        assert!(doc["components"]["schemas"]
+            .get("InvocationResult")
+            .is_some());
+    }
+}
