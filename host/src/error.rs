@@ -30,6 +30,13 @@ pub enum Error {
     /// The engine could not be used.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// A lock file could not be read, written or made.
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
+    /// The HTTP service could not start.
+    #[cfg(feature = "serve")]
+    #[error(transparent)]
+    Serve(#[from] crate::service::ServeError),
     /// The request itself is wrong: an unknown skill, conflicting options.
     #[error("{0}")]
     Usage(String),
@@ -54,6 +61,17 @@ impl Error {
             Error::BaseImage(BaseImageError::NotRoot { .. } | BaseImageError::Tool { .. }) => {
                 exit_code::INFRASTRUCTURE
             }
+            Error::Lock(e) => match e {
+                crate::lock::LockError::Read { .. } | crate::lock::LockError::Invalid { .. } => {
+                    exit_code::USAGE
+                }
+                _ => exit_code::INFRASTRUCTURE,
+            },
+            #[cfg(feature = "serve")]
+            Error::Serve(e) => match e {
+                crate::service::ServeError::Listen { .. } => exit_code::INFRASTRUCTURE,
+                _ => exit_code::USAGE,
+            },
         }
     }
 }

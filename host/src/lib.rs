@@ -10,6 +10,7 @@
 //!    into an [`InvocationResult`] whose [`Status`] tells every kind of failure apart.
 //! 4. Every container is labelled and removed, and a dead host's leftovers are found
 //!    again ([`lifecycle`]).
+//! 5. With the `serve` feature, [`service`] puts a host behind an HTTP API.
 //!
 //! The caller-facing contract (result, statuses, error and exit codes) is the serde-only
 //! crate [`api`], re-exported here. [`Error::exit_code`] maps every other failure to the
@@ -22,9 +23,12 @@ mod error;
 mod host;
 mod invoke;
 pub mod lifecycle;
+pub mod lock;
 pub mod manifest;
 mod paths;
 mod run;
+#[cfg(feature = "serve")]
+pub mod service;
 mod sync;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
@@ -35,4 +39,4 @@ pub use skillhost_api::{InvocationError, InvocationPath, InvocationResult, Stats
 
 pub use error::Error;
 pub use host::{Host, HostConfig};
-pub use invoke::{InvokeOptions, ProgressCallback, Refusal};
+pub use invoke::{ImageState, InvokeOptions, ProgressCallback, Refusal};

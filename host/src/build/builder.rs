@@ -213,7 +213,15 @@ impl ImageTarget {
             command: m.build.command.clone(),
             command_env: m.build.env.clone(),
             outputs: m.build.outputs.clone(),
-            labels: HashMap::from([(labels::SKILL.to_string(), m.name.clone())]),
+            labels: HashMap::from([
+                (labels::SKILL.to_string(), m.name.clone()),
+                // A validated manifest always serializes; the label is then left out
+                // rather than the build refused.
+                (
+                    labels::MANIFEST.to_string(),
+                    serde_json::to_string(m).unwrap_or_default(),
+                ),
+            ]),
             init: init_image::binary().is_some(),
         }
     }
@@ -225,6 +233,8 @@ pub struct Plan {
     pub(crate) target: ImageTarget,
     pub(crate) hash: ContentHash,
     pub(crate) gathered: GatheredInputs,
+    /// Each base image the Dockerfile names, with the local ID the hash took.
+    pub(crate) bases: Vec<(String, String)>,
 }
 
 impl Plan {
@@ -236,6 +246,16 @@ impl Plan {
     /// The content hash of its inputs.
     pub fn hash(&self) -> &ContentHash {
         &self.hash
+    }
+
+    /// Each base image the Dockerfile names (`reference`, local image ID), in order.
+    pub fn bases(&self) -> &[(String, String)] {
+        &self.bases
+    }
+
+    /// What the content hash covers, for people.
+    pub fn covers(&self) -> Vec<String> {
+        self.gathered.covers()
     }
 
     /// `repository:tag`.
@@ -308,10 +328,17 @@ pub async fn plan(engine: Option<&Engine>, target: &ImageTarget) -> Result<Plan,
         base_ids.push(image.id);
     }
     let hash = gathered.hash(&base_ids);
+    let bases = gathered
+        .bases
+        .iter()
+        .map(|b| b.reference.clone())
+        .zip(base_ids)
+        .collect();
     Ok(Plan {
         target: target.clone(),
         hash,
         gathered,
+        bases,
     })
 }
 
@@ -406,9 +433,13 @@ impl ImageBuilder {
                 return Ok(report(id, CacheOutcome::Hit));
             }
         }
-        let id = produce(plan).await?;
+        let produced = produce(plan).await;
         drop(lock);
-        Ok(report(id, CacheOutcome::Built))
+        let outcome = if produced.is_ok() { "built" } else { "failed" };
+        metrics::counter!("skillhost_builds_total", "outcome" => outcome).increment(1);
+        metrics::histogram!("skillhost_build_duration_seconds", "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        Ok(report(produced?, CacheOutcome::Built))
     }
 
     async fn build_with_docker(&self, plan: &Plan) -> Result<String, BuildError> {

@@ -14,7 +14,8 @@ use crate::build::context::{Context, ContextError, DOCKERIGNORE};
 use crate::build::dockerfile::{self, BaseImage, DockerfileError};
 
 /// Bumped whenever the hashing scheme changes, so old tags are never mistaken for new.
-const SCHEME: &str = "skillhost-content-hash-v1";
+// v2: skill images carry their manifest as a label.
+const SCHEME: &str = "skillhost-content-hash-v2";
 /// Hex digits of the hash used in image tags; the full hash goes in a label.
 pub const TAG_LEN: usize = 16;
 
@@ -156,6 +157,23 @@ impl GatheredInputs {
     /// Count something the host adds to the build, by the digest of what defines it.
     pub fn add_generated(&mut self, name: &str, digest: [u8; 32]) {
         self.inputs.push((format!("generated:{name}"), digest));
+    }
+
+    /// What the hash covers, for people: the context, the Dockerfile, each extra input
+    /// (and generated file, such as skillhost's init), each build arg, each base image.
+    pub fn covers(&self) -> Vec<String> {
+        let mut covers = vec!["context: the skill directory, .dockerignore honoured".to_string()];
+        if !self.dockerfile.is_empty() {
+            covers.push("dockerfile".into());
+        }
+        covers.extend(self.inputs.iter().map(|(path, _)| format!("input: {path}")));
+        covers.extend(self.args.keys().map(|key| format!("build arg: {key}")));
+        covers.extend(
+            self.bases
+                .iter()
+                .map(|b| format!("base image: {} (by ID)", b.reference)),
+        );
+        covers
     }
 
     /// The hash, given the local ID of each entry of [`Self::bases`], in order.

@@ -9,7 +9,10 @@ mod gc;
 mod images;
 mod invoke;
 mod list;
+mod lock;
 mod progress;
+mod remote;
+mod serve;
 
 use std::path::PathBuf;
 
@@ -54,6 +57,18 @@ enum Command {
     Build(build::BuildCli),
     /// Run one action of a skill in a fresh hardened container.
     Invoke(invoke::InvokeCli),
+    /// Pin a deployment's images in a lock file (`--check`: tell whether the sources moved).
+    Lock(lock::LockCli),
+    /// Serve the skills over HTTP (unix socket, and TCP with tokens) until SIGTERM.
+    Serve(serve::ServeCli),
+    /// Make a bearer token for `serve --listen`: prints the token and its tokens-file entry.
+    Token {
+        /// A name for the caller (logged, never the token).
+        name: String,
+        /// Calls this token may run at once.
+        #[arg(long)]
+        max_in_flight: Option<usize>,
+    },
     /// Remove leftover containers and all but the newest image of each skill.
     Gc,
     /// Base images built locally from Debian packages.
@@ -65,12 +80,19 @@ enum Command {
 
 pub(crate) async fn run(args: Args) -> i32 {
     let format = args.format;
+    let given_roots = args.skills_dirs.clone();
     let roots = if args.skills_dirs.is_empty() {
         vec![PathBuf::from("skills")]
     } else {
         args.skills_dirs
     };
     let result = match args.command {
+        Command::Serve(cli) => serve::run(given_roots, cli, format).await,
+        Command::Lock(cli) => lock::run(&roots, cli, format).await,
+        Command::Token {
+            name,
+            max_in_flight,
+        } => Ok(token(&name, max_in_flight)),
         Command::List => list::run(&roots, format).await,
         Command::Build(cli) => build::run(&roots, cli, format).await,
         Command::Invoke(cli) => invoke::run(roots, cli, format).await,
@@ -87,6 +109,16 @@ pub(crate) async fn run(args: Args) -> i32 {
             e.exit_code()
         }
     }
+}
+
+/// `skillhost token NAME`: the token on stdout, the entry to add on stderr's side.
+fn token(name: &str, max_in_flight: Option<usize>) -> i32 {
+    let (token, entry) = skillhost::service::new_token(name, max_in_flight);
+    errln!("# Give the caller this token (SKILLHOST_TOKEN); it is not stored anywhere.");
+    outln!("{token}");
+    errln!("# Add this entry to the tokens file (--tokens); it holds only the token's hash:");
+    err!("{entry}");
+    skillhost::api::exit_code::OK
 }
 
 /// The error of a command whose request itself is wrong.

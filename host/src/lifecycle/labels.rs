@@ -19,6 +19,9 @@ pub(crate) const VERSION: &str = "io.skillhost.version";
 pub(crate) const HASH: &str = "io.skillhost.hash";
 /// The base image a `skillhost/<name>` image was built as.
 pub(crate) const BASE: &str = "io.skillhost.base";
+/// On skill images: the validated manifest, as JSON, so a host can know a skill from its
+/// image alone.
+pub(crate) const MANIFEST: &str = "io.skillhost.manifest";
 /// On images that carry skillhost's init; the value is the trailer format it writes.
 pub(crate) const INIT: &str = "io.skillhost.init";
 

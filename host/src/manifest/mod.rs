@@ -127,6 +127,12 @@ impl Manifest {
         })
     }
 
+    /// The manifest a skill image carries in its `io.skillhost.manifest` label (JSON, which
+    /// is YAML too), validated again: an image is not trusted to hold a valid one.
+    pub fn from_image_label(text: &str) -> Result<Manifest, Vec<Problem>> {
+        Manifest::parse(text)
+    }
+
     /// Parse and validate manifest text, returning every problem found.
     pub fn parse(text: &str) -> Result<Manifest, Vec<Problem>> {
         if text.len() as u64 > MAX_MANIFEST_BYTES {
