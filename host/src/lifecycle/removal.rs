@@ -8,15 +8,22 @@ use std::pin::Pin;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use bollard::query_parameters::{InspectContainerOptions, RemoveContainerOptions};
+use bollard::query_parameters::{
+    InspectContainerOptions, KillContainerOptions, RemoveContainerOptions, WaitContainerOptions,
+};
 use bollard::Docker;
+use futures_util::StreamExt;
 use tokio::sync::mpsc::UnboundedSender;
 
 /// How often a container expected to appear is looked for again.
 const LOOK_AGAIN: Duration = Duration::from_millis(50);
 
+/// How long a removal waits for the engine to record the exit of a container it killed.
+const EXIT_RECORDED: Duration = Duration::from_secs(30);
+
 /// Remove a container and its anonymous volumes; one already gone is not an error.
 pub(crate) async fn remove(docker: &Docker, id: &str) -> Result<(), bollard::errors::Error> {
+    await_exit_recorded(docker, id).await;
     let options = RemoveContainerOptions {
         force: true,
         v: true,
@@ -27,6 +34,37 @@ pub(crate) async fn remove(docker: &Docker, id: &str) -> Result<(), bollard::err
             status_code: 404, ..
         }) => Ok(()),
         other => other,
+    }
+}
+
+/// Stop the container if it still runs, and wait (boundedly) until the engine has recorded
+/// its exit. Docker 20.10 handles an exit that arrives after a forced removal by writing the
+/// removed container back into its list, where it stays "Removal In Progress", a ghost that
+/// no call can remove until dockerd restarts; the engine's exit records lag by seconds under
+/// load. A container that never ran or has exited costs two quick answers (409, then the
+/// wait returns at once).
+async fn await_exit_recorded(docker: &Docker, id: &str) {
+    let kill = KillContainerOptions {
+        signal: "KILL".into(),
+    };
+    if let Err(bollard::errors::Error::DockerResponseServerError {
+        status_code: 404, ..
+    }) = docker.kill_container(id, Some(kill)).await
+    {
+        return;
+    }
+    let condition = WaitContainerOptions {
+        condition: "not-running".into(),
+    };
+    let mut wait = docker.wait_container(id, Some(condition));
+    if tokio::time::timeout(EXIT_RECORDED, wait.next())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            container = id,
+            "the engine has not recorded the container's exit; removing it anyway"
+        );
     }
 }
 

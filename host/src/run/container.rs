@@ -23,6 +23,9 @@ use crate::run::frame_reader::{Decoded, FrameReader};
 /// After the container exits, how long to wait for the attach stream to end: it may
 /// never end on its own (bollard #251), and all its data is already in transit.
 const DRAIN_BOUND: Duration = Duration::from_millis(300);
+/// How long the engine may take to describe a finished container; an engine that is
+/// wedged on it must not hold the call for ever.
+const INSPECT_BOUND: Duration = Duration::from_secs(10);
 /// After a kill, how long the engine has to report the exit before we stop waiting.
 const KILL_GRACE: Duration = Duration::from_millis(800);
 
@@ -310,6 +313,12 @@ async fn drive(
                 })
                 .await;
             }
+            // Close the attach connection before asking the engine anything more. On
+            // dockerd 20.10 the exit handler waits, holding the container's lock, until
+            // every attached client has taken the output; an inspect sent while this
+            // connection stays open and unread would wait on itself for ever.
+            let _ = writer.await;
+            drop(output);
             streams.release_held();
             exit_state(docker, id).await?
         }
@@ -429,12 +438,16 @@ impl<'a> Streams<'a> {
 /// How a stopped container ended: its exit code and whether the kernel killed a process
 /// of it for memory.
 pub(crate) async fn exit_state(docker: &Docker, id: &str) -> Result<(Option<i64>, bool), RunError> {
-    let state = docker
-        .inspect_container(
-            id,
-            None::<bollard::query_parameters::InspectContainerOptions>,
-        )
+    let inspect = docker.inspect_container(
+        id,
+        None::<bollard::query_parameters::InspectContainerOptions>,
+    );
+    let state = tokio::time::timeout(INSPECT_BOUND, inspect)
         .await
+        .map_err(|_| RunError {
+            action: "inspecting the container (the engine did not answer in time)",
+            source: bollard::errors::Error::RequestTimeoutError,
+        })?
         .map_err(err("inspecting the container"))?
         .state
         .unwrap_or_default();
