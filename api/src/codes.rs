@@ -33,6 +33,9 @@ pub const BUILD_FAILED: &str = "build_failed";
 pub const BASE_IMAGE_MISSING: &str = "base_image_missing";
 /// `infrastructure_error`: the skill's image is not present and this host does not build.
 pub const IMAGE_UNAVAILABLE: &str = "image_unavailable";
+/// `infrastructure_error`: on a locked host, the skill's image is missing or is not the
+/// image its lock pins (another image under the same tag, a manifest that does not match).
+pub const INTEGRITY_ERROR: &str = "integrity_error";
 /// `infrastructure_error`: the skill asks for an OCI runtime the engine does not have.
 pub const RUNTIME_UNAVAILABLE: &str = "runtime_unavailable";
 /// `infrastructure_error`: the engine failed a request (create, attach, start, inspect,
@@ -82,6 +85,7 @@ pub const ALL: &[(&str, Status)] = &[
     (BUILD_FAILED, Status::SkillError),
     (BASE_IMAGE_MISSING, Status::InfrastructureError),
     (IMAGE_UNAVAILABLE, Status::InfrastructureError),
+    (INTEGRITY_ERROR, Status::InfrastructureError),
     (RUNTIME_UNAVAILABLE, Status::InfrastructureError),
     (ENGINE_ERROR, Status::InfrastructureError),
     (ENGINE_STOPPED, Status::InfrastructureError),

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bollard::query_parameters::{BuildImageOptions, CreateImageOptions, TagImageOptions};
+use bollard::query_parameters::{
+    BuildImageOptions, CreateImageOptions, PushImageOptions, RemoveImageOptions, TagImageOptions,
+};
 use bollard::Docker;
 use futures_util::StreamExt;
 
@@ -304,6 +306,77 @@ impl Engine {
         Ok(names)
     }
 
+    /// Push `repo:tag` to the registry its name starts with. The engine's own error text
+    /// (the registry's answer) is the error's source.
+    pub async fn push_image(
+        &self,
+        repo: &str,
+        tag: &str,
+        on_progress: &(dyn Fn(TransferProgress) + Send + Sync),
+    ) -> Result<(), EngineError> {
+        let options = PushImageOptions {
+            tag: Some(tag.into()),
+            ..Default::default()
+        };
+        let mut stream = self.docker.push_image(repo, Some(options), None);
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(api_err(format!("pushing {repo}:{tag}")))?;
+            on_progress(transfer_progress(None, info.status, info.progress_detail));
+        }
+        Ok(())
+    }
+
+    /// Pull `reference` (`repo@sha256:...` or `repo:tag`).
+    pub async fn pull_image(
+        &self,
+        reference: &str,
+        on_progress: &(dyn Fn(TransferProgress) + Send + Sync),
+    ) -> Result<(), EngineError> {
+        let options = CreateImageOptions {
+            from_image: Some(reference.into()),
+            ..Default::default()
+        };
+        let mut stream = self.docker.create_image(Some(options), None, None);
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(api_err(format!("pulling {reference}")))?;
+            on_progress(transfer_progress(
+                info.id,
+                info.status,
+                info.progress_detail,
+            ));
+        }
+        Ok(())
+    }
+
+    /// The registry digests the engine knows for `image`, e.g.
+    /// `127.0.0.1:5000/skill-echo@sha256:...`.
+    pub async fn repo_digests(&self, image: &str) -> Result<Vec<String>, EngineError> {
+        let inspected = self
+            .docker
+            .inspect_image(image)
+            .await
+            .map_err(api_err(format!("inspecting image {image}")))?;
+        Ok(inspected.repo_digests.unwrap_or_default())
+    }
+
+    /// Remove the name `reference` (a tag or a digest reference); the image stays while
+    /// other names hold it. A name already gone is not an error.
+    pub async fn untag(&self, reference: &str) -> Result<(), EngineError> {
+        let options = RemoveImageOptions {
+            noprune: false,
+            ..Default::default()
+        };
+        match self
+            .docker
+            .remove_image(reference, Some(options), None)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(api_err(format!("removing the name {reference}"))(e)),
+        }
+    }
+
     /// Point `repo:tag` at `image`.
     pub async fn tag_image(&self, image: &str, repo: &str, tag: &str) -> Result<(), EngineError> {
         let options = TagImageOptions {
@@ -314,6 +387,48 @@ impl Engine {
             .tag_image(image, Some(options))
             .await
             .map_err(api_err(format!("tagging {image} as {repo}:{tag}")))
+    }
+}
+
+/// One line of a push's or pull's progress: a layer's status and, while it moves, its
+/// bytes so far and in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferProgress {
+    /// The layer, when the line is about one.
+    pub layer: Option<String>,
+    /// The engine's status, e.g. `Pushing`, `Pushed`, `Pull complete`.
+    pub status: String,
+    /// Bytes moved so far and in all, while a layer moves.
+    pub bytes: Option<(i64, i64)>,
+}
+
+impl std::fmt::Display for TransferProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(layer) = &self.layer {
+            write!(f, "{layer}: ")?;
+        }
+        write!(f, "{}", self.status)?;
+        if let Some((current, total)) = self.bytes.filter(|(_, total)| *total > 0) {
+            write!(
+                f,
+                " {:.1}/{:.1} MB",
+                current as f64 / 1e6,
+                total as f64 / 1e6
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn transfer_progress(
+    layer: Option<String>,
+    status: Option<String>,
+    detail: Option<bollard::models::ProgressDetail>,
+) -> TransferProgress {
+    TransferProgress {
+        layer,
+        status: status.unwrap_or_default(),
+        bytes: detail.and_then(|d| Some((d.current?, d.total?))),
     }
 }
 

@@ -33,6 +33,9 @@ pub enum Error {
     /// A lock file could not be read, written or made.
     #[error(transparent)]
     Lock(#[from] crate::lock::LockError),
+    /// An image could not be pushed or pulled.
+    #[error(transparent)]
+    Ship(#[from] crate::ship::ShipError),
     /// The HTTP service could not start.
     #[cfg(feature = "serve")]
     #[error(transparent)]
@@ -65,6 +68,10 @@ impl Error {
                 crate::lock::LockError::Read { .. } | crate::lock::LockError::Invalid { .. } => {
                     exit_code::USAGE
                 }
+                _ => exit_code::INFRASTRUCTURE,
+            },
+            Error::Ship(e) => match e {
+                crate::ship::ShipError::NotPushed { .. } => exit_code::USAGE,
                 _ => exit_code::INFRASTRUCTURE,
             },
             #[cfg(feature = "serve")]

@@ -23,10 +23,11 @@ use crate::build::ImageBuilder;
 use crate::catalog::Catalog;
 use crate::engine::Engine;
 use crate::invoke::admission::{self, Admitted, Schemas};
-use crate::invoke::images::ImageResolver;
+use crate::invoke::images::{ImageResolver, ImageSource};
 use crate::invoke::route::{Router, RouterConfig};
 use crate::invoke::{classify, telemetry, ImageState, InvokeOptions, Refusal};
 use crate::lifecycle::leftovers;
+use crate::lock::{verify, LockFile};
 use crate::run::container::{RunOutcome, RunRequest};
 use crate::Error;
 
@@ -54,6 +55,12 @@ pub struct HostConfig {
     /// Whether a caller may ask for native mode, which runs a skill's library inside
     /// this process with no sandbox at all. Only for trusted skills.
     pub allow_native: bool,
+    /// Run a lock's images and nothing else: no skill directory is searched or hashed,
+    /// no image is built. Each locked image is checked at start (present, the locked ID,
+    /// a manifest of the locked skill); a skill that fails is refused with
+    /// `integrity_error`, and [`Host::problems`] names it. `skill_roots` and
+    /// `build_images` are then unused, and native mode is refused.
+    pub locked: Option<LockFile>,
 }
 
 impl Default for HostConfig {
@@ -67,6 +74,7 @@ impl Default for HostConfig {
             prewarm_cap: 32,
             prewarm_started: true,
             allow_native: false,
+            locked: None,
         }
     }
 }
@@ -92,17 +100,39 @@ impl Host {
 
     /// [`Host::new`] with an engine already connected.
     pub async fn with_engine(engine: Engine, config: HostConfig) -> Result<Host, Error> {
-        let catalog = Catalog::discover(&config.skill_roots)?;
-        for broken in &catalog.broken {
-            tracing::warn!("skipping a skill whose manifest is broken: {broken}");
-        }
+        let (catalog, source) = match config.locked {
+            None => {
+                let catalog = Catalog::discover(&config.skill_roots)?;
+                for broken in &catalog.broken {
+                    tracing::warn!("skipping a skill whose manifest is broken: {broken}");
+                }
+                let builder = ImageBuilder::new(
+                    engine.clone(),
+                    Arc::new(|name: &str, event| {
+                        tracing::debug!(skill = name, ?event, "build");
+                    }),
+                );
+                let source = ImageSource::Sources {
+                    builder,
+                    build: config.build_images,
+                };
+                (catalog, source)
+            }
+            Some(lock) => {
+                if config.allow_native {
+                    return Err(Error::Usage(
+                        "a locked host runs only its locked images; native mode loads a library from a skill's source directory, so it cannot be allowed with a lock".into(),
+                    ));
+                }
+                let verification = verify(&engine, &lock).await?;
+                for problem in &verification.problems {
+                    tracing::error!("{problem}");
+                }
+                let catalog = Catalog::from_verified(&verification.verified);
+                (catalog, ImageSource::locked(lock, &verification))
+            }
+        };
         leftovers::reap_dead_instances(engine.docker()).await?;
-        let builder = ImageBuilder::new(
-            engine.clone(),
-            Arc::new(|name: &str, event| {
-                tracing::debug!(skill = name, ?event, "build");
-            }),
-        );
         let router = Router::new(
             engine.docker().clone(),
             RouterConfig {
@@ -117,7 +147,7 @@ impl Host {
             catalog,
             max_input_bytes: config.max_input_bytes,
             log_limit_bytes: config.log_limit_bytes,
-            images: ImageResolver::new(engine, builder, config.build_images),
+            images: ImageResolver::new(engine, source),
             router,
         })
     }
@@ -175,6 +205,7 @@ impl Host {
         args: Value,
         options: &InvokeOptions,
     ) -> Result<(RunOutcome, Admitted<'h>), Refusal> {
+        self.images.refuse_unverified(&result.skill)?;
         let admitted = admission::admit(
             &self.catalog,
             &self.schemas,
@@ -228,10 +259,17 @@ impl Host {
     }
 
     /// What keeps this host from serving calls, empty when nothing does: the engine does
-    /// not answer, or (on a host that does not build) a skill's image is missing.
+    /// not answer, (on a host that does not build) a skill's image is missing, or (on a
+    /// locked host) an image is not the one the lock pins.
     pub async fn problems(&self) -> Vec<String> {
         if let Err(e) = self.images.engine().ping().await {
             return vec![e.to_string()];
+        }
+        if let Some(integrity) = self.images.integrity().await {
+            return match integrity {
+                Ok(problems) => problems.iter().map(ToString::to_string).collect(),
+                Err(e) => vec![e.to_string()],
+            };
         }
         if self.images.builds() {
             return Vec::new();

@@ -10,7 +10,9 @@
 //!    into an [`InvocationResult`] whose [`Status`] tells every kind of failure apart.
 //! 4. Every container is labelled and removed, and a dead host's leftovers are found
 //!    again ([`lifecycle`]).
-//! 5. With the `serve` feature, [`service`] puts a host behind an HTTP API.
+//! 5. [`lock`] pins a deployment's images; [`ship`] moves them through a registry; a host
+//!    given a lock ([`HostConfig::locked`]) runs those images and nothing else.
+//! 6. With the `serve` feature, [`service`] puts a host behind an HTTP API.
 //!
 //! The caller-facing contract (result, statuses, error and exit codes) is the serde-only
 //! crate [`api`], re-exported here. [`Error::exit_code`] maps every other failure to the
@@ -29,6 +31,7 @@ mod paths;
 mod run;
 #[cfg(feature = "serve")]
 pub mod service;
+pub mod ship;
 mod sync;
 #[cfg(feature = "testing")]
 #[doc(hidden)]

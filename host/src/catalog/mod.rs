@@ -106,6 +106,26 @@ impl Catalog {
         Ok(catalog)
     }
 
+    /// The skills of a lock whose images were verified, known from the manifests their
+    /// images carry. They have no source directory: `dir` is empty.
+    pub fn from_verified(verified: &[crate::lock::VerifiedSkill]) -> Catalog {
+        let skills = verified
+            .iter()
+            .map(|v| {
+                let skill = Skill {
+                    manifest: v.manifest.clone(),
+                    dir: PathBuf::new(),
+                    relative_dir: PathBuf::from(&v.entry.name),
+                };
+                (v.entry.name.clone(), skill)
+            })
+            .collect();
+        Catalog {
+            skills,
+            broken: Vec::new(),
+        }
+    }
+
     /// The skill named `name`.
     pub fn get(&self, name: &str) -> Option<&Skill> {
         self.skills.get(name)

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use skillhost::api::{ErrorReport, InvokeRequest};
+use skillhost::lock::LockFile;
 use skillhost::manifest::units::HumanDuration;
 use skillhost::{
     Error, Host, HostConfig, InvocationResult, InvokeOptions, ProgressCallback, Status,
@@ -44,13 +45,23 @@ pub(crate) struct InvokeCli {
     /// Never build: fail when the image is not prebuilt.
     #[arg(long)]
     no_build: bool,
+    /// Run only the image this lock file pins for the skill (`skillhost lock`): no skill
+    /// directory is read, nothing is built, and an image that is not the locked one is
+    /// integrity_error.
+    #[arg(
+        long,
+        env = "SKILLHOST_LOCKED",
+        value_name = "LOCK",
+        conflicts_with = "no_build"
+    )]
+    locked: Option<PathBuf>,
     /// Run the skill's native library inside this process: NO SANDBOX. Also needs
     /// SKILLHOST_ALLOW_NATIVE=1 in the environment, for trusted skills only.
     #[arg(long)]
     native: bool,
     /// Send the call to a running `skillhost serve` instead: unix:PATH or
     /// http://HOST:PORT (with the token in SKILLHOST_TOKEN). Same result, same exit code.
-    #[arg(long, env = "SKILLHOST_SERVER", conflicts_with_all = ["workspace", "no_build", "native"])]
+    #[arg(long, env = "SKILLHOST_SERVER", conflicts_with_all = ["workspace", "no_build", "native", "locked"])]
     server: Option<Server>,
 }
 
@@ -101,9 +112,11 @@ pub(super) async fn run(
             }
         };
     }
+    let locked = cli.locked.as_deref().map(LockFile::load).transpose()?;
     let config = HostConfig {
         skill_roots,
         build_images: !cli.no_build,
+        locked,
         allow_native: std::env::var("SKILLHOST_ALLOW_NATIVE").as_deref() == Ok("1"),
         ..HostConfig::default()
     };

@@ -13,6 +13,7 @@ mod lock;
 mod progress;
 mod remote;
 mod serve;
+mod ship;
 
 use std::path::PathBuf;
 
@@ -59,6 +60,10 @@ enum Command {
     Invoke(invoke::InvokeCli),
     /// Pin a deployment's images in a lock file (`--check`: tell whether the sources moved).
     Lock(lock::LockCli),
+    /// Push a lock's images to a registry and record their digests in the lock.
+    Push(ship::PushCli),
+    /// Pull a lock's images by digest and check each against the lock.
+    Pull(ship::PullCli),
     /// Serve the skills over HTTP (unix socket, and TCP with tokens) until SIGTERM.
     Serve(serve::ServeCli),
     /// Make a bearer token for `serve --listen`: prints the token and its tokens-file entry.
@@ -89,6 +94,8 @@ pub(crate) async fn run(args: Args) -> i32 {
     let result = match args.command {
         Command::Serve(cli) => serve::run(given_roots, cli, format).await,
         Command::Lock(cli) => lock::run(&roots, cli, format).await,
+        Command::Push(cli) => ship::run_push(cli, format).await,
+        Command::Pull(cli) => ship::run_pull(cli, format).await,
         Command::Token {
             name,
             max_in_flight,

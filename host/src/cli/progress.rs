@@ -1,4 +1,5 @@
-//! Build progress on stderr: a spinner per image on a terminal, plain lines otherwise.
+//! Build, push and pull progress on stderr: a spinner per image on a terminal, plain
+//! lines otherwise.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -7,7 +8,8 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use skillhost::build::Observer;
-use skillhost::engine::BuildEvent;
+use skillhost::engine::{BuildEvent, TransferProgress};
+use skillhost::ship::ShipObserver;
 
 /// Where build progress goes, chosen once for the whole run.
 pub(crate) struct Progress {
@@ -27,13 +29,31 @@ impl Progress {
         Arc::new(move |name, event| this.event(name, event))
     }
 
+    /// An observer of pushes and pulls: a terminal sees each layer's bytes move; plain
+    /// output gets a line per layer when it is done, not every step of the bytes.
+    pub(crate) fn ship_observer(self: &Arc<Self>) -> ShipObserver {
+        let this = self.clone();
+        Arc::new(move |name, line: TransferProgress| {
+            let moving = line.bytes.is_some();
+            if this.bars.is_none() && moving {
+                return;
+            }
+            this.show(name, !moving, &line.to_string());
+        })
+    }
+
     fn event(&self, name: &str, event: BuildEvent) {
-        let (kind, text) = match &event {
-            BuildEvent::Step(text) => ("step", text),
-            BuildEvent::Output(text) => ("output", text),
-        };
+        match &event {
+            BuildEvent::Step(text) => self.show(name, true, text),
+            BuildEvent::Output(text) => self.show(name, false, text),
+        }
+    }
+
+    /// Show `text` for image `name`: a milestone stays visible, other text only flashes
+    /// past in the spinner (or is indented, without a terminal).
+    fn show(&self, name: &str, milestone: bool, text: &str) {
         let Some((multi, bars)) = &self.bars else {
-            if kind == "step" {
+            if milestone {
                 errln!("{name}: {text}");
             } else {
                 errln!("{name}:   {text}");
@@ -52,11 +72,10 @@ impl Progress {
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
-        if kind == "step" {
-            // Steps stay visible above the spinner; output only flashes past.
+        if milestone {
             let _ = multi.println(format!("{name}: {text}"));
         }
-        bar.set_message(text.clone());
+        bar.set_message(text.to_string());
     }
 
     /// Stop the spinner of `name`, if any, so the final line is clean.

@@ -22,7 +22,7 @@ Every setting can also be given as SKILLHOST_<FLAG> in the environment (e.g. \
 SKILLHOST_MAX_IN_FLIGHT=32, SKILLHOST_PREWARM=echo=4,python=2) or as a key of \
 skillhost.toml (--config; read from the current directory when present). A flag wins over \
 the environment, which wins over the file. Keys of the file: socket, listen, tokens, \
-skills-dirs, build, max-in-flight, max-in-flight-per-skill, queue, queue-wait, max-body, \
+skills-dirs, build, locked, max-in-flight, max-in-flight-per-skill, queue, queue-wait, max-body, \
 header-timeout, grace, keep-results, max-results, prewarm-started, prewarm.")]
 pub(crate) struct ServeCli {
     /// The unix socket to listen on, mode 0600 [key: socket]. Default:
@@ -45,6 +45,11 @@ pub(crate) struct ServeCli {
     /// [key: build = false].
     #[arg(long, env = "SKILLHOST_NO_BUILD")]
     no_build: bool,
+    /// Run only the images of this lock file (`skillhost lock`): no skill directory is
+    /// read, nothing is built, and each image is checked against the lock at start; a
+    /// mismatch makes /readyz false and its skill's calls integrity_error [key: locked].
+    #[arg(long, env = "SKILLHOST_LOCKED", value_name = "LOCK")]
+    locked: Option<PathBuf>,
     /// Calls running at once over all skills [key: max-in-flight; default 16].
     #[arg(long, env = "SKILLHOST_MAX_IN_FLIGHT")]
     max_in_flight: Option<usize>,
@@ -118,6 +123,7 @@ impl ServeCli {
             tokens: self.tokens.clone(),
             skills_dirs: (!skills_dirs.is_empty()).then_some(skills_dirs),
             build: self.no_build.then_some(false),
+            locked: self.locked.clone(),
             max_in_flight: self.max_in_flight,
             max_in_flight_per_skill: self.max_in_flight_per_skill,
             queue: self.queue,
@@ -154,9 +160,15 @@ pub(super) async fn run(
         .over(file)
         .resolve()
         .map_err(skillhost::service::ServeError::from)?;
+    let locked = config
+        .locked
+        .as_deref()
+        .map(skillhost::lock::LockFile::load)
+        .transpose()?;
     let host = Host::new(HostConfig {
         skill_roots: config.skills_dirs.clone(),
         build_images: config.build,
+        locked,
         prewarm_started: config.prewarm_started,
         prewarm: config.prewarm.clone(),
         ..HostConfig::default()

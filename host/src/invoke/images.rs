@@ -1,6 +1,10 @@
 //! Making a skill's image ready to run: the runtime it asks for must exist, and its
 //! `skill-<name>:<hash>` image must be present (built on first use where the host builds).
 //! Each skill's image is resolved once per host; concurrent first calls share it.
+//!
+//! A locked host neither builds nor reads sources: its images are the lock's, checked at
+//! start, and its containers are made from the locked image IDs, so another image put
+//! under the same tag later cannot run (`/readyz` reports it).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,7 +16,8 @@ use super::Refusal;
 use crate::build::builder::{BuildError, ImageBuilder, ImageTarget};
 use crate::build::init_image;
 use crate::catalog::Skill;
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineError};
+use crate::lock::{verify, IntegrityProblem, LockFile, Verification};
 use crate::sync::lock;
 
 /// A skill's image, as containers are made of it.
@@ -35,24 +40,67 @@ pub struct ImageState {
     pub present: bool,
 }
 
+/// Where a host's images come from.
+#[derive(Debug)]
+pub(crate) enum ImageSource {
+    /// The skills' source directories, hashed.
+    Sources {
+        builder: ImageBuilder,
+        /// Build a missing image (development), or refuse the call (production).
+        build: bool,
+    },
+    /// A lock, whose images were checked at start.
+    Locked {
+        lock: LockFile,
+        /// The verified skills' images, by skill name.
+        images: HashMap<String, SkillImage>,
+        /// What was wrong at start, by skill name.
+        problems: HashMap<String, IntegrityProblem>,
+    },
+}
+
+impl ImageSource {
+    /// A locked source from the start-time check of `lock`.
+    pub(crate) fn locked(lock: LockFile, verification: &Verification) -> ImageSource {
+        let images = verification
+            .verified
+            .iter()
+            .map(|v| {
+                let image = SkillImage {
+                    reference: v.entry.image_id.clone(),
+                    init_command: init_image::init_command(&v.image),
+                };
+                (v.entry.name.clone(), image)
+            })
+            .collect();
+        let problems = verification
+            .problems
+            .iter()
+            .map(|p| (p.skill().to_string(), p.clone()))
+            .collect();
+        ImageSource::Locked {
+            lock,
+            images,
+            problems,
+        }
+    }
+}
+
 /// Resolves and remembers each skill's image.
 #[derive(Debug)]
 pub(crate) struct ImageResolver {
     engine: Engine,
-    builder: ImageBuilder,
-    /// Build a missing image (development), or refuse the call (production).
-    build_images: bool,
+    source: ImageSource,
     images: Mutex<HashMap<String, Arc<OnceCell<SkillImage>>>>,
     /// The engine's runtimes, asked once, when a skill first names one.
     runtimes: OnceCell<Vec<String>>,
 }
 
 impl ImageResolver {
-    pub(crate) fn new(engine: Engine, builder: ImageBuilder, build_images: bool) -> Self {
+    pub(crate) fn new(engine: Engine, source: ImageSource) -> Self {
         ImageResolver {
             engine,
-            builder,
-            build_images,
+            source,
             images: Mutex::default(),
             runtimes: OnceCell::new(),
         }
@@ -85,7 +133,27 @@ impl ImageResolver {
 
     /// Whether this host builds missing images.
     pub(crate) fn builds(&self) -> bool {
-        self.build_images
+        matches!(self.source, ImageSource::Sources { build: true, .. })
+    }
+
+    /// On a locked host, the refusal of a skill whose image failed its start-time check.
+    pub(crate) fn refuse_unverified(&self, skill: &str) -> Result<(), Refusal> {
+        match &self.source {
+            ImageSource::Locked { problems, .. } => match problems.get(skill) {
+                Some(problem) => Err(Refusal::new(codes::INTEGRITY_ERROR, problem.to_string())),
+                None => Ok(()),
+            },
+            ImageSource::Sources { .. } => Ok(()),
+        }
+    }
+
+    /// On a locked host, every way the engine's images differ from the lock now (a tag
+    /// moved since the start, say); `None` on a host of sources.
+    pub(crate) async fn integrity(&self) -> Option<Result<Vec<IntegrityProblem>, EngineError>> {
+        let ImageSource::Locked { lock, .. } = &self.source else {
+            return None;
+        };
+        Some(verify(&self.engine, lock).await.map(|v| v.problems))
     }
 
     /// The engine this host runs on.
@@ -95,13 +163,15 @@ impl ImageResolver {
 
     /// The skill's hash and image, and whether the image is present; builds nothing.
     pub(crate) async fn state(&self, skill: &Skill) -> Result<ImageState, Refusal> {
-        let plan = self
-            .builder
+        let builder = match &self.source {
+            ImageSource::Sources { builder, .. } => builder,
+            ImageSource::Locked { lock, .. } => return self.locked_state(lock, skill).await,
+        };
+        let plan = builder
             .plan(&ImageTarget::for_skill(skill))
             .await
             .map_err(|e| build_refusal(&e))?;
-        let present = self
-            .builder
+        let present = builder
             .cached(&plan)
             .await
             .map_err(|e| build_refusal(&e))?
@@ -124,22 +194,49 @@ impl ImageResolver {
             .cloned()
     }
 
+    /// A locked skill's state: its locked hash and tag, present when the tag still holds
+    /// the locked image.
+    async fn locked_state(&self, lock: &LockFile, skill: &Skill) -> Result<ImageState, Refusal> {
+        let entry = lock.get(skill.name()).ok_or_else(|| {
+            Refusal::new(
+                codes::INTEGRITY_ERROR,
+                format!("skill {} is not in the lock", skill.name()),
+            )
+        })?;
+        let found = self
+            .engine
+            .inspect_image(&entry.image)
+            .await
+            .map_err(|e| Refusal::new(codes::ENGINE_ERROR, e.to_string()))?;
+        Ok(ImageState {
+            hash: entry.hash.clone(),
+            image: entry.image.clone(),
+            present: found.is_some_and(|image| image.id == entry.image_id),
+        })
+    }
+
     async fn find_or_build(&self, skill: &Skill) -> Result<SkillImage, Refusal> {
+        let (builder, build) = match &self.source {
+            ImageSource::Sources { builder, build } => (builder, *build),
+            ImageSource::Locked { images, .. } => {
+                return images.get(skill.name()).cloned().ok_or_else(|| {
+                    Refusal::new(
+                        codes::INTEGRITY_ERROR,
+                        format!("skill {} has no verified image in the lock", skill.name()),
+                    )
+                })
+            }
+        };
         let target = ImageTarget::for_skill(skill);
-        let reference = if self.build_images {
-            self.builder
+        let reference = if build {
+            builder
                 .ensure(&target, false)
                 .await
                 .map_err(|e| build_refusal(&e))?
                 .image
         } else {
-            let plan = self
-                .builder
-                .plan(&target)
-                .await
-                .map_err(|e| build_refusal(&e))?;
-            if self
-                .builder
+            let plan = builder.plan(&target).await.map_err(|e| build_refusal(&e))?;
+            if builder
                 .cached(&plan)
                 .await
                 .map_err(|e| build_refusal(&e))?

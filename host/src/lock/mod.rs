@@ -6,12 +6,14 @@
 //! what the lock says.
 
 mod make;
+mod verify;
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 pub use make::{lock_skill, source_state};
+pub use verify::{check_entry, verify, IntegrityProblem, Verification, VerifiedSkill};
 
 /// The lock file format's version; a file with another is refused.
 pub const SCHEMA: u32 = 1;

@@ -27,6 +27,8 @@ pub struct ServeSettings {
     pub skills_dirs: Option<Vec<PathBuf>>,
     /// Build a missing image on first use (default true); false for production hosts.
     pub build: Option<bool>,
+    /// Run only the images of this lock file: no source is read, nothing is built.
+    pub locked: Option<PathBuf>,
     /// Calls running at once, over all skills.
     pub max_in_flight: Option<usize>,
     /// Calls running at once for one skill.
@@ -108,6 +110,7 @@ impl ServeSettings {
             tokens: self.tokens.or(lower.tokens),
             skills_dirs: self.skills_dirs.or(lower.skills_dirs),
             build: self.build.or(lower.build),
+            locked: self.locked.or(lower.locked),
             max_in_flight: self.max_in_flight.or(lower.max_in_flight),
             max_in_flight_per_skill: self
                 .max_in_flight_per_skill
@@ -151,6 +154,7 @@ impl ServeSettings {
                 .skills_dirs
                 .unwrap_or_else(|| vec![PathBuf::from("skills")]),
             build: self.build.unwrap_or(true),
+            locked: self.locked,
             max_in_flight,
             max_in_flight_per_skill: positive(
                 "max-in-flight-per-skill",
@@ -197,6 +201,8 @@ pub struct ServeConfig {
     pub skills_dirs: Vec<PathBuf>,
     /// Build a missing image on first use.
     pub build: bool,
+    /// The lock file whose images alone are run, when set.
+    pub locked: Option<PathBuf>,
     /// Calls running at once, over all skills.
     pub max_in_flight: usize,
     /// Calls running at once for one skill.

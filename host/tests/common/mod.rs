@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod probe;
+pub mod registry;
 pub mod service;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,152 @@
+//! `skillhost push --lock FILE --registry HOST:PORT` and `skillhost pull --lock FILE`:
+//! move a lock's images through a registry. A push records each image's registry and
+//! digest in the lock as soon as it is pushed; a pull takes each by that digest and checks
+//! it against the lock's image ID.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use skillhost::api::exit_code;
+use skillhost::engine::Engine;
+use skillhost::lock::LockFile;
+use skillhost::ship::{pull, push, Pulled};
+use skillhost::Error;
+
+use super::progress::Progress;
+use super::{output, usage, Format};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct PushCli {
+    /// The lock file whose images are pushed; each one's registry and digest are written
+    /// back into it.
+    #[arg(long)]
+    lock: PathBuf,
+    /// The registry, HOST:PORT (the engine must trust it: TLS, or listed under
+    /// insecure-registries; 127.0.0.0/8 is by default).
+    #[arg(long)]
+    registry: String,
+    /// Push only these skills [default: all of the lock's].
+    skills: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct PullCli {
+    /// The lock file whose images are pulled, each by its recorded digest.
+    #[arg(long)]
+    lock: PathBuf,
+    /// Pull from this registry (a mirror) instead of the one each entry records; the
+    /// digests are the same.
+    #[arg(long)]
+    registry: Option<String>,
+    /// Pull only these skills [default: all of the lock's].
+    skills: Vec<String>,
+}
+
+/// The lock's entries named by `wanted` (all when empty), or the names it does not hold.
+fn selected(lock: &LockFile, wanted: &[String]) -> Result<Vec<usize>, Error> {
+    if let Some(unknown) = wanted.iter().find(|name| lock.get(name).is_none()) {
+        return Err(usage(format!(
+            "the lock names no skill {unknown:?} (it has: {})",
+            lock.skills
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    Ok((0..lock.skills.len())
+        .filter(|&i| wanted.is_empty() || wanted.contains(&lock.skills[i].name))
+        .collect())
+}
+
+fn check_registry(registry: &str) -> Result<(), Error> {
+    let plausible = !registry.is_empty()
+        && !registry.contains("://")
+        && !registry.contains('/')
+        && !registry.contains('@');
+    if plausible {
+        return Ok(());
+    }
+    Err(usage(format!(
+        "--registry {registry:?}: give HOST:PORT (or HOST), without a scheme or a path"
+    )))
+}
+
+pub(super) async fn run_push(cli: PushCli, format: Format) -> Result<i32, Error> {
+    check_registry(&cli.registry)?;
+    let mut lock = LockFile::load(&cli.lock)?;
+    let chosen = selected(&lock, &cli.skills)?;
+    let engine = Engine::connect().await?;
+    let progress = Progress::new();
+    let observer = progress.ship_observer();
+    let mut report = Vec::new();
+    for i in chosen {
+        let started = Instant::now();
+        let pushed = push(&engine, &lock.skills[i], &cli.registry, &observer).await;
+        progress.finish(&lock.skills[i].name);
+        let pushed = pushed?;
+        let entry = &mut lock.skills[i];
+        entry.registry = Some(cli.registry.clone());
+        entry.digest = Some(pushed.digest.clone());
+        // Saved after each image, so a failure later loses no digest already given.
+        lock.save(&cli.lock)?;
+        let entry = &lock.skills[i];
+        let seconds = started.elapsed().as_secs_f64();
+        if format == Format::Human {
+            outln!(
+                "{} {}@{}  ({seconds:.2} s)",
+                entry.name,
+                pushed.reference,
+                pushed.digest
+            );
+        }
+        report.push(serde_json::json!({
+            "skill": entry.name, "reference": pushed.reference, "digest": pushed.digest,
+            "seconds": seconds,
+        }));
+    }
+    match format {
+        Format::Json => output::json(&serde_json::json!({"lock": cli.lock, "pushed": report})),
+        Format::Human => outln!("recorded the digests in {}", cli.lock.display()),
+    }
+    Ok(exit_code::OK)
+}
+
+pub(super) async fn run_pull(cli: PullCli, format: Format) -> Result<i32, Error> {
+    if let Some(registry) = &cli.registry {
+        check_registry(registry)?;
+    }
+    let lock = LockFile::load(&cli.lock)?;
+    let chosen = selected(&lock, &cli.skills)?;
+    let engine = Engine::connect().await?;
+    let progress = Progress::new();
+    let observer = progress.ship_observer();
+    let mut report = Vec::new();
+    for i in chosen {
+        let entry = &lock.skills[i];
+        let started = Instant::now();
+        let pulled = pull(&engine, entry, cli.registry.as_deref(), &observer).await;
+        progress.finish(&entry.name);
+        let what = match pulled? {
+            Pulled::AlreadyPresent => "already present",
+            Pulled::Pulled => "pulled",
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        if format == Format::Human {
+            outln!(
+                "{} {}  {what}, {}  ({seconds:.2} s)",
+                entry.name,
+                entry.image,
+                entry.image_id
+            );
+        }
+        report.push(serde_json::json!({
+            "skill": entry.name, "image": entry.image, "image_id": entry.image_id,
+            "outcome": what, "seconds": seconds,
+        }));
+    }
+    if format == Format::Json {
+        output::json(&serde_json::json!({"lock": cli.lock, "pulled": report}));
+    }
+    Ok(exit_code::OK)
+}

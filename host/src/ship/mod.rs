@@ -1,0 +1,161 @@
+//! Moving locked images between hosts: [`push`] to a registry and [`pull`] back by digest,
+//! each checked against the lock. The lock's image ID is the proof: a pushed image must be
+//! the locked one, and a pulled one must come out as it.
+
+mod pull;
+mod push;
+mod transient;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use pull::{pull, Pulled};
+pub use push::{push, Pushed};
+
+use crate::engine::{EngineError, TransferProgress};
+use crate::lock::{IntegrityProblem, LockedSkill};
+
+/// Receives each skill's transfer progress.
+pub type ShipObserver = Arc<dyn Fn(&str, TransferProgress) + Send + Sync>;
+
+/// Attempts of a push or pull whose failure looks transient, and the first wait between
+/// them (doubled after each).
+const ATTEMPTS: u32 = 4;
+const FIRST_WAIT: Duration = Duration::from_millis(500);
+
+/// Why a skill's image could not be pushed or pulled.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShipError {
+    /// The local image is not what the lock pins.
+    #[error(transparent)]
+    Integrity(#[from] IntegrityProblem),
+    /// Nothing answered at the registry's address.
+    #[error(
+        "cannot reach the registry {registry} (skill {skill}, after {ATTEMPTS} attempts): {reason}"
+    )]
+    Unreachable {
+        /// `HOST:PORT`.
+        registry: String,
+        /// The skill being moved.
+        skill: String,
+        /// The engine's words.
+        reason: String,
+    },
+    /// The registry answered, and refused.
+    #[error("the registry {registry} refused {reference} (skill {skill}): {reason}")]
+    Refused {
+        /// `HOST:PORT`.
+        registry: String,
+        /// The skill.
+        skill: String,
+        /// What was pushed or pulled.
+        reference: String,
+        /// The engine's words.
+        reason: String,
+    },
+    /// The lock records no registry and digest for the skill.
+    #[error("skill {skill} has no registry and digest in the lock: push it first (`skillhost push --lock FILE --registry HOST:PORT`)")]
+    NotPushed {
+        /// The skill.
+        skill: String,
+    },
+    /// The registry served, under the locked digest, an image the lock does not pin.
+    #[error("skill {skill}: {reference} came out as image {found}, but the lock pins {expected}; the pulled image was removed")]
+    DigestMismatch {
+        /// The skill.
+        skill: String,
+        /// `registry/skill-<name>@sha256:...`.
+        reference: String,
+        /// The lock's image ID.
+        expected: String,
+        /// What the pull gave.
+        found: String,
+    },
+    /// After a push, the engine reported no digest for the pushed name.
+    #[error("skill {skill}: the engine reports no digest for {repository} after the push")]
+    NoDigest {
+        /// The skill.
+        skill: String,
+        /// `registry/skill-<name>`.
+        repository: String,
+    },
+    /// The engine failed otherwise.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// `skill-<name>` and `<hash>` of a locked `skill-<name>:<hash>`.
+fn repo_and_tag(entry: &LockedSkill) -> (&str, &str) {
+    entry
+        .image
+        .rsplit_once(':')
+        .unwrap_or((entry.image.as_str(), entry.hash.as_str()))
+}
+
+/// The engine's error text, for classification and for the message.
+fn engine_words(error: &EngineError) -> String {
+    match error {
+        EngineError::Api { source, .. } => match source {
+            bollard::errors::Error::DockerStreamError { error } => error.clone(),
+            bollard::errors::Error::DockerResponseServerError { message, .. } => message.clone(),
+            other => other.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// Run `attempt` until it succeeds, fails for good, or [`ATTEMPTS`] transient failures
+/// pass; then turn the failure into a [`ShipError`] naming `registry` and `skill`.
+async fn with_retries<F, Fut>(
+    registry: &str,
+    skill: &str,
+    reference: &str,
+    mut attempt: F,
+) -> Result<(), ShipError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), EngineError>>,
+{
+    let mut wait = FIRST_WAIT;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let error = match attempt().await {
+            Ok(()) => return Ok(()),
+            Err(error) => error,
+        };
+        if matches!(
+            error,
+            EngineError::Unavailable { .. } | EngineError::TooOld { .. }
+        ) {
+            return Err(error.into());
+        }
+        let words = engine_words(&error);
+        let kind = transient::classify(&words);
+        if kind.transient && tries < ATTEMPTS {
+            tracing::info!(
+                skill,
+                registry,
+                "transient failure, retrying in {wait:?}: {words}"
+            );
+            tokio::time::sleep(wait).await;
+            wait *= 2;
+            continue;
+        }
+        return Err(if kind.unreachable {
+            ShipError::Unreachable {
+                registry: registry.to_string(),
+                skill: skill.to_string(),
+                reason: words,
+            }
+        } else {
+            ShipError::Refused {
+                registry: registry.to_string(),
+                skill: skill.to_string(),
+                reference: reference.to_string(),
+                reason: words,
+            }
+        });
+    }
+}

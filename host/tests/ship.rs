@@ -1,0 +1,338 @@
+//! The production workflow against the real engine and a real registry (Debian's
+//! `docker-registry` on 127.0.0.1): lock, push, remove the images as if on another host,
+//! pull them back by digest, and run locked from the images alone; and every way it must
+//! refuse: a digest the registry does not hold, an image that is not the locked one, an
+//! unreachable registry, a swapped or missing image on a locked host.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::registry::Registry;
+use common::{copy_fixture, ensure_base_images, skillhost, unique_name, ImageCleanup};
+use skillhost::api::codes;
+use skillhost::engine::Engine;
+use skillhost::lock::LockFile;
+use skillhost::{Host, HostConfig, Status};
+
+/// A probe skill locked in a temporary directory.
+struct Locked {
+    dir: tempfile::TempDir,
+    name: String,
+    lock_path: PathBuf,
+    lock: LockFile,
+}
+
+fn lock_probe(prefix: &str, cleanup: &ImageCleanup) -> Locked {
+    ensure_base_images();
+    let name = unique_name(prefix);
+    let dir = copy_fixture("probe", &name);
+    let deployment = dir.path().join("deployment.yaml");
+    std::fs::write(&deployment, format!("skills:\n  {name}: \"^0.1\"\n")).unwrap();
+    let made = skillhost()
+        .arg("--skills-dir")
+        .arg(dir.path())
+        .args(["lock", "--manifest"])
+        .arg(&deployment)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", stderr(&made));
+    let lock_path = dir.path().join("deployment.lock");
+    let lock = LockFile::load(&lock_path).unwrap();
+    cleanup.add(lock.skills[0].image.clone());
+    cleanup.add(lock.skills[0].image_id.clone());
+    Locked {
+        dir,
+        name,
+        lock_path,
+        lock,
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Run the CLI from `cwd`, where there are no skills to find.
+fn cli(cwd: &Path, args: &[&str]) -> Output {
+    skillhost().current_dir(cwd).args(args).output().unwrap()
+}
+
+async fn remove_image(engine: &Engine, reference: &str) {
+    let options = bollard::query_parameters::RemoveImageOptions {
+        force: true,
+        ..Default::default()
+    };
+    engine
+        .docker()
+        .remove_image(reference, Some(options), None)
+        .await
+        .unwrap();
+}
+
+/// The names the engine has for images of `registry`: a push or pull leaves none.
+async fn names_from(engine: &Engine, registry: &str) -> Vec<String> {
+    let images = engine
+        .docker()
+        .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+        .await
+        .unwrap();
+    images
+        .into_iter()
+        .flat_map(|i| i.repo_tags.into_iter().chain(i.repo_digests))
+        .filter(|name| name.starts_with(registry))
+        .collect()
+}
+
+/// Containers of skill `name`.
+async fn containers_of(engine: &Engine, name: &str) -> usize {
+    let options = bollard::query_parameters::ListContainersOptions {
+        all: true,
+        filters: Some(std::collections::HashMap::from([(
+            "label".to_string(),
+            vec![format!("io.skillhost.skill={name}")],
+        )])),
+        ..Default::default()
+    };
+    engine
+        .docker()
+        .list_containers(Some(options))
+        .await
+        .unwrap()
+        .len()
+}
+
+#[tokio::test]
+async fn locked_images_go_through_a_registry_and_run_with_no_sources() {
+    let cleanup = ImageCleanup::default();
+    let registry = Registry::start();
+    let Locked {
+        dir,
+        name,
+        lock_path,
+        lock,
+    } = lock_probe("ship", &cleanup);
+    let engine = Engine::connect().await.unwrap();
+    let entry = lock.skills[0].clone();
+    let empty = tempfile::tempdir().unwrap();
+    let lock_arg = lock_path.to_str().unwrap();
+
+    // Push: the digest is recorded in the lock, and the engine keeps no registry name.
+    let pushed = cli(
+        empty.path(),
+        &["push", "--lock", lock_arg, "--registry", &registry.address],
+    );
+    assert!(pushed.status.success(), "{}", stderr(&pushed));
+    let after_push = LockFile::load(&lock_path).unwrap();
+    let pushed_entry = after_push.get(&name).unwrap();
+    assert_eq!(
+        pushed_entry.registry.as_deref(),
+        Some(registry.address.as_str())
+    );
+    let digest = pushed_entry.digest.clone().unwrap();
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
+    );
+    assert!(names_from(&engine, &registry.address).await.is_empty());
+
+    // Another host: no image, no sources. The pull gives back the locked image ID.
+    remove_image(&engine, &entry.image_id).await;
+    std::fs::remove_dir_all(dir.path().join(&name)).unwrap();
+    let pulled = cli(empty.path(), &["pull", "--lock", lock_arg]);
+    assert!(pulled.status.success(), "{}", stderr(&pulled));
+    let local = engine.inspect_image(&entry.image).await.unwrap().unwrap();
+    assert_eq!(local.id, entry.image_id, "the pull gave the locked image");
+    assert!(names_from(&engine, &registry.address).await.is_empty());
+    let again = cli(empty.path(), &["pull", "--lock", lock_arg]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already present"));
+
+    // Run locked, from the image alone.
+    let ran = cli(
+        empty.path(),
+        &[
+            "--format",
+            "json",
+            "invoke",
+            "--locked",
+            lock_arg,
+            &name,
+            "echo",
+            "--args",
+            r#"{"data": "from the lock"}"#,
+        ],
+    );
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    let result: skillhost::InvocationResult = serde_json::from_slice(&ran.stdout).unwrap();
+    assert_eq!(result.output.unwrap()["data"], "from the lock");
+    assert_eq!(result.image.as_deref(), Some(entry.image_id.as_str()));
+
+    // A digest the registry does not hold: refused, naming the skill and the registry.
+    remove_image(&engine, &entry.image_id).await;
+    let mut bogus = after_push.clone();
+    bogus.skills[0].digest = Some(format!("sha256:{}", "0".repeat(64)));
+    let bogus_path = empty.path().join("bogus.lock");
+    bogus.save(&bogus_path).unwrap();
+    let refused = cli(
+        empty.path(),
+        &["pull", "--lock", bogus_path.to_str().unwrap()],
+    );
+    assert_eq!(refused.status.code(), Some(3), "{}", stderr(&refused));
+    let text = stderr(&refused);
+    assert!(
+        text.contains(&format!("the registry {} refused", registry.address))
+            && text.contains(&format!("skill {name}")),
+        "{text}"
+    );
+    assert!(engine.inspect_image(&entry.image).await.unwrap().is_none());
+
+    // The registry's image under the digest is not the one the lock pins: nothing stays.
+    let mut other_id = after_push.clone();
+    other_id.skills[0].image_id = format!("sha256:{}", "f".repeat(64));
+    let other_path = empty.path().join("other-id.lock");
+    other_id.save(&other_path).unwrap();
+    let mismatch = cli(
+        empty.path(),
+        &["pull", "--lock", other_path.to_str().unwrap()],
+    );
+    assert_eq!(mismatch.status.code(), Some(3), "{}", stderr(&mismatch));
+    let text = stderr(&mismatch);
+    assert!(
+        text.contains(&format!("skill {name}")) && text.contains(&entry.image_id),
+        "{text}"
+    );
+    assert!(engine.inspect_image(&entry.image).await.unwrap().is_none());
+    assert!(names_from(&engine, &registry.address).await.is_empty());
+
+    // A registry nobody listens on: named, after the retries.
+    let pulled = cli(empty.path(), &["pull", "--lock", lock_arg]);
+    assert!(pulled.status.success(), "{}", stderr(&pulled));
+    let unreachable = cli(
+        empty.path(),
+        &["push", "--lock", lock_arg, "--registry", "127.0.0.1:1"],
+    );
+    assert_eq!(unreachable.status.code(), Some(3));
+    let text = stderr(&unreachable);
+    assert!(
+        text.contains("cannot reach the registry 127.0.0.1:1") && text.contains(&name),
+        "{text}"
+    );
+    assert!(names_from(&engine, "127.0.0.1:1/").await.is_empty());
+    assert_eq!(
+        LockFile::load(&lock_path)
+            .unwrap()
+            .get(&name)
+            .unwrap()
+            .registry,
+        Some(registry.address.clone()),
+        "a failed push changes nothing in the lock"
+    );
+}
+
+#[tokio::test]
+async fn a_locked_host_refuses_an_image_that_is_not_the_locked_one() {
+    let cleanup = ImageCleanup::default();
+    let Locked { name, lock, .. } = lock_probe("locked", &cleanup);
+    let engine = Engine::connect().await.unwrap();
+    let entry = lock.skills[0].clone();
+    let locked_config = |lock: &LockFile| HostConfig {
+        skill_roots: vec![PathBuf::from("/nonexistent")],
+        locked: Some(lock.clone()),
+        ..HostConfig::default()
+    };
+
+    // The locked image runs, and the host is ready.
+    let host = Host::new(locked_config(&lock)).await.unwrap();
+    assert!(host.problems().await.is_empty());
+    let ok = host
+        .invoke(&name, "echo", serde_json::json!({"data": "x"}))
+        .await;
+    assert_eq!(ok.status, Status::Ok, "{ok:?}");
+
+    // Another image swapped in under the locked tag: the running host reports it and
+    // still runs the locked image (by ID); a host started now refuses the skill.
+    let (repo, tag) = entry.image.split_once(':').unwrap();
+    let impostor = engine
+        .inspect_image("skillhost/python:latest")
+        .await
+        .unwrap()
+        .unwrap();
+    // Tagging moves the tag.
+    engine.tag_image(&impostor.id, repo, tag).await.unwrap();
+    let problems = host.problems().await;
+    assert!(
+        problems.len() == 1 && problems[0].contains(&impostor.id),
+        "{problems:?}"
+    );
+    let still = host
+        .invoke(&name, "echo", serde_json::json!({"data": "y"}))
+        .await;
+    assert_eq!(still.status, Status::Ok, "{still:?}");
+    assert_eq!(still.image.as_deref(), Some(entry.image_id.as_str()));
+    host.shutdown().await;
+
+    let fresh = Host::new(locked_config(&lock)).await.unwrap();
+    let refused = fresh
+        .invoke(&name, "echo", serde_json::json!({"data": "z"}))
+        .await;
+    assert_eq!(refused.status, Status::InfrastructureError);
+    let error = refused.error.unwrap();
+    assert_eq!(error.code, codes::INTEGRITY_ERROR);
+    assert!(
+        error.message.contains(&format!("skill {name}"))
+            && error.message.contains(&impostor.id)
+            && error.message.contains(&entry.image_id),
+        "{}",
+        error.message
+    );
+    assert_eq!(
+        containers_of(&engine, &name).await,
+        0,
+        "no container was made"
+    );
+    fresh.shutdown().await;
+
+    // The CLI gives the same result, with the infrastructure exit code.
+    let dir = tempfile::tempdir().unwrap();
+    let lock_path = dir.path().join("l.lock");
+    lock.save(&lock_path).unwrap();
+    let out = cli(
+        dir.path(),
+        &[
+            "--format",
+            "json",
+            "invoke",
+            "--locked",
+            lock_path.to_str().unwrap(),
+            &name,
+            "ok",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let result: skillhost::InvocationResult = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result.error.unwrap().code, codes::INTEGRITY_ERROR);
+    engine.tag_image(&entry.image_id, repo, tag).await.unwrap();
+
+    // A lock naming an image the engine does not have.
+    let mut missing = lock.clone();
+    missing.skills[0].image = format!("skill-{name}:0000000000000000");
+    let host = Host::new(locked_config(&missing)).await.unwrap();
+    let problems = host.problems().await;
+    assert!(
+        problems.len() == 1 && problems[0].contains("is not present"),
+        "{problems:?}"
+    );
+    let refused = host.invoke(&name, "ok", serde_json::json!({})).await;
+    assert_eq!(refused.error.unwrap().code, codes::INTEGRITY_ERROR);
+    host.shutdown().await;
+
+    // Native mode needs sources, so a locked host refuses it at once.
+    let native = Host::new(HostConfig {
+        allow_native: true,
+        ..locked_config(&lock)
+    })
+    .await
+    .unwrap_err();
+    assert!(native.to_string().contains("native"), "{native}");
+}
