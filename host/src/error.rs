@@ -71,7 +71,9 @@ impl Error {
                 _ => exit_code::INFRASTRUCTURE,
             },
             Error::Ship(e) => match e {
-                crate::ship::ShipError::NotPushed { .. } => exit_code::USAGE,
+                crate::ship::ShipError::NotPushed { .. } | crate::ship::ShipError::Bundle(_) => {
+                    exit_code::USAGE
+                }
                 _ => exit_code::INFRASTRUCTURE,
             },
             #[cfg(feature = "serve")]

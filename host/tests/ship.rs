@@ -336,3 +336,120 @@ async fn a_locked_host_refuses_an_image_that_is_not_the_locked_one() {
     .unwrap_err();
     assert!(native.to_string().contains("native"), "{native}");
 }
+
+/// A bundle of `lock_text` and the images file `images`, with `extra` members (a raw
+/// name, for paths the tar crate would not write) added first.
+fn write_bundle(path: &Path, lock_text: &str, images: &Path, extra: &[(&[u8], &[u8])]) {
+    let mut builder = tar::Builder::new(std::fs::File::create(path).unwrap());
+    for (name, data) in extra {
+        let mut header = tar::Header::new_old();
+        header.as_old_mut().name[..name.len()].copy_from_slice(name);
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append(&header, *data).unwrap();
+    }
+    let mut header = tar::Header::new_gnu();
+    header.set_size(lock_text.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    builder
+        .append_data(&mut header, "skillhost-bundle.lock", lock_text.as_bytes())
+        .unwrap();
+    builder.append_path_with_name(images, "images.tar").unwrap();
+    builder.finish().unwrap();
+}
+
+#[tokio::test]
+async fn a_bundle_carries_the_locked_images_and_a_damaged_one_imports_nothing() {
+    let cleanup = ImageCleanup::default();
+    let Locked {
+        dir: _sources,
+        name,
+        lock_path,
+        lock,
+    } = lock_probe("bundle", &cleanup);
+    let engine = Engine::connect().await.unwrap();
+    let entry = lock.skills[0].clone();
+    let work = tempfile::tempdir().unwrap();
+    let bundle = work.path().join("bundle.tar");
+    let bundle_arg = bundle.to_str().unwrap();
+
+    let exported = cli(
+        work.path(),
+        &[
+            "export",
+            "--lock",
+            lock_path.to_str().unwrap(),
+            "-o",
+            bundle_arg,
+        ],
+    );
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    let size = std::fs::metadata(&bundle).unwrap().len();
+    assert!(size > 1_000_000, "a bundle of the probe is {size} bytes");
+
+    // Another host: the image is gone; the import gives it back and writes the lock.
+    remove_image(&engine, &entry.image_id).await;
+    let lock_out = work.path().join("imported.lock");
+    let imported = cli(
+        work.path(),
+        &[
+            "import",
+            bundle_arg,
+            "--lock-out",
+            lock_out.to_str().unwrap(),
+        ],
+    );
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    let local = engine.inspect_image(&entry.image).await.unwrap().unwrap();
+    assert_eq!(local.id, entry.image_id);
+    assert_eq!(LockFile::load(&lock_out).unwrap(), lock);
+
+    // The bundle's images, for the damaged bundles below.
+    let images = work.path().join("images.tar");
+    let mut outer = tar::Archive::new(std::fs::File::open(&bundle).unwrap());
+    for member in outer.entries().unwrap() {
+        let mut member = member.unwrap();
+        if member.path().unwrap().to_str() == Some("images.tar") {
+            std::io::copy(&mut member, &mut std::fs::File::create(&images).unwrap()).unwrap();
+        }
+    }
+    remove_image(&engine, &entry.image_id).await;
+    let refused = |path: &Path, wanted: &str| {
+        let out = cli(work.path(), &["import", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let text = stderr(&out);
+        assert!(
+            text.contains(wanted) && text.contains("nothing was imported"),
+            "{text}"
+        );
+    };
+
+    // Truncated.
+    let truncated = work.path().join("truncated.tar");
+    let bytes = std::fs::read(&bundle).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    refused(&truncated, "damaged or truncated");
+
+    // A path outside the bundle's root.
+    let slip = work.path().join("slip.tar");
+    write_bundle(&slip, &lock.render(), &images, &[(b"../escaped", b"x")]);
+    refused(&slip, "\"../escaped\", a path outside its root");
+    assert!(!work.path().parent().unwrap().join("escaped").exists());
+
+    // A lock that pins another image ID than the bundle carries.
+    let mut other = lock.clone();
+    other.skills[0].image_id = format!("sha256:{}", "e".repeat(64));
+    let wrong = work.path().join("wrong-id.tar");
+    write_bundle(&wrong, &other.render(), &images, &[]);
+    refused(
+        &wrong,
+        &format!("skill {name}: the bundle's {}", entry.image),
+    );
+
+    assert!(
+        engine.inspect_image(&entry.image).await.unwrap().is_none(),
+        "no refused bundle imported anything"
+    );
+}

@@ -64,6 +64,10 @@ enum Command {
     Push(ship::PushCli),
     /// Pull a lock's images by digest and check each against the lock.
     Pull(ship::PullCli),
+    /// Write a lock's images and the lock to one bundle file, for hosts no registry reaches.
+    Export(ship::ExportCli),
+    /// Load a bundle's images after checking every one against its lock.
+    Import(ship::ImportCli),
     /// Serve the skills over HTTP (unix socket, and TCP with tokens) until SIGTERM.
     Serve(serve::ServeCli),
     /// Make a bearer token for `serve --listen`: prints the token and its tokens-file entry.
@@ -96,6 +100,8 @@ pub(crate) async fn run(args: Args) -> i32 {
         Command::Lock(cli) => lock::run(&roots, cli, format).await,
         Command::Push(cli) => ship::run_push(cli, format).await,
         Command::Pull(cli) => ship::run_pull(cli, format).await,
+        Command::Export(cli) => ship::run_export(cli, format).await,
+        Command::Import(cli) => ship::run_import(cli, format).await,
         Command::Token {
             name,
             max_in_flight,

@@ -1,7 +1,7 @@
 //! `skillhost push --lock FILE --registry HOST:PORT` and `skillhost pull --lock FILE`:
 //! move a lock's images through a registry. A push records each image's registry and
 //! digest in the lock as soon as it is pushed; a pull takes each by that digest and checks
-//! it against the lock's image ID.
+//! it against the lock's image ID. `skillhost export` and `import` move them as one file.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -9,7 +9,7 @@ use std::time::Instant;
 use skillhost::api::exit_code;
 use skillhost::engine::Engine;
 use skillhost::lock::LockFile;
-use skillhost::ship::{pull, push, Pulled};
+use skillhost::ship::{export, import, pull, push, Pulled};
 use skillhost::Error;
 
 use super::progress::Progress;
@@ -147,6 +147,78 @@ pub(super) async fn run_pull(cli: PullCli, format: Format) -> Result<i32, Error>
     }
     if format == Format::Json {
         output::json(&serde_json::json!({"lock": cli.lock, "pulled": report}));
+    }
+    Ok(exit_code::OK)
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ExportCli {
+    /// The lock file whose images are exported; the bundle carries it too.
+    #[arg(long)]
+    lock: PathBuf,
+    /// The bundle to write (a tar).
+    #[arg(long, short = 'o')]
+    output: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ImportCli {
+    /// The bundle `skillhost export` wrote.
+    bundle: PathBuf,
+    /// Also write the bundle's lock here, for `--locked`.
+    #[arg(long = "lock-out", value_name = "FILE")]
+    lock_out: Option<PathBuf>,
+}
+
+pub(super) async fn run_export(cli: ExportCli, format: Format) -> Result<i32, Error> {
+    let lock = LockFile::load(&cli.lock)?;
+    let engine = Engine::connect().await?;
+    let started = Instant::now();
+    let exported = export(&engine, &lock, &cli.output).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    match format {
+        Format::Json => output::json(&serde_json::json!({
+            "bundle": exported.path, "bytes": exported.bytes, "skills": lock.skills.len(),
+            "seconds": seconds,
+        })),
+        Format::Human => outln!(
+            "wrote {} ({:.1} MB, {} images, {seconds:.2} s)",
+            exported.path.display(),
+            exported.bytes as f64 / 1e6,
+            lock.skills.len()
+        ),
+    }
+    Ok(exit_code::OK)
+}
+
+pub(super) async fn run_import(cli: ImportCli, format: Format) -> Result<i32, Error> {
+    let engine = Engine::connect().await?;
+    let started = Instant::now();
+    let lock = import(&engine, &cli.bundle).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(path) = &cli.lock_out {
+        lock.save(path)?;
+    }
+    match format {
+        Format::Json => output::json(&serde_json::json!({
+            "bundle": cli.bundle, "lock": cli.lock_out, "seconds": seconds,
+            "images": lock.skills.iter().map(|s| &s.image).collect::<Vec<_>>(),
+        })),
+        Format::Human => {
+            for skill in &lock.skills {
+                outln!(
+                    "{} {}  {}  {}",
+                    skill.name,
+                    skill.version,
+                    skill.image,
+                    skill.image_id
+                );
+            }
+            outln!(
+                "imported {} images, each checked against the bundle's lock ({seconds:.2} s)",
+                lock.skills.len()
+            );
+        }
     }
     Ok(exit_code::OK)
 }

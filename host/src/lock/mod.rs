@@ -161,7 +161,7 @@ impl LockFile {
         format!("{HEADER}{body}")
     }
 
-    fn parse(text: &str) -> Result<LockFile, String> {
+    pub(crate) fn parse(text: &str) -> Result<LockFile, String> {
         let lock: LockFile =
             toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
         if lock.schema != SCHEMA {

@@ -1,7 +1,10 @@
 //! Moving locked images between hosts: [`push`] to a registry and [`pull`] back by digest,
-//! each checked against the lock. The lock's image ID is the proof: a pushed image must be
-//! the locked one, and a pulled one must come out as it.
+//! or [`export`] to a bundle file and [`import`] it, each checked against the lock. The
+//! lock's image ID is the proof: what leaves must be the locked image, and what arrives
+//! must come out as it.
 
+mod bundle;
+mod bundle_check;
 mod pull;
 mod push;
 mod transient;
@@ -9,6 +12,8 @@ mod transient;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use bundle::{export, import, Exported};
+pub use bundle_check::BundleError;
 pub use pull::{pull, Pulled};
 pub use push::{push, Pushed};
 
@@ -80,6 +85,9 @@ pub enum ShipError {
         /// `registry/skill-<name>`.
         repository: String,
     },
+    /// A bundle was refused.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
     /// The engine failed otherwise.
     #[error(transparent)]
     Engine(#[from] EngineError),
