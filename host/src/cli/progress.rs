@@ -35,7 +35,7 @@ impl Progress {
         let this = self.clone();
         Arc::new(move |name, line: TransferProgress| {
             let moving = line.bytes.is_some();
-            if this.bars.is_none() && moving {
+            if line.status.is_empty() || (this.bars.is_none() && moving) {
                 return;
             }
             this.show(name, !moving, &line.to_string());
