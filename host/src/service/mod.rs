@@ -218,11 +218,15 @@ impl Service {
             let _ = task.await;
         }
         state.tasks.close();
-        let drained = async {
-            // The accept loops have ended, so this is the last reference.
+        // The accept loops have ended, so this is the last reference: the connections
+        // are told to finish their requests and close.
+        let mut closed = tokio::spawn(async move {
             if let Ok(graceful) = Arc::try_unwrap(graceful) {
                 graceful.shutdown().await;
             }
+        });
+        let drained = async {
+            let _ = (&mut closed).await;
             state.tasks.wait().await;
         };
         tokio::select! {
@@ -233,8 +237,12 @@ impl Service {
             _ = stop.now.cancelled() => tracing::warn!("stopping now; cancelling every call"),
         }
         state.cancel.cancel();
-        // Cancelled calls answer at once; their connections get a moment to send it.
+        // Cancelled calls answer at once; their connections get a moment to send it
+        // before the process ends.
         let _ = tokio::time::timeout(Duration::from_secs(2), state.tasks.wait()).await;
+        if !closed.is_finished() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), &mut closed).await;
+        }
         state.host.shutdown().await;
         tracing::info!("stopped; every container removed");
     }
