@@ -10,7 +10,9 @@ use skillhost::{Host, InvocationResult, Status};
 
 use skillhost::testing::on_engine_thread;
 
-use super::{copy_fixture, ensure_base_images, host_for, remove_containers, unique_name};
+use super::{
+    copy_fixture, ensure_base_images, host_for, remove_containers, skillhost, unique_name,
+};
 
 /// The probe fixture, built once and shared by the tests running at the same time; the
 /// last one to finish removes its image, even when it failed.
@@ -35,6 +37,18 @@ impl Probe {
         let probe = shared.get_or_insert_with(|| {
             let name = unique_name("probe");
             let dir = copy_fixture("probe", &name);
+            // Built here, once, so no test spends its own patience on the build.
+            let built = skillhost()
+                .arg("--skills-dir")
+                .arg(dir.path())
+                .args(["build", &name])
+                .output()
+                .unwrap();
+            assert!(
+                built.status.success(),
+                "building the probe failed: {}",
+                String::from_utf8_lossy(&built.stderr)
+            );
             SharedProbe {
                 root: dir.path().to_path_buf(),
                 _dir: dir,
