@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::registry::Registry;
+use common::service::Daemon;
 use common::{copy_fixture, ensure_base_images, skillhost, unique_name, ImageCleanup};
+use hyper::{Method, StatusCode};
 use skillhost::api::codes;
 use skillhost::engine::Engine;
 use skillhost::lock::LockFile;
@@ -312,6 +314,25 @@ async fn a_locked_host_refuses_an_image_that_is_not_the_locked_one() {
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let result: skillhost::InvocationResult = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(result.error.unwrap().code, codes::INTEGRITY_ERROR);
+
+    // So does the service, which starts but is not ready, naming the skill.
+    let service = Daemon::start(dir.path(), &["--locked", lock_path.to_str().unwrap()]);
+    let ready = service.call(Method::GET, "/readyz", &[], None).await;
+    assert_eq!(
+        ready.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        ready.body
+    );
+    assert!(
+        ready.body.contains(&format!("skill {name}")) && ready.body.contains(&impostor.id),
+        "{}",
+        ready.body
+    );
+    let call = service.invoke(&name, "ok", serde_json::json!({})).await;
+    assert_eq!(call.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(call.result().error.unwrap().code, codes::INTEGRITY_ERROR);
+    drop(service);
     engine.tag_image(&entry.image_id, repo, tag).await.unwrap();
 
     // A lock naming an image the engine does not have.
