@@ -1,8 +1,10 @@
 """The python skill: run untrusted Python code, speaking skillhost protocol v1.
 
 One request line arrives on stdin; one result frame leaves on stdout. The code runs in
-a child process whose output is captured up to a bound, so a flood from the code is
-truncated here rather than breaking the protocol.
+a child process, in a process group of its own, whose output is captured up to a bound.
+The answer never waits on more than the code's own run: when its main process ends, the
+rest of its group gets a short grace and is then killed; when a capture bound is full,
+or the time is up, the whole group is killed at once, and what was printed is kept.
 
 The manifest prestarts this runner: it waits on stdin with its imports done, and the
 child is a fork of it that runs the code as `python3 -c` would, so no interpreter starts
@@ -18,12 +20,18 @@ import os
 import select
 import sys
 import threading
+import time
 import traceback
 import types
 
 CAPTURE_LIMIT = 1 << 20  # bytes kept per stream
 FILE_LIMIT = 256 << 10  # bytes returned per file
 MAX_FILES = 64
+# After the code's main process ends, how long what it started may still write.
+GRACE = 0.2
+# After the group is killed, how long to wait for the pipes to close (a process that
+# left the group with setsid() can hold them open; it is not waited for).
+DRAIN = 0.2
 
 
 def send(frame):
@@ -34,20 +42,6 @@ def send(frame):
 def fail(request_id, code, message):
     send({"type": "result", "id": request_id, "ok": False,
           "error": {"code": code, "message": message}})
-
-
-def capture(pipe, sink):
-    """Read a pipe to its end, keeping at most CAPTURE_LIMIT bytes."""
-    kept = bytearray()
-    dropped = False
-    while True:
-        chunk = pipe.read(65536)
-        if not chunk:
-            break
-        room = CAPTURE_LIMIT - len(kept)
-        kept.extend(chunk[:room])
-        dropped = dropped or len(chunk) > room
-    sink.append((bytes(kept), dropped))
 
 
 def inside(workdir, name):
@@ -80,15 +74,68 @@ def encode(path):
                 "truncated": truncated}
 
 
-def exited_within(pid, timeout):
-    """Whether the child ended within `timeout` seconds (None: however long it takes)."""
-    pidfd = os.pidfd_open(pid)
+def kill_group(pgid):
     try:
-        poller = select.poll()
-        poller.register(pidfd, select.POLLIN)
-        return bool(poller.poll(None if timeout is None else int(timeout * 1000)))
-    finally:
-        os.close(pidfd)
+        os.killpg(pgid, 9)
+    except ProcessLookupError:
+        pass
+
+
+def supervise(pid, out_r, err_r, timeout):
+    """Read the code's output while it runs; end its process group when its main process
+    is done (after GRACE), when a capture bound is full, or at `timeout` seconds (None:
+    however long it takes). Returns the output kept per stream, whether any was dropped,
+    and whether the time ran out."""
+    now = time.monotonic()
+    deadline = None if timeout is None else now + timeout
+    pidfd = os.pidfd_open(pid)
+    kept = {out_r: bytearray(), err_r: bytearray()}
+    open_pipes = {out_r, err_r}
+    poller = select.poll()
+    for fd in (out_r, err_r, pidfd):
+        poller.register(fd, select.POLLIN)
+    dropped = timed_out = main_done = killed = False
+    stop_at = None  # once killed, or once the main process is done: stop reading then
+    while open_pipes:
+        now = time.monotonic()
+        if stop_at is not None and now >= stop_at:
+            if killed:
+                break
+            kill_group(pid)
+            killed, stop_at = True, now + DRAIN
+            continue
+        if deadline is not None and now >= deadline and not killed:
+            timed_out = True
+            kill_group(pid)
+            killed, stop_at = True, now + DRAIN
+            continue
+        limits = [t for t in (stop_at, None if killed else deadline) if t is not None]
+        wait_ms = None if not limits else max(0, int((min(limits) - now) * 1000) + 1)
+        for fd, _event in poller.poll(wait_ms):
+            if fd == pidfd:
+                poller.unregister(pidfd)
+                main_done = True
+                if stop_at is None:
+                    stop_at = time.monotonic() + GRACE
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                poller.unregister(fd)
+                open_pipes.discard(fd)
+                continue
+            room = CAPTURE_LIMIT - len(kept[fd])
+            kept[fd].extend(chunk[:room])
+            if len(chunk) > room and not dropped:
+                # Full: nothing more of this run will be kept, so it need not go on.
+                dropped = True
+                kill_group(pid)
+                killed, stop_at = True, time.monotonic() + DRAIN
+    if not main_done:
+        kill_group(pid)
+    os.close(pidfd)
+    for fd in (out_r, err_r):
+        os.close(fd)
+    return bytes(kept[out_r]), bytes(kept[err_r]), dropped, timed_out
 
 
 def exit_status(exit):
@@ -105,6 +152,7 @@ def run_child(code, workdir, stdin_r, out_w, err_w, parent_ends):
     """In the forked child: become `python3 -c CODE` in `workdir`, and never return."""
     status = 1
     try:
+        os.setpgid(0, 0)
         os.chdir(workdir)
         for fd, target in ((stdin_r, 0), (out_w, 1), (err_w, 2)):
             os.dup2(fd, target)
@@ -175,37 +223,38 @@ def run(request):
     pid = os.fork()
     if pid == 0:
         run_child(code, workdir, stdin_r, out_w, err_w, (stdin_w, out_r, err_r))
+    try:
+        # Set here as well, so the group exists before the parent may kill it.
+        os.setpgid(pid, pid)
+    except OSError:
+        pass  # The child did it first, or has already exited.
     for fd in (stdin_r, out_w, err_w):
         os.close(fd)
-    out, err = [], []
-    readers = [threading.Thread(target=capture, args=(os.fdopen(out_r, "rb"), out)),
-               threading.Thread(target=capture, args=(os.fdopen(err_r, "rb"), err))]
-    for reader in readers:
-        reader.start()
-    with os.fdopen(stdin_w, "wb") as child_stdin:
-        try:
-            child_stdin.write(args.get("stdin", "").encode("utf-8"))
-        except BrokenPipeError:
-            pass
-    timed_out = not exited_within(pid, timeout)
-    if timed_out:
-        os.kill(pid, 9)
+    # Written from a thread: code that never reads its stdin must not block the runner.
+    stdin_data = args.get("stdin", "").encode("utf-8")
+
+    def feed():
+        with os.fdopen(stdin_w, "wb") as child_stdin:
+            try:
+                child_stdin.write(stdin_data)
+            except (BrokenPipeError, OSError):
+                pass
+
+    threading.Thread(target=feed, daemon=True).start()
+    stdout, stderr, dropped, timed_out = supervise(pid, out_r, err_r, timeout)
     _, status = os.waitpid(pid, 0)
     exit_code = os.waitstatus_to_exitcode(status)
-    for reader in readers:
-        reader.join()
 
     files = {}
     for path, stamp in sorted(snapshot(workdir).items()):
         if before.get(path) != stamp and len(files) < MAX_FILES:
             files[os.path.relpath(path, workdir)] = encode(path)
-    (stdout, out_dropped), (stderr, err_dropped) = out[0], err[0]
     send({"type": "result", "id": request_id, "ok": True, "output": {
         "stdout": stdout.decode("utf-8", "replace"),
         "stderr": stderr.decode("utf-8", "replace"),
         "exit_code": exit_code,
         "timed_out": timed_out,
-        "truncated": out_dropped or err_dropped,
+        "truncated": dropped,
         "files": files,
     }})
 

@@ -213,3 +213,25 @@ pub fn run_ok(args: &[&str]) -> std::process::Output {
     );
     out
 }
+
+/// Removes a bundled skill's image after the test when the test was what built it.
+pub fn cleanup_if_built_now(skill: &str) -> ImageCleanup {
+    ensure_base_images();
+    let cleanup = ImageCleanup::default();
+    let out = skillhost()
+        .args(["list", "--format", "json"])
+        .output()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entry = listed["skills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == skill)
+        .unwrap()
+        .clone();
+    if entry["present"] == false {
+        cleanup.add(entry["image"].as_str().unwrap());
+    }
+    cleanup
+}

@@ -1,10 +1,19 @@
 //! The bundled shell skill: action `run` runs a command with /bin/sh in a work directory.
+//!
+//! The command runs in a process group of its own. The answer never waits on more than
+//! the command itself: once /bin/sh ends, what it started gets a short grace and is then
+//! killed; a full capture bound or the time running out kills the whole group at once.
+//! Whatever was printed until then is kept.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Component, Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
+
+use rustix::process::{kill_process_group, Pid, Signal};
 
 use serde::{Deserialize, Serialize};
 use skill_sdk::{ActionError, Context, Skill};
@@ -14,6 +23,11 @@ const CAPTURE_LIMIT: usize = 1 << 20;
 /// Bytes returned per written file.
 const FILE_LIMIT: u64 = 256 << 10;
 const MAX_FILES: usize = 64;
+/// After /bin/sh ends, how long what it started may still write.
+const GRACE: Duration = Duration::from_millis(200);
+/// After the group is killed, how long its output may take to drain. A process that left
+/// the group (setsid) may hold the pipes open; it is not waited for.
+const DRAIN: Duration = Duration::from_millis(200);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,18 +99,117 @@ fn snapshot(dir: &Path, into: &mut BTreeMap<PathBuf, (SystemTime, u64)>) {
     }
 }
 
-fn capture(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<(Vec<u8>, bool)> {
+/// Which stream a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Out,
+    Err,
+}
+
+/// Read `pipe` on a thread of its own, sending each chunk (an empty one at its end).
+fn forward(
+    mut pipe: impl Read + Send + 'static,
+    stream: Stream,
+    to: mpsc::Sender<(Stream, Vec<u8>)>,
+) {
     std::thread::spawn(move || {
-        let (mut kept, mut dropped, mut buf) = (Vec::new(), false, [0u8; 65536]);
-        while let Ok(n) = pipe.read(&mut buf) {
-            if n == 0 {
+        let mut buf = [0u8; 65536];
+        loop {
+            let n = pipe.read(&mut buf).unwrap_or(0);
+            if to.send((stream, buf[..n].to_vec())).is_err() || n == 0 {
+                return;
+            }
+        }
+    });
+}
+
+/// What the command left: its output up to the bounds, and how it ended.
+struct Supervised {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    truncated: bool,
+    timed_out: bool,
+    status: ExitStatus,
+}
+
+fn kill_group(child: &Child) {
+    if let Some(pid) = Pid::from_raw(child.id() as i32) {
+        let _ = kill_process_group(pid, Signal::KILL);
+    }
+}
+
+/// Collect the command's output until both pipes close, ending its process group after
+/// [`GRACE`] once /bin/sh is done, at once when a capture bound is full, or at `budget`.
+fn supervise(
+    mut child: Child,
+    chunks: mpsc::Receiver<(Stream, Vec<u8>)>,
+    budget: Option<Duration>,
+) -> std::io::Result<Supervised> {
+    let started = Instant::now();
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let (mut truncated, mut timed_out, mut killed) = (false, false, false);
+    let mut status = None;
+    let mut open = 2;
+    // Once set: when to stop waiting (killing the group first, unless it was killed).
+    let mut stop_at: Option<Instant> = None;
+    while open > 0 {
+        let now = Instant::now();
+        if status.is_none() {
+            status = child.try_wait()?;
+            if status.is_some() && stop_at.is_none() {
+                stop_at = Some(now + GRACE);
+            }
+        }
+        if stop_at.is_some_and(|at| now >= at) {
+            if killed {
                 break;
             }
-            let room = CAPTURE_LIMIT - kept.len();
-            kept.extend_from_slice(&buf[..n.min(room)]);
-            dropped |= n > room;
+            kill_group(&child);
+            (killed, stop_at) = (true, Some(now + DRAIN));
+            continue;
         }
-        (kept, dropped)
+        if !killed && budget.is_some_and(|b| now.duration_since(started) >= b) {
+            timed_out = true;
+            kill_group(&child);
+            (killed, stop_at) = (true, Some(now + DRAIN));
+            continue;
+        }
+        // Short waits: the main process's end is looked for between chunks.
+        let (stream, chunk) = match chunks.recv_timeout(Duration::from_millis(5)) {
+            Ok(item) => item,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        if chunk.is_empty() {
+            open -= 1;
+            continue;
+        }
+        let kept = match stream {
+            Stream::Out => &mut stdout,
+            Stream::Err => &mut stderr,
+        };
+        let room = CAPTURE_LIMIT - kept.len();
+        kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if chunk.len() > room && !truncated {
+            // Full: nothing more of this run will be kept, so it need not go on.
+            truncated = true;
+            kill_group(&child);
+            (killed, stop_at) = (true, Some(Instant::now() + DRAIN));
+        }
+    }
+    if status.is_none() {
+        kill_group(&child);
+    }
+    let status = match status {
+        Some(status) => status,
+        None => child.wait()?,
+    };
+    Ok(Supervised {
+        stdout,
+        stderr,
+        truncated,
+        timed_out,
+        status,
     })
 }
 
@@ -166,33 +279,26 @@ fn run(args: RunArgs, ctx: &mut Context) -> Result<RunOutput, ActionError> {
         .arg("-c")
         .arg(&args.command)
         .current_dir(&dir)
+        .process_group(0)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    let out = capture(child.stdout.take().expect("piped"));
-    let err = capture(child.stderr.take().expect("piped"));
-    let mut stdin = child.stdin.take().expect("piped");
-    let input = args.stdin.into_bytes();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let started = Instant::now();
-    let mut timed_out = false;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if budget.is_some_and(|b| started.elapsed() >= b) {
-            timed_out = true;
-            let _ = child.kill();
-            break child.wait()?;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let _ = writer.join();
-    let (stdout, out_dropped) = out.join().unwrap_or_default();
-    let (stderr, err_dropped) = err.join().unwrap_or_default();
+    let (to, chunks) = mpsc::channel();
+    if let Some(pipe) = child.stdout.take() {
+        forward(pipe, Stream::Out, to.clone());
+    }
+    if let Some(pipe) = child.stderr.take() {
+        forward(pipe, Stream::Err, to);
+    }
+    if let Some(mut stdin) = child.stdin.take() {
+        let input = args.stdin.into_bytes();
+        // A command that never reads its input must not block the runner.
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+    }
+    let run = supervise(child, chunks, budget)?;
 
     let mut after = BTreeMap::new();
     snapshot(&dir, &mut after);
@@ -208,11 +314,11 @@ fn run(args: RunArgs, ctx: &mut Context) -> Result<RunOutput, ActionError> {
         }
     }
     Ok(RunOutput {
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        exit_code: status.code(),
-        timed_out,
-        truncated: out_dropped || err_dropped,
+        stdout: String::from_utf8_lossy(&run.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&run.stderr).into_owned(),
+        exit_code: run.status.code(),
+        timed_out: run.timed_out,
+        truncated: run.truncated,
         files,
     })
 }

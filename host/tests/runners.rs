@@ -1,0 +1,131 @@
+//! The bundled python and shell skills against the real engine: they answer as soon as the
+//! user's main process ends (what it left running is killed), stop the code when a capture
+//! bound is full, and finish before the host's deadline with what was printed.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{cleanup_if_built_now, workspace_root, ImageCleanup};
+use serde_json::{json, Value};
+use skillhost::{Host, HostConfig, InvokeOptions, Status};
+
+async fn bundled() -> Host {
+    Host::new(HostConfig {
+        skill_roots: vec![workspace_root().join("skills")],
+        ..HostConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// Run `args` with a deadline of `seconds`, insisting the action itself succeeded.
+async fn run(host: &Host, skill: &str, args: Value, seconds: u64) -> Value {
+    let options = InvokeOptions {
+        timeout: Some(Duration::from_secs(seconds)),
+        ..InvokeOptions::default()
+    };
+    let result = host.invoke_with(skill, "run", args, options).await;
+    assert_eq!(result.status, Status::Ok, "{result:?}");
+    result.output.unwrap()
+}
+
+struct Case {
+    name: &'static str,
+    args: Value,
+    stdout_starts: &'static str,
+    timed_out: bool,
+    truncated: bool,
+}
+
+async fn check(skill: &str, cases: Vec<Case>) {
+    let host = bundled().await;
+    for case in cases {
+        // A 20 s deadline, so a runner that waited for what the code left running would
+        // time out; 5 s where the code is meant to.
+        let seconds = if case.timed_out { 5 } else { 20 };
+        let out = run(&host, skill, case.args, seconds).await;
+        let stdout = out["stdout"].as_str().unwrap();
+        assert!(
+            stdout.starts_with(case.stdout_starts),
+            "{skill}, {}: stdout {:?}",
+            case.name,
+            &stdout[..stdout.len().min(200)]
+        );
+        assert_eq!(
+            out["timed_out"], case.timed_out,
+            "{skill}, {}: {out}",
+            case.name
+        );
+        assert_eq!(
+            out["truncated"], case.truncated,
+            "{skill}, {}: {out}",
+            case.name
+        );
+    }
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn python_answers_when_the_code_ends_whatever_it_left_running() {
+    let _cleanup: ImageCleanup = cleanup_if_built_now("python");
+    check(
+        "python",
+        vec![
+            Case {
+                name: "a background process",
+                args: json!({"code": "import subprocess\nsubprocess.Popen(['sleep', '1000'])\nprint('bye')"}),
+                stdout_starts: "bye\n",
+                timed_out: false,
+                truncated: false,
+            },
+            Case {
+                name: "a flood",
+                args: json!({"code": "while True: print('y')"}),
+                stdout_starts: "y\ny\n",
+                timed_out: false,
+                truncated: true,
+            },
+            Case {
+                name: "code that runs too long",
+                args: json!({"code": "import time\nprint('start', flush=True)\ntime.sleep(1000)"}),
+                stdout_starts: "start\n",
+                timed_out: true,
+                truncated: false,
+            },
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn shell_answers_when_the_command_ends_whatever_it_left_running() {
+    let _cleanup: ImageCleanup = cleanup_if_built_now("shell");
+    check(
+        "shell",
+        vec![
+            Case {
+                name: "a background process",
+                args: json!({"command": "sleep 1000 & echo bye"}),
+                stdout_starts: "bye\n",
+                timed_out: false,
+                truncated: false,
+            },
+            Case {
+                name: "a flood",
+                args: json!({"command": "yes"}),
+                stdout_starts: "y\ny\n",
+                timed_out: false,
+                truncated: true,
+            },
+            Case {
+                name: "a command that runs too long",
+                args: json!({"command": "echo start; sleep 1000"}),
+                stdout_starts: "start\n",
+                timed_out: true,
+                truncated: false,
+            },
+        ],
+    )
+    .await;
+}
