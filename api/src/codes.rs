@@ -70,6 +70,9 @@ pub const OUTPUT_LIMIT: &str = "output_limit";
 /// `protocol_error`: stdout held something other than well-formed frames with one result
 /// for this request.
 pub const PROTOCOL_ERROR: &str = "protocol_error";
+/// `protocol_error`: the skill's output does not match its action's declared `output`
+/// schema; the message and `details.problems` name each path, `details.output` holds it.
+pub const OUTPUT_SCHEMA: &str = "output_schema";
 /// `crashed`: the skill exited without a result, for no reason above.
 pub const CRASHED: &str = "crashed";
 
@@ -98,6 +101,7 @@ pub const ALL: &[(&str, Status)] = &[
     (MEMORY_LIMIT, Status::MemoryLimit),
     (OUTPUT_LIMIT, Status::OutputLimit),
     (PROTOCOL_ERROR, Status::ProtocolError),
+    (OUTPUT_SCHEMA, Status::ProtocolError),
     (CRASHED, Status::Crashed),
 ];
 

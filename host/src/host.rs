@@ -17,14 +17,15 @@ use std::time::Instant;
 
 use serde_json::Value;
 use skill_sdk::Request;
-use skillhost_api::{codes, InvocationResult};
+use skillhost_api::{codes, InvocationResult, Status};
 
 use crate::build::ImageBuilder;
 use crate::catalog::Catalog;
 use crate::engine::Engine;
-use crate::invoke::admission::{self, Admitted, Schemas};
+use crate::invoke::admission::{self, Admitted};
 use crate::invoke::images::{ImageResolver, ImageSource};
 use crate::invoke::route::{Router, RouterConfig};
+use crate::invoke::schemas::Schemas;
 use crate::invoke::{classify, telemetry, ImageState, InvokeOptions, Refusal};
 use crate::lifecycle::leftovers;
 use crate::lock::{verify, LockFile};
@@ -188,13 +189,34 @@ impl Host {
         let mut result = InvocationResult::new(id, skill, action);
         match self.run(&mut result, args, &options).await {
             Ok((run, admitted)) => {
-                classify::fill(&mut result, &run, admitted.timeout, admitted.output_limit)
+                classify::fill(&mut result, &run, admitted.timeout, admitted.output_limit);
+                self.keep_output_contract(&mut result);
             }
             Err(refusal) => refusal.apply_to(&mut result),
         }
         result.duration_ms = started.elapsed().as_millis() as u64;
         telemetry::record(&self.catalog, &result, started.elapsed());
         result
+    }
+
+    /// An ok result whose output breaks the action's declared output schema becomes a
+    /// `protocol_error` (`output_schema`), naming each path.
+    fn keep_output_contract(&self, result: &mut InvocationResult) {
+        let Some(output) = result
+            .output
+            .as_ref()
+            .filter(|_| result.status == Status::Ok)
+        else {
+            return;
+        };
+        if let Err(error) = self
+            .schemas
+            .check_output(&result.skill, &result.action, output)
+        {
+            result.status = Status::ProtocolError;
+            result.output = None;
+            result.error = Some(error);
+        }
     }
 
     /// Admit, route and run one call, recording its path and image on `result` as they

@@ -122,6 +122,26 @@ async fn an_output_flood_is_output_limit() {
 }
 
 #[tokio::test]
+async fn an_output_that_breaks_its_declared_schema_is_protocol_error() {
+    let probe = Probe::acquire();
+    let host = probe.host().await;
+    let kept = host.invoke(&probe.name, "contract", json!({"n": 3})).await;
+    assert_status(&kept, Status::Ok);
+    assert_eq!(kept.output, Some(json!({"n": 3})));
+    let broken = host
+        .invoke(&probe.name, "contract", json!({"n": "three"}))
+        .await;
+    assert_status(&broken, Status::ProtocolError);
+    assert_eq!(broken.output, None);
+    let error = broken.error.unwrap();
+    assert_eq!(error.code, skillhost::api::codes::OUTPUT_SCHEMA);
+    assert!(error.message.contains("/n: "), "{}", error.message);
+    let details = error.details.unwrap();
+    assert_eq!(details["problems"][0]["path"], "/n");
+    assert_eq!(details["output"], json!({"n": "three"}));
+}
+
+#[tokio::test]
 async fn garbage_on_stdout_is_protocol_error() {
     let probe = Probe::acquire();
     let host = probe.host().await;
@@ -513,31 +533,9 @@ async fn containers_of_dead_host_instances_are_removed_at_start() {
     assert_eq!(containers_with_label("io.skillhost.skill", &name).await, 0);
 }
 
-/// Removes a bundled skill's image after the test when the test was what built it.
-fn cleanup_if_built_now(skill: &str) -> ImageCleanup {
-    common::ensure_base_images();
-    let cleanup = ImageCleanup::default();
-    let out = skillhost()
-        .args(["list", "--format", "json"])
-        .output()
-        .unwrap();
-    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let entry = listed["skills"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == skill)
-        .unwrap()
-        .clone();
-    if entry["present"] == false {
-        cleanup.add(entry["image"].as_str().unwrap());
-    }
-    cleanup
-}
-
 #[test]
 fn the_cli_invokes_echo_as_the_readme_says() {
-    let _cleanup = cleanup_if_built_now("echo");
+    let _cleanup = common::cleanup_if_built_now("echo");
     let out = common::run_ok(&[
         "invoke",
         "echo",
@@ -561,7 +559,7 @@ fn the_cli_invokes_echo_as_the_readme_says() {
 
 #[test]
 fn the_cli_runs_python_code() {
-    let _cleanup = cleanup_if_built_now("python");
+    let _cleanup = common::cleanup_if_built_now("python");
     let out = common::run_ok(&[
         "invoke",
         "python",

@@ -4,50 +4,15 @@
 //! allowlisted, and a workspace must be declared and safe to mount. The first failure is
 //! a [`Refusal`] with status `rejected`.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
 use skillhost_api::codes;
 
+use super::schemas::{violations, Schemas};
 use super::{workspace, InvokeOptions, Refusal};
 use crate::catalog::{Catalog, Skill};
-
-/// How many schema violations a refusal lists; the rest are left out.
-const MAX_LISTED_PROBLEMS: usize = 10;
-
-/// Each action's input schema, compiled once: (skill, action) to validator.
-pub(crate) struct Schemas(HashMap<(String, String), jsonschema::Validator>);
-
-impl Schemas {
-    /// Compile every action's input schema in `catalog`. Manifest validation compiled each
-    /// one already, so none is expected to fail; one that does is left out, and calls to
-    /// its action are refused with `invalid_schema`.
-    pub(crate) fn compile(catalog: &Catalog) -> Schemas {
-        let compiled = catalog.skills.iter().flat_map(|(skill, found)| {
-            found
-                .manifest
-                .actions
-                .iter()
-                .filter_map(move |(action, declared)| {
-                    let validator = jsonschema::validator_for(&declared.input).ok()?;
-                    Some(((skill.clone(), action.clone()), validator))
-                })
-        });
-        Schemas(compiled.collect())
-    }
-
-    fn get(&self, skill: &str, action: &str) -> Option<&jsonschema::Validator> {
-        self.0.get(&(skill.to_string(), action.to_string()))
-    }
-}
-
-impl std::fmt::Debug for Schemas {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_set().entries(self.0.keys()).finish()
-    }
-}
 
 /// A call that passed admission: what the rest of its path needs from the checks.
 #[derive(Debug)]
@@ -95,18 +60,17 @@ pub(crate) fn admit<'c>(
             format!("arguments are {size} bytes; the limit is {max_input_bytes}"),
         ));
     }
-    let validator = schemas.get(skill, action).ok_or_else(|| {
+    let validator = schemas.input(skill, action).ok_or_else(|| {
         Refusal::new(
             codes::INVALID_SCHEMA,
             format!("the input schema of {action} does not compile"),
         )
     })?;
-    let problems: Vec<String> = validator
-        .iter_errors(args)
-        .take(MAX_LISTED_PROBLEMS)
-        .map(|e| match e.instance_path().to_string() {
-            at if at.is_empty() => e.to_string(),
-            at => format!("{at}: {e}"),
+    let problems: Vec<String> = violations(validator, args)
+        .into_iter()
+        .map(|(at, message)| match at.as_str() {
+            "" => message,
+            at => format!("{at}: {message}"),
         })
         .collect();
     if !problems.is_empty() {
@@ -273,7 +237,7 @@ mod tests {
     #[test]
     fn a_missing_schema_is_refused_not_skipped() {
         let catalog = catalog();
-        let schemas = Schemas(HashMap::new());
+        let schemas = Schemas::default();
         let r = admit(
             &catalog,
             &schemas,

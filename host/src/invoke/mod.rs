@@ -8,6 +8,7 @@ pub(crate) mod classify;
 pub(crate) mod images;
 mod refusal;
 pub(crate) mod route;
+pub(crate) mod schemas;
 pub(crate) mod telemetry;
 pub(crate) mod workspace;
 
