@@ -80,6 +80,12 @@ enum Command {
     },
     /// Remove leftover containers and all but the newest image of each skill.
     Gc,
+    /// Print a shell completion script, e.g. `skillhost completions bash >
+    /// /etc/bash_completion.d/skillhost`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Base images built locally from Debian packages.
     Images {
         #[command(subcommand)]
@@ -110,6 +116,7 @@ pub(crate) async fn run(args: Args) -> i32 {
         Command::Build(cli) => build::run(&roots, cli, format).await,
         Command::Invoke(cli) => invoke::run(roots, cli, format).await,
         Command::Gc => gc::run(format).await,
+        Command::Completions { shell } => Ok(completions(shell)),
         Command::Images { command } => images::run(command, format).await,
     };
     match result {
@@ -131,6 +138,16 @@ fn token(name: &str, max_in_flight: Option<usize>) -> i32 {
     outln!("{token}");
     errln!("# Add this entry to the tokens file (--tokens); it holds only the token's hash:");
     err!("{entry}");
+    skillhost::api::exit_code::OK
+}
+
+/// `skillhost completions SHELL`: the script on stdout, generated from the parser itself.
+fn completions(shell: clap_complete::Shell) -> i32 {
+    use clap::CommandFactory;
+    let mut command = Args::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "skillhost", &mut script);
+    out!("{}", String::from_utf8_lossy(&script));
     skillhost::api::exit_code::OK
 }
 
