@@ -43,6 +43,13 @@ pub(crate) struct Args {
     command: Command,
 }
 
+/// What `skillhost schema` describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SchemaOf {
+    /// A skill's `skill.yaml`.
+    Manifest,
+}
+
 /// Who reads stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Format {
@@ -80,6 +87,12 @@ enum Command {
     },
     /// Remove leftover containers and all but the newest image of each skill.
     Gc,
+    /// Print a JSON Schema: `manifest` is the schema of skill.yaml, for editors (also in
+    /// docs/manifest.schema.json).
+    Schema {
+        /// What to print the schema of.
+        what: SchemaOf,
+    },
     /// Print a shell completion script, e.g. `skillhost completions bash >
     /// /etc/bash_completion.d/skillhost`.
     Completions {
@@ -117,6 +130,12 @@ pub(crate) async fn run(args: Args) -> i32 {
         Command::Invoke(cli) => invoke::run(roots, cli, format).await,
         Command::Gc => gc::run(format).await,
         Command::Completions { shell } => Ok(completions(shell)),
+        Command::Schema {
+            what: SchemaOf::Manifest,
+        } => {
+            out!("{}", skillhost::manifest::json_schema());
+            Ok(skillhost::api::exit_code::OK)
+        }
         Command::Images { command } => images::run(command, format).await,
     };
     match result {

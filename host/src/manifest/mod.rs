@@ -220,5 +220,21 @@ impl fmt::Display for Problem {
     }
 }
 
+/// The JSON Schema of `skill.yaml` itself (draft 2020-12), generated from the model: what
+/// `skillhost schema manifest` prints and `docs/manifest.schema.json` holds, for editors
+/// with a YAML language server. Rules that span fields (a serve-mode skill may not
+/// prewarm, say) are checked by skillhost alone.
+pub fn json_schema() -> String {
+    let mut schema = schemars::schema_for!(Manifest);
+    schema.insert("title".into(), "skillhost skill.yaml".into());
+    schema.insert(
+        "description".into(),
+        "A skill's manifest: its name, version, protocol, build, run limits, actions and examples. See docs/manifest.md.".into(),
+    );
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
 #[cfg(test)]
 mod tests;

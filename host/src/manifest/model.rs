@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
+use schemars::JsonSchema;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -12,7 +13,7 @@ use serde_json::Value;
 use super::units::{ByteSize, Cpus, HumanDuration, InvalidValue, MIB};
 
 /// A parsed and validated skill manifest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// `[a-z][a-z0-9-]*`; the image repository is `skill-<name>`.
@@ -20,6 +21,7 @@ pub struct Manifest {
     /// The skill's version, semver.
     pub version: semver::Version,
     /// Requirement on the host's protocol version, e.g. `^1`.
+    #[schemars(with = "String")]
     pub protocol: semver::VersionReq,
     /// What the skill does, for people and for tool listings.
     #[serde(default)]
@@ -42,7 +44,7 @@ pub struct Manifest {
 }
 
 /// The skill built as a `cdylib` exporting skill-sdk's native C ABI.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Native {
     /// Path of the shared library, relative to the skill directory.
@@ -50,7 +52,7 @@ pub struct Native {
 }
 
 /// How the image is built. Everything here feeds the content hash.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Build {
     /// Path of the Dockerfile inside the skill directory.
@@ -75,7 +77,7 @@ pub struct Build {
 }
 
 /// How each action's container runs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Run {
     /// The user the skill runs as; never root.
@@ -116,7 +118,7 @@ pub struct Run {
 }
 
 /// How invocations map to containers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// A fresh container per invocation: nothing carries over.
@@ -130,7 +132,7 @@ pub enum Mode {
 
 /// Limits on serve-mode workers. A worker that timed out, hit its memory limit or broke
 /// the protocol is discarded at once and never reused.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Serve {
     /// Workers kept for the skill; each answers one request at a time.
@@ -172,7 +174,7 @@ fn default_max_lifetime() -> HumanDuration {
 }
 
 /// `none` (the default: no host directory is ever mounted), `ro` or `rw`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum WorkspaceMode {
     /// No directory may be mounted.
@@ -185,7 +187,7 @@ pub enum WorkspaceMode {
 }
 
 /// Resource limits for one invocation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// CPUs, as Docker's `--cpus`.
@@ -212,7 +214,7 @@ pub struct Limits {
 }
 
 /// `none` (the default) or `bridge`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Network {
     /// No network at all: only a loopback interface.
@@ -226,8 +228,24 @@ pub enum Network {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User(pub String);
 
+impl JsonSchema for User {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "User".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "`uid[:gid]` or `name[:group]`; never root (0 or `root`).",
+            "anyOf": [
+                {"type": "integer", "minimum": 1},
+                {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$"}
+            ]
+        })
+    }
+}
+
 /// One action a skill offers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Action {
     /// What the action does.
@@ -242,7 +260,7 @@ pub struct Action {
 }
 
 /// An example invocation, run by `skillhost test`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Example {
     /// The action called.

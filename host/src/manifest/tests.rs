@@ -455,3 +455,61 @@ fn a_manifest_round_trips_through_the_image_label() {
         "a label is validated again"
     );
 }
+
+/// `SKILLHOST_BLESS=1 cargo test -p skillhost manifest_schema` rewrites the committed copy.
+#[test]
+fn the_committed_manifest_schema_matches_the_code() {
+    let generated = super::json_schema();
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/manifest.schema.json");
+    if std::env::var_os("SKILLHOST_BLESS").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "docs/manifest.schema.json differs from what the code generates; run `SKILLHOST_BLESS=1 cargo test -p skillhost manifest_schema` and commit it"
+    );
+}
+
+#[test]
+fn every_bundled_manifest_matches_the_manifest_schema_and_typos_do_not() {
+    let schema: serde_json::Value = serde_json::from_str(&super::json_schema()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut checked = 0;
+    for dir in ["skills", "host/tests/fixtures"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path().join("skill.yaml");
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            // The fixtures' name is filled in by the tests that copy them.
+            let text = text.replace("FIXTURE", "fixture");
+            if Manifest::parse(&text).is_err() {
+                continue; // The broken fixtures are broken on purpose.
+            }
+            let value: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+            let errors: Vec<String> = validator
+                .iter_errors(&value)
+                .map(|e| format!("{}: {e}", e.instance_path()))
+                .collect();
+            assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4, "only {checked} manifests checked");
+    let typo: serde_json::Value = serde_yaml::from_str(
+        "name: t\nversion: 0.1.0\nprotocol: \"^1\"\nrun: {limits: {memroy: 64m}}\nactions: {a: {}}\n",
+    )
+    .unwrap();
+    assert!(
+        !validator.is_valid(&typo),
+        "a misspelt limit is caught by the editor too"
+    );
+    let bad_size: serde_json::Value = serde_yaml::from_str(
+        "name: t\nversion: 0.1.0\nprotocol: \"^1\"\nrun: {limits: {memory: lots}}\nactions: {a: {}}\n",
+    )
+    .unwrap();
+    assert!(!validator.is_valid(&bad_size));
+}

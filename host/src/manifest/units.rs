@@ -211,6 +211,56 @@ impl Serialize for Cpus {
     }
 }
 
+/// A value written as a number or as a string of a number and a unit.
+fn number_with_unit(description: &str, pattern: &str) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": description,
+        "anyOf": [
+            {"type": "number", "minimum": 0},
+            {"type": "string", "pattern": pattern}
+        ]
+    })
+}
+
+impl schemars::JsonSchema for ByteSize {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ByteSize".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        number_with_unit(
+            "A size: bytes, or a number with a unit b, k, m, g or t (optionally with b or ib, any case), like 128m or 1MiB.",
+            "^\\s*[0-9.]+\\s*([bB]|[kKmMgGtT]([iI]?[bB])?)?\\s*$",
+        )
+    }
+}
+
+impl schemars::JsonSchema for HumanDuration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        number_with_unit(
+            "A duration: seconds, or a number with a unit ms, s, m or h, like 10s or 500ms.",
+            "^\\s*[0-9.]+\\s*(ms|s|m|h)?\\s*$",
+        )
+    }
+}
+
+impl schemars::JsonSchema for Cpus {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Cpus".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        number_with_unit(
+            "CPUs, as Docker's --cpus: a number above 0, like 0.5 or 2.",
+            "^\\s*[0-9.]+\\s*$",
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
