@@ -10,6 +10,7 @@ mod images;
 mod invoke;
 mod list;
 mod lock;
+mod new;
 mod progress;
 mod remote;
 mod serve;
@@ -63,6 +64,8 @@ enum Command {
     List,
     /// Build or reuse the images of skills.
     Build(build::BuildCli),
+    /// Start a skill from a template: manifest, Dockerfile, source, .dockerignore.
+    New(new::NewCli),
     /// Run one action of a skill in a fresh hardened container.
     Invoke(invoke::InvokeCli),
     /// Pin a deployment's images in a lock file (`--check`: tell whether the sources moved).
@@ -126,6 +129,7 @@ pub(crate) async fn run(args: Args) -> i32 {
             max_in_flight,
         } => Ok(token(&name, max_in_flight)),
         Command::List => list::run(&roots, format).await,
+        Command::New(cli) => new::run(&given_roots, cli, format),
         Command::Build(cli) => build::run(&roots, cli, format).await,
         Command::Invoke(cli) => invoke::run(roots, cli, format).await,
         Command::Gc => gc::run(format).await,
