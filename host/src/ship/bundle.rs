@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::bundle_check::{check_images, unpack, BundleError, IMAGES_NAME, LOCK_NAME};
 use super::ShipError;
 use crate::engine::{api_err, Engine};
-use crate::lock::{check_entry, verify, LockFile};
+use crate::lock::{verify, LockFile};
 
 /// What an export wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,9 +34,7 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Bundl
 /// Write every locked image, checked against `lock`, and the lock itself to `out`. The
 /// file appears only when complete.
 pub async fn export(engine: &Engine, lock: &LockFile, out: &Path) -> Result<Exported, ShipError> {
-    for entry in &lock.skills {
-        check_entry(entry, engine.inspect_image(&entry.image).await?)?;
-    }
+    all_locked(engine, lock).await?;
     let parent = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -139,9 +137,14 @@ pub async fn import(engine: &Engine, bundle: &Path) -> Result<LockFile, ShipErro
     while let Some(item) = loading.next().await {
         item.map_err(api_err("loading the bundle's images"))?;
     }
-    let verification = verify(engine, &lock).await?;
-    if let Some(problem) = verification.problems.into_iter().next() {
-        return Err(problem.into());
-    }
+    all_locked(engine, &lock).await?;
     Ok(lock)
+}
+
+/// Every locked image is on the engine as the lock pins it; the first that is not, else.
+async fn all_locked(engine: &Engine, lock: &LockFile) -> Result<(), ShipError> {
+    match verify(engine, lock).await?.problems.into_iter().next() {
+        Some(problem) => Err(problem.into()),
+        None => Ok(()),
+    }
 }
