@@ -55,15 +55,7 @@ pub(super) async fn run(roots: &[PathBuf], cli: LockCli, format: Format) -> Resu
             output::json(&serde_json::json!({"lock": path, "skills": lock.skills.len()}))
         }
         Format::Human => {
-            for skill in &lock.skills {
-                outln!(
-                    "{} {}  {}  {}",
-                    skill.name,
-                    skill.version,
-                    skill.image,
-                    skill.image_id
-                );
-            }
+            print_locked(&lock);
             outln!("wrote {}", path.display());
         }
     }
@@ -101,4 +93,17 @@ async fn check(
     } else {
         exit_code::USAGE
     })
+}
+
+/// One line per locked skill, for people: name, version, image and image ID.
+pub(super) fn print_locked(lock: &LockFile) {
+    for skill in &lock.skills {
+        outln!(
+            "{} {}  {}  {}",
+            skill.name,
+            skill.version,
+            skill.image,
+            skill.image_id
+        );
+    }
 }

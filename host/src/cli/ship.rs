@@ -12,6 +12,7 @@ use skillhost::lock::LockFile;
 use skillhost::ship::{export, import, pull, push, Pulled};
 use skillhost::Error;
 
+use super::lock::print_locked;
 use super::progress::Progress;
 use super::{output, usage, Format};
 
@@ -205,15 +206,7 @@ pub(super) async fn run_import(cli: ImportCli, format: Format) -> Result<i32, Er
             "images": lock.skills.iter().map(|s| &s.image).collect::<Vec<_>>(),
         })),
         Format::Human => {
-            for skill in &lock.skills {
-                outln!(
-                    "{} {}  {}  {}",
-                    skill.name,
-                    skill.version,
-                    skill.image,
-                    skill.image_id
-                );
-            }
+            print_locked(&lock);
             outln!(
                 "imported {} images, each checked against the bundle's lock ({seconds:.2} s)",
                 lock.skills.len()
