@@ -1,7 +1,7 @@
 //! The caller-facing contract of skillhost, with no engine in it: what an invocation
 //! returns ([`InvocationResult`], [`Status`], [`InvocationPath`], [`Stats`]), every error
 //! code the host itself can put in a result ([`codes`]), the CLI's exit codes
-//! ([`exit_code`]), its typed reports ([`ListReport`], [`ErrorReport`]), and the bodies of
+//! ([`exit_code`]), its typed reports ([`ListReport`], [`TestReport`], [`ErrorReport`]), and the bodies of
 //! the HTTP service's API ([`InvokeRequest`], [`SkillList`], [`Invocation`], ...).
 //!
 //! The engine crate `skillhost`, its HTTP service and the clients all use these types, so
@@ -14,6 +14,7 @@ pub mod exit_code;
 mod report;
 mod result;
 mod service;
+mod test_report;
 
 pub use report::{BrokenSkill, ErrorDetail, ErrorReport, ListReport, ListedSkill, ProblemReport};
 pub use result::{InvocationError, InvocationPath, InvocationResult, Stats, Status};
@@ -21,3 +22,4 @@ pub use service::{
     ActionInfo, Invocation, InvocationState, InvokeRequest, Readiness, ServiceError,
     ServiceErrorDetail, SkillInfo, SkillList,
 };
+pub use test_report::{ExampleFailure, ExampleReport, FailureKind, TestReport};

@@ -12,7 +12,9 @@
 //!    again ([`lifecycle`]).
 //! 5. [`lock`] pins a deployment's images; [`ship`] moves them through a registry; a host
 //!    given a lock ([`HostConfig::locked`]) runs those images and nothing else.
-//! 6. With the `serve` feature, [`service`] puts a host behind an HTTP API.
+//! 6. [`examples`] runs each manifest's examples as real calls and judges them
+//!    (`skillhost test`).
+//! 7. With the `serve` feature, [`service`] puts a host behind an HTTP API.
 //!
 //! The caller-facing contract (result, statuses, error and exit codes) is the serde-only
 //! crate [`api`], re-exported here. [`Error::exit_code`] maps every other failure to the
@@ -22,6 +24,7 @@ pub mod build;
 pub mod catalog;
 pub mod engine;
 mod error;
+pub mod examples;
 mod host;
 mod invoke;
 pub mod lifecycle;

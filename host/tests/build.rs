@@ -116,6 +116,14 @@ async fn a_broken_dockerfile_fails_with_the_steps_own_error() {
         )),
         "{text}"
     );
+    // The author is told which file to fix.
+    assert!(
+        text.contains(&format!(
+            "fix that step in {}",
+            target.dir.join("Dockerfile").display()
+        )),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -1,12 +1,14 @@
-//! `skillhost new`: each template makes a skill that builds and keeps every promise of its
-//! manifest's examples, unchanged, against the real engine.
+//! `skillhost new`: each template makes a skill that builds and passes `skillhost test`
+//! unchanged, against the real engine.
 
 mod common;
 
-use common::{ensure_base_images, host_for, skillhost, unique_name, ImageCleanup};
-use skillhost::Status;
+use serde_json::Value;
+use skillhost::api::exit_code;
 
-async fn scaffold_keeps_its_examples(lang: &str) {
+use common::{ensure_base_images, skillhost, skillhost_test, unique_name, ImageCleanup};
+
+fn scaffold_keeps_its_examples(lang: &str) {
     ensure_base_images();
     let cleanup = ImageCleanup::default();
     let parent = tempfile::tempdir().unwrap();
@@ -32,37 +34,28 @@ async fn scaffold_keeps_its_examples(lang: &str) {
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 
-    let host = host_for(parent.path()).await;
-    let skill = host.catalog().get(&name).unwrap().clone();
-    assert!(!skill.manifest.examples.is_empty());
-    for example in &skill.manifest.examples {
-        let result = host
-            .invoke(&name, &example.action, example.args.clone())
-            .await;
-        if let Some(image) = &result.image {
-            cleanup.add(image.clone());
-        }
-        match (&example.expect, &example.expect_error) {
-            (Some(expected), _) => {
-                assert_eq!(result.status, Status::Ok, "{lang}: {result:?}");
-                assert_eq!(result.output.as_ref(), Some(expected), "{lang}");
-            }
-            (None, Some(code)) => {
-                assert_eq!(result.status, Status::SkillError, "{lang}: {result:?}");
-                assert_eq!(&result.error.unwrap().code, code);
-            }
-            (None, None) => panic!("an example of the {lang} template promises nothing"),
-        }
-    }
-    host.shutdown().await;
+    // Unchanged, it passes `skillhost test`: every example runs and keeps its promise.
+    let run = skillhost_test(parent.path(), &["--format", "json"], &cleanup);
+    let report: Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(
+        run.status.code(),
+        Some(exit_code::OK),
+        "{lang}: {report:#}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        report["passed"].as_u64().unwrap() >= 1,
+        "{lang}: {report:#}"
+    );
+    assert_eq!(report["failed"], 0);
 }
 
-#[tokio::test]
-async fn the_python_template_builds_and_keeps_its_examples() {
-    scaffold_keeps_its_examples("python").await;
+#[test]
+fn the_python_template_builds_and_keeps_its_examples() {
+    scaffold_keeps_its_examples("python");
 }
 
-#[tokio::test]
-async fn the_shell_template_builds_and_keeps_its_examples() {
-    scaffold_keeps_its_examples("shell").await;
+#[test]
+fn the_shell_template_builds_and_keeps_its_examples() {
+    scaffold_keeps_its_examples("shell");
 }

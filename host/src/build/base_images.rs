@@ -259,11 +259,12 @@ async fn build_one(
                             BaseImageError::Build(b) => b,
                             other => BuildError::Failed {
                                 name: plan.target.name.clone(),
-                                failure: crate::engine::BuildFailure {
+                                dockerfile: None,
+                                failure: Box::new(crate::engine::BuildFailure {
                                     step: Some("debootstrap".into()),
                                     message: other.to_string(),
                                     output: Vec::new(),
-                                },
+                                }),
                             },
                         })
                 })

@@ -109,13 +109,16 @@ pub enum BuildError {
         source_path: PathBuf,
     },
     /// A Dockerfile step failed.
-    #[error("{name}: the image build failed at {failure}")]
+    #[error("{name}: the image build failed at {failure}{}", fix_hint(dockerfile.as_deref()))]
     Failed {
         /// The image's name.
         name: String,
-        /// The failing step and its output.
+        /// The Dockerfile whose step failed; `None` for an image made another way.
+        dockerfile: Option<PathBuf>,
+        /// The failing step and its output (boxed: every `Result` carrying this error
+        /// would otherwise be as large as it).
         #[source]
-        failure: BuildFailure,
+        failure: Box<BuildFailure>,
     },
     /// The engine failed.
     #[error(transparent)]
@@ -158,6 +161,17 @@ impl BuildError {
     pub fn status(&self) -> Status {
         codes::status_of(self.code()).unwrap_or(Status::InfrastructureError)
     }
+}
+
+fn fix_hint(dockerfile: Option<&Path>) -> String {
+    dockerfile
+        .map(|path| {
+            format!(
+                "\n  fix that step in {} and build again (skillhost build, or skillhost test)",
+                path.display()
+            )
+        })
+        .unwrap_or_default()
 }
 
 fn tail(output: &[String]) -> String {
@@ -490,7 +504,8 @@ impl ImageBuilder {
             .await?
             .map_err(|failure| BuildError::Failed {
                 name: target.name.clone(),
-                failure,
+                dockerfile: target.dockerfile.as_ref().map(|d| target.dir.join(d)),
+                failure: Box::new(failure),
             })
     }
 }

@@ -50,7 +50,7 @@ pub(super) async fn run(roots: &[PathBuf], cli: BuildCli, format: Format) -> Res
     Ok(exit_code::OK)
 }
 
-fn select<'c>(
+pub(super) fn select<'c>(
     catalog: &'c Catalog,
     names: &[String],
     all: bool,

@@ -7,6 +7,7 @@ use skillhost::api::{exit_code, BrokenSkill, ListReport, ListedSkill, ProblemRep
 use skillhost::build::{plan, ImageBuilder, ImageTarget};
 use skillhost::catalog::Catalog;
 use skillhost::engine::Engine;
+use skillhost::manifest::ManifestError;
 use skillhost::Error;
 
 use super::progress::Progress;
@@ -46,18 +47,7 @@ pub(super) async fn run(roots: &[PathBuf], format: Format) -> Result<i32, Error>
         }
         listed.push(entry);
     }
-    let broken = catalog
-        .broken
-        .iter()
-        .map(|e| {
-            let problems = e
-                .problems()
-                .into_iter()
-                .map(|p| ProblemReport::new(p.field, p.position, p.message))
-                .collect();
-            BrokenSkill::new(e.to_string(), problems)
-        })
-        .collect();
+    let broken = catalog.broken.iter().map(broken_report).collect();
     let report = ListReport::new(listed, broken);
     match format {
         Format::Json => output::json(&report),
@@ -68,6 +58,16 @@ pub(super) async fn run(roots: &[PathBuf], format: Format) -> Result<i32, Error>
     } else {
         exit_code::USAGE
     })
+}
+
+/// A manifest that failed to load, as reports show it.
+pub(super) fn broken_report(error: &ManifestError) -> BrokenSkill {
+    let problems = error
+        .problems()
+        .into_iter()
+        .map(|p| ProblemReport::new(p.field, p.position, p.message))
+        .collect();
+    BrokenSkill::new(error.to_string(), problems)
 }
 
 fn print(report: &ListReport) {

@@ -15,6 +15,7 @@ mod progress;
 mod remote;
 mod serve;
 mod ship;
+mod test;
 
 use std::path::PathBuf;
 
@@ -68,6 +69,8 @@ enum Command {
     New(new::NewCli),
     /// Run one action of a skill in a fresh hardened container.
     Invoke(invoke::InvokeCli),
+    /// Run every example of the skills' manifests in the sandbox and check each result.
+    Test(test::TestCli),
     /// Pin a deployment's images in a lock file (`--check`: tell whether the sources moved).
     Lock(lock::LockCli),
     /// Push a lock's images to a registry and record their digests in the lock.
@@ -132,6 +135,7 @@ pub(crate) async fn run(args: Args) -> i32 {
         Command::New(cli) => new::run(&given_roots, cli, format),
         Command::Build(cli) => build::run(&roots, cli, format).await,
         Command::Invoke(cli) => invoke::run(roots, cli, format).await,
+        Command::Test(cli) => test::run(roots, cli, format).await,
         Command::Gc => gc::run(format).await,
         Command::Completions { shell } => Ok(completions(shell)),
         Command::Schema {

@@ -14,7 +14,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use model::{
-    Action, Build, Example, Limits, Manifest, Mode, Native, Network, Run, Serve, User,
+    Action, Build, Example, Limits, Manifest, Matching, Mode, Native, Network, Run, Serve, User,
     WorkspaceMode, DEFAULT_USER,
 };
 pub use validate::is_skill_name as is_valid_name;
@@ -24,6 +24,18 @@ pub const MANIFEST_FILE: &str = "skill.yaml";
 
 /// Manifests larger than this are refused unread: no honest manifest comes close.
 pub const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
+
+/// The 1-based line on which example `index` of the manifest text `text` starts, when the
+/// source says.
+pub fn example_line(text: &str, index: usize) -> Option<usize> {
+    let path = [
+        locate::Segment::Key("examples".into()),
+        locate::Segment::Index(index),
+    ];
+    locate::Locator::new(text)
+        .position(&path)
+        .map(|(line, _)| line)
+}
 
 /// The protocol version this host speaks, matched against each manifest's `protocol`.
 pub fn host_protocol_version() -> semver::Version {

@@ -263,6 +263,10 @@ pub struct Action {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Example {
+    /// A short name for the example in `skillhost test`'s report; by default its action
+    /// and position.
+    #[serde(default)]
+    pub name: Option<String>,
     /// The action called.
     pub action: String,
     /// Its arguments; `{}` when absent.
@@ -274,6 +278,22 @@ pub struct Example {
     /// The error code expected instead of an output.
     #[serde(default)]
     pub expect_error: Option<String>,
+    /// How `expect` is compared with the output.
+    #[serde(default, rename = "match")]
+    pub matching: Matching,
+}
+
+/// How an example's `expect` is compared with the skill's output.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Matching {
+    /// The output equals `expect`.
+    #[default]
+    Exact,
+    /// Every field `expect` names is in the output with that value, at any depth; arrays
+    /// match element by element and must be as long; other fields of the output are
+    /// ignored.
+    Subset,
 }
 
 /// nobody:nogroup, which exists in every Debian image and needs nothing in `scratch`.

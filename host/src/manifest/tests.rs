@@ -198,6 +198,23 @@ fn bad_manifests_each_get_their_own_located_error() {
             Some(20),
         ),
         (
+            "subset without expect",
+            variant("expect: {text: hi}", "expect_error: nope, match: subset"),
+            "examples[0].match",
+            "match: subset compares with expect",
+            Some(20),
+        ),
+        (
+            "expect against the output schema",
+            variant(
+                "properties: {text: {type: string}}}\n",
+                "properties: {text: {type: string}}}\n    output: {required: [words]}\n",
+            ),
+            "examples[0].expect",
+            "does not match the output schema of \"say\"",
+            Some(21),
+        ),
+        (
             "bad name",
             variant("name: echo", "name: Echo_1"),
             "name",

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::locate::{FieldPath, Segment};
 use super::units::{GIB, MIB};
-use super::{host_protocol_version, Manifest, Mode};
+use super::{host_protocol_version, Manifest, Matching, Mode};
 
 type Problems = Vec<(FieldPath, String)>;
 
@@ -278,6 +278,7 @@ pub fn validate(m: &Manifest) -> Problems {
     );
     // Compiled once here, used again for the examples.
     let mut input_validators: BTreeMap<&str, jsonschema::Validator> = BTreeMap::new();
+    let mut output_validators: BTreeMap<&str, jsonschema::Validator> = BTreeMap::new();
     for (name, action) in &m.actions {
         let field = with(path(&["actions"]), Segment::Key(name.clone()));
         check(
@@ -300,7 +301,10 @@ pub fn validate(m: &Manifest) -> Problems {
                 Some(Ok(validator)) if key == "input" => {
                     input_validators.insert(name.as_str(), validator);
                 }
-                _ => {}
+                Some(Ok(validator)) => {
+                    output_validators.insert(name.as_str(), validator);
+                }
+                None => {}
             }
         }
     }
@@ -331,10 +335,32 @@ pub fn validate(m: &Manifest) -> Problems {
                 );
             }
         }
+        // A subset need not be a whole output, so only an exact expectation must match.
+        if let (Some(expect), Some(validator), Matching::Exact) = (
+            &example.expect,
+            output_validators.get(example.action.as_str()),
+            example.matching,
+        ) {
+            if let Err(e) = validator.validate(expect) {
+                check(
+                    false,
+                    with(field.clone(), Segment::Key("expect".into())),
+                    format!(
+                        "does not match the output schema of {:?}, so no output could equal it: {e}",
+                        example.action
+                    ),
+                );
+            }
+        }
         check(
             example.expect.is_none() || example.expect_error.is_none(),
-            field,
+            field.clone(),
             "give expect or expect_error, not both".into(),
+        );
+        check(
+            example.matching == Matching::Exact || example.expect.is_some(),
+            with(field, Segment::Key("match".into())),
+            "match: subset compares with expect, which this example does not give".into(),
         );
     }
     problems

@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use serde_json::Value;
 use skillhost::build::{ImageBuilder, Observer};
 use skillhost::engine::{BuildEvent, Engine};
 use skillhost::testing::on_engine_thread;
+use std::process::Output;
 
 /// A name no other test run uses, valid as a skill name.
 pub fn unique_name(prefix: &str) -> String {
@@ -70,6 +72,30 @@ pub fn skillhost() -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_skillhost"));
     cmd.current_dir(workspace_root());
     cmd
+}
+
+/// `skillhost --skills-dir ROOT test ARGS...`, with every image it may build registered
+/// for removal first (as `list` names them), so a failing test leaves none behind.
+pub fn skillhost_test(root: &Path, args: &[&str], cleanup: &ImageCleanup) -> Output {
+    let listed = skillhost()
+        .arg("--skills-dir")
+        .arg(root)
+        .args(["list", "--format", "json"])
+        .output()
+        .unwrap();
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    for skill in listed["skills"].as_array().unwrap() {
+        if let Some(image) = skill["image"].as_str() {
+            cleanup.add(image);
+        }
+    }
+    skillhost()
+        .arg("--skills-dir")
+        .arg(root)
+        .arg("test")
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 /// A host with the default configuration over the skills in `root`.
