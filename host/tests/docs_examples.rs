@@ -47,6 +47,15 @@ fn the_protocol_page_shows_each_example_file_whole() {
         // A valid manifest, as discovery would load it.
         Skill::load(&examples().join(example)).unwrap();
     }
+    // The Node.js skill, the template for other languages, is a bundled one.
+    let node = workspace_root().join("skills/json-pointer");
+    for file in ["skill.yaml", "Dockerfile", "skill.js", ".dockerignore"] {
+        let text = std::fs::read_to_string(node.join(file)).unwrap();
+        assert!(
+            page.contains(&text),
+            "docs/protocol.md does not show skills/json-pointer/{file} as it is"
+        );
+    }
 }
 
 /// Run every example of the skill in `root` and check what each promises.

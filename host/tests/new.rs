@@ -8,7 +8,7 @@ use skillhost::api::exit_code;
 
 use common::{ensure_base_images, skillhost, skillhost_test, unique_name, ImageCleanup};
 
-fn scaffold_keeps_its_examples(lang: &str) {
+fn scaffold_keeps_its_examples(lang: &str, extra: &[&str]) {
     ensure_base_images();
     let cleanup = ImageCleanup::default();
     let parent = tempfile::tempdir().unwrap();
@@ -16,6 +16,7 @@ fn scaffold_keeps_its_examples(lang: &str) {
     let made = skillhost()
         .args(["new", &name, "--lang", lang, "--dir"])
         .arg(parent.path())
+        .args(extra)
         .output()
         .unwrap();
     assert!(
@@ -52,10 +53,48 @@ fn scaffold_keeps_its_examples(lang: &str) {
 
 #[test]
 fn the_python_template_builds_and_keeps_its_examples() {
-    scaffold_keeps_its_examples("python");
+    scaffold_keeps_its_examples("python", &[]);
 }
 
 #[test]
 fn the_shell_template_builds_and_keeps_its_examples() {
-    scaffold_keeps_its_examples("shell");
+    scaffold_keeps_its_examples("shell", &[]);
+}
+
+/// skill-sdk is not on crates.io yet, so the scaffold builds against this checkout's; its
+/// Cargo.toml still names the SDK by version only.
+#[test]
+fn the_rust_template_builds_with_skill_sdk_and_keeps_its_examples() {
+    let sdk = common::workspace_root().join("skill-sdk");
+    let sdk = sdk.to_str().unwrap();
+    scaffold_keeps_its_examples("rust", &["--sdk-path", sdk]);
+}
+
+#[test]
+fn the_rust_template_names_skill_sdk_by_version_alone() {
+    let parent = tempfile::tempdir().unwrap();
+    let made = skillhost()
+        .args(["new", "by-version", "--lang", "rust", "--dir"])
+        .arg(parent.path())
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let cargo = std::fs::read_to_string(parent.path().join("by-version/Cargo.toml")).unwrap();
+    assert!(cargo.contains("\nskill-sdk = \"0.1\"\n"), "{cargo}");
+    assert!(!parent.path().join("by-version/.cargo").exists());
+
+    let refused = skillhost()
+        .args([
+            "new",
+            "other",
+            "--lang",
+            "shell",
+            "--sdk-path",
+            "skill-sdk",
+            "--dir",
+        ])
+        .arg(parent.path())
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(exit_code::USAGE));
 }

@@ -1,9 +1,6 @@
-//! The skillhost protocol (v1) and a runtime for writing skills in Rust.
-//!
-//! A skill is a program in a container that reads one JSON request from stdin and writes
-//! JSON frames to stdout, one per line (see [`protocol`]). [`Skill`] does that work so an
-//! author only registers typed actions. Anything written to stderr is kept by the host as
-//! the invocation's logs.
+// The crate's documentation is its README, so that its examples are compiled and run
+// by `cargo test --doc` and what crates.io shows is what docs.rs shows.
+#![doc = include_str!("../README.md")]
 
 pub mod native;
 pub mod protocol;

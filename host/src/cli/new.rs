@@ -1,6 +1,6 @@
-//! `skillhost new NAME --lang python|shell`: a complete skill directory from a template (a
-//! manifest with an input and an output schema and examples, a Dockerfile, the source and
-//! a `.dockerignore`), which builds and answers its examples unchanged.
+//! `skillhost new NAME --lang python|rust|shell`: a complete skill directory from a
+//! template (a manifest with an input and an output schema and examples, a Dockerfile, the
+//! source and a `.dockerignore`), which builds and passes `skillhost test` unchanged.
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +15,8 @@ use super::{usage, Format};
 pub(crate) enum Lang {
     /// Python 3 on skillhost/python, speaking the protocol with the standard library.
     Python,
+    /// Rust with skill-sdk (from crates.io, or --sdk-path), a static binary on scratch.
+    Rust,
     /// POSIX shell on skillhost/debian: the template for any other language.
     Shell,
 }
@@ -30,6 +32,11 @@ pub(crate) struct NewCli {
     /// else ./skills].
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Rust only: build against this skill-sdk checkout instead of crates.io' (writes
+    /// `.cargo/config.toml` with a `[patch.crates-io]` entry; Cargo.toml keeps the
+    /// version, so deleting that file is all it takes to use the published crate).
+    #[arg(long, value_name = "DIR")]
+    sdk_path: Option<PathBuf>,
 }
 
 /// The template's files: name in the skill directory, text with `__NAME__` for the name.
@@ -48,6 +55,28 @@ fn template(lang: Lang) -> &'static [(&'static str, &'static str)] {
             (
                 ".dockerignore",
                 include_str!("../../templates/python/.dockerignore"),
+            ),
+        ],
+        Lang::Rust => &[
+            (
+                "skill.yaml",
+                include_str!("../../templates/rust/skill.yaml"),
+            ),
+            (
+                "Cargo.toml",
+                include_str!("../../templates/rust/Cargo.toml"),
+            ),
+            (
+                "src/main.rs",
+                include_str!("../../templates/rust/src/main.rs"),
+            ),
+            (
+                "Dockerfile",
+                include_str!("../../templates/rust/Dockerfile"),
+            ),
+            (
+                ".dockerignore",
+                include_str!("../../templates/rust/.dockerignore"),
             ),
         ],
         Lang::Shell => &[
@@ -89,8 +118,44 @@ fn render(lang: Lang, name: &str) -> Result<Vec<(&'static str, String)>, Error> 
     Ok(files)
 }
 
+/// The `.cargo/config.toml` that builds a Rust skill against the skill-sdk in `sdk`.
+fn sdk_patch(sdk: &Path) -> Result<String, Error> {
+    let manifest = sdk.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).map_err(|e| {
+        usage(format!(
+            "--sdk-path {}: cannot read {}: {e}; give the directory of skill-sdk's Cargo.toml",
+            sdk.display(),
+            manifest.display()
+        ))
+    })?;
+    if !text.lines().any(|l| l.trim() == r#"name = "skill-sdk""#) {
+        return Err(usage(format!(
+            "--sdk-path {}: {} is not skill-sdk's",
+            sdk.display(),
+            manifest.display()
+        )));
+    }
+    let absolute = sdk
+        .canonicalize()
+        .map_err(|e| usage(format!("--sdk-path {}: {e}", sdk.display())))?;
+    // TOML basic strings take a path as JSON does.
+    let path = serde_json::to_string(&absolute.to_string_lossy())
+        .map_err(|e| usage(format!("--sdk-path {}: {e}", sdk.display())))?;
+    Ok(format!(
+        "# skill-sdk from a local checkout instead of crates.io (skillhost new --sdk-path).\n\
+         # Delete this file to build with the version Cargo.toml names.\n\
+         [patch.crates-io]\n\
+         skill-sdk = {{ path = {path} }}\n"
+    ))
+}
+
 pub(super) fn run(roots: &[PathBuf], cli: NewCli, format: Format) -> Result<i32, Error> {
-    let files = render(cli.lang, &cli.name)?;
+    let mut files = render(cli.lang, &cli.name)?;
+    match (&cli.sdk_path, cli.lang) {
+        (Some(sdk), Lang::Rust) => files.push((".cargo/config.toml", sdk_patch(sdk)?)),
+        (Some(_), _) => return Err(usage("--sdk-path is for --lang rust only")),
+        (None, _) => {}
+    }
     let parent = cli
         .dir
         .or_else(|| roots.first().cloned())
@@ -119,11 +184,16 @@ pub(super) fn run(roots: &[PathBuf], cli: NewCli, format: Format) -> Result<i32,
                 outln!("  {file}");
             }
             let (action, args) = match cli.lang {
-                Lang::Python => ("count", r#"{"text":"two words"}"#),
+                Lang::Python | Lang::Rust => ("count", r#"{"text":"two words"}"#),
                 Lang::Shell => ("hello", r#"{"name":"Ada"}"#),
             };
             outln!(
-                "try it: skillhost --skills-dir {} invoke {} {action} --args '{args}'",
+                "test it: skillhost --skills-dir {} test {}",
+                parent.display(),
+                cli.name
+            );
+            outln!(
+                "try it:  skillhost --skills-dir {} invoke {} {action} --args '{args}'",
                 parent.display(),
                 cli.name
             );
@@ -136,9 +206,13 @@ pub(super) fn run(roots: &[PathBuf], cli: NewCli, format: Format) -> Result<i32,
 /// Write every file into a new `dir`; a failure removes what was made.
 fn write_all(dir: &Path, files: &[(&str, String)]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let written = files
-        .iter()
-        .try_for_each(|(file, text)| std::fs::write(dir.join(file), text));
+    let written = files.iter().try_for_each(|(file, text)| {
+        let path = dir.join(file);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, text)
+    });
     if written.is_err() {
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -151,7 +225,7 @@ mod tests {
 
     #[test]
     fn every_template_gives_a_valid_manifest_with_schemas_and_examples() {
-        for lang in [Lang::Python, Lang::Shell] {
+        for lang in [Lang::Python, Lang::Rust, Lang::Shell] {
             let files = render(lang, "my-skill").unwrap();
             let text = &files.iter().find(|(f, _)| *f == "skill.yaml").unwrap().1;
             let manifest = Manifest::parse(text).unwrap();
@@ -163,6 +237,22 @@ mod tests {
             );
             assert!(files.iter().all(|(_, t)| !t.contains("__NAME__")));
         }
+    }
+
+    /// The template must name a skill-sdk this repository's is: a scaffold copied out
+    /// builds against the published one of the same version.
+    #[test]
+    fn the_rust_template_requires_this_skill_sdk_version() {
+        let template: toml::Value =
+            toml::from_str(include_str!("../../templates/rust/Cargo.toml")).unwrap();
+        let required = template["dependencies"]["skill-sdk"].as_str().unwrap();
+        let sdk: toml::Value = toml::from_str(include_str!("../../../skill-sdk/Cargo.toml")).unwrap();
+        let version = sdk["package"]["version"].as_str().unwrap();
+        let required = semver::VersionReq::parse(required).unwrap();
+        assert!(
+            required.matches(&semver::Version::parse(version).unwrap()),
+            "the template requires skill-sdk {required}, this one is {version}"
+        );
     }
 
     #[test]
