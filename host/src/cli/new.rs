@@ -246,7 +246,8 @@ mod tests {
         let template: toml::Value =
             toml::from_str(include_str!("../../templates/rust/Cargo.toml")).unwrap();
         let required = template["dependencies"]["skill-sdk"].as_str().unwrap();
-        let sdk: toml::Value = toml::from_str(include_str!("../../../skill-sdk/Cargo.toml")).unwrap();
+        let sdk: toml::Value =
+            toml::from_str(include_str!("../../../skill-sdk/Cargo.toml")).unwrap();
         let version = sdk["package"]["version"].as_str().unwrap();
         let required = semver::VersionReq::parse(required).unwrap();
         assert!(
