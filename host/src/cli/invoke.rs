@@ -251,6 +251,9 @@ fn print_result(result: &InvocationResult) {
             error.message,
             error.code
         );
+        if let Some(hint) = skillhost::examples::author_hint(result) {
+            errln!("hint: {hint}");
+        }
         if !result.logs.is_empty() {
             let truncated = if result.logs_truncated {
                 " (truncated)"

@@ -97,6 +97,30 @@ fn status_failure(wanted: Status, result: &InvocationResult) -> ExampleFailure {
         .map(|e| (e.code.as_str(), e.message.as_str()))
         .unwrap_or(("", ""));
     let next = match result.status {
+        Status::SkillError if wanted == Status::Ok && code != codes::BUILD_FAILED => Some(
+            "if this failure is what the example shows, write `expect_error` with its code \
+             instead of `expect`",
+        ),
+        _ => next_step(result),
+    };
+    let mut text = format!("expected status {wanted}, got {}", result.status);
+    if !code.is_empty() {
+        text.push_str(&format!(" ({code}): {message}"));
+    }
+    if let Some(next) = next {
+        text.push_str(&format!("\n{next}"));
+    }
+    ExampleFailure::new(FailureKind::Status, text).comparing(
+        Value::from(wanted.as_str()),
+        Value::from(result.status.as_str()),
+    )
+}
+
+/// What the skill's author can do about a call that ended as `result` did, when there is
+/// something to say.
+pub(crate) fn next_step(result: &InvocationResult) -> Option<&'static str> {
+    let code = result.error.as_ref().map(|e| e.code.as_str()).unwrap_or("");
+    Some(match result.status {
         Status::ProtocolError if code == codes::OUTPUT_SCHEMA => {
             "fix the skill, or the action's output schema in skill.yaml"
         }
@@ -105,32 +129,16 @@ fn status_failure(wanted: Status, result: &InvocationResult) -> ExampleFailure {
              stderr), the result frame comes last, and nothing follows it: see the protocol \
              guide, docs/protocol.md"
         }
-        Status::Crashed => "its stderr, below, should tell why",
+        Status::Crashed => "its stderr should tell why",
         Status::Timeout => "make it faster, or raise run.limits.timeout in skill.yaml",
         Status::MemoryLimit => "use less memory, or raise run.limits.memory in skill.yaml",
         Status::OutputLimit => "write less to stdout, or raise run.limits.output in skill.yaml",
         Status::SkillError if code == codes::BUILD_FAILED => {
             "fix the build, then run `skillhost test` again"
         }
-        Status::SkillError if wanted == Status::Ok => {
-            "if this failure is what the example shows, write `expect_error` with its code \
-             instead of `expect`"
-        }
-        Status::Rejected => "the host refused the call before running it",
         Status::InfrastructureError => "the host could not run it; this is not the skill's fault",
-        _ => "",
-    };
-    let mut text = format!("expected status {wanted}, got {}", result.status);
-    if !code.is_empty() {
-        text.push_str(&format!(" ({code}): {message}"));
-    }
-    if !next.is_empty() {
-        text.push_str(&format!("\n{next}"));
-    }
-    ExampleFailure::new(FailureKind::Status, text).comparing(
-        Value::from(wanted.as_str()),
-        Value::from(result.status.as_str()),
-    )
+        _ => return None,
+    })
 }
 
 /// Whether `actual` holds everything `expected` names: objects by key at any depth,

@@ -10,7 +10,7 @@ mod judge;
 use std::path::Path;
 
 use serde_json::json;
-use skillhost_api::{ExampleFailure, ExampleReport, FailureKind};
+use skillhost_api::{ExampleFailure, ExampleReport, FailureKind, InvocationResult};
 
 use crate::catalog::Skill;
 use crate::manifest::{example_line, Example};
@@ -42,6 +42,12 @@ pub async fn run_skill(
         reports.push(report);
     }
     reports
+}
+
+/// What the skill's author can do about a call that ended as `result` did, when there is
+/// something to say: `skillhost invoke` prints it under a failure.
+pub fn author_hint(result: &InvocationResult) -> Option<&'static str> {
+    judge::next_step(result)
 }
 
 /// The reports of the examples of `skill` when its image could not be built: each one

@@ -4,7 +4,7 @@
 //! allowlisted, and a workspace must be declared and safe to mount. The first failure is
 //! a [`Refusal`] with status `rejected`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -37,6 +37,20 @@ pub(crate) fn admit<'c>(
     options: &InvokeOptions,
 ) -> Result<Admitted<'c>, Refusal> {
     let Some(found) = catalog.get(skill) else {
+        // Most often the skill is there and its author broke its manifest: say so.
+        if let Some(broken) = catalog.broken.iter().find(|b| {
+            b.path()
+                .parent()
+                .and_then(Path::file_name)
+                .is_some_and(|dir| dir == skill)
+        }) {
+            return Err(Refusal::new(
+                codes::UNKNOWN_SKILL,
+                format!(
+                    "skill {skill:?} is not loaded: its manifest is broken; fix it and call again:\n{broken}"
+                ),
+            ));
+        }
         let missing = format!("no skill named {skill:?}; this host has");
         return Err(unknown(
             codes::UNKNOWN_SKILL,
@@ -133,13 +147,12 @@ fn unknown<'a>(
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::path::Path;
 
     use serde_json::json;
     use skillhost_api::Status;
 
     use super::*;
-    use crate::manifest::Manifest;
+    use crate::manifest::{Manifest, ManifestError, Problem};
 
     const LIMIT: usize = 1024;
 
@@ -155,7 +168,14 @@ mod tests {
         };
         Catalog {
             skills: BTreeMap::from([("t".to_string(), skill)]),
-            broken: Vec::new(),
+            broken: vec![ManifestError::Invalid {
+                path: PathBuf::from("/skills/b/skill.yaml"),
+                problems: vec![Problem {
+                    field: "version".into(),
+                    position: Some((2, 10)),
+                    message: "not semver".into(),
+                }],
+            }],
         }
     }
 
@@ -198,6 +218,14 @@ mod tests {
         let r = refused("nope", "go", json!({}), &InvokeOptions::default());
         assert_eq!(r.code, codes::UNKNOWN_SKILL);
         assert_eq!(r.message, "no skill named \"nope\"; this host has: t");
+        // A skill whose manifest broke is named with the problem, not as unknown.
+        let r = refused("b", "go", json!({}), &InvokeOptions::default());
+        assert_eq!(r.code, codes::UNKNOWN_SKILL);
+        assert_eq!(
+            r.message,
+            "skill \"b\" is not loaded: its manifest is broken; fix it and call again:\n\
+             /skills/b/skill.yaml:2:10: version: not semver"
+        );
         let r = refused("t", "nope", json!({}), &InvokeOptions::default());
         assert_eq!(r.code, codes::UNKNOWN_ACTION);
         assert_eq!(

@@ -105,6 +105,15 @@ fn render_problems(path: &Path, problems: &[Problem]) -> String {
 }
 
 impl ManifestError {
+    /// The manifest that failed.
+    pub fn path(&self) -> &Path {
+        match self {
+            ManifestError::Read { path, .. }
+            | ManifestError::TooLarge { path, .. }
+            | ManifestError::Invalid { path, .. } => path,
+        }
+    }
+
     /// The problems found, for callers that report them structurally.
     pub fn problems(&self) -> Vec<Problem> {
         match self {
