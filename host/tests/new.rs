@@ -27,6 +27,10 @@ fn scaffold_keeps_its_examples(lang: &str, extra: &[&str]) {
     for file in ["skill.yaml", "Dockerfile", ".dockerignore"] {
         assert!(parent.path().join(&name).join(file).is_file(), "{file}");
     }
+    if lang == "rust" {
+        // Locked from the start, so the first build is reproducible and its hash stays.
+        assert!(parent.path().join(&name).join("Cargo.lock").is_file());
+    }
     let again = skillhost()
         .args(["new", &name, "--lang", lang, "--dir"])
         .arg(parent.path())

@@ -173,14 +173,24 @@ pub(super) fn run(roots: &[PathBuf], cli: NewCli, format: Format) -> Result<i32,
             dir.display()
         ))
     })?;
+    let mut made: Vec<&str> = files.iter().map(|(file, _)| *file).collect();
+    if cli.lang == Lang::Rust {
+        match lock_crates(&dir) {
+            Ok(()) => made.push("Cargo.lock"),
+            Err(why) => errln!(
+                "warning: {why}; run `cargo generate-lockfile` in {} before building: the \
+                 manifest's build command is --locked",
+                dir.display()
+            ),
+        }
+    }
     match format {
         Format::Json => super::output::json(&serde_json::json!({
-            "skill": cli.name, "dir": dir,
-            "files": files.iter().map(|(f, _)| f).collect::<Vec<_>>(),
+            "skill": cli.name, "dir": dir, "files": made,
         })),
         Format::Human => {
             outln!("made {}", dir.display());
-            for (file, _) in &files {
+            for file in &made {
                 outln!("  {file}");
             }
             let (action, args) = match cli.lang {
@@ -201,6 +211,26 @@ pub(super) fn run(roots: &[PathBuf], cli: NewCli, format: Format) -> Result<i32,
         }
     }
     Ok(exit_code::OK)
+}
+
+/// Write the Rust skill's `Cargo.lock` now, so its first build is already reproducible
+/// (`cargo build --locked`) and the content hash does not move when a build would write
+/// the lock.
+fn lock_crates(dir: &Path) -> Result<(), String> {
+    let output = std::process::Command::new("cargo")
+        .arg("generate-lockfile")
+        .current_dir(dir)
+        .output()
+        .map_err(|e| format!("cannot run cargo to write Cargo.lock: {e}"))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    Err(format!(
+        "`cargo generate-lockfile` failed ({}): {}",
+        output.status,
+        stderr.trim()
+    ))
 }
 
 /// Write every file into a new `dir`; a failure removes what was made.
