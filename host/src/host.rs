@@ -62,6 +62,10 @@ pub struct HostConfig {
     /// `integrity_error`, and [`Host::problems`] names it. `skill_roots` and
     /// `build_images` are then unused, and native mode is refused.
     pub locked: Option<LockFile>,
+    /// The network through which the egress proxies of skills with an allowlist
+    /// (`run.network.egress`) reach their destinations: Docker's default `bridge`, or
+    /// one an operator made (with its own firewall rules, say).
+    pub egress_network: String,
 }
 
 impl Default for HostConfig {
@@ -76,6 +80,7 @@ impl Default for HostConfig {
             prewarm_started: true,
             allow_native: false,
             locked: None,
+            egress_network: "bridge".into(),
         }
     }
 }
@@ -141,6 +146,7 @@ impl Host {
                 prewarm_cap: config.prewarm_cap,
                 prewarm_started: config.prewarm_started,
                 allow_native: config.allow_native,
+                egress_network: config.egress_network,
             },
         );
         Ok(Host {

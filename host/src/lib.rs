@@ -22,6 +22,7 @@
 
 pub mod build;
 pub mod catalog;
+mod egress;
 pub mod engine;
 mod error;
 pub mod examples;

@@ -52,3 +52,8 @@ where
 {
     crate::lifecycle::removal::run_blocking(work)
 }
+
+/// This process's instance id, as every container and network it makes is labelled.
+pub fn instance_id() -> String {
+    Instance::current().id
+}

@@ -40,6 +40,7 @@ async fn run(
         env: &BTreeMap::new(),
         workspace: None,
         init_command: with_init.then_some(command.as_slice()),
+        egress: None,
     });
     let request = skill_sdk::Request::new("r-1".to_string(), action, args);
     let name = format!("{}-{}", probe.name, &new_key()[..8]);

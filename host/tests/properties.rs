@@ -72,6 +72,7 @@ proptest! {
             env: &BTreeMap::new(),
             workspace,
             init_command: None,
+            egress: None,
         });
         let h = body.host_config.unwrap();
         prop_assert_eq!(h.cap_drop, Some(vec!["ALL".to_string()]));

@@ -20,11 +20,12 @@ use super::admission::Admitted;
 use super::images::{ImageResolver, SkillImage};
 use super::{InvokeOptions, Refusal};
 use crate::catalog::Skill;
+use crate::egress::{Gateway, Gateways};
 use crate::lifecycle::guard::ContainerGuard;
 use crate::lifecycle::instance::Instance;
 use crate::lifecycle::labels::{self, Role};
 use crate::lifecycle::reaper::Reaper;
-use crate::manifest::Mode;
+use crate::manifest::{Mode, Network};
 use crate::paths::native::{self, NativeLibraries, NativeLibrary};
 use crate::paths::prewarm_pool::PrewarmPool;
 use crate::paths::serve_pool::{ServeError, ServePools};
@@ -74,7 +75,11 @@ pub(crate) enum Route<'c> {
     /// The skill's native library.
     Native(Arc<NativeLibrary>),
     /// A worker of the skill's serve pool.
-    Warm { skill: &'c Skill, image: SkillImage },
+    Warm {
+        skill: &'c Skill,
+        image: SkillImage,
+        egress: Option<Arc<Gateway>>,
+    },
     /// A container made ahead of time, used by this call alone.
     Prewarmed {
         image: SkillImage,
@@ -121,6 +126,8 @@ pub(crate) struct RouterConfig {
     pub(crate) prewarm_started: bool,
     /// Whether native mode may be used at all.
     pub(crate) allow_native: bool,
+    /// The network egress proxies reach the outside through.
+    pub(crate) egress_network: String,
 }
 
 /// Makes paths ready and runs them: owns the containers held for later and the native
@@ -133,6 +140,7 @@ pub(crate) struct Router {
     prewarmed: PrewarmPool,
     workers: ServePools,
     natives: NativeLibraries,
+    gateways: Gateways,
     prewarm: BTreeMap<String, u32>,
     prewarm_started: bool,
 }
@@ -140,11 +148,13 @@ pub(crate) struct Router {
 impl Router {
     pub(crate) fn new(docker: Docker, config: RouterConfig) -> Self {
         let reaper = Reaper::new(docker.clone());
+        let instance = Instance::current();
         Router {
+            gateways: Gateways::new(docker.clone(), instance.clone(), config.egress_network),
             prewarmed: PrewarmPool::new(docker.clone(), reaper.clone(), config.prewarm_cap),
             workers: ServePools::new(docker.clone(), reaper.clone()),
             natives: NativeLibraries::new(config.allow_native),
-            instance: Instance::current(),
+            instance,
             prewarm: config.prewarm,
             prewarm_started: config.prewarm_started,
             reaper,
@@ -189,17 +199,34 @@ impl Router {
         }
         images.check_runtime(skill).await?;
         let image = images.resolve(skill).await?;
+        let gateway = self.gateway(skill).await?;
+        let egress = gateway.as_deref();
         match decision {
-            Decision::Warm => Ok(Route::Warm { skill, image }),
+            Decision::Warm => Ok(Route::Warm {
+                skill,
+                image,
+                egress: gateway.clone(),
+            }),
             Decision::Prewarmed => {
                 let taken = self.prewarmed.take(skill.name());
-                self.refill(skill, &image);
+                self.refill(skill, &image, egress);
                 Ok(match taken {
                     Some(container) => Route::Prewarmed { image, container },
-                    None => self.cold(id, admitted, options, image),
+                    None => self.cold(id, admitted, options, image, egress),
                 })
             }
-            Decision::Native | Decision::Cold => Ok(self.cold(id, admitted, options, image)),
+            Decision::Native | Decision::Cold => {
+                Ok(self.cold(id, admitted, options, image, egress))
+            }
+        }
+    }
+
+    /// The egress gateway of a skill with an allowlist, made on first use; `None` for
+    /// every other skill.
+    async fn gateway(&self, skill: &Skill) -> Result<Option<Arc<Gateway>>, Refusal> {
+        match &skill.manifest.run.network {
+            Network::Egress(destinations) => self.gateways.ensure(destinations).await.map(Some),
+            Network::None | Network::Bridge => Ok(None),
         }
     }
 
@@ -211,7 +238,14 @@ impl Router {
     ) -> Result<RunOutcome, Refusal> {
         match route {
             Route::Native(library) => run_native(library, request).await,
-            Route::Warm { skill, image } => self.run_warm(skill, &image, request).await,
+            Route::Warm {
+                skill,
+                image,
+                egress,
+            } => {
+                self.run_warm(skill, &image, egress.as_deref(), request)
+                    .await
+            }
             Route::Prewarmed { image, container } => {
                 // One container, one request: the init's trailer tells how it ended.
                 request.trailer_key = image.init_command.is_some().then(new_key);
@@ -240,7 +274,8 @@ impl Router {
             ));
         }
         let image = images.resolve(skill).await?;
-        self.refill(skill, &image);
+        let egress = self.gateway(skill).await?;
+        self.refill(skill, &image, egress.as_deref());
         Ok(())
     }
 
@@ -265,17 +300,20 @@ impl Router {
         self.workers.close();
         self.reaper.settled().await;
         self.reaper.shutdown().await;
+        // Last: a network goes only once no container is on it.
+        self.gateways.shutdown().await;
     }
 
     async fn run_warm(
         &self,
         skill: &Skill,
         image: &SkillImage,
+        egress: Option<&Gateway>,
         request: RunRequest,
     ) -> Result<RunOutcome, Refusal> {
         let limits = &skill.manifest.run.serve;
         // Only a skill's first warm call makes its workers' configuration.
-        let body = || self.shared_body(skill, image, Role::Worker);
+        let body = || self.shared_body(skill, image, Role::Worker, egress);
         let exchanged = self
             .workers
             .exchange(skill.name(), limits, body, &request)
@@ -338,6 +376,7 @@ impl Router {
         admitted: &Admitted<'_>,
         options: &InvokeOptions,
         image: SkillImage,
+        egress: Option<&Gateway>,
     ) -> Route<'static> {
         let manifest = &admitted.skill.manifest;
         let body = container_body(&ContainerInputs {
@@ -350,6 +389,7 @@ impl Router {
                 .as_deref()
                 .map(|dir| (dir, manifest.run.workspace)),
             init_command: image.init_command.as_deref(),
+            egress,
         });
         Route::Cold {
             name: labels::container_name(&manifest.name, Role::Invocation(id)),
@@ -358,8 +398,8 @@ impl Router {
         }
     }
 
-    fn refill(&self, skill: &Skill, image: &SkillImage) {
-        let body = self.shared_body(skill, image, Role::Prewarmed);
+    fn refill(&self, skill: &Skill, image: &SkillImage, egress: Option<&Gateway>) {
+        let body = self.shared_body(skill, image, Role::Prewarmed, egress);
         // Started up to the init only where there is one to wait for the request.
         let start = self.prewarm_started && image.init_command.is_some();
         self.prewarmed
@@ -373,6 +413,7 @@ impl Router {
         skill: &Skill,
         image: &SkillImage,
         role: Role<'_>,
+        egress: Option<&Gateway>,
     ) -> ContainerCreateBody {
         let manifest = &skill.manifest;
         let serve = manifest.run.mode == Mode::Serve;
@@ -384,6 +425,7 @@ impl Router {
             workspace: None,
             // A worker answers many requests and ends with no one to report to.
             init_command: image.init_command.as_deref().filter(|_| !serve),
+            egress,
         });
         if serve {
             body.env

@@ -2,7 +2,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use bollard::query_parameters::{ListContainersOptions, ListImagesOptions, RemoveImageOptions};
+use bollard::query_parameters::{
+    ListContainersOptions, ListImagesOptions, ListNetworksOptions, RemoveImageOptions,
+};
 use bollard::Docker;
 use serde::Serialize;
 
@@ -51,7 +53,34 @@ pub async fn reap_dead_instances(docker: &Docker) -> Result<Vec<String>, EngineE
             "removed containers left by host processes that are gone"
         );
     }
+    // Their egress networks, now that no container of theirs is on them.
+    reap_dead_networks(docker).await?;
     Ok(removed)
+}
+
+/// Remove every managed network whose host instance is dead.
+async fn reap_dead_networks(docker: &Docker) -> Result<(), EngineError> {
+    let options = ListNetworksOptions {
+        filters: Some(HashMap::from([(
+            "label".to_string(),
+            vec![format!("{}=true", labels::MANAGED)],
+        )])),
+    };
+    let networks = docker
+        .list_networks(Some(options))
+        .await
+        .map_err(api_err("listing skillhost networks"))?;
+    for network in networks {
+        let instance = network
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(labels::INSTANCE));
+        let dead = instance.is_none_or(|instance| Instance::is_alive(instance) == Some(false));
+        if let (true, Some(name)) = (dead, network.name) {
+            crate::egress::remove_network(docker, &name).await;
+        }
+    }
+    Ok(())
 }
 
 /// What `skillhost gc` removed.

@@ -5,6 +5,7 @@
 //! span fields (an example naming an unknown action), then finds each failing field's
 //! position in the source so that every error names file, field path and line:column.
 
+pub mod egress;
 mod locate;
 mod model;
 pub mod units;

@@ -10,6 +10,7 @@ use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::egress::Destination;
 use super::units::{ByteSize, Cpus, HumanDuration, InvalidValue, MIB};
 
 /// A parsed and validated skill manifest.
@@ -213,15 +214,99 @@ pub struct Limits {
     pub tmpfs: BTreeMap<String, ByteSize>,
 }
 
-/// `none` (the default) or `bridge`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
+/// `none` (the default), `bridge`, or `{egress: [host:port, ...]}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Network {
     /// No network at all: only a loopback interface.
     #[default]
     None,
     /// Docker's default bridge: **unrestricted**, everything the host can reach.
     Bridge,
+    /// Only these destinations, through the host's egress proxy: the container sits on
+    /// an internal network with no route out, and gets `HTTP_PROXY`/`HTTPS_PROXY`.
+    Egress(Vec<Destination>),
+}
+
+impl Serialize for Network {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            Network::None => serializer.serialize_str("none"),
+            Network::Bridge => serializer.serialize_str("bridge"),
+            Network::Egress(destinations) => {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry("egress", destinations)?;
+                map.end()
+            }
+        }
+    }
+}
+
+/// A name, or a map of one key: YAML's own enum syntax is tags, which nobody writes.
+impl<'de> Deserialize<'de> for Network {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NetworkVisitor;
+        const EXPECTED: &str = "none, bridge or {egress: [host:port, ...]}";
+        impl<'de> de::Visitor<'de> for NetworkVisitor {
+            type Value = Network;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(EXPECTED)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Network, E> {
+                match v {
+                    "none" => Ok(Network::None),
+                    "bridge" => Ok(Network::Bridge),
+                    other => Err(E::custom(format!(
+                        "unknown network {other:?}, expected {EXPECTED}"
+                    ))),
+                }
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Network, A::Error> {
+                let key: Option<String> = map.next_key()?;
+                match key.as_deref() {
+                    Some("egress") => {}
+                    Some(other) => {
+                        return Err(de::Error::custom(format!(
+                            "unknown key {other:?}, expected egress"
+                        )))
+                    }
+                    None => return Err(de::Error::custom(format!("expected {EXPECTED}"))),
+                }
+                let destinations: Vec<Destination> = map.next_value()?;
+                if let Some(other) = map.next_key::<String>()? {
+                    return Err(de::Error::custom(format!(
+                        "unknown key {other:?} beside egress"
+                    )));
+                }
+                Ok(Network::Egress(destinations))
+            }
+        }
+        deserializer.deserialize_any(NetworkVisitor)
+    }
+}
+
+impl JsonSchema for Network {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Network".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let destination = generator.subschema_for::<Destination>();
+        schemars::json_schema!({
+            "description": "`none` (no network, the default), `bridge` (Docker's default bridge: everything the host can reach), or `{egress: [host:port, ...]}` (only those destinations, through the host's egress proxy).",
+            "oneOf": [
+                {"type": "string", "enum": ["none", "bridge"]},
+                {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["egress"],
+                    "properties": {
+                        "egress": {"type": "array", "minItems": 1, "maxItems": 64, "items": destination}
+                    }
+                }
+            ]
+        })
+    }
 }
 
 /// `uid[:gid]` or `name[:group]`: anything but root.

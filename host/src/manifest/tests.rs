@@ -163,7 +163,7 @@ fn bad_manifests_each_get_their_own_located_error() {
             "host network",
             variant("network: none", "network: host"),
             "run.network",
-            "unknown variant `host`, expected `none` or `bridge`",
+            "unknown network \"host\", expected none, bridge or {egress: [host:port, ...]}",
             Some(13),
         ),
         (
@@ -357,13 +357,13 @@ fn manifests_asking_for_more_privilege_are_refused_with_the_field_named() {
             "host network",
             variant("network: none", "network: host"),
             "run.network",
-            "unknown variant `host`",
+            "unknown network \"host\"",
         ),
         (
             "container network",
             variant("network: none", "network: \"container:x\""),
             "run.network",
-            "unknown variant",
+            "unknown network",
         ),
         (
             "cap_add",
@@ -442,6 +442,39 @@ fn manifests_asking_for_more_privilege_are_refused_with_the_field_named() {
             run_extra("serve: {workers: 0}"),
             "run.serve.workers",
             "out of range",
+        ),
+        (
+            "egress to an address",
+            variant(
+                "network: none",
+                "network: {egress: [api.example.com:443, 169.254.169.254:80]}",
+            ),
+            "run.network.egress[1]",
+            "IP addresses are not allowed",
+        ),
+        (
+            "egress to nothing",
+            variant("network: none", "network: {egress: []}"),
+            "run.network.egress",
+            "name 1 to 64 destinations",
+        ),
+        (
+            "egress twice",
+            variant(
+                "network: none",
+                "network: {egress: [a.test:443, A.test:443]}",
+            ),
+            "run.network.egress[1]",
+            "a.test:443 is listed twice",
+        ),
+        (
+            "egress beside something else",
+            variant(
+                "network: none",
+                "network: {egress: [a.test:443], ports: [80]}",
+            ),
+            "run.network",
+            "unknown key \"ports\" beside egress",
         ),
         (
             "unknown mode",
@@ -529,4 +562,21 @@ fn every_bundled_manifest_matches_the_manifest_schema_and_typos_do_not() {
     )
     .unwrap();
     assert!(!validator.is_valid(&bad_size));
+}
+
+#[test]
+fn an_egress_allowlist_parses_and_survives_the_image_label() {
+    let text = variant(
+        "network: none",
+        "network:\n    egress: [api.example.com:443, \"*.pypi.org:443\"]",
+    );
+    let m = Manifest::parse(&text).unwrap();
+    let Network::Egress(destinations) = &m.run.network else {
+        panic!("{:?}", m.run.network)
+    };
+    let names: Vec<String> = destinations.iter().map(ToString::to_string).collect();
+    assert_eq!(names, ["api.example.com:443", "*.pypi.org:443"]);
+    let label = serde_json::to_string(&m).unwrap();
+    assert!(label.contains(r#""network":{"egress":["api.example.com:443","*.pypi.org:443"]}"#));
+    assert_eq!(Manifest::from_image_label(&label).unwrap(), m);
 }

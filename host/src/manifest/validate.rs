@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::locate::{FieldPath, Segment};
 use super::units::{GIB, MIB};
-use super::{host_protocol_version, Manifest, Matching, Mode};
+use super::{host_protocol_version, Manifest, Matching, Mode, Network};
 
 type Problems = Vec<(FieldPath, String)>;
 
@@ -17,6 +17,8 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 pub const MAX_PREWARM: u32 = 32;
 /// Serve-mode workers one skill may keep.
 pub const MAX_WORKERS: u32 = 64;
+/// Most destinations one egress allowlist names.
+pub const MAX_EGRESS: usize = 64;
 
 fn path(parts: &[&str]) -> FieldPath {
     parts.iter().map(|p| Segment::Key(p.to_string())).collect()
@@ -220,6 +222,23 @@ pub fn validate(m: &Manifest) -> Problems {
         );
     }
 
+    if let Network::Egress(destinations) = &m.run.network {
+        let field = path(&["run", "network", "egress"]);
+        check(
+            (1..=MAX_EGRESS).contains(&destinations.len()),
+            field.clone(),
+            format!(
+                "name 1 to {MAX_EGRESS} destinations; for no network at all, write `network: none`"
+            ),
+        );
+        for (i, destination) in destinations.iter().enumerate() {
+            check(
+                !destinations[..i].contains(destination),
+                with(field.clone(), Segment::Index(i)),
+                format!("{destination} is listed twice"),
+            );
+        }
+    }
     check(
         m.run.prewarm <= MAX_PREWARM,
         path(&["run", "prewarm"]),

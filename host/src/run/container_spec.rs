@@ -9,6 +9,7 @@ use bollard::models::{
     MountBindOptionsPropagationEnum, MountType, ResourcesUlimits,
 };
 
+use crate::egress::Gateway;
 use crate::manifest::{Manifest, Network, WorkspaceMode};
 use crate::run::exit_trailer::INIT_PATH;
 use crate::run::seccomp_profile::SECURITY_OPT;
@@ -34,6 +35,25 @@ pub struct ContainerInputs<'a> {
     /// The image's command, to run under skillhost's init (which the image has); `None`
     /// runs the image's own command under the engine's init.
     pub init_command: Option<&'a [String]>,
+    /// For a skill with an egress allowlist: its network and proxy. Without one, such a
+    /// skill gets no network at all.
+    pub egress: Option<&'a Gateway>,
+}
+
+/// How a skill's container resolves names when it has an allowlist: through Docker's
+/// embedded server (which knows the containers of its network) and, for any other name,
+/// the proxy's address, where nothing answers on port 53. The upstream is never one of
+/// the host's, so no lookup leaves the machine, whatever the engine forwards; and it
+/// fails in a second or two instead of the default twenty.
+const EGRESS_DNS_OPTIONS: [&str; 2] = ["timeout:1", "attempts:1"];
+
+/// The variables that send HTTP clients through the egress proxy, in both spellings.
+fn proxy_env(gateway: &Gateway) -> Vec<String> {
+    let url = gateway.proxy_url();
+    ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"]
+        .iter()
+        .map(|name| format!("{name}={url}"))
+        .collect()
 }
 
 /// Tells skillhost's init to start the skill before its request (`run.prestart`).
@@ -46,12 +66,24 @@ fn env(inputs: &ContainerInputs<'_>) -> Vec<String> {
     if inputs.manifest.run.prestart && inputs.init_command.is_some() {
         env.push(format!("{PRESTART_ENV}=1"));
     }
+    if let (Network::Egress(_), Some(gateway)) = (&inputs.manifest.run.network, inputs.egress) {
+        env.extend(proxy_env(gateway));
+    }
     env
 }
 
 /// The hardened configuration of one container.
 pub fn container_body(inputs: &ContainerInputs<'_>) -> ContainerCreateBody {
     let run = &inputs.manifest.run;
+    let egress = match run.network {
+        Network::Egress(_) => inputs.egress,
+        _ => None,
+    };
+    let network_disabled = match run.network {
+        Network::None => true,
+        Network::Bridge => false,
+        Network::Egress(_) => egress.is_none(),
+    };
     let limits = &run.limits;
     let memory = limits.memory.0 as i64;
     let tmpfs = limits
@@ -97,12 +129,16 @@ pub fn container_body(inputs: &ContainerInputs<'_>) -> ContainerCreateBody {
         shm_size: Some(SHM_BYTES),
         // Isolation from the host and from each other.
         network_mode: Some(
-            match run.network {
-                Network::None => "none",
-                Network::Bridge => "bridge",
+            match (&run.network, egress) {
+                (Network::Bridge, _) => "bridge",
+                (Network::Egress(_), Some(gateway)) => gateway.network.as_str(),
+                // Fails closed: an allowlist without its gateway is no network.
+                (Network::None, _) | (Network::Egress(_), None) => "none",
             }
             .into(),
         ),
+        dns: egress.map(|gateway| vec![gateway.proxy_ip.clone()]),
+        dns_options: egress.map(|_| EGRESS_DNS_OPTIONS.map(String::from).to_vec()),
         ipc_mode: Some("private".into()),
         // PID 1 reaps and passes signals on: skillhost's init where there is one.
         init: Some(inputs.init_command.is_none()),
@@ -130,7 +166,7 @@ pub fn container_body(inputs: &ContainerInputs<'_>) -> ContainerCreateBody {
         open_stdin: Some(true),
         stdin_once: Some(true),
         tty: Some(false),
-        network_disabled: Some(run.network == Network::None),
+        network_disabled: Some(network_disabled),
         working_dir: Some(
             if inputs.workspace.is_some() {
                 WORKSPACE_TARGET
@@ -164,6 +200,7 @@ mod tests {
             env: &env,
             workspace,
             init_command: None,
+            egress: None,
         })
     }
 
@@ -176,6 +213,7 @@ mod tests {
             env: &BTreeMap::new(),
             workspace: None,
             init_command: Some(command),
+            egress: None,
         })
     }
 
@@ -279,6 +317,70 @@ mod tests {
             Some("bridge")
         );
         assert_eq!(b.network_disabled, Some(false));
+    }
+
+    #[test]
+    fn an_allowlist_joins_its_network_with_the_proxy_and_no_resolver_of_the_host() {
+        let m = manifest("  network: {egress: [api.example.com:443]}\n");
+        let gateway = Gateway {
+            network: "skillhost-egress-k".into(),
+            proxy_ip: "172.30.0.2".into(),
+            proxy: "skillhost-egress-k".into(),
+            destinations: vec!["api.example.com:443".into()],
+        };
+        let b = container_body(&ContainerInputs {
+            manifest: &m,
+            image: "skill-t:abc",
+            labels: HashMap::new(),
+            env: &BTreeMap::new(),
+            workspace: None,
+            init_command: None,
+            egress: Some(&gateway),
+        });
+        let h = b.host_config.unwrap();
+        assert_eq!(h.network_mode.as_deref(), Some("skillhost-egress-k"));
+        assert_eq!(h.dns, Some(vec!["172.30.0.2".to_string()]));
+        assert_eq!(
+            h.dns_options,
+            Some(vec!["timeout:1".to_string(), "attempts:1".to_string()])
+        );
+        assert_eq!(b.network_disabled, Some(false));
+        let env = b.env.unwrap();
+        for name in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
+            assert!(
+                env.contains(&format!("{name}=http://172.30.0.2:8888")),
+                "{env:?}"
+            );
+        }
+
+        // Without its gateway, an allowlisted skill gets no network at all.
+        let b = body(&m, None);
+        assert_eq!(b.host_config.unwrap().network_mode.as_deref(), Some("none"));
+        assert_eq!(b.network_disabled, Some(true));
+        assert_eq!(b.env, Some(vec!["LANG=C".to_string()]));
+    }
+
+    #[test]
+    fn a_gateway_is_ignored_by_a_skill_without_an_allowlist() {
+        let m = manifest("");
+        let gateway = Gateway {
+            network: "skillhost-egress-k".into(),
+            proxy_ip: "172.30.0.2".into(),
+            proxy: "skillhost-egress-k".into(),
+            destinations: Vec::new(),
+        };
+        let b = container_body(&ContainerInputs {
+            manifest: &m,
+            image: "skill-t:abc",
+            labels: HashMap::new(),
+            env: &BTreeMap::new(),
+            workspace: None,
+            init_command: None,
+            egress: Some(&gateway),
+        });
+        let h = b.host_config.unwrap();
+        assert_eq!(h.network_mode.as_deref(), Some("none"));
+        assert_eq!(h.dns, None);
     }
 
     #[test]
