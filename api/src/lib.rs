@@ -17,7 +17,7 @@ mod service;
 mod test_report;
 
 pub use report::{BrokenSkill, ErrorDetail, ErrorReport, ListReport, ListedSkill, ProblemReport};
-pub use result::{InvocationError, InvocationPath, InvocationResult, Stats, Status};
+pub use result::{Egress, InvocationError, InvocationPath, InvocationResult, Stats, Status};
 pub use service::{
     ActionInfo, Invocation, InvocationState, InvokeRequest, Readiness, ServiceError,
     ServiceErrorDetail, SkillInfo, SkillList,

@@ -190,6 +190,27 @@ pub struct InvocationResult {
     pub logs_truncated: bool,
     /// Measurements.
     pub stats: Stats,
+    /// For a skill with an egress allowlist (`run.network.egress`), run in a container:
+    /// what it was allowed to reach. Absent for every other skill and for native calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<Egress>,
+}
+
+/// The network a skill with an egress allowlist had on one call.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Egress {
+    /// The destinations the proxy admitted, `host:port` (a leading `*.` for every name
+    /// under one), as the manifest lists them; nothing else was reachable.
+    pub allowed: Vec<String>,
+}
+
+impl Egress {
+    /// The network of a call allowed `allowed`.
+    pub fn new(allowed: Vec<String>) -> Self {
+        Egress { allowed }
+    }
 }
 
 impl InvocationResult {
@@ -211,6 +232,7 @@ impl InvocationResult {
             logs: String::new(),
             logs_truncated: false,
             stats: Stats::default(),
+            egress: None,
         }
     }
 }
@@ -245,6 +267,7 @@ mod tests {
         let mut result = InvocationResult::new("i", "echo", "say");
         result.status = Status::Ok;
         result.output = Some(serde_json::json!({"text": "hi"}));
+        result.egress = Some(Egress::new(vec!["api.example.com:443".into()]));
         let text = serde_json::to_string(&result).unwrap();
         let keys: Vec<String> = serde_json::from_str::<serde_json::Map<String, Value>>(&text)
             .unwrap()
@@ -266,6 +289,7 @@ mod tests {
             "logs",
             "logs_truncated",
             "stats",
+            "egress",
         ]
         .map(String::from)
         .to_vec();

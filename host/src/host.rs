@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 use skill_sdk::Request;
-use skillhost_api::{codes, InvocationResult, Status};
+use skillhost_api::{codes, Egress, InvocationResult, Status};
 
 use crate::build::ImageBuilder;
 use crate::catalog::Catalog;
@@ -29,6 +29,7 @@ use crate::invoke::schemas::Schemas;
 use crate::invoke::{classify, telemetry, ImageState, InvokeOptions, Refusal};
 use crate::lifecycle::leftovers;
 use crate::lock::{verify, LockFile};
+use crate::manifest::Network;
 use crate::run::container::{RunOutcome, RunRequest};
 use crate::Error;
 
@@ -251,6 +252,13 @@ impl Host {
             .await?;
         result.path = route.path();
         result.image = route.image().map(str::to_string);
+        if let (Network::Egress(allowed), Some(_)) =
+            (&admitted.skill.manifest.run.network, &result.image)
+        {
+            result.egress = Some(Egress::new(
+                allowed.iter().map(ToString::to_string).collect(),
+            ));
+        }
         let request = self.request(&result.id, &result.action, args, &admitted, options);
         let run = self.router.run(route, request).await?;
         Ok((run, admitted))

@@ -213,6 +213,9 @@ async fn probe_keeps_to_the_allowlist(
         .invoke_with(name, "probe", args, InvokeOptions::default())
         .await;
     assert_status(&result, Status::Ok);
+    // The result says what the skill could reach.
+    let allowed = &result.egress.as_ref().unwrap().allowed;
+    assert_eq!(allowed, &["allowed.test:8080", "*.wild.test:8080"]);
     let output = result.output.clone().unwrap();
     let outcomes = output["results"].as_array().unwrap();
     for ((check, promise), outcome) in checks.iter().zip(outcomes) {

@@ -90,6 +90,8 @@ class InvocationResult:
     logs: str = ""
     logs_truncated: bool = False
     stats: Stats = field(default_factory=Stats)
+    # For a skill with an egress allowlist: the destinations it was allowed to reach.
+    egress_allowed: Optional[List[str]] = None
 
     @property
     def ok(self) -> bool:
@@ -122,6 +124,7 @@ class InvocationResult:
             logs=data.get("logs", ""),
             logs_truncated=data.get("logs_truncated", False),
             stats=Stats.from_json(data.get("stats") or {}),
+            egress_allowed=(data.get("egress") or {}).get("allowed"),
         )
 
 
