@@ -3,7 +3,7 @@
 //!
 //! - one echo invocation per path (cold, prewarmed as created and as started to the
 //!   init, warm, native) against `docker run --rm -i` of the same image with the same
-//!   hardening flags, interleaved;
+//!   hardening flags, interleaved, and a cold call of echo with an egress allowlist;
 //! - the cache-hit check against a `docker build` of the unchanged context;
 //! - throughput at concurrency 1, 4, 8 and 16 (cold and warm);
 //! - latency against payload size (1 KB, 100 KB, 1 MB);
@@ -57,6 +57,21 @@ async fn timed(
         text.len()
     );
     elapsed
+}
+
+/// One cold call of `skill`, then the engine's teardown of it waited for, so that none
+/// overlaps the next measurement.
+async fn cold_then_settled(host: &Host, skill: &str) -> Duration {
+    let took = timed(
+        host,
+        skill,
+        "hi",
+        InvokeOptions::default(),
+        InvocationPath::Cold,
+    )
+    .await;
+    host.settled().await;
+    took
 }
 
 /// Invocations per second with `concurrency` callers sharing `total` invocations.
@@ -134,11 +149,11 @@ async fn peak_memory_with_64_in_flight(host: &Arc<Host>) -> (u64, u64) {
     (baseline, peak.load(Ordering::SeqCst))
 }
 
-/// Wait until the echo pool holds all 4 again, removals done: nothing of the engine's
+/// Wait until `skill`'s pool holds all 4 again, removals done: nothing of the engine's
 /// background work may overlap the next measurement.
-async fn pool_full(host: &Host) {
+async fn pool_full(host: &Host, skill: &str) {
     host.settled().await;
-    while host.prewarmed_ready("echo") < 4 {
+    while host.prewarmed_ready(skill) < 4 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -198,6 +213,13 @@ async fn main() {
     .await
     .unwrap();
     let warm = Arc::new(Host::new(host(&[&bench_skills], |_| {})).await.unwrap());
+    // An allowlisted skill's containers made ahead, network and all.
+    let egress_started = Host::new(host(&[&bench_skills], |c| {
+        c.prewarm = BTreeMap::from([("echo-egress".into(), 4)]);
+        c.prewarm_started = true;
+    }))
+    .await
+    .unwrap();
     let native = Host::new(host(&[&skills], |c| c.allow_native = true))
         .await
         .unwrap();
@@ -206,7 +228,17 @@ async fn main() {
         ..Default::default()
     };
 
-    // First use builds the images and starts the workers.
+    // The egress proxy's image, a base image like the others (debootstrap needs root).
+    let images = skillhost::build::discover_base_images(&root.join("images")).unwrap();
+    let base_builder = skillhost::build::ImageBuilder::new(
+        skillhost::engine::Engine::connect().await.unwrap(),
+        Arc::new(|_: &str, _| {}),
+    );
+    skillhost::build::build_base_images(&base_builder, &images, false)
+        .await
+        .expect("the base images, egress-proxy among them");
+
+    // First use builds the images, starts the workers and makes the egress gateway.
     let first = cold.invoke("echo", "say", json!({"text": "hi"})).await;
     assert_eq!(first.status, Status::Ok, "{first:?}");
     let image = first.image.unwrap();
@@ -220,35 +252,35 @@ async fn main() {
         )
         .await;
     }
-    for host in [&prewarmed, &started] {
-        host.prewarm("echo").await.unwrap();
-        pool_full(host).await;
+    cold_then_settled(&warm, "echo-egress").await;
+    for (host, skill) in [
+        (&prewarmed, "echo"),
+        (&started, "echo"),
+        (&egress_started, "echo-egress"),
+    ] {
+        host.prewarm(skill).await.unwrap();
+        pool_full(host, skill).await;
     }
     let seccomp = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(seccomp.path(), skillhost::testing::PROFILE_JSON.as_bytes()).unwrap();
     let request = skill_sdk::Request::new("bench", "say", json!({"text": "hi"})).to_line();
 
-    let (mut docker, mut ours) = (Vec::new(), Vec::new());
-    let (mut pre, mut pre_started) = (Vec::new(), Vec::new());
+    let (mut docker, mut ours, mut egress) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut pre, mut pre_started, mut egress_pre) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds.latency {
         docker.push(docker_run(&image, seccomp.path(), request.as_bytes()));
-        ours.push(
-            timed(
-                &cold,
-                "echo",
-                "hi",
-                InvokeOptions::default(),
-                InvocationPath::Cold,
-            )
-            .await,
-        );
-        cold.settled().await;
-        for (host, samples) in [(&prewarmed, &mut pre), (&started, &mut pre_started)] {
+        ours.push(cold_then_settled(&cold, "echo").await);
+        egress.push(cold_then_settled(&warm, "echo-egress").await);
+        for (host, skill, samples) in [
+            (&prewarmed, "echo", &mut pre),
+            (&started, "echo", &mut pre_started),
+            (&egress_started, "echo-egress", &mut egress_pre),
+        ] {
             let options = InvokeOptions::default();
-            samples.push(timed(host, "echo", "hi", options, InvocationPath::Prewarmed).await);
+            samples.push(timed(host, skill, "hi", options, InvocationPath::Prewarmed).await);
             // The pool refills between calls, as it would between an agent's; no refill
             // may overlap the next measurement, the docker run baseline's least of all.
-            pool_full(host).await;
+            pool_full(host, skill).await;
         }
     }
     let (mut warm_lat, mut native_lat) = (Vec::new(), Vec::new());
@@ -284,8 +316,13 @@ async fn main() {
     for (label, samples) in [
         ("docker run --rm -i, same flags", &docker),
         ("skillhost cold", &ours),
+        ("skillhost cold, egress allowlist", &egress),
         ("skillhost prewarmed (created)", &pre),
         ("skillhost prewarmed (started to the init)", &pre_started),
+        (
+            "skillhost prewarmed (started), egress allowlist",
+            &egress_pre,
+        ),
         ("skillhost warm (serve mode)", &warm_lat),
         ("skillhost native (in process)", &native_lat),
     ] {
@@ -297,6 +334,12 @@ async fn main() {
             median.as_secs_f64() / base.as_secs_f64()
         );
     }
+    let extra = ms(percentile(&egress, 50)) - ms(percentile(&ours, 50));
+    let extra_pre = ms(percentile(&egress_pre, 50)) - ms(percentile(&pre_started, 50));
+    println!(
+        "\nan egress allowlist adds {extra:.1} ms to a cold call's median over `network: none`, \
+         and {extra_pre:.1} ms to a prewarmed (started) one's"
+    );
 
     println!("\n## Throughput, invocations per second\n");
     println!("| concurrency | cold | warm (4 workers) |");
@@ -403,7 +446,14 @@ async fn main() {
         percentile(&builds, 50).as_secs_f64() / percentile(&hits, 50).as_secs_f64()
     );
 
-    for host in [&*cold, &prewarmed, &started, &*warm, &native] {
+    for host in [
+        &*cold,
+        &prewarmed,
+        &started,
+        &*warm,
+        &native,
+        &egress_started,
+    ] {
         host.shutdown().await;
     }
 }

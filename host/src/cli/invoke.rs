@@ -55,6 +55,10 @@ pub(crate) struct InvokeCli {
         conflicts_with = "no_build"
     )]
     locked: Option<PathBuf>,
+    /// The network through which the egress proxy of a skill with an allowlist
+    /// (run.network.egress) reaches its destinations [default: Docker's bridge].
+    #[arg(long, env = "SKILLHOST_EGRESS_NETWORK", value_name = "NETWORK")]
+    egress_network: Option<String>,
     /// Run the skill's native library inside this process: NO SANDBOX. Also needs
     /// SKILLHOST_ALLOW_NATIVE=1 in the environment, for trusted skills only.
     #[arg(long)]
@@ -118,6 +122,9 @@ pub(super) async fn run(
         build_images: !cli.no_build,
         locked,
         allow_native: std::env::var("SKILLHOST_ALLOW_NATIVE").as_deref() == Ok("1"),
+        egress_network: cli
+            .egress_network
+            .unwrap_or_else(|| HostConfig::default().egress_network),
         ..HostConfig::default()
     };
     let host = Host::new(config).await?;

@@ -23,7 +23,7 @@ SKILLHOST_MAX_IN_FLIGHT=32, SKILLHOST_PREWARM=echo=4,python=2) or as a key of \
 skillhost.toml (--config; read from the current directory when present). A flag wins over \
 the environment, which wins over the file. Keys of the file: socket, listen, tokens, \
 skills-dirs, build, locked, max-in-flight, max-in-flight-per-skill, queue, queue-wait, max-body, \
-header-timeout, grace, keep-results, max-results, prewarm-started, prewarm.")]
+header-timeout, grace, keep-results, max-results, prewarm-started, prewarm, egress-network.")]
 pub(crate) struct ServeCli {
     /// The unix socket to listen on, mode 0600 [key: socket]. Default:
     /// $XDG_RUNTIME_DIR/skillhost/skillhost.sock, else skillhost-$USER/skillhost.sock in
@@ -50,6 +50,11 @@ pub(crate) struct ServeCli {
     /// mismatch makes /readyz false and its skill's calls integrity_error [key: locked].
     #[arg(long, env = "SKILLHOST_LOCKED", value_name = "LOCK")]
     locked: Option<PathBuf>,
+    /// The network through which the egress proxies of skills with an allowlist
+    /// (run.network.egress) reach their destinations [key: egress-network; default:
+    /// Docker's bridge].
+    #[arg(long, env = "SKILLHOST_EGRESS_NETWORK", value_name = "NETWORK")]
+    egress_network: Option<String>,
     /// Calls running at once over all skills [key: max-in-flight; default 16].
     #[arg(long, env = "SKILLHOST_MAX_IN_FLIGHT")]
     max_in_flight: Option<usize>,
@@ -135,6 +140,7 @@ impl ServeCli {
             max_results: self.max_results,
             prewarm_started: self.prewarm_created_only.then_some(false),
             prewarm: (!self.prewarm.is_empty()).then(|| self.prewarm.iter().cloned().collect()),
+            egress_network: self.egress_network.clone(),
         }
     }
 }
@@ -171,6 +177,7 @@ pub(super) async fn run(
         locked,
         prewarm_started: config.prewarm_started,
         prewarm: config.prewarm.clone(),
+        egress_network: config.egress_network.clone(),
         ..HostConfig::default()
     })
     .await?;

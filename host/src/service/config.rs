@@ -53,6 +53,8 @@ pub struct ServeSettings {
     pub prewarm_started: Option<bool>,
     /// Prewarmed containers per skill, over the manifests' `run.prewarm`.
     pub prewarm: Option<BTreeMap<String, u32>>,
+    /// The network egress proxies reach the outside through (default `bridge`).
+    pub egress_network: Option<String>,
 }
 
 /// A settings file that could not be used, naming it and what was wrong.
@@ -124,6 +126,7 @@ impl ServeSettings {
             max_results: self.max_results.or(lower.max_results),
             prewarm_started: self.prewarm_started.or(lower.prewarm_started),
             prewarm: self.prewarm.or(lower.prewarm),
+            egress_network: self.egress_network.or(lower.egress_network),
         }
     }
 
@@ -169,6 +172,7 @@ impl ServeSettings {
             keep_results: duration(self.keep_results, 600),
             max_results: positive("max-results", self.max_results, 1000)?,
             prewarm_started: self.prewarm_started.unwrap_or(true),
+            egress_network: self.egress_network.unwrap_or_else(|| "bridge".into()),
             prewarm: self.prewarm.unwrap_or_default(),
         })
     }
@@ -225,6 +229,8 @@ pub struct ServeConfig {
     pub prewarm_started: bool,
     /// Prewarmed containers per skill, over the manifests' `run.prewarm`.
     pub prewarm: BTreeMap<String, u32>,
+    /// The network egress proxies reach the outside through.
+    pub egress_network: String,
 }
 
 impl Default for ServeConfig {
@@ -257,6 +263,9 @@ mod tests {
         assert_eq!(config.max_body, 1024 * 1024);
         assert_eq!(config.listen, Some("127.0.0.1:9000".parse().unwrap()));
         assert_eq!(config.prewarm, BTreeMap::from([("echo".to_string(), 2)]));
+        assert_eq!(config.egress_network, "bridge", "Docker's default");
+        let settings = ServeSettings::from_toml("egress-network = \"outbound\"\n").unwrap();
+        assert_eq!(settings.resolve().unwrap().egress_network, "outbound");
     }
 
     #[test]
