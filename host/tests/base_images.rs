@@ -13,13 +13,13 @@ fn images_build() -> Vec<Value> {
 }
 
 #[tokio::test]
-async fn base_images_build_once_and_python_runs_as_non_root() {
+async fn base_images_build_once_and_run_as_non_root() {
     let first = images_build();
     let names: Vec<&str> = first.iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        ["debian", "python"],
-        "debian first: python is built on it"
+        ["debian", "egress-proxy", "python"],
+        "debian first: the others are built on it"
     );
 
     let second = images_build();
@@ -41,13 +41,16 @@ async fn base_images_build_once_and_python_runs_as_non_root() {
             "latest follows the newest build"
         );
     }
-    let python = docker
-        .inspect_image("skillhost/python:latest")
-        .await
-        .unwrap();
-    let config = python.config.unwrap();
-    assert_eq!(config.user.as_deref(), Some("10001:10001"));
-    let labels = config.labels.unwrap();
-    assert_eq!(labels["io.skillhost.base"], "python");
-    assert_eq!(labels["io.skillhost.hash"].len(), 64);
+    // The images that run something run it as non-root: python's skills, the proxy.
+    for name in ["python", "egress-proxy"] {
+        let image = docker
+            .inspect_image(&format!("skillhost/{name}:latest"))
+            .await
+            .unwrap();
+        let config = image.config.unwrap();
+        assert_eq!(config.user.as_deref(), Some("10001:10001"), "{name}");
+        let labels = config.labels.unwrap();
+        assert_eq!(labels["io.skillhost.base"], name);
+        assert_eq!(labels["io.skillhost.hash"].len(), 64);
+    }
 }
