@@ -152,3 +152,12 @@ def test_an_unreachable_service_is_named(tmp_path):
     with Client(f"unix:{tmp_path / 'none.sock'}") as client:
         with pytest.raises(ServiceUnreachable, match="none.sock"):
             client.invoke("echo", "say", {"text": "x"})
+
+
+def test_a_result_names_the_destinations_an_allowlisted_skill_could_reach():
+    base = {"id": "i", "skill": "s", "action": "a", "status": "ok", "path": "cold"}
+    allowed = skillhost.InvocationResult.from_json(
+        {**base, "egress": {"allowed": ["api.example.com:443", "*.pypi.org:443"]}}
+    )
+    assert allowed.egress_allowed == ["api.example.com:443", "*.pypi.org:443"]
+    assert skillhost.InvocationResult.from_json(base).egress_allowed is None
