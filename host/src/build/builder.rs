@@ -163,6 +163,13 @@ impl BuildError {
     }
 }
 
+/// Whether a build failed because an image a step started from was removed while it ran
+/// (an image removal or a prune racing the build, which takes the untagged layers of the
+/// build cache with it): the sources are sound, and building again makes the layers anew.
+fn lost_a_layer(failure: &BuildFailure) -> bool {
+    failure.message.contains("No such image: sha256:")
+}
+
 fn fix_hint(dockerfile: Option<&Path>) -> String {
     dockerfile
         .map(|path| {
@@ -482,13 +489,15 @@ impl ImageBuilder {
             context.stage(&dockerfile, with_init, 0o644);
             context.stage(init_image::CONTEXT_NAME, init.to_vec(), 0o755);
         }
-        let tar = context.to_tar().map_err(|source| BuildError::Inputs {
-            name: target.name.clone(),
-            source: HashError::Context(crate::build::context::ContextError::Io {
-                path: target.dir.clone(),
-                source,
-            }),
-        })?;
+        let tar = || {
+            context.to_tar().map_err(|source| BuildError::Inputs {
+                name: target.name.clone(),
+                source: HashError::Context(crate::build::context::ContextError::Io {
+                    path: target.dir.clone(),
+                    source,
+                }),
+            })
+        };
         let image = plan.image();
         let request = BuildRequest {
             tag: &image,
@@ -499,14 +508,33 @@ impl ImageBuilder {
         let observer = self.observer.clone();
         let name = target.name.clone();
         let mut on_event = move |event| observer(&name, event);
-        self.engine
-            .build_image(tar, &request, &mut on_event)
+        let mut failure = match self
+            .engine
+            .build_image(tar()?, &request, &mut on_event)
             .await?
-            .map_err(|failure| BuildError::Failed {
-                name: target.name.clone(),
-                dockerfile: target.dockerfile.as_ref().map(|d| target.dir.join(d)),
-                failure: Box::new(failure),
-            })
+        {
+            Ok(id) => return Ok(id),
+            Err(failure) => failure,
+        };
+        if lost_a_layer(&failure) {
+            tracing::info!(
+                image = %image,
+                "a layer the build started from was removed under it; building again"
+            );
+            failure = match self
+                .engine
+                .build_image(tar()?, &request, &mut on_event)
+                .await?
+            {
+                Ok(id) => return Ok(id),
+                Err(failure) => failure,
+            };
+        }
+        Err(BuildError::Failed {
+            name: target.name.clone(),
+            dockerfile: target.dockerfile.as_ref().map(|d| target.dir.join(d)),
+            failure: Box::new(failure),
+        })
     }
 }
 
@@ -639,5 +667,25 @@ impl BuildLock {
             }
             Err(std::fs::TryLockError::Error(e)) => Err(lock_err(&path)(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_layer_removed_under_the_build_is_worth_a_second_build() {
+        let failure = |message: &str| BuildFailure {
+            step: Some("Step 3/11 : RUN cp /usr/bin/id /x".into()),
+            message: message.into(),
+            output: Vec::new(),
+        };
+        assert!(lost_a_layer(&failure(
+            "No such image: sha256:4a3ad4f393b3bb429d25e2a995ff1b6e38ff4cb228147661d67820c51f379a91"
+        )));
+        assert!(!lost_a_layer(&failure(
+            "The command '/bin/sh -c false' returned a non-zero code: 1"
+        )));
     }
 }
