@@ -29,6 +29,7 @@ use crate::lifecycle::instance::Instance;
 use crate::lifecycle::labels;
 use crate::lifecycle::removal;
 use crate::manifest::egress::Destination;
+use crate::sync::lock;
 
 pub(crate) use filter::allowlist_key;
 
@@ -36,8 +37,6 @@ pub(crate) use filter::allowlist_key;
 pub(crate) const PROXY_IMAGE: &str = "skillhost/egress-proxy:latest";
 /// The port the proxy listens on.
 pub(crate) const PROXY_PORT: u16 = 8888;
-/// On an egress network and its proxy: the allowlist's key.
-pub(crate) const EGRESS_LABEL: &str = "io.skillhost.egress";
 /// Keeps Docker from giving the host an address on the internal network, through which
 /// a skill could reach every service the host listens with.
 const NO_HOST_ADDRESS: &str = "com.docker.network.bridge.inhibit_ipv4";
@@ -51,12 +50,8 @@ const READY_LINE: &str = "Accepting connections";
 pub struct Gateway {
     /// The internal network a skill's container joins.
     pub(crate) network: String,
-    /// The proxy's address on that network.
+    /// The proxy's address on that network. The proxy container has the network's name.
     pub(crate) proxy_ip: String,
-    /// The proxy container's name.
-    pub(crate) proxy: String,
-    /// The allowlist, as the manifest wrote it.
-    pub(crate) destinations: Vec<String>,
 }
 
 impl Gateway {
@@ -76,12 +71,6 @@ pub(crate) struct Gateways {
     /// Random, for names no other host process on the engine uses.
     suffix: String,
     made: Mutex<HashMap<String, Arc<OnceCell<Arc<Gateway>>>>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Gateways {
@@ -107,28 +96,17 @@ impl Gateways {
             .cloned()
     }
 
-    /// Names unique to this host process, so two hosts on one engine never share.
-    fn name(&self, key: &str) -> String {
-        format!("skillhost-egress-{key}-{}", self.suffix)
-    }
-
     fn labels(&self, key: &str) -> HashMap<String, String> {
-        HashMap::from([
-            (labels::MANAGED.to_string(), "true".to_string()),
-            (labels::INSTANCE.to_string(), self.instance.id.clone()),
-            (EGRESS_LABEL.to_string(), key.to_string()),
-        ])
+        labels::for_gateway(key, &self.instance)
     }
 
     async fn make(&self, key: &str, destinations: &[Destination]) -> Result<Gateway, Refusal> {
-        let name = self.name(key);
+        let name = labels::gateway_name(key, &self.suffix);
         let subnet = self.make_network(&name, key).await?;
         match self.start_proxy(&name, key, destinations, &subnet).await {
             Ok(proxy_ip) => Ok(Gateway {
-                network: name.clone(),
+                network: name,
                 proxy_ip,
-                proxy: name,
-                destinations: destinations.iter().map(ToString::to_string).collect(),
             }),
             Err(refusal) => {
                 remove_gateway(&self.docker, &name).await;
@@ -280,14 +258,18 @@ impl Gateways {
         }
     }
 
+    /// The names of every gateway made, forgotten here: the caller removes them.
+    fn take_made(&self) -> Vec<String> {
+        lock(&self.made)
+            .drain()
+            .filter_map(|(_, cell)| cell.get().map(|g| g.network.clone()))
+            .collect()
+    }
+
     /// Remove every proxy and network this host made. The containers on those networks
     /// must be gone first.
     pub(crate) async fn shutdown(&self) {
-        let names: Vec<String> = lock(&self.made)
-            .drain()
-            .filter_map(|(_, cell)| cell.get().map(|g| g.network.clone()))
-            .collect();
-        for name in names {
+        for name in self.take_made() {
             remove_gateway(&self.docker, &name).await;
         }
     }
@@ -297,10 +279,7 @@ impl Drop for Gateways {
     /// A host dropped without [`Gateways::shutdown`] (a panic, a test's early end) still
     /// takes its proxies and networks with it.
     fn drop(&mut self) {
-        let names: Vec<String> = lock(&self.made)
-            .drain()
-            .filter_map(|(_, cell)| cell.get().map(|g| g.network.clone()))
-            .collect();
+        let names = self.take_made();
         if names.is_empty() {
             return;
         }

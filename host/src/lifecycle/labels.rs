@@ -1,5 +1,5 @@
 //! Labels and names of every resource skillhost creates, so each can be found and
-//! cleaned up. Containers are labelled and named here and nowhere else.
+//! cleaned up. Containers and networks are labelled and named here and nowhere else.
 
 use std::collections::HashMap;
 
@@ -24,6 +24,25 @@ pub(crate) const BASE: &str = "io.skillhost.base";
 pub(crate) const MANIFEST: &str = "io.skillhost.manifest";
 /// On images that carry skillhost's init; the value is the trailer format it writes.
 pub(crate) const INIT: &str = "io.skillhost.init";
+
+/// On an egress network and its proxy: the allowlist's key.
+pub(crate) const EGRESS: &str = "io.skillhost.egress";
+
+/// The labels of the egress network and proxy of allowlist `key`, made by this host
+/// process.
+pub(crate) fn for_gateway(key: &str, instance: &Instance) -> HashMap<String, String> {
+    HashMap::from([
+        (MANAGED.to_string(), "true".to_string()),
+        (INSTANCE.to_string(), instance.id.clone()),
+        (EGRESS.to_string(), key.to_string()),
+    ])
+}
+
+/// The name of allowlist `key`'s network and of its proxy container; `suffix` is random
+/// per host process, so two hosts on one engine never share.
+pub(crate) fn gateway_name(key: &str, suffix: &str) -> String {
+    format!("skillhost-egress-{key}-{suffix}")
+}
 
 /// What a container is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

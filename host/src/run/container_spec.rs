@@ -319,24 +319,28 @@ mod tests {
         assert_eq!(b.network_disabled, Some(false));
     }
 
-    #[test]
-    fn an_allowlist_joins_its_network_with_the_proxy_and_no_resolver_of_the_host() {
-        let m = manifest("  network: {egress: [api.example.com:443]}\n");
+    /// The body of `m` given an egress gateway, whether its manifest has an allowlist
+    /// or not.
+    fn body_behind_gateway(m: &Manifest) -> ContainerCreateBody {
         let gateway = Gateway {
             network: "skillhost-egress-k".into(),
             proxy_ip: "172.30.0.2".into(),
-            proxy: "skillhost-egress-k".into(),
-            destinations: vec!["api.example.com:443".into()],
         };
-        let b = container_body(&ContainerInputs {
-            manifest: &m,
+        container_body(&ContainerInputs {
+            manifest: m,
             image: "skill-t:abc",
             labels: HashMap::new(),
             env: &BTreeMap::new(),
             workspace: None,
             init_command: None,
             egress: Some(&gateway),
-        });
+        })
+    }
+
+    #[test]
+    fn an_allowlist_joins_its_network_with_the_proxy_and_no_resolver_of_the_host() {
+        let m = manifest("  network: {egress: [api.example.com:443]}\n");
+        let b = body_behind_gateway(&m);
         let h = b.host_config.unwrap();
         assert_eq!(h.network_mode.as_deref(), Some("skillhost-egress-k"));
         assert_eq!(h.dns, Some(vec!["172.30.0.2".to_string()]));
@@ -362,22 +366,7 @@ mod tests {
 
     #[test]
     fn a_gateway_is_ignored_by_a_skill_without_an_allowlist() {
-        let m = manifest("");
-        let gateway = Gateway {
-            network: "skillhost-egress-k".into(),
-            proxy_ip: "172.30.0.2".into(),
-            proxy: "skillhost-egress-k".into(),
-            destinations: Vec::new(),
-        };
-        let b = container_body(&ContainerInputs {
-            manifest: &m,
-            image: "skill-t:abc",
-            labels: HashMap::new(),
-            env: &BTreeMap::new(),
-            workspace: None,
-            init_command: None,
-            egress: Some(&gateway),
-        });
+        let b = body_behind_gateway(&manifest(""));
         let h = b.host_config.unwrap();
         assert_eq!(h.network_mode.as_deref(), Some("none"));
         assert_eq!(h.dns, None);
