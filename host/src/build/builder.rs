@@ -508,33 +508,30 @@ impl ImageBuilder {
         let observer = self.observer.clone();
         let name = target.name.clone();
         let mut on_event = move |event| observer(&name, event);
-        let mut failure = match self
-            .engine
-            .build_image(tar()?, &request, &mut on_event)
-            .await?
-        {
-            Ok(id) => return Ok(id),
-            Err(failure) => failure,
-        };
-        if lost_a_layer(&failure) {
-            tracing::info!(
-                image = %image,
-                "a layer the build started from was removed under it; building again"
-            );
-            failure = match self
+        let mut rebuilt = false;
+        loop {
+            match self
                 .engine
                 .build_image(tar()?, &request, &mut on_event)
                 .await?
             {
                 Ok(id) => return Ok(id),
-                Err(failure) => failure,
-            };
+                Err(failure) if !rebuilt && lost_a_layer(&failure) => {
+                    tracing::info!(
+                        image = %image,
+                        "a layer the build started from was removed under it; building again"
+                    );
+                    rebuilt = true;
+                }
+                Err(failure) => {
+                    return Err(BuildError::Failed {
+                        name: target.name.clone(),
+                        dockerfile: target.dockerfile.as_ref().map(|d| target.dir.join(d)),
+                        failure: Box::new(failure),
+                    })
+                }
+            }
         }
-        Err(BuildError::Failed {
-            name: target.name.clone(),
-            dockerfile: target.dockerfile.as_ref().map(|d| target.dir.join(d)),
-            failure: Box::new(failure),
-        })
     }
 }
 

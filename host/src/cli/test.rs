@@ -11,6 +11,7 @@ use similar::{ChangeTag, TextDiff};
 use skillhost::api::{exit_code, BrokenSkill, ExampleReport, Status, TestReport};
 use skillhost::build::{ImageBuilder, ImageTarget};
 use skillhost::catalog::{Catalog, Skill};
+use skillhost::engine::Engine;
 use skillhost::{examples, Error, Host, HostConfig};
 
 use super::progress::Progress;
@@ -50,21 +51,22 @@ pub(super) async fn run(roots: Vec<PathBuf>, cli: TestCli, format: Format) -> Re
     if human {
         print_start(count, with.len(), &without);
     }
-    for problem in &broken {
-        if human {
+    if human {
+        for problem in &broken {
             outln!("      BROKEN {}", problem.error);
         }
     }
 
+    let engine = Engine::connect().await?;
     let progress = Progress::new();
-    let builder = ImageBuilder::new(
-        skillhost::engine::Engine::connect().await?,
-        progress.observer(),
-    );
-    let host = Host::new(HostConfig {
-        skill_roots: roots,
-        ..HostConfig::default()
-    })
+    let builder = ImageBuilder::new(engine.clone(), progress.observer());
+    let host = Host::with_engine(
+        engine,
+        HostConfig {
+            skill_roots: roots,
+            ..HostConfig::default()
+        },
+    )
     .await?;
     let mut reports = Vec::new();
     for skill in with {
@@ -82,13 +84,10 @@ pub(super) async fn run(roots: Vec<PathBuf>, cli: TestCli, format: Format) -> Re
                 reports.extend(ran);
             }
             Err(e) => {
-                let unbuilt = examples::unbuilt(skill, &e.to_string());
+                let why = e.to_string();
+                let unbuilt = examples::unbuilt(skill, &why);
                 if human {
-                    outln!(
-                        "  BUILD FAIL {}\n{}",
-                        skill.name(),
-                        indent(&e.to_string(), 4)
-                    );
+                    outln!("  BUILD FAIL {}\n{}", skill.name(), indent(&why, 4));
                     unbuilt.iter().for_each(print_line);
                 }
                 reports.extend(unbuilt);
