@@ -272,31 +272,8 @@ async fn only_the_allowlist_is_reachable_on_every_path() {
     assert_no_gateway_left(&docker).await;
 }
 
-/// No egress proxy or network of this test process is left.
-async fn assert_no_gateway_left(docker: &Docker) {
-    let instance = skillhost::testing::instance_id();
-    let options = ListNetworksOptions {
-        filters: Some(HashMap::from([(
-            "label".to_string(),
-            vec![format!("io.skillhost.instance={instance}")],
-        )])),
-    };
-    let networks = docker.list_networks(Some(options)).await.unwrap();
-    let left: Vec<_> = networks
-        .iter()
-        .filter(|n| {
-            n.labels
-                .as_ref()
-                .is_some_and(|l| l.contains_key("io.skillhost.egress"))
-        })
-        .map(|n| n.name.clone())
-        .collect();
-    assert!(left.is_empty(), "egress networks left behind: {left:?}");
-}
-
-/// Egress networks of host processes other than this one: `(name, instance)`.
-async fn others_networks(docker: &Docker) -> Vec<(String, String)> {
-    let ours = skillhost::testing::instance_id();
+/// Every egress network on the engine: `(name, instance)`.
+async fn egress_networks(docker: &Docker) -> Vec<(String, String)> {
     let options = ListNetworksOptions {
         filters: Some(HashMap::from([(
             "label".to_string(),
@@ -310,9 +287,47 @@ async fn others_networks(docker: &Docker) -> Vec<(String, String)> {
         .into_iter()
         .filter_map(|n| {
             let instance = n.labels?.get("io.skillhost.instance")?.clone();
-            (instance != ours).then_some((n.name?, instance))
+            Some((n.name?, instance))
         })
         .collect()
+}
+
+/// No egress proxy or network of this test process is left.
+async fn assert_no_gateway_left(docker: &Docker) {
+    let ours = skillhost::testing::instance_id();
+    let left: Vec<_> = egress_networks(docker)
+        .await
+        .into_iter()
+        .filter(|(_, instance)| *instance == ours)
+        .collect();
+    assert!(left.is_empty(), "egress networks left behind: {left:?}");
+}
+
+/// Egress networks of host processes other than this one: `(name, instance)`.
+async fn others_networks(docker: &Docker) -> Vec<(String, String)> {
+    let ours = skillhost::testing::instance_id();
+    egress_networks(docker)
+        .await
+        .into_iter()
+        .filter(|(_, instance)| *instance != ours)
+        .collect()
+}
+
+/// Containers carrying `label` (`key=value`): running ones, or every one with `all`.
+async fn containers_labelled(
+    docker: &Docker,
+    label: &str,
+    all: bool,
+) -> Vec<bollard::models::ContainerSummary> {
+    let options = bollard::query_parameters::ListContainersOptions {
+        all,
+        filters: Some(HashMap::from([(
+            "label".to_string(),
+            vec![label.to_string()],
+        )])),
+        ..Default::default()
+    };
+    docker.list_containers(Some(options)).await.unwrap()
 }
 
 #[tokio::test]
@@ -343,16 +358,8 @@ async fn a_killed_hosts_proxy_and_network_are_removed_by_the_next_host() {
     let mut made = Vec::new();
     for _ in 0..600 {
         made = others_networks(&docker).await;
-        let running = docker
-            .list_containers(Some(bollard::query_parameters::ListContainersOptions {
-                filters: Some(HashMap::from([(
-                    "label".to_string(),
-                    vec![format!("io.skillhost.skill={name}")],
-                )])),
-                ..Default::default()
-            }))
-            .await
-            .unwrap();
+        let running =
+            containers_labelled(&docker, &format!("io.skillhost.skill={name}"), false).await;
         if !made.is_empty() && !running.is_empty() {
             break;
         }
@@ -378,17 +385,8 @@ async fn a_killed_hosts_proxy_and_network_are_removed_by_the_next_host() {
             !left.iter().any(|(n, _)| n == network),
             "{network} of the killed {instance} is still there"
         );
-        let proxies = docker
-            .list_containers(Some(bollard::query_parameters::ListContainersOptions {
-                all: true,
-                filters: Some(HashMap::from([(
-                    "label".to_string(),
-                    vec![format!("io.skillhost.instance={instance}")],
-                )])),
-                ..Default::default()
-            }))
-            .await
-            .unwrap();
+        let proxies =
+            containers_labelled(&docker, &format!("io.skillhost.instance={instance}"), true).await;
         assert!(
             proxies.is_empty(),
             "containers of {instance} left: {proxies:?}"
