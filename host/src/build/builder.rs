@@ -166,8 +166,13 @@ impl BuildError {
 /// Whether a build failed because an image a step started from was removed while it ran
 /// (an image removal or a prune racing the build, which takes the untagged layers of the
 /// build cache with it): the sources are sound, and building again makes the layers anew.
+/// The engine words it two ways: at a step that starts a container from the lost layer, and
+/// at a step that commits on top of it (the classic builder's `failed to get digest`).
 fn lost_a_layer(failure: &BuildFailure) -> bool {
-    failure.message.contains("No such image: sha256:")
+    let message = &failure.message;
+    message.contains("No such image: sha256:")
+        || (message.contains("failed to get digest sha256:")
+            && message.contains("no such file or directory"))
 }
 
 fn fix_hint(dockerfile: Option<&Path>) -> String {
@@ -680,6 +685,11 @@ mod tests {
         };
         assert!(lost_a_layer(&failure(
             "No such image: sha256:4a3ad4f393b3bb429d25e2a995ff1b6e38ff4cb228147661d67820c51f379a91"
+        )));
+        assert!(lost_a_layer(&failure(
+            "failed to get digest sha256:6b41a39b20e7430baa4d3e896b89b6ef617d34e8ab1510c1c14093713cf86bed: \
+             open /var/lib/docker/image/fuse-overlayfs/imagedb/content/sha256/6b41a39b20e7430baa4d3e896b89b6ef617d34e8ab1510c1c14093713cf86bed: \
+             no such file or directory"
         )));
         assert!(!lost_a_layer(&failure(
             "The command '/bin/sh -c false' returned a non-zero code: 1"
