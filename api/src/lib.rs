@@ -17,7 +17,9 @@ mod service;
 mod test_report;
 
 pub use report::{BrokenSkill, ErrorDetail, ErrorReport, ListReport, ListedSkill, ProblemReport};
-pub use result::{Egress, InvocationError, InvocationPath, InvocationResult, Stats, Status};
+pub use result::{
+    Denial, Egress, InvocationError, InvocationPath, InvocationResult, Stats, Status,
+};
 pub use service::{
     ActionInfo, Invocation, InvocationState, InvokeRequest, Readiness, ServiceError,
     ServiceErrorDetail, SkillInfo, SkillList,

@@ -204,12 +204,38 @@ pub struct Egress {
     /// The destinations the proxy admitted, `host:port` (a leading `*.` for every name
     /// under one), as the manifest lists them; nothing else was reachable.
     pub allowed: Vec<String>,
+    /// What the proxy refused this call, by destination: why a request of the skill got
+    /// `403 Filtered`. Empty when nothing was refused (or the proxy's log could not be
+    /// read; the host logs why).
+    #[serde(default)]
+    pub denied: Vec<Denial>,
 }
 
 impl Egress {
-    /// The network of a call allowed `allowed`.
+    /// The network of a call allowed `allowed`, with nothing denied yet.
     pub fn new(allowed: Vec<String>) -> Self {
-        Egress { allowed }
+        Egress {
+            allowed,
+            denied: Vec::new(),
+        }
+    }
+}
+
+/// Requests the egress proxy refused for one destination.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Denial {
+    /// What the skill asked to reach, `host:port`, lower-cased.
+    pub destination: String,
+    /// How many of its requests there the proxy refused.
+    pub count: u64,
+}
+
+impl Denial {
+    /// `count` refusals of `destination`.
+    pub fn new(destination: String, count: u64) -> Self {
+        Denial { destination, count }
     }
 }
 

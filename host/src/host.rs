@@ -260,7 +260,10 @@ impl Host {
             ));
         }
         let request = self.request(&result.id, &result.action, args, &admitted, options);
-        let run = self.router.run(route, request).await?;
+        let mut run = self.router.run(route, request).await?;
+        if let Some(egress) = result.egress.as_mut() {
+            egress.denied = std::mem::take(&mut run.egress.denied);
+        }
         Ok((run, admitted))
     }
 
@@ -283,6 +286,7 @@ impl Host {
             log_limit: self.log_limit_bytes,
             on_progress: options.on_progress.clone(),
             trailer_key: None,
+            egress: None,
         }
     }
 

@@ -230,6 +230,26 @@ async fn probe_keeps_to_the_allowlist(
     // The proxy's refusals reach the skill as such: a 403, not a hang.
     let denied = &outcomes[4];
     assert_eq!(denied["status"], 403, "{denied}");
+    // And the result says what was refused, this call's requests alone: a warm
+    // worker's second call counts only its own.
+    let denied: Vec<(String, u64)> = result
+        .egress
+        .as_ref()
+        .unwrap()
+        .denied
+        .iter()
+        .map(|d| (d.destination.clone(), d.count))
+        .collect();
+    let expected = [
+        ("169.254.169.254:80", 1),
+        ("allowed.test.evil:8080", 1),
+        ("allowed.test:8081", 1),
+        ("denied.test:8080", 2),
+        ("evilallowed.test:8080", 1),
+        ("wild.test:8080", 1),
+    ];
+    let expected: Vec<(String, u64)> = expected.iter().map(|(d, c)| (d.to_string(), *c)).collect();
+    assert_eq!(denied, expected, "{:?}", result.egress);
     let proxy = output["proxy_env"]["HTTPS_PROXY"].as_str().unwrap();
     assert!(
         proxy.starts_with("http://") && proxy.ends_with(":8888"),
@@ -265,8 +285,10 @@ async fn only_the_allowlist_is_reachable_on_every_path() {
 
     let (host, name, _dir) =
         egress_host(&upstreams.network, "run:\n  mode: serve\n", &cleanup).await;
-    let path = probe_keeps_to_the_allowlist(&host, &name, &upstreams).await;
-    assert_eq!(path, InvocationPath::Warm);
+    for _ in 0..2 {
+        let path = probe_keeps_to_the_allowlist(&host, &name, &upstreams).await;
+        assert_eq!(path, InvocationPath::Warm);
+    }
     host.shutdown().await;
 
     assert_no_gateway_left(&docker).await;

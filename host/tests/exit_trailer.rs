@@ -56,6 +56,7 @@ async fn run(
             log_limit: 1 << 16,
             on_progress: None,
             trailer_key: with_init.then(new_key),
+            egress: None,
         },
     )
     .await

@@ -160,4 +160,19 @@ def test_a_result_names_the_destinations_an_allowlisted_skill_could_reach():
         {**base, "egress": {"allowed": ["api.example.com:443", "*.pypi.org:443"]}}
     )
     assert allowed.egress_allowed == ["api.example.com:443", "*.pypi.org:443"]
-    assert skillhost.InvocationResult.from_json(base).egress_allowed is None
+    assert allowed.egress_denied == {}
+    plain = skillhost.InvocationResult.from_json(base)
+    assert plain.egress_allowed is None and plain.egress_denied is None
+
+
+def test_a_result_counts_what_the_egress_proxy_refused():
+    base = {"id": "i", "skill": "s", "action": "a", "status": "ok", "path": "cold"}
+    egress = {
+        "allowed": ["api.example.com:443"],
+        "denied": [
+            {"destination": "evil.test:443", "count": 2},
+            {"destination": "169.254.169.254:80", "count": 1},
+        ],
+    }
+    result = skillhost.InvocationResult.from_json({**base, "egress": egress})
+    assert result.egress_denied == {"evil.test:443": 2, "169.254.169.254:80": 1}

@@ -248,6 +248,18 @@ fn print_result(result: &InvocationResult) {
             other => output::json(other),
         }
     }
+    if let Some(egress) = result.egress.as_ref().filter(|e| !e.denied.is_empty()) {
+        let denied: Vec<String> = egress
+            .denied
+            .iter()
+            .map(|d| format!("{} ({}x)", d.destination, d.count))
+            .collect();
+        errln!(
+            "note: the egress proxy refused {}; run.network.egress allows only {}",
+            denied.join(", "),
+            egress.allowed.join(", ")
+        );
+    }
     if result.oom_killed && result.status == Status::Ok {
         errln!("warning: a process of the skill was killed for memory");
     }

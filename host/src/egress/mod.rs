@@ -8,20 +8,23 @@
 //! managed and instance labels, are removed at shutdown (or, when this process dies, by
 //! the next host's leftover sweep), and are made on the first call that needs them.
 
+mod denials;
 mod filter;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::models::{
     ContainerCreateBody, HostConfig, HostConfigLogConfig, NetworkConnectRequest,
     NetworkCreateRequest,
 };
-use bollard::query_parameters::{CreateContainerOptions, LogsOptions};
+use bollard::query_parameters::{CreateContainerOptions, InspectNetworkOptions, LogsOptions};
 use bollard::Docker;
 use futures_util::StreamExt;
 use skillhost_api::codes;
+use skillhost_api::Denial;
 use tokio::sync::OnceCell;
 
 use crate::invoke::Refusal;
@@ -58,6 +61,62 @@ impl Gateway {
     /// `http://<proxy>:8888`, for `HTTP_PROXY` and `HTTPS_PROXY`.
     pub(crate) fn proxy_url(&self) -> String {
         format!("http://{}:{PROXY_PORT}", self.proxy_ip)
+    }
+
+    /// The address of the running container `id` on this network: the client address
+    /// the proxy logs. The network's inspect, unlike the container's, takes no lock
+    /// of the container, so it cannot wait on a call's own exit.
+    pub(crate) async fn address_of(&self, docker: &Docker, id: &str) -> Option<IpAddr> {
+        let options = InspectNetworkOptions {
+            verbose: false,
+            scope: None,
+        };
+        let network = match docker.inspect_network(&self.network, Some(options)).await {
+            Ok(network) => network,
+            Err(e) => {
+                tracing::warn!(network = %self.network, "cannot learn a container's egress address: {e}");
+                return None;
+            }
+        };
+        let endpoint = network.containers?.remove(id)?;
+        let cidr = endpoint.ipv4_address?;
+        cidr.split('/').next()?.parse().ok()
+    }
+
+    /// What the proxy refused `client` from `since` to `until`, by destination. A proxy
+    /// log that cannot be read costs the call only this report.
+    pub(crate) async fn denials(
+        &self,
+        docker: &Docker,
+        client: IpAddr,
+        since: SystemTime,
+        until: SystemTime,
+    ) -> Vec<Denial> {
+        let seconds = |at: SystemTime| {
+            at.duration_since(UNIX_EPOCH)
+                .map_or(0, |d| i32::try_from(d.as_secs()).unwrap_or(i32::MAX))
+        };
+        let options = LogsOptions {
+            stdout: true,
+            stderr: true,
+            timestamps: true,
+            // Whole seconds: the lines are filtered to the instant below.
+            since: seconds(since),
+            until: seconds(until).saturating_add(1),
+            ..Default::default()
+        };
+        let mut log = String::new();
+        let mut lines = docker.logs(&self.network, Some(options));
+        while let Some(chunk) = lines.next().await {
+            match chunk {
+                Ok(chunk) => log.push_str(&String::from_utf8_lossy(&chunk.into_bytes())),
+                Err(e) => {
+                    tracing::warn!(proxy = %self.network, "cannot read the egress proxy's log: {e}");
+                    return Vec::new();
+                }
+            }
+        }
+        denials::denials_of(&denials::refusals(&log), client, since, until)
     }
 }
 

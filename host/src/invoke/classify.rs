@@ -145,6 +145,7 @@ mod tests {
             stderr_bytes: 0,
             startup: Duration::ZERO,
             init_report: None,
+            egress: Default::default(),
         }
     }
 

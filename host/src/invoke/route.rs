@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bollard::models::ContainerCreateBody;
 use bollard::Docker;
@@ -84,12 +84,14 @@ pub(crate) enum Route<'c> {
     Prewarmed {
         image: SkillImage,
         container: Attached,
+        egress: Option<Arc<Gateway>>,
     },
     /// A container made for this call, named `name`.
     Cold {
         image: SkillImage,
         name: String,
         body: Box<ContainerCreateBody>,
+        egress: Option<Arc<Gateway>>,
     },
 }
 
@@ -101,6 +103,16 @@ impl Route<'_> {
             Route::Warm { .. } => InvocationPath::Warm,
             Route::Prewarmed { .. } => InvocationPath::Prewarmed,
             Route::Cold { .. } => InvocationPath::Cold,
+        }
+    }
+
+    /// The gateway of a skill with an egress allowlist.
+    fn egress(&self) -> Option<Arc<Gateway>> {
+        match self {
+            Route::Native(_) => None,
+            Route::Warm { egress, .. }
+            | Route::Prewarmed { egress, .. }
+            | Route::Cold { egress, .. } => egress.clone(),
         }
     }
 
@@ -199,19 +211,22 @@ impl Router {
         }
         images.check_runtime(skill).await?;
         let image = images.resolve(skill).await?;
-        let gateway = self.gateway(skill).await?;
-        let egress = gateway.as_deref();
+        let egress = self.gateway(skill).await?;
         match decision {
             Decision::Warm => Ok(Route::Warm {
                 skill,
                 image,
-                egress: gateway.clone(),
+                egress,
             }),
             Decision::Prewarmed => {
                 let taken = self.prewarmed.take(skill.name());
-                self.refill(skill, &image, egress);
+                self.refill(skill, &image, egress.as_deref());
                 Ok(match taken {
-                    Some(container) => Route::Prewarmed { image, container },
+                    Some(container) => Route::Prewarmed {
+                        image,
+                        container,
+                        egress,
+                    },
                     None => self.cold(id, admitted, options, image, egress),
                 })
             }
@@ -230,13 +245,17 @@ impl Router {
         }
     }
 
-    /// Run a prepared route to the skill's end.
+    /// Run a prepared route to the skill's end; for a skill with an egress allowlist,
+    /// learn what its proxy refused it meanwhile.
     pub(crate) async fn run(
         &self,
         route: Route<'_>,
         mut request: RunRequest,
     ) -> Result<RunOutcome, Refusal> {
-        match route {
+        let gateway = route.egress();
+        request.egress = gateway.clone();
+        let since = SystemTime::now();
+        let mut outcome = match route {
             Route::Native(library) => run_native(library, request).await,
             Route::Warm {
                 skill,
@@ -246,16 +265,26 @@ impl Router {
                 self.run_warm(skill, &image, egress.as_deref(), request)
                     .await
             }
-            Route::Prewarmed { image, container } => {
+            Route::Prewarmed {
+                image, container, ..
+            } => {
                 // One container, one request: the init's trailer tells how it ended.
                 request.trailer_key = image.init_command.is_some().then(new_key);
                 self.run_prewarmed(container, request).await
             }
-            Route::Cold { image, name, body } => {
+            Route::Cold {
+                image, name, body, ..
+            } => {
                 request.trailer_key = image.init_command.is_some().then(new_key);
                 self.run_cold(&name, *body, request).await
             }
+        }?;
+        if let (Some(gateway), Some(client)) = (gateway, outcome.egress.client) {
+            outcome.egress.denied = gateway
+                .denials(&self.docker, client, since, SystemTime::now())
+                .await;
         }
+        Ok(outcome)
     }
 
     /// Fill the prewarm pool of `skill` now rather than at its first call.
@@ -376,7 +405,7 @@ impl Router {
         admitted: &Admitted<'_>,
         options: &InvokeOptions,
         image: SkillImage,
-        egress: Option<&Gateway>,
+        egress: Option<Arc<Gateway>>,
     ) -> Route<'static> {
         let manifest = &admitted.skill.manifest;
         let body = container_body(&ContainerInputs {
@@ -389,12 +418,13 @@ impl Router {
                 .as_deref()
                 .map(|dir| (dir, manifest.run.workspace)),
             init_command: image.init_command.as_deref(),
-            egress,
+            egress: egress.as_deref(),
         });
         Route::Cold {
             name: labels::container_name(&manifest.name, Role::Invocation(id)),
             image,
             body: Box::new(body),
+            egress,
         }
     }
 

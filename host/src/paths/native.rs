@@ -190,5 +190,6 @@ pub(crate) async fn run(
         stderr_bytes: 0,
         startup: Duration::ZERO,
         init_report: None,
+        egress: Default::default(),
     })
 }

@@ -2,6 +2,7 @@
 //! its attached stdin and stdout. A worker that fails a request in any way (deadline,
 //! output limit, broken protocol, death) is never given another.
 
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,8 @@ pub(crate) struct Worker {
     born: Instant,
     pub(crate) last_used: Instant,
     pub(crate) served: u64,
+    /// Its address on its egress network, learnt at its first request that has one.
+    egress_client: Option<IpAddr>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -72,6 +75,7 @@ impl Worker {
             born: now,
             last_used: now,
             served: 0,
+            egress_client: None,
         })
     }
 
@@ -105,6 +109,9 @@ impl Worker {
     ) -> Result<Exchange, RunError> {
         self.served += 1;
         let deadline = tokio::time::Instant::now() + request.timeout;
+        if let (Some(gateway), None) = (&request.egress, self.egress_client) {
+            self.egress_client = gateway.address_of(docker, &self.id).await;
+        }
         let mut streams = Streams::new(request);
         let mut host_kill = None;
         let mut ended = false;
@@ -167,7 +174,8 @@ impl Worker {
         }
         // Bytes beyond the result would be read as the next request's answer.
         let reusable = host_kill.is_none() && !ended && !streams.reader.has_partial_line();
-        let outcome = streams.into_outcome(exit_code, oom_killed, host_kill, Duration::ZERO);
+        let mut outcome = streams.into_outcome(exit_code, oom_killed, host_kill, Duration::ZERO);
+        outcome.egress.client = self.egress_client;
         let decoded = &outcome.decoded;
         let reusable = reusable && decoded.protocol_error.is_none() && decoded.result.is_some();
         self.last_used = Instant::now();
@@ -194,6 +202,7 @@ mod tests {
             born: Instant::now(),
             last_used: Instant::now(),
             served: 1,
+            egress_client: None,
         }
     }
 

@@ -3,6 +3,8 @@
 //! deadline and the output limit by killing, learn how it ended, and remove it on every
 //! path, including errors and a dropped future.
 
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bollard::container::{AttachContainerResults, LogOutput};
@@ -12,8 +14,10 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use futures_util::StreamExt;
+use skillhost_api::Denial;
 use tokio::io::AsyncWriteExt;
 
+use crate::egress::Gateway;
 use crate::invoke::ProgressCallback;
 use crate::lifecycle::guard::ContainerGuard;
 use crate::lifecycle::reaper::Reaper;
@@ -45,6 +49,9 @@ pub struct RunRequest {
     pub on_progress: Option<ProgressCallback>,
     /// The key of the init's exit trailer, when the container runs skillhost's init.
     pub trailer_key: Option<String>,
+    /// The gateway of a skill with an egress allowlist: the container's address on its
+    /// network is learnt before the request is written, to find the proxy's refusals.
+    pub egress: Option<Arc<Gateway>>,
 }
 
 impl std::fmt::Debug for RunRequest {
@@ -109,6 +116,17 @@ pub struct RunOutcome {
     /// What skillhost's init reported; when present, `exit_code` and `oom_killed` are
     /// its, not the engine's.
     pub init_report: Option<ExitReport>,
+    /// What the egress proxy saw of a skill with an allowlist.
+    pub egress: EgressSeen,
+}
+
+/// A container's traffic through its egress proxy on one call.
+#[derive(Debug, Default)]
+pub struct EgressSeen {
+    /// The container's address on the allowlist network, as the proxy knows it.
+    pub client: Option<IpAddr>,
+    /// What the proxy refused it during the call.
+    pub denied: Vec<Denial>,
 }
 
 impl RunOutcome {
@@ -228,7 +246,9 @@ async fn drive(
     let deadline = tokio::time::Instant::now() + request.timeout;
 
     // The writer runs on its own so a skill that answers before reading all its input,
-    // or writes a lot while we write a lot, cannot deadlock the exchange.
+    // or writes a lot while we write a lot, cannot deadlock the exchange. It learns the
+    // container's egress address first: a skill that reads its request before it
+    // connects cannot be refused before the host knows whose refusal it is.
     let mut input = attach.input;
     let mut stdin = request
         .trailer_key
@@ -236,7 +256,24 @@ async fn drive(
         .map(key_line)
         .unwrap_or_default();
     stdin.extend_from_slice(&request.stdin);
+    let (looked_up, written_after) = tokio::sync::oneshot::channel::<()>();
+    let lookup = match request.egress.clone() {
+        Some(gateway) => {
+            let (docker, id) = (docker.clone(), id.to_string());
+            Some(tokio::spawn(async move {
+                let client = gateway.address_of(&docker, &id).await;
+                let _ = looked_up.send(());
+                client
+            }))
+        }
+        None => {
+            // Without a lookup to wait for, the writer goes at once.
+            drop(looked_up);
+            None
+        }
+    };
     let writer = tokio::spawn(async move {
+        let _ = written_after.await;
         let _ = input.write_all(&stdin).await;
         let _ = input.shutdown().await;
     });
@@ -325,6 +362,15 @@ async fn drive(
     };
     let mut outcome = streams.into_outcome(exit_code, oom_killed, host_kill, startup);
     outcome.init_report = reported;
+    if let Some(lookup) = lookup {
+        // Done long ago unless the engine is wedged; a network's inspect takes no
+        // container's lock, so it cannot wait on this call's own exit.
+        outcome.egress.client = tokio::time::timeout(INSPECT_BOUND, lookup)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten();
+    }
     Ok(outcome)
 }
 
@@ -431,6 +477,7 @@ impl<'a> Streams<'a> {
             stderr_bytes: self.stderr_bytes,
             startup,
             init_report: None,
+            egress: EgressSeen::default(),
         }
     }
 }

@@ -92,6 +92,8 @@ class InvocationResult:
     stats: Stats = field(default_factory=Stats)
     # For a skill with an egress allowlist: the destinations it was allowed to reach.
     egress_allowed: Optional[List[str]] = None
+    # What its egress proxy refused on this call: destination ("host:port") -> requests.
+    egress_denied: Optional[Dict[str, int]] = None
 
     @property
     def ok(self) -> bool:
@@ -109,6 +111,7 @@ class InvocationResult:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "InvocationResult":
         error = data.get("error")
+        egress = data.get("egress")
         return cls(
             id=data["id"],
             skill=data["skill"],
@@ -124,7 +127,12 @@ class InvocationResult:
             logs=data.get("logs", ""),
             logs_truncated=data.get("logs_truncated", False),
             stats=Stats.from_json(data.get("stats") or {}),
-            egress_allowed=(data.get("egress") or {}).get("allowed"),
+            egress_allowed=egress.get("allowed") if egress else None,
+            egress_denied=(
+                {d["destination"]: d["count"] for d in egress.get("denied", [])}
+                if egress
+                else None
+            ),
         )
 
 
