@@ -42,13 +42,14 @@ async fn a_host_killed_mid_flight_leaves_containers_the_next_host_removes() {
         skill_roots: vec![dir.path().to_path_buf()],
         ..HostConfig::default()
     };
-    // Build the image here, so the helper only invokes.
-    let warm = Host::new(config.clone())
-        .await
-        .unwrap()
-        .invoke(&name, "ok", json!({}))
-        .await;
+    // Build the image here, so the helper only invokes. Its call's container must be gone
+    // before the helper's are counted: one still being removed would pass for the
+    // helper's eighth, and vanish.
+    let builder = Host::new(config.clone()).await.unwrap();
+    let warm = builder.invoke(&name, "ok", json!({})).await;
     cleanup.add(warm.image.clone().unwrap());
+    builder.shutdown().await;
+    assert_eq!(containers_with_label("io.skillhost.skill", &name).await, 0);
 
     let mut helper = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
