@@ -21,6 +21,7 @@ use skillhost_api::{codes, Egress, InvocationResult, Status};
 
 use crate::build::ImageBuilder;
 use crate::catalog::Catalog;
+use crate::egress::PROXY_IMAGE;
 use crate::engine::Engine;
 use crate::invoke::admission::{self, Admitted};
 use crate::invoke::images::{ImageResolver, ImageSource};
@@ -107,6 +108,7 @@ impl Host {
 
     /// [`Host::new`] with an engine already connected.
     pub async fn with_engine(engine: Engine, config: HostConfig) -> Result<Host, Error> {
+        let mut egress_proxy_image = PROXY_IMAGE.to_string();
         let (catalog, source) = match config.locked {
             None => {
                 let catalog = Catalog::discover(&config.skill_roots)?;
@@ -136,6 +138,9 @@ impl Host {
                     tracing::error!("{problem}");
                 }
                 let catalog = Catalog::from_verified(&verification.verified);
+                if let Some(locked) = &verification.egress_proxy {
+                    egress_proxy_image = locked.clone();
+                }
                 (catalog, ImageSource::locked(lock, &verification))
             }
         };
@@ -148,6 +153,7 @@ impl Host {
                 prewarm_started: config.prewarm_started,
                 allow_native: config.allow_native,
                 egress_network: config.egress_network,
+                egress_proxy_image,
             },
         );
         Ok(Host {

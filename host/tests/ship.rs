@@ -27,9 +27,14 @@ struct Locked {
 }
 
 fn lock_probe(prefix: &str, cleanup: &ImageCleanup) -> Locked {
+    lock_fixture("probe", prefix, cleanup)
+}
+
+/// A copy of the fixture `fixture`, locked in a temporary directory.
+fn lock_fixture(fixture: &str, prefix: &str, cleanup: &ImageCleanup) -> Locked {
     ensure_base_images();
     let name = unique_name(prefix);
-    let dir = copy_fixture("probe", &name);
+    let dir = copy_fixture(fixture, &name);
     let deployment = dir.path().join("deployment.yaml");
     std::fs::write(&deployment, format!("skills:\n  {name}: \"^0.1\"\n")).unwrap();
     let made = skillhost()
@@ -50,6 +55,21 @@ fn lock_probe(prefix: &str, cleanup: &ImageCleanup) -> Locked {
         lock_path,
         lock,
     }
+}
+
+/// A host that runs `lock` and nothing else.
+fn locked_config(lock: &LockFile) -> HostConfig {
+    HostConfig {
+        skill_roots: vec![PathBuf::from("/nonexistent")],
+        locked: Some(lock.clone()),
+        ..HostConfig::default()
+    }
+}
+
+/// `skillhost export --lock LOCK -o BUNDLE`, run from `cwd`.
+fn export(cwd: &Path, lock: &Path, bundle: &Path) -> Output {
+    let (lock, bundle) = (lock.to_str().unwrap(), bundle.to_str().unwrap());
+    cli(cwd, &["export", "--lock", lock, "-o", bundle])
 }
 
 fn stderr(out: &Output) -> String {
@@ -238,11 +258,6 @@ async fn a_locked_host_refuses_an_image_that_is_not_the_locked_one() {
     let Locked { name, lock, .. } = lock_probe("locked", &cleanup);
     let engine = Engine::connect().await.unwrap();
     let entry = lock.skills[0].clone();
-    let locked_config = |lock: &LockFile| HostConfig {
-        skill_roots: vec![PathBuf::from("/nonexistent")],
-        locked: Some(lock.clone()),
-        ..HostConfig::default()
-    };
 
     // The locked image runs, and the host is ready.
     let host = Host::new(locked_config(&lock)).await.unwrap();
@@ -396,16 +411,7 @@ async fn a_bundle_carries_the_locked_images_and_a_damaged_one_imports_nothing() 
     let bundle = work.path().join("bundle.tar");
     let bundle_arg = bundle.to_str().unwrap();
 
-    let exported = cli(
-        work.path(),
-        &[
-            "export",
-            "--lock",
-            lock_path.to_str().unwrap(),
-            "-o",
-            bundle_arg,
-        ],
-    );
+    let exported = export(work.path(), &lock_path, &bundle);
     assert!(exported.status.success(), "{}", stderr(&exported));
     let size = std::fs::metadata(&bundle).unwrap().len();
     assert!(size > 1_000_000, "a bundle of the probe is {size} bytes");
@@ -473,4 +479,95 @@ async fn a_bundle_carries_the_locked_images_and_a_damaged_one_imports_nothing() 
         engine.inspect_image(&entry.image).await.unwrap().is_none(),
         "no refused bundle imported anything"
     );
+}
+
+/// A lock of a skill with an egress allowlist pins the proxy's image too; a bundle
+/// carries it and an import restores it; a locked host runs its proxy from the locked
+/// image, and refuses the skill when the lock pins none.
+#[tokio::test]
+async fn an_allowlisted_skills_lock_pins_its_egress_proxy_and_a_bundle_carries_it() {
+    let cleanup = ImageCleanup::default();
+    let Locked {
+        dir: _sources,
+        name,
+        lock_path,
+        lock,
+    } = lock_fixture("egress", "lockegress", &cleanup);
+    let engine = Engine::connect().await.unwrap();
+    let proxy = lock
+        .egress_proxy
+        .clone()
+        .expect("the lock pins the egress proxy");
+    let latest = engine
+        .inspect_image("skillhost/egress-proxy:latest")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(proxy.image_id, latest.id);
+    assert!(
+        proxy.image.starts_with("skillhost/egress-proxy:"),
+        "{proxy:?}"
+    );
+    assert_ne!(proxy.image, "skillhost/egress-proxy:latest");
+
+    // Exported with the skill; an engine without the proxy's tag gets it back.
+    let work = tempfile::tempdir().unwrap();
+    let bundle = work.path().join("bundle.tar");
+    let exported = export(work.path(), &lock_path, &bundle);
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    assert!(
+        String::from_utf8_lossy(&exported.stdout).contains("2 images"),
+        "{}",
+        String::from_utf8_lossy(&exported.stdout)
+    );
+    // `latest` keeps the image itself: only the locked tag goes.
+    engine.untag(&proxy.image).await.unwrap();
+    let imported = cli(work.path(), &["import", bundle.to_str().unwrap()]);
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    let restored = engine.inspect_image(&proxy.image).await.unwrap().unwrap();
+    assert_eq!(restored.id, proxy.image_id);
+
+    // A locked host's proxy runs the locked image.
+    let host = Host::new(locked_config(&lock)).await.unwrap();
+    assert!(host.problems().await.is_empty());
+    let ran = host
+        .invoke(&name, "probe", serde_json::json!({"checks": []}))
+        .await;
+    assert_eq!(ran.status, Status::Ok, "{ran:?}");
+    let options = bollard::query_parameters::ListContainersOptions {
+        filters: Some(std::collections::HashMap::from([(
+            "label".to_string(),
+            vec!["io.skillhost.egress".to_string()],
+        )])),
+        ..Default::default()
+    };
+    let proxies = engine
+        .docker()
+        .list_containers(Some(options))
+        .await
+        .unwrap();
+    assert!(
+        proxies
+            .iter()
+            .any(|c| c.image_id.as_deref() == Some(proxy.image_id.as_str())),
+        "{proxies:?}"
+    );
+    host.shutdown().await;
+
+    // A lock that pins no proxy (written before skillhost pinned one) runs no egress.
+    let mut unpinned = lock.clone();
+    unpinned.egress_proxy = None;
+    let host = Host::new(locked_config(&unpinned)).await.unwrap();
+    let refused = host
+        .invoke(&name, "probe", serde_json::json!({"checks": []}))
+        .await;
+    let error = refused.error.clone().unwrap();
+    assert_eq!(error.code, codes::INTEGRITY_ERROR, "{refused:?}");
+    assert!(
+        error.message.contains("pins no egress proxy"),
+        "{}",
+        error.message
+    );
+    host.shutdown().await;
+    assert_eq!(containers_of(&engine, &name).await, 0);
 }

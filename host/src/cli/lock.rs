@@ -8,7 +8,7 @@ use skillhost::api::exit_code;
 use skillhost::build::ImageBuilder;
 use skillhost::catalog::{Catalog, Deployment};
 use skillhost::engine::Engine;
-use skillhost::lock::{compare, lock_skill, source_state, LockFile};
+use skillhost::lock::{compare, lock_egress_proxy, lock_skill, source_state, LockFile};
 use skillhost::Error;
 
 use super::progress::Progress;
@@ -42,13 +42,18 @@ pub(super) async fn run(roots: &[PathBuf], cli: LockCli, format: Format) -> Resu
     }
     let previous = path.exists().then(|| LockFile::load(&path)).transpose()?;
     let mut entries = Vec::new();
+    let egress = skills.iter().any(|s| s.manifest.run.network.is_egress());
     for skill in skills {
         let before = previous.as_ref().and_then(|p| p.get(skill.name()));
         let entry = lock_skill(&builder, skill, before).await;
         progress.finish(skill.name());
         entries.push(entry?);
     }
-    let lock = LockFile::new(entries);
+    let mut lock = LockFile::new(entries);
+    if egress {
+        let before = previous.as_ref().and_then(|p| p.egress_proxy.as_ref());
+        lock.egress_proxy = Some(lock_egress_proxy(builder.engine(), before).await?);
+    }
     lock.save(&path)?;
     match format {
         Format::Json => {
@@ -95,7 +100,8 @@ async fn check(
     })
 }
 
-/// One line per locked skill, for people: name, version, image and image ID.
+/// One line per locked image, for people: the skill's name and version (or the egress
+/// proxy), image and image ID.
 pub(super) fn print_locked(lock: &LockFile) {
     for skill in &lock.skills {
         outln!(
@@ -105,5 +111,8 @@ pub(super) fn print_locked(lock: &LockFile) {
             skill.image,
             skill.image_id
         );
+    }
+    if let Some(proxy) = &lock.egress_proxy {
+        outln!("(egress proxy)  {}  {}", proxy.image, proxy.image_id);
     }
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use skillhost::api::exit_code;
 use skillhost::engine::Engine;
-use skillhost::lock::LockFile;
+use skillhost::lock::{LockFile, Pin, PinId};
 use skillhost::ship::{export, import, pull, push, Pulled};
 use skillhost::Error;
 
@@ -26,7 +26,8 @@ pub(crate) struct PushCli {
     /// insecure-registries; 127.0.0.0/8 is by default).
     #[arg(long)]
     registry: String,
-    /// Push only these skills [default: all of the lock's].
+    /// Push only these skills' images (`egress-proxy`: the egress proxy's) [default: all
+    /// of the lock's].
     skills: Vec<String>,
 }
 
@@ -39,25 +40,42 @@ pub(crate) struct PullCli {
     /// digests are the same.
     #[arg(long)]
     registry: Option<String>,
-    /// Pull only these skills [default: all of the lock's].
+    /// Pull only these skills' images (`egress-proxy`: the egress proxy's) [default: all
+    /// of the lock's].
     skills: Vec<String>,
 }
 
-/// The lock's entries named by `wanted` (all when empty), or the names it does not hold.
-fn selected(lock: &LockFile, wanted: &[String]) -> Result<Vec<usize>, Error> {
-    if let Some(unknown) = wanted.iter().find(|name| lock.get(name).is_none()) {
+/// The lock's images named by `wanted` (all when empty), or the names it does not hold.
+fn selected(lock: &LockFile, wanted: &[String]) -> Result<Vec<PinId>, Error> {
+    let pins = lock.pins();
+    if let Some(unknown) = wanted
+        .iter()
+        .find(|name| !pins.iter().any(|p| p.name() == name.as_str()))
+    {
+        let known: Vec<&str> = pins.iter().map(|p| p.name()).collect();
+        let proxy = if lock.egress_proxy.is_some() {
+            ""
+        } else {
+            "; it pins no egress proxy"
+        };
         return Err(usage(format!(
-            "the lock names no skill {unknown:?} (it has: {})",
-            lock.skills
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            "the lock names no skill {unknown:?} (it has: {}{proxy})",
+            known.join(", ")
         )));
     }
-    Ok((0..lock.skills.len())
-        .filter(|&i| wanted.is_empty() || wanted.contains(&lock.skills[i].name))
+    Ok(pins
+        .iter()
+        .filter(|p| wanted.is_empty() || wanted.iter().any(|w| w == p.name()))
+        .map(|p| p.id)
         .collect())
+}
+
+/// The pin `id` of `lock`; the ids come from [`selected`] on the same lock.
+fn pin_of(lock: &LockFile, id: PinId) -> Result<Pin<'_>, Error> {
+    lock.pins()
+        .into_iter()
+        .find(|p| p.id == id)
+        .ok_or_else(|| usage(format!("the lock changed under this command ({id:?})")))
 }
 
 fn check_registry(registry: &str) -> Result<(), Error> {
@@ -81,28 +99,26 @@ pub(super) async fn run_push(cli: PushCli, format: Format) -> Result<i32, Error>
     let progress = Progress::new();
     let observer = progress.ship_observer();
     let mut report = Vec::new();
-    for i in chosen {
+    for id in chosen {
         let started = Instant::now();
-        let pushed = push(&engine, &lock.skills[i], &cli.registry, &observer).await;
-        progress.finish(&lock.skills[i].name);
+        let pin = pin_of(&lock, id)?;
+        let name = pin.name().to_string();
+        let pushed = push(&engine, &pin, &cli.registry, &observer).await;
+        progress.finish(&name);
         let pushed = pushed?;
-        let entry = &mut lock.skills[i];
-        entry.registry = Some(cli.registry.clone());
-        entry.digest = Some(pushed.digest.clone());
+        lock.record_push(id, &cli.registry, &pushed.digest);
         // Saved after each image, so a failure later loses no digest already given.
         lock.save(&cli.lock)?;
-        let entry = &lock.skills[i];
         let seconds = started.elapsed().as_secs_f64();
         if format == Format::Human {
             outln!(
-                "{} {}@{}  ({seconds:.2} s)",
-                entry.name,
+                "{name} {}@{}  ({seconds:.2} s)",
                 pushed.reference,
                 pushed.digest
             );
         }
         report.push(serde_json::json!({
-            "skill": entry.name, "reference": pushed.reference, "digest": pushed.digest,
+            "skill": name, "reference": pushed.reference, "digest": pushed.digest,
             "seconds": seconds,
         }));
     }
@@ -123,11 +139,11 @@ pub(super) async fn run_pull(cli: PullCli, format: Format) -> Result<i32, Error>
     let progress = Progress::new();
     let observer = progress.ship_observer();
     let mut report = Vec::new();
-    for i in chosen {
-        let entry = &lock.skills[i];
+    for id in chosen {
+        let entry = pin_of(&lock, id)?;
         let started = Instant::now();
-        let pulled = pull(&engine, entry, cli.registry.as_deref(), &observer).await;
-        progress.finish(&entry.name);
+        let pulled = pull(&engine, &entry, cli.registry.as_deref(), &observer).await;
+        progress.finish(entry.name());
         let what = match pulled? {
             Pulled::AlreadyPresent => "already present",
             Pulled::Pulled => "pulled",
@@ -136,13 +152,13 @@ pub(super) async fn run_pull(cli: PullCli, format: Format) -> Result<i32, Error>
         if format == Format::Human {
             outln!(
                 "{} {}  {what}, {}  ({seconds:.2} s)",
-                entry.name,
+                entry.name(),
                 entry.image,
                 entry.image_id
             );
         }
         report.push(serde_json::json!({
-            "skill": entry.name, "image": entry.image, "image_id": entry.image_id,
+            "skill": entry.name(), "image": entry.image, "image_id": entry.image_id,
             "outcome": what, "seconds": seconds,
         }));
     }
@@ -179,14 +195,14 @@ pub(super) async fn run_export(cli: ExportCli, format: Format) -> Result<i32, Er
     let seconds = started.elapsed().as_secs_f64();
     match format {
         Format::Json => output::json(&serde_json::json!({
-            "bundle": exported.path, "bytes": exported.bytes, "skills": lock.skills.len(),
+            "bundle": exported.path, "bytes": exported.bytes, "images": lock.pins().len(),
             "seconds": seconds,
         })),
         Format::Human => outln!(
             "wrote {} ({:.1} MB, {} images, {seconds:.2} s)",
             exported.path.display(),
             exported.bytes as f64 / 1e6,
-            lock.skills.len()
+            lock.pins().len()
         ),
     }
     Ok(exit_code::OK)
@@ -203,13 +219,13 @@ pub(super) async fn run_import(cli: ImportCli, format: Format) -> Result<i32, Er
     match format {
         Format::Json => output::json(&serde_json::json!({
             "bundle": cli.bundle, "lock": cli.lock_out, "seconds": seconds,
-            "images": lock.skills.iter().map(|s| &s.image).collect::<Vec<_>>(),
+            "images": lock.pins().iter().map(|p| p.image).collect::<Vec<_>>(),
         })),
         Format::Human => {
             print_locked(&lock);
             outln!(
                 "imported {} images, each checked against the bundle's lock ({seconds:.2} s)",
-                lock.skills.len()
+                lock.pins().len()
             );
         }
     }

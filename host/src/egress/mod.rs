@@ -127,17 +127,20 @@ pub(crate) struct Gateways {
     instance: Instance,
     /// The network the proxies reach the outside through.
     outbound: String,
+    /// What the proxies run: [`PROXY_IMAGE`], or on a locked host the locked image ID.
+    image: String,
     /// Random, for names no other host process on the engine uses.
     suffix: String,
     made: Mutex<HashMap<String, Arc<OnceCell<Arc<Gateway>>>>>,
 }
 
 impl Gateways {
-    pub(crate) fn new(docker: Docker, instance: Instance, outbound: String) -> Self {
+    pub(crate) fn new(docker: Docker, instance: Instance, outbound: String, image: String) -> Self {
         Gateways {
             docker,
             instance,
             outbound,
+            image,
             suffix: uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
             made: Mutex::new(HashMap::new()),
         }
@@ -218,7 +221,7 @@ impl Gateways {
     ) -> Result<String, Refusal> {
         let filter = filter::filter_lines(destinations).join("\n");
         let body = ContainerCreateBody {
-            image: Some(PROXY_IMAGE.into()),
+            image: Some(self.image.clone()),
             env: Some(vec![
                 format!("SKILLHOST_EGRESS_FILTER={filter}"),
                 format!("SKILLHOST_EGRESS_ALLOW={subnet}"),
@@ -240,8 +243,9 @@ impl Gateways {
                 } => Refusal::new(
                     codes::BASE_IMAGE_MISSING,
                     format!(
-                        "the egress proxy's image {PROXY_IMAGE} is not present: build it with \
-                         `skillhost images build`"
+                        "the egress proxy's image {} is not present: build it with \
+                         `skillhost images build` (a locked host: pull or import its lock's images)",
+                        self.image
                     ),
                 ),
                 other => engine(&format!("creating the egress proxy {name}"))(other),

@@ -73,10 +73,18 @@ impl ImageSource {
                 (v.entry.name.clone(), image)
             })
             .collect();
+        // A proxy image that is not the locked one refuses every skill that needs it.
+        let proxy_problem = verification.problems.iter().find(|p| p.skill().is_none());
+        let needing_proxy = verification
+            .verified
+            .iter()
+            .filter(|v| v.manifest.run.network.is_egress())
+            .filter_map(|v| proxy_problem.map(|p| (v.entry.name.clone(), p.clone())));
         let problems = verification
             .problems
             .iter()
-            .map(|p| (p.skill().to_string(), p.clone()))
+            .filter_map(|p| p.skill().map(|skill| (skill.to_string(), p.clone())))
+            .chain(needing_proxy)
             .collect();
         ImageSource::Locked {
             lock,

@@ -140,6 +140,8 @@ pub(crate) struct RouterConfig {
     pub(crate) allow_native: bool,
     /// The network egress proxies reach the outside through.
     pub(crate) egress_network: String,
+    /// The image egress proxies run.
+    pub(crate) egress_proxy_image: String,
 }
 
 /// Makes paths ready and runs them: owns the containers held for later and the native
@@ -162,7 +164,12 @@ impl Router {
         let reaper = Reaper::new(docker.clone());
         let instance = Instance::current();
         Router {
-            gateways: Gateways::new(docker.clone(), instance.clone(), config.egress_network),
+            gateways: Gateways::new(
+                docker.clone(),
+                instance.clone(),
+                config.egress_network,
+                config.egress_proxy_image,
+            ),
             prewarmed: PrewarmPool::new(docker.clone(), reaper.clone(), config.prewarm_cap),
             workers: ServePools::new(docker.clone(), reaper.clone()),
             natives: NativeLibraries::new(config.allow_native),

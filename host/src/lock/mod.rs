@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use make::{lock_skill, source_state};
-pub use verify::{check_entry, verify, IntegrityProblem, Verification, VerifiedSkill};
+pub use make::{lock_egress_proxy, lock_skill, source_state};
+pub use verify::{check_entry, check_pin, verify, IntegrityProblem, Verification, VerifiedSkill};
 
 /// The lock file format's version; a file with another is refused.
 pub const SCHEMA: u32 = 1;
@@ -26,9 +26,76 @@ pub struct LockFile {
     pub schema: u32,
     /// The skillhost version that wrote it.
     pub skillhost: String,
+    /// The egress proxy's image, when a locked skill has an egress allowlist
+    /// (`run.network.egress`): a locked host runs its proxies from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_proxy: Option<LockedImage>,
     /// One entry per skill, by name.
     #[serde(default, rename = "skill")]
     pub skills: Vec<LockedSkill>,
+}
+
+/// An image the host runs beside the skills (the egress proxy), pinned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedImage {
+    /// `skillhost/<name>:<hash>`, as `skillhost images build` tags it.
+    pub image: String,
+    /// The local image ID.
+    pub image_id: String,
+    /// `os/architecture`.
+    pub platform: String,
+    /// Where it was pushed, once it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<String>,
+    /// The manifest digest the registry returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+/// Which of a lock's images: a skill's (by its index in [`LockFile::skills`]) or the
+/// egress proxy's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinId {
+    /// `skills[i]`.
+    Skill(usize),
+    /// [`LockFile::egress_proxy`].
+    EgressProxy,
+}
+
+/// One image a lock pins, as `push`, `pull`, `export` and `import` move it.
+#[derive(Debug, Clone, Copy)]
+pub struct Pin<'l> {
+    /// Where it sits in the lock.
+    pub id: PinId,
+    /// The reference it is tagged as.
+    pub image: &'l str,
+    /// The locked image ID.
+    pub image_id: &'l str,
+    /// Where it was pushed.
+    pub registry: Option<&'l str>,
+    /// Its manifest digest there.
+    pub digest: Option<&'l str>,
+    /// The skill's entry; `None` for the egress proxy.
+    pub skill: Option<&'l LockedSkill>,
+}
+
+/// How the egress proxy is named where skills' names go (selection, progress).
+pub const EGRESS_PROXY_NAME: &str = "egress-proxy";
+
+impl Pin<'_> {
+    /// The skill's name, or [`EGRESS_PROXY_NAME`].
+    pub fn name(&self) -> &str {
+        self.skill.map_or(EGRESS_PROXY_NAME, |s| s.name.as_str())
+    }
+
+    /// What it is, for messages: `skill echo`, `the egress proxy`.
+    pub fn subject(&self) -> String {
+        match self.skill {
+            Some(skill) => format!("skill {}", skill.name),
+            None => "the egress proxy".into(),
+        }
+    }
 }
 
 /// One skill, pinned.
@@ -126,6 +193,14 @@ pub enum LockError {
         /// The image.
         image: String,
     },
+    /// A locked skill has an egress allowlist, and the proxy's image is not usable.
+    #[error("the egress proxy's image {image} {problem}: build it with `skillhost images build`, then lock again")]
+    EgressProxy {
+        /// The image looked for.
+        image: String,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// The file is not a lock file of this schema.
     #[error("the lock file {path} is not valid: {message}")]
     Invalid {
@@ -151,8 +226,46 @@ impl LockFile {
         LockFile {
             schema: SCHEMA,
             skillhost: env!("CARGO_PKG_VERSION").to_string(),
+            egress_proxy: None,
             skills,
         }
+    }
+
+    /// Every image the lock pins: the skills', by name, then the egress proxy's.
+    pub fn pins(&self) -> Vec<Pin<'_>> {
+        let skills = self.skills.iter().enumerate().map(|(i, s)| Pin {
+            id: PinId::Skill(i),
+            image: &s.image,
+            image_id: &s.image_id,
+            registry: s.registry.as_deref(),
+            digest: s.digest.as_deref(),
+            skill: Some(s),
+        });
+        let proxy = self.egress_proxy.iter().map(|p| Pin {
+            id: PinId::EgressProxy,
+            image: &p.image,
+            image_id: &p.image_id,
+            registry: p.registry.as_deref(),
+            digest: p.digest.as_deref(),
+            skill: None,
+        });
+        skills.chain(proxy).collect()
+    }
+
+    /// Record where the image `id` was pushed and its digest there.
+    pub fn record_push(&mut self, id: PinId, registry: &str, digest: &str) {
+        let (slot_registry, slot_digest) = match id {
+            PinId::Skill(i) => match self.skills.get_mut(i) {
+                Some(s) => (&mut s.registry, &mut s.digest),
+                None => return,
+            },
+            PinId::EgressProxy => match self.egress_proxy.as_mut() {
+                Some(p) => (&mut p.registry, &mut p.digest),
+                None => return,
+            },
+        };
+        *slot_registry = Some(registry.to_string());
+        *slot_digest = Some(digest.to_string());
     }
 
     /// The file's text: the same lock always gives the same bytes.
@@ -320,6 +433,42 @@ mod tests {
         assert!(drift[1].contains("skill a: content hash moved from aaaa to cccc"));
         assert!(drift[2].contains("skill new: in the deployment but not in the lock"));
         assert!(drift[3].contains("skill gone: locked but no longer in the deployment"));
+    }
+
+    #[test]
+    fn the_egress_proxy_is_pinned_after_the_skills_and_keeps_its_push() {
+        let mut lock = LockFile::new(vec![locked("a", "aaaa")]);
+        assert_eq!(lock.pins().len(), 1, "no proxy pinned");
+        lock.egress_proxy = Some(LockedImage {
+            image: "skillhost/egress-proxy:0123".into(),
+            image_id: "sha256:p".into(),
+            platform: "linux/amd64".into(),
+            registry: None,
+            digest: None,
+        });
+        let names: Vec<(String, String)> = lock
+            .pins()
+            .iter()
+            .map(|p| (p.name().to_string(), p.subject()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("a".to_string(), "skill a".to_string()),
+                (
+                    EGRESS_PROXY_NAME.to_string(),
+                    "the egress proxy".to_string()
+                ),
+            ]
+        );
+        lock.record_push(PinId::EgressProxy, "127.0.0.1:5000", "sha256:d");
+        lock.record_push(PinId::Skill(0), "127.0.0.1:5000", "sha256:s");
+        let text = lock.render();
+        let again = LockFile::parse(&text).unwrap();
+        assert_eq!(again, lock);
+        let proxy = again.egress_proxy.unwrap();
+        assert_eq!(proxy.digest.as_deref(), Some("sha256:d"));
+        assert_eq!(again.skills[0].digest.as_deref(), Some("sha256:s"));
     }
 
     #[test]

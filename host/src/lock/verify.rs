@@ -7,7 +7,7 @@ use crate::engine::{Engine, EngineError, LocalImage};
 use crate::lifecycle::labels;
 use crate::manifest::Manifest;
 
-use super::{LockFile, LockedSkill};
+use super::{LockFile, LockedSkill, Pin};
 
 /// One way an image on this engine is not what the lock pins.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,16 +57,35 @@ pub enum IntegrityProblem {
         /// As the image says.
         found: String,
     },
+    /// The egress proxy's image is not what the lock pins.
+    #[error("the egress proxy: image {image} is {found}, but the lock pins {expected} (pull or import it)")]
+    EgressProxy {
+        /// `skillhost/egress-proxy:<hash>`.
+        image: String,
+        /// The lock's image ID.
+        expected: String,
+        /// The engine's, or `not present on this engine`.
+        found: String,
+    },
+    /// A locked skill has an egress allowlist, and the lock pins no proxy image.
+    #[error("skill {skill} has an egress allowlist, and the lock pins no egress proxy image: lock again with this skillhost")]
+    EgressProxyNotLocked {
+        /// The skill.
+        skill: String,
+    },
 }
 
 impl IntegrityProblem {
-    /// The skill it concerns.
-    pub fn skill(&self) -> &str {
+    /// The skill it concerns; `None` for the egress proxy's image, which concerns every
+    /// skill with an allowlist.
+    pub fn skill(&self) -> Option<&str> {
         match self {
             IntegrityProblem::Missing { skill, .. }
             | IntegrityProblem::WrongImage { skill, .. }
             | IntegrityProblem::Manifest { skill, .. }
-            | IntegrityProblem::OtherSkill { skill, .. } => skill,
+            | IntegrityProblem::OtherSkill { skill, .. }
+            | IntegrityProblem::EgressProxyNotLocked { skill } => Some(skill),
+            IntegrityProblem::EgressProxy { .. } => None,
         }
     }
 }
@@ -87,11 +106,13 @@ pub struct VerifiedSkill {
 pub struct Verification {
     /// Skills whose image matches the lock.
     pub verified: Vec<VerifiedSkill>,
+    /// The egress proxy's locked image ID, when the lock pins one and it matches.
+    pub egress_proxy: Option<String>,
     /// Each mismatch, naming its skill.
     pub problems: Vec<IntegrityProblem>,
 }
 
-/// Check every locked skill's image on `engine`.
+/// Check every locked image on `engine`: each skill's, and the egress proxy's.
 pub async fn verify(engine: &Engine, lock: &LockFile) -> Result<Verification, EngineError> {
     let mut out = Verification::default();
     for entry in &lock.skills {
@@ -105,7 +126,50 @@ pub async fn verify(engine: &Engine, lock: &LockFile) -> Result<Verification, En
             Err(problem) => out.problems.push(problem),
         }
     }
+    match &lock.egress_proxy {
+        Some(proxy) => {
+            let image = engine.inspect_image(&proxy.image).await?;
+            match check_proxy(&proxy.image, &proxy.image_id, image) {
+                Ok(()) => out.egress_proxy = Some(proxy.image_id.clone()),
+                Err(problem) => out.problems.push(problem),
+            }
+        }
+        None => {
+            let needing = out
+                .verified
+                .iter()
+                .filter(|v| v.manifest.run.network.is_egress());
+            out.problems
+                .extend(needing.map(|v| IntegrityProblem::EgressProxyNotLocked {
+                    skill: v.entry.name.clone(),
+                }));
+        }
+    }
     Ok(out)
+}
+
+/// Whether `found` (under the proxy's locked reference `image`) is the locked `image_id`.
+fn check_proxy(
+    image: &str,
+    image_id: &str,
+    found: Option<LocalImage>,
+) -> Result<(), IntegrityProblem> {
+    match found {
+        Some(found) if found.id == image_id => Ok(()),
+        other => Err(IntegrityProblem::EgressProxy {
+            image: image.to_string(),
+            expected: image_id.to_string(),
+            found: other.map_or_else(|| "not present on this engine".into(), |i| i.id),
+        }),
+    }
+}
+
+/// Whether `image` (under the pin's reference) is what the lock pins.
+pub fn check_pin(pin: &Pin<'_>, image: Option<LocalImage>) -> Result<(), IntegrityProblem> {
+    match pin.skill {
+        Some(skill) => check_entry(skill, image).map(|_| ()),
+        None => check_proxy(pin.image, pin.image_id, image),
+    }
 }
 
 /// Whether `image` (as the engine has it under the entry's reference) is what `entry`
@@ -232,6 +296,34 @@ mod tests {
         let bad =
             check_entry(&entry(), Some(image("sha256:1111", Some("{\"name\": 3}")))).unwrap_err();
         assert!(matches!(bad, IntegrityProblem::Manifest { .. }), "{bad}");
+    }
+
+    #[test]
+    fn the_proxys_pin_is_held_to_its_image_id_alone() {
+        let pin = Pin {
+            id: super::super::PinId::EgressProxy,
+            image: "skillhost/egress-proxy:0123",
+            image_id: "sha256:1111",
+            registry: None,
+            digest: None,
+            skill: None,
+        };
+        assert!(check_pin(&pin, Some(image("sha256:1111", None))).is_ok());
+        let missing = check_pin(&pin, None).unwrap_err();
+        assert!(missing.skill().is_none());
+        assert!(
+            missing
+                .to_string()
+                .contains("the egress proxy: image skillhost/egress-proxy:0123 is not present"),
+            "{missing}"
+        );
+        let other = check_pin(&pin, Some(image("sha256:2222", None))).unwrap_err();
+        assert!(
+            other
+                .to_string()
+                .contains("is sha256:2222, but the lock pins sha256:1111"),
+            "{other}"
+        );
     }
 
     #[test]

@@ -227,6 +227,13 @@ pub enum Network {
     Egress(Vec<Destination>),
 }
 
+impl Network {
+    /// Whether the skill goes out through an egress proxy.
+    pub fn is_egress(&self) -> bool {
+        matches!(self, Network::Egress(_))
+    }
+}
+
 impl Serialize for Network {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;

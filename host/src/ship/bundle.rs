@@ -47,7 +47,7 @@ pub async fn export(engine: &Engine, lock: &LockFile, out: &Path) -> Result<Expo
     let mut file = tokio::fs::File::create(&images)
         .await
         .map_err(io("cannot write", &images))?;
-    let tags: Vec<&str> = lock.skills.iter().map(|s| s.image.as_str()).collect();
+    let tags: Vec<&str> = lock.pins().iter().map(|p| p.image).collect();
     let mut saved = engine.docker().export_images(&tags);
     while let Some(chunk) = saved.next().await {
         let chunk = chunk.map_err(api_err("saving the locked images"))?;

@@ -67,18 +67,18 @@ pub enum BundleError {
         reason: String,
     },
     /// A locked image is not in the bundle.
-    #[error("skill {skill}: image {image} is not in the bundle; nothing was imported")]
+    #[error("{subject}: image {image} is not in the bundle; nothing was imported")]
     NotInBundle {
-        /// The skill.
-        skill: String,
+        /// Whose image: `skill echo`, `the egress proxy`.
+        subject: String,
         /// `skill-<name>:<hash>`.
         image: String,
     },
     /// The bundle's image is not the locked one.
-    #[error("skill {skill}: the bundle's {image} is image {found}, but the lock pins {expected}; nothing was imported")]
+    #[error("{subject}: the bundle's {image} is image {found}, but the lock pins {expected}; nothing was imported")]
     WrongImage {
-        /// The skill.
-        skill: String,
+        /// Whose image.
+        subject: String,
         /// `skill-<name>:<hash>`.
         image: String,
         /// The lock's image ID.
@@ -87,10 +87,10 @@ pub enum BundleError {
         found: String,
     },
     /// A layer does not hash to the digest its image's config names.
-    #[error("skill {skill}: layer {layer} of {image} does not match its digest {expected}; nothing was imported")]
+    #[error("{subject}: layer {layer} of {image} does not match its digest {expected}; nothing was imported")]
     LayerMismatch {
-        /// The skill.
-        skill: String,
+        /// Whose image.
+        subject: String,
         /// `skill-<name>:<hash>`.
         image: String,
         /// The layer's file in the bundle.
@@ -290,18 +290,19 @@ pub(super) fn check_images(images: &Path, lock: &LockFile) -> Result<(), BundleE
             part: "the images",
             reason: format!("manifest.json: {e}"),
         })?;
+    let pins = lock.pins();
     for tag in saved.iter().flat_map(|s| &s.repo_tags) {
-        if !lock.skills.iter().any(|s| &s.image == tag) {
+        if !pins.iter().any(|p| p.image == tag) {
             return Err(BundleError::Unlocked { tag: tag.clone() });
         }
     }
-    for entry in &lock.skills {
+    for entry in &pins {
         let image = saved
             .iter()
-            .find(|s| s.repo_tags.contains(&entry.image))
+            .find(|s| s.repo_tags.iter().any(|t| t == entry.image))
             .ok_or_else(|| BundleError::NotInBundle {
-                skill: entry.name.clone(),
-                image: entry.image.clone(),
+                subject: entry.subject(),
+                image: entry.image.to_string(),
             })?;
         let config_name = normal(Path::new(&image.config));
         let found = scan
@@ -311,9 +312,9 @@ pub(super) fn check_images(images: &Path, lock: &LockFile) -> Result<(), BundleE
             .unwrap_or_default();
         if found != entry.image_id {
             return Err(BundleError::WrongImage {
-                skill: entry.name.clone(),
-                image: entry.image.clone(),
-                expected: entry.image_id.clone(),
+                subject: entry.subject(),
+                image: entry.image.to_string(),
+                expected: entry.image_id.to_string(),
                 found,
             });
         }
@@ -347,8 +348,8 @@ pub(super) fn check_images(images: &Path, lock: &LockFile) -> Result<(), BundleE
             let hash = scan.hashes.get(&name).map(|h| format!("sha256:{h}"));
             if hash.as_deref() != Some(expected.as_str()) {
                 return Err(BundleError::LayerMismatch {
-                    skill: entry.name.clone(),
-                    image: entry.image.clone(),
+                    subject: entry.subject(),
+                    image: entry.image.to_string(),
                     layer: layer.clone(),
                     expected: expected.clone(),
                 });

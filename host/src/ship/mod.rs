@@ -18,9 +18,9 @@ pub use pull::{pull, Pulled};
 pub use push::{push, Pushed};
 
 use crate::engine::{EngineError, TransferProgress};
-use crate::lock::{IntegrityProblem, LockedSkill};
+use crate::lock::{IntegrityProblem, Pin};
 
-/// Receives each skill's transfer progress.
+/// Receives each image's transfer progress, by the skill's name (or `egress-proxy`).
 pub type ShipObserver = Arc<dyn Fn(&str, TransferProgress) + Send + Sync>;
 
 /// Attempts of a push or pull whose failure looks transient, and the first wait between
@@ -28,7 +28,8 @@ pub type ShipObserver = Arc<dyn Fn(&str, TransferProgress) + Send + Sync>;
 const ATTEMPTS: u32 = 4;
 const FIRST_WAIT: Duration = Duration::from_millis(500);
 
-/// Why a skill's image could not be pushed or pulled.
+/// Why a locked image could not be pushed or pulled. `subject` names it: `skill echo`,
+/// `the egress proxy`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ShipError {
@@ -37,39 +38,39 @@ pub enum ShipError {
     Integrity(#[from] IntegrityProblem),
     /// Nothing answered at the registry's address.
     #[error(
-        "cannot reach the registry {registry} (skill {skill}, after {ATTEMPTS} attempts): {reason}"
+        "cannot reach the registry {registry} ({subject}, after {ATTEMPTS} attempts): {reason}"
     )]
     Unreachable {
         /// `HOST:PORT`.
         registry: String,
-        /// The skill being moved.
-        skill: String,
+        /// What was being moved.
+        subject: String,
         /// The engine's words.
         reason: String,
     },
     /// The registry answered, and refused.
-    #[error("the registry {registry} refused {reference} (skill {skill}): {reason}")]
+    #[error("the registry {registry} refused {reference} ({subject}): {reason}")]
     Refused {
         /// `HOST:PORT`.
         registry: String,
-        /// The skill.
-        skill: String,
+        /// What was being moved.
+        subject: String,
         /// What was pushed or pulled.
         reference: String,
         /// The engine's words.
         reason: String,
     },
-    /// The lock records no registry and digest for the skill.
-    #[error("skill {skill} has no registry and digest in the lock: push it first (`skillhost push --lock FILE --registry HOST:PORT`)")]
+    /// The lock records no registry and digest for the image.
+    #[error("{subject} has no registry and digest in the lock: push it first (`skillhost push --lock FILE --registry HOST:PORT`)")]
     NotPushed {
-        /// The skill.
-        skill: String,
+        /// What was to be moved.
+        subject: String,
     },
     /// The registry served, under the locked digest, an image the lock does not pin.
-    #[error("skill {skill}: {reference} came out as image {found}, but the lock pins {expected}; the pulled image was removed")]
+    #[error("{subject}: {reference} came out as image {found}, but the lock pins {expected}; the pulled image was removed")]
     DigestMismatch {
-        /// The skill.
-        skill: String,
+        /// What was pulled.
+        subject: String,
         /// `registry/skill-<name>@sha256:...`.
         reference: String,
         /// The lock's image ID.
@@ -78,10 +79,10 @@ pub enum ShipError {
         found: String,
     },
     /// After a push, the engine reported no digest for the pushed name.
-    #[error("skill {skill}: the engine reports no digest for {repository} after the push")]
+    #[error("{subject}: the engine reports no digest for {repository} after the push")]
     NoDigest {
-        /// The skill.
-        skill: String,
+        /// What was pushed.
+        subject: String,
         /// `registry/skill-<name>`.
         repository: String,
     },
@@ -93,12 +94,10 @@ pub enum ShipError {
     Engine(#[from] EngineError),
 }
 
-/// `skill-<name>` and `<hash>` of a locked `skill-<name>:<hash>`.
-fn repo_and_tag(entry: &LockedSkill) -> (&str, &str) {
-    entry
-        .image
-        .rsplit_once(':')
-        .unwrap_or((entry.image.as_str(), entry.hash.as_str()))
+/// `skill-<name>` and `<hash>` of a locked `skill-<name>:<hash>` (or the proxy's
+/// `skillhost/egress-proxy:<hash>`).
+fn repo_and_tag<'p>(pin: &Pin<'p>) -> (&'p str, &'p str) {
+    pin.image.rsplit_once(':').unwrap_or((pin.image, "latest"))
 }
 
 /// The engine's error text, for classification and for the message.
@@ -114,10 +113,10 @@ fn engine_words(error: &EngineError) -> String {
 }
 
 /// Run `attempt` until it succeeds, fails for good, or [`ATTEMPTS`] transient failures
-/// pass; then turn the failure into a [`ShipError`] naming `registry` and `skill`.
+/// pass; then turn the failure into a [`ShipError`] naming `registry` and `subject`.
 async fn with_retries<F, Fut>(
     registry: &str,
-    skill: &str,
+    subject: &str,
     reference: &str,
     mut attempt: F,
 ) -> Result<(), ShipError>
@@ -143,7 +142,7 @@ where
         let kind = transient::classify(&words);
         if kind.transient && tries < ATTEMPTS {
             tracing::info!(
-                skill,
+                subject,
                 registry,
                 "transient failure, retrying in {wait:?}: {words}"
             );
@@ -154,13 +153,13 @@ where
         return Err(if kind.unreachable {
             ShipError::Unreachable {
                 registry: registry.to_string(),
-                skill: skill.to_string(),
+                subject: subject.to_string(),
                 reason: words,
             }
         } else {
             ShipError::Refused {
                 registry: registry.to_string(),
-                skill: skill.to_string(),
+                subject: subject.to_string(),
                 reference: reference.to_string(),
                 reason: words,
             }

@@ -3,7 +3,7 @@
 
 use super::{repo_and_tag, with_retries, ShipError, ShipObserver};
 use crate::engine::Engine;
-use crate::lock::{check_entry, LockedSkill};
+use crate::lock::{check_pin, Pin};
 
 /// What a pull did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,31 +14,27 @@ pub enum Pulled {
     Pulled,
 }
 
-/// Pull `entry`'s image by its locked digest, from `registry` when given (a mirror),
+/// Pull `pin`'s image by its locked digest, from `registry` when given (a mirror),
 /// otherwise from the one the lock records. Nothing stays on a mismatch.
 pub async fn pull(
     engine: &Engine,
-    entry: &LockedSkill,
+    pin: &Pin<'_>,
     registry: Option<&str>,
     observer: &ShipObserver,
 ) -> Result<Pulled, ShipError> {
-    let local = engine.inspect_image(&entry.image).await?;
-    if local.as_ref().is_some_and(|i| i.id == entry.image_id) {
-        check_entry(entry, local)?;
+    let subject = pin.subject();
+    let local = engine.inspect_image(pin.image).await?;
+    if local.as_ref().is_some_and(|i| i.id == pin.image_id) {
+        check_pin(pin, local)?;
         return Ok(Pulled::AlreadyPresent);
     }
-    let (Some(registry), Some(digest)) = (
-        registry.or(entry.registry.as_deref()),
-        entry.digest.as_deref(),
-    ) else {
-        return Err(ShipError::NotPushed {
-            skill: entry.name.clone(),
-        });
+    let (Some(registry), Some(digest)) = (registry.or(pin.registry), pin.digest) else {
+        return Err(ShipError::NotPushed { subject });
     };
-    let (repo, tag) = repo_and_tag(entry);
+    let (repo, tag) = repo_and_tag(pin);
     let reference = format!("{registry}/{repo}@{digest}");
-    let on_progress = |line| observer(&entry.name, line);
-    with_retries(registry, &entry.name, &reference, || {
+    let on_progress = |line| observer(pin.name(), line);
+    with_retries(registry, &subject, &reference, || {
         engine.pull_image(&reference, &on_progress)
     })
     .await?;
@@ -47,19 +43,19 @@ pub async fn pull(
         .await?
         .map(|i| i.id)
         .unwrap_or_default();
-    if found != entry.image_id {
+    if found != pin.image_id {
         engine.untag(&reference).await?;
         return Err(ShipError::DigestMismatch {
-            skill: entry.name.clone(),
+            subject,
             reference,
-            expected: entry.image_id.clone(),
+            expected: pin.image_id.to_string(),
             found,
         });
     }
-    engine.tag_image(&entry.image_id, repo, tag).await?;
+    engine.tag_image(pin.image_id, repo, tag).await?;
     engine.untag(&reference).await?;
-    if let Err(problem) = check_entry(entry, engine.inspect_image(&entry.image).await?) {
-        engine.untag(&entry.image).await?;
+    if let Err(problem) = check_pin(pin, engine.inspect_image(pin.image).await?) {
+        engine.untag(pin.image).await?;
         return Err(problem.into());
     }
     Ok(Pulled::Pulled)

@@ -3,7 +3,7 @@
 
 use super::{repo_and_tag, with_retries, ShipError, ShipObserver};
 use crate::engine::Engine;
-use crate::lock::{check_entry, LockedSkill};
+use crate::lock::{check_pin, Pin};
 
 /// A pushed image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,26 +14,27 @@ pub struct Pushed {
     pub digest: String,
 }
 
-/// Push `entry`'s image to `registry` (`HOST:PORT`), after checking it is the locked one.
-/// The names the push needed are removed again: the engine keeps only `skill-<name>:<hash>`.
+/// Push `pin`'s image to `registry` (`HOST:PORT`), after checking it is the locked one.
+/// The names the push needed are removed again: the engine keeps only the locked tag.
 pub async fn push(
     engine: &Engine,
-    entry: &LockedSkill,
+    pin: &Pin<'_>,
     registry: &str,
     observer: &ShipObserver,
 ) -> Result<Pushed, ShipError> {
-    check_entry(entry, engine.inspect_image(&entry.image).await?)?;
-    let (repo, tag) = repo_and_tag(entry);
+    check_pin(pin, engine.inspect_image(pin.image).await?)?;
+    let subject = pin.subject();
+    let (repo, tag) = repo_and_tag(pin);
     let remote = format!("{registry}/{repo}");
     let reference = format!("{remote}:{tag}");
-    engine.tag_image(&entry.image_id, &remote, tag).await?;
-    let on_progress = |line| observer(&entry.name, line);
-    let pushed = with_retries(registry, &entry.name, &reference, || {
+    engine.tag_image(pin.image_id, &remote, tag).await?;
+    let on_progress = |line| observer(pin.name(), line);
+    let pushed = with_retries(registry, &subject, &reference, || {
         engine.push_image(&remote, tag, &on_progress)
     })
     .await;
     let digests = match pushed {
-        Ok(()) => engine.repo_digests(&entry.image_id).await,
+        Ok(()) => engine.repo_digests(pin.image_id).await,
         Err(e) => {
             engine.untag(&reference).await?;
             return Err(e);
@@ -45,7 +46,7 @@ pub async fn push(
         .iter()
         .find_map(|d| d.strip_prefix(&prefix).map(str::to_string))
         .ok_or_else(|| ShipError::NoDigest {
-            skill: entry.name.clone(),
+            subject: subject.clone(),
             repository: remote.clone(),
         })?;
     engine.untag(&format!("{remote}@{digest}")).await?;
