@@ -166,13 +166,15 @@ impl BuildError {
 /// Whether a build failed because an image a step started from was removed while it ran
 /// (an image removal or a prune racing the build, which takes the untagged layers of the
 /// build cache with it): the sources are sound, and building again makes the layers anew.
-/// The engine words it two ways: at a step that starts a container from the lost layer, and
-/// at a step that commits on top of it (the classic builder's `failed to get digest`).
+/// The engine words it three ways: at a step that starts a container from the lost layer,
+/// and, at a step that commits on top of it, the classic builder's `failed to get digest`
+/// (the layer's record is gone) or `unknown parent image ID` (its parent is).
 fn lost_a_layer(failure: &BuildFailure) -> bool {
     let message = &failure.message;
     message.contains("No such image: sha256:")
         || (message.contains("failed to get digest sha256:")
             && message.contains("no such file or directory"))
+        || message.contains("unknown parent image ID sha256:")
 }
 
 fn fix_hint(dockerfile: Option<&Path>) -> String {
@@ -690,6 +692,12 @@ mod tests {
             "failed to get digest sha256:6b41a39b20e7430baa4d3e896b89b6ef617d34e8ab1510c1c14093713cf86bed: \
              open /var/lib/docker/image/fuse-overlayfs/imagedb/content/sha256/6b41a39b20e7430baa4d3e896b89b6ef617d34e8ab1510c1c14093713cf86bed: \
              no such file or directory"
+        )));
+        assert!(lost_a_layer(&failure(
+            "failed to export image: failed to set parent \
+             sha256:576947d90a8b37a8985a6186b3f425de6200343a757039d01cec06d61c74422b: \
+             unknown parent image ID \
+             sha256:576947d90a8b37a8985a6186b3f425de6200343a757039d01cec06d61c74422b"
         )));
         assert!(!lost_a_layer(&failure(
             "The command '/bin/sh -c false' returned a non-zero code: 1"
