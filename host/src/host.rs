@@ -293,6 +293,7 @@ impl Host {
             on_progress: options.on_progress.clone(),
             trailer_key: None,
             egress: None,
+            egress_client: None,
         }
     }
 
@@ -370,8 +371,9 @@ impl Host {
         self.router.idle_workers(skill)
     }
 
-    /// Wait until the containers of finished invocations are removed. Results do not
-    /// wait for it; a caller about to count containers does.
+    /// Wait until the containers of finished invocations are removed, and the network
+    /// holders being made for the next cold calls are made. Results do not wait for it;
+    /// a caller about to count containers does.
     pub async fn settled(&self) {
         self.router.settled().await
     }

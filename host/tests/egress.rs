@@ -201,12 +201,13 @@ fn checks(upstreams: &Upstreams) -> Vec<(Value, Option<&'static str>)> {
     ]
 }
 
-/// Run the probe and hold every outcome to its promise; the path it took.
+/// Run the probe and hold every outcome to its promise; the path it took and the
+/// hostname it saw.
 async fn probe_keeps_to_the_allowlist(
     host: &Host,
     name: &str,
     upstreams: &Upstreams,
-) -> InvocationPath {
+) -> (InvocationPath, String) {
     let checks = checks(upstreams);
     let args = json!({"checks": checks.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>()});
     let result = host
@@ -255,7 +256,38 @@ async fn probe_keeps_to_the_allowlist(
         proxy.starts_with("http://") && proxy.ends_with(":8888"),
         "{proxy}"
     );
-    result.path
+    let hostname = output["hostname"].as_str().unwrap().to_string();
+    (result.path, hostname)
+}
+
+/// The IDs of this process's running network holders, once there are `count`.
+async fn holders_running(docker: &Docker, count: usize) -> Vec<String> {
+    let ours = format!(
+        "io.skillhost.instance={}",
+        skillhost::testing::instance_id()
+    );
+    let mut ids = Vec::new();
+    for _ in 0..600 {
+        let options = bollard::query_parameters::ListContainersOptions {
+            filters: Some(HashMap::from([(
+                "label".to_string(),
+                vec![ours.clone(), "io.skillhost.holds".to_string()],
+            )])),
+            ..Default::default()
+        };
+        ids = docker
+            .list_containers(Some(options))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|c| c.id)
+            .collect();
+        if ids.len() >= count {
+            return ids;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{count} network holders never ran; there are {ids:?}");
 }
 
 #[tokio::test]
@@ -266,9 +298,21 @@ async fn only_the_allowlist_is_reachable_on_every_path() {
     let cleanup = ImageCleanup::default();
 
     let (host, name, _dir) = egress_host(&upstreams.network, "run:\n", &cleanup).await;
-    let path = probe_keeps_to_the_allowlist(&host, &name, &upstreams).await;
+    let (path, first) = probe_keeps_to_the_allowlist(&host, &name, &upstreams).await;
     assert_eq!(path, InvocationPath::Cold);
+    // The first call made holders ahead for the next; that one joins one of them, and
+    // no call joins a namespace another has used.
+    let holders = holders_running(&docker, 2).await;
+    let (path, second) = probe_keeps_to_the_allowlist(&host, &name, &upstreams).await;
+    assert_eq!(path, InvocationPath::Cold);
+    assert!(
+        holders.iter().any(|id| id.starts_with(&second)),
+        "{second} is not one of the holders {holders:?}"
+    );
+    assert_ne!(first, second);
     host.shutdown().await;
+    let left = holders_running(&docker, 0).await;
+    assert!(left.is_empty(), "holders left behind: {left:?}");
 
     let (host, name, _dir) =
         egress_host(&upstreams.network, "run:\n  prewarm: 1\n", &cleanup).await;
@@ -279,14 +323,14 @@ async fn only_the_allowlist_is_reachable_on_every_path() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let path = probe_keeps_to_the_allowlist(&host, &name, &upstreams).await;
+    let (path, _) = probe_keeps_to_the_allowlist(&host, &name, &upstreams).await;
     assert_eq!(path, InvocationPath::Prewarmed);
     host.shutdown().await;
 
     let (host, name, _dir) =
         egress_host(&upstreams.network, "run:\n  mode: serve\n", &cleanup).await;
     for _ in 0..2 {
-        let path = probe_keeps_to_the_allowlist(&host, &name, &upstreams).await;
+        let (path, _) = probe_keeps_to_the_allowlist(&host, &name, &upstreams).await;
         assert_eq!(path, InvocationPath::Warm);
     }
     host.shutdown().await;

@@ -41,6 +41,7 @@ async fn run(
         workspace: None,
         init_command: with_init.then_some(command.as_slice()),
         egress: None,
+        holder: None,
     });
     let request = skill_sdk::Request::new("r-1".to_string(), action, args);
     let name = format!("{}-{}", probe.name, &new_key()[..8]);
@@ -57,6 +58,7 @@ async fn run(
             on_progress: None,
             trailer_key: with_init.then(new_key),
             egress: None,
+            egress_client: None,
         },
     )
     .await

@@ -73,6 +73,7 @@ proptest! {
             workspace,
             init_command: None,
             egress: None,
+            holder: None,
         });
         let h = body.host_config.unwrap();
         prop_assert_eq!(h.cap_drop, Some(vec!["ALL".to_string()]));

@@ -10,6 +10,7 @@
 
 mod denials;
 mod filter;
+mod holders;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -35,11 +36,18 @@ use crate::manifest::egress::Destination;
 use crate::sync::lock;
 
 pub(crate) use filter::allowlist_key;
+pub(crate) use holders::{Holder, Holders};
 
 /// The proxy's image, built from `images/egress-proxy` by `skillhost images build`.
 pub(crate) const PROXY_IMAGE: &str = "skillhost/egress-proxy:latest";
 /// The port the proxy listens on.
 pub(crate) const PROXY_PORT: u16 = 8888;
+/// How a container on an egress network resolves names: Docker's embedded server (which
+/// knows the containers of its network) and, for any other name, the proxy's address
+/// (given as the container's DNS server), where nothing answers on port 53. The upstream
+/// is never one of the host's, so no lookup leaves the machine, whatever the engine
+/// forwards; and a lookup fails in a second instead of the default twenty.
+pub(crate) const DNS_OPTIONS: [&str; 2] = ["timeout:1", "attempts:1"];
 /// Keeps Docker from giving the host an address on the internal network, through which
 /// a skill could reach every service the host listens with.
 const NO_HOST_ADDRESS: &str = "com.docker.network.bridge.inhibit_ipv4";

@@ -20,7 +20,7 @@ use super::admission::Admitted;
 use super::images::{ImageResolver, SkillImage};
 use super::{InvokeOptions, Refusal};
 use crate::catalog::Skill;
-use crate::egress::{Gateway, Gateways};
+use crate::egress::{Gateway, Gateways, Holder, Holders};
 use crate::lifecycle::guard::ContainerGuard;
 use crate::lifecycle::instance::Instance;
 use crate::lifecycle::labels::{self, Role};
@@ -86,12 +86,14 @@ pub(crate) enum Route<'c> {
         container: Attached,
         egress: Option<Arc<Gateway>>,
     },
-    /// A container made for this call, named `name`.
+    /// A container made for this call, named `name`; with an allowlist, in the network
+    /// namespace of `holder`.
     Cold {
         image: SkillImage,
         name: String,
         body: Box<ContainerCreateBody>,
         egress: Option<Arc<Gateway>>,
+        holder: Option<Holder>,
     },
 }
 
@@ -155,6 +157,7 @@ pub(crate) struct Router {
     workers: ServePools,
     natives: NativeLibraries,
     gateways: Gateways,
+    holders: Holders,
     prewarm: BTreeMap<String, u32>,
     prewarm_started: bool,
 }
@@ -164,6 +167,12 @@ impl Router {
         let reaper = Reaper::new(docker.clone());
         let instance = Instance::current();
         Router {
+            holders: Holders::new(
+                docker.clone(),
+                reaper.clone(),
+                instance.clone(),
+                config.egress_proxy_image.clone(),
+            ),
             gateways: Gateways::new(
                 docker.clone(),
                 instance.clone(),
@@ -228,17 +237,17 @@ impl Router {
             Decision::Prewarmed => {
                 let taken = self.prewarmed.take(skill.name());
                 self.refill(skill, &image, egress.as_deref());
-                Ok(match taken {
-                    Some(container) => Route::Prewarmed {
+                match taken {
+                    Some(container) => Ok(Route::Prewarmed {
                         image,
                         container,
                         egress,
-                    },
-                    None => self.cold(id, admitted, options, image, egress),
-                })
+                    }),
+                    None => self.cold(id, admitted, options, image, egress).await,
+                }
             }
             Decision::Native | Decision::Cold => {
-                Ok(self.cold(id, admitted, options, image, egress))
+                self.cold(id, admitted, options, image, egress).await
             }
         }
     }
@@ -280,10 +289,18 @@ impl Router {
                 self.run_prewarmed(container, request).await
             }
             Route::Cold {
-                image, name, body, ..
+                image,
+                name,
+                body,
+                holder,
+                ..
             } => {
                 request.trailer_key = image.init_command.is_some().then(new_key);
-                self.run_cold(&name, *body, request).await
+                request.egress_client = holder.as_ref().and_then(|h| h.address);
+                let ran = self.run_cold(&name, *body, request).await;
+                // Used once: it goes (to the reaper) with this call's container.
+                drop(holder);
+                ran
             }
         }?;
         if let (Some(gateway), Some(client)) = (gateway, outcome.egress.client) {
@@ -325,14 +342,17 @@ impl Router {
         self.workers.idle(skill)
     }
 
-    /// Wait until the containers of finished calls are removed.
+    /// Wait until the network holders being made are made, and the containers of
+    /// finished calls are removed.
     pub(crate) async fn settled(&self) {
+        self.holders.settled().await;
         self.reaper.settled().await
     }
 
     /// Retire workers and prewarmed containers and remove everything held.
     pub(crate) async fn shutdown(&self) {
         self.prewarmed.close();
+        self.holders.close();
         self.workers.close();
         self.reaper.settled().await;
         self.reaper.shutdown().await;
@@ -405,15 +425,20 @@ impl Router {
             .map_err(|e| Refusal::new(codes::ENGINE_ERROR, e.to_string()))
     }
 
-    /// A fresh container's route, configured for this call alone.
-    fn cold(
+    /// A fresh container's route, configured for this call alone; with an allowlist, it
+    /// joins a network holder.
+    async fn cold(
         &self,
         id: &str,
         admitted: &Admitted<'_>,
         options: &InvokeOptions,
         image: SkillImage,
         egress: Option<Arc<Gateway>>,
-    ) -> Route<'static> {
+    ) -> Result<Route<'static>, Refusal> {
+        let holder = match &egress {
+            Some(gateway) => Some(self.holders.take(gateway).await?),
+            None => None,
+        };
         let manifest = &admitted.skill.manifest;
         let body = container_body(&ContainerInputs {
             manifest,
@@ -426,13 +451,15 @@ impl Router {
                 .map(|dir| (dir, manifest.run.workspace)),
             init_command: image.init_command.as_deref(),
             egress: egress.as_deref(),
+            holder: holder.as_ref().map(|h| h.name.as_str()),
         });
-        Route::Cold {
+        Ok(Route::Cold {
             name: labels::container_name(&manifest.name, Role::Invocation(id)),
             image,
             body: Box::new(body),
             egress,
-        }
+            holder,
+        })
     }
 
     fn refill(&self, skill: &Skill, image: &SkillImage, egress: Option<&Gateway>) {
@@ -463,6 +490,8 @@ impl Router {
             // A worker answers many requests and ends with no one to report to.
             init_command: image.init_command.as_deref().filter(|_| !serve),
             egress,
+            // Held for later, it has its own endpoint, made off any call's path.
+            holder: None,
         });
         if serve {
             body.env

@@ -44,6 +44,26 @@ pub(crate) fn gateway_name(key: &str, suffix: &str) -> String {
     format!("skillhost-egress-{key}-{suffix}")
 }
 
+/// On a network holder: the egress network it holds an endpoint on.
+pub(crate) const HOLDS: &str = "io.skillhost.holds";
+
+/// The labels of a holder of an endpoint on `network`, made by this host process.
+pub(crate) fn for_holder(network: &str, instance: &Instance) -> HashMap<String, String> {
+    HashMap::from([
+        (MANAGED.to_string(), "true".to_string()),
+        (INSTANCE.to_string(), instance.id.clone()),
+        (HOLDS.to_string(), network.to_string()),
+    ])
+}
+
+/// A holder's name: its network's, `-h-` and 8 random hex digits.
+pub(crate) fn holder_name(network: &str) -> String {
+    format!(
+        "{network}-h-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
 /// What a container is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role<'a> {

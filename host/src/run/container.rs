@@ -52,6 +52,8 @@ pub struct RunRequest {
     /// The gateway of a skill with an egress allowlist: the container's address on its
     /// network is learnt before the request is written, to find the proxy's refusals.
     pub egress: Option<Arc<Gateway>>,
+    /// That address when it is known ahead (a network holder's), so none is looked up.
+    pub egress_client: Option<IpAddr>,
 }
 
 impl std::fmt::Debug for RunRequest {
@@ -257,7 +259,11 @@ async fn drive(
         .unwrap_or_default();
     stdin.extend_from_slice(&request.stdin);
     let (looked_up, written_after) = tokio::sync::oneshot::channel::<()>();
-    let lookup = match request.egress.clone() {
+    let lookup = match request
+        .egress
+        .clone()
+        .filter(|_| request.egress_client.is_none())
+    {
         Some(gateway) => {
             let (docker, id) = (docker.clone(), id.to_string());
             Some(tokio::spawn(async move {
@@ -362,6 +368,7 @@ async fn drive(
     };
     let mut outcome = streams.into_outcome(exit_code, oom_killed, host_kill, startup);
     outcome.init_report = reported;
+    outcome.egress.client = request.egress_client;
     if let Some(lookup) = lookup {
         // Done long ago unless the engine is wedged; a network's inspect takes no
         // container's lock, so it cannot wait on this call's own exit.

@@ -9,7 +9,7 @@ use bollard::models::{
     MountBindOptionsPropagationEnum, MountType, ResourcesUlimits,
 };
 
-use crate::egress::Gateway;
+use crate::egress::{Gateway, DNS_OPTIONS};
 use crate::manifest::{Manifest, Network, WorkspaceMode};
 use crate::run::exit_trailer::INIT_PATH;
 use crate::run::seccomp_profile::SECURITY_OPT;
@@ -38,14 +38,10 @@ pub struct ContainerInputs<'a> {
     /// For a skill with an egress allowlist: its network and proxy. Without one, such a
     /// skill gets no network at all.
     pub egress: Option<&'a Gateway>,
+    /// A network holder on the gateway's network whose namespace the container joins,
+    /// with its resolver settings, instead of getting an endpoint of its own.
+    pub holder: Option<&'a str>,
 }
-
-/// How a skill's container resolves names when it has an allowlist: through Docker's
-/// embedded server (which knows the containers of its network) and, for any other name,
-/// the proxy's address, where nothing answers on port 53. The upstream is never one of
-/// the host's, so no lookup leaves the machine, whatever the engine forwards; and it
-/// fails in a second or two instead of the default twenty.
-const EGRESS_DNS_OPTIONS: [&str; 2] = ["timeout:1", "attempts:1"];
 
 /// The variables that send HTTP clients through the egress proxy, in both spellings.
 fn proxy_env(gateway: &Gateway) -> Vec<String> {
@@ -79,6 +75,9 @@ pub fn container_body(inputs: &ContainerInputs<'_>) -> ContainerCreateBody {
         Network::Egress(_) => inputs.egress,
         _ => None,
     };
+    // The engine refuses resolver settings for a container that joins another's network.
+    let holder = egress.and(inputs.holder);
+    let own_endpoint = egress.filter(|_| holder.is_none());
     let network_disabled = match run.network {
         Network::None => true,
         Network::Bridge => false,
@@ -128,17 +127,15 @@ pub fn container_body(inputs: &ContainerInputs<'_>) -> ContainerCreateBody {
         tmpfs: Some(tmpfs),
         shm_size: Some(SHM_BYTES),
         // Isolation from the host and from each other.
-        network_mode: Some(
-            match (&run.network, egress) {
-                (Network::Bridge, _) => "bridge",
-                (Network::Egress(_), Some(gateway)) => gateway.network.as_str(),
-                // Fails closed: an allowlist without its gateway is no network.
-                (Network::None, _) | (Network::Egress(_), None) => "none",
-            }
-            .into(),
-        ),
-        dns: egress.map(|gateway| vec![gateway.proxy_ip.clone()]),
-        dns_options: egress.map(|_| EGRESS_DNS_OPTIONS.map(String::from).to_vec()),
+        network_mode: Some(match (&run.network, egress, holder) {
+            (Network::Bridge, _, _) => "bridge".into(),
+            (Network::Egress(_), Some(_), Some(holder)) => format!("container:{holder}"),
+            (Network::Egress(_), Some(gateway), None) => gateway.network.clone(),
+            // Fails closed: an allowlist without its gateway is no network.
+            (Network::None, _, _) | (Network::Egress(_), None, _) => "none".into(),
+        }),
+        dns: own_endpoint.map(|gateway| vec![gateway.proxy_ip.clone()]),
+        dns_options: own_endpoint.map(|_| DNS_OPTIONS.map(String::from).to_vec()),
         ipc_mode: Some("private".into()),
         // PID 1 reaps and passes signals on: skillhost's init where there is one.
         init: Some(inputs.init_command.is_none()),
@@ -201,6 +198,7 @@ mod tests {
             workspace,
             init_command: None,
             egress: None,
+            holder: None,
         })
     }
 
@@ -214,6 +212,7 @@ mod tests {
             workspace: None,
             init_command: Some(command),
             egress: None,
+            holder: None,
         })
     }
 
@@ -319,9 +318,9 @@ mod tests {
         assert_eq!(b.network_disabled, Some(false));
     }
 
-    /// The body of `m` given an egress gateway, whether its manifest has an allowlist
-    /// or not.
-    fn body_behind_gateway(m: &Manifest) -> ContainerCreateBody {
+    /// The body of `m` given an egress gateway (and a holder, if any), whether its
+    /// manifest has an allowlist or not.
+    fn body_behind_gateway(m: &Manifest, holder: Option<&str>) -> ContainerCreateBody {
         let gateway = Gateway {
             network: "skillhost-egress-k".into(),
             proxy_ip: "172.30.0.2".into(),
@@ -334,13 +333,14 @@ mod tests {
             workspace: None,
             init_command: None,
             egress: Some(&gateway),
+            holder,
         })
     }
 
     #[test]
     fn an_allowlist_joins_its_network_with_the_proxy_and_no_resolver_of_the_host() {
         let m = manifest("  network: {egress: [api.example.com:443]}\n");
-        let b = body_behind_gateway(&m);
+        let b = body_behind_gateway(&m, None);
         let h = b.host_config.unwrap();
         assert_eq!(h.network_mode.as_deref(), Some("skillhost-egress-k"));
         assert_eq!(h.dns, Some(vec!["172.30.0.2".to_string()]));
@@ -365,8 +365,26 @@ mod tests {
     }
 
     #[test]
-    fn a_gateway_is_ignored_by_a_skill_without_an_allowlist() {
-        let b = body_behind_gateway(&manifest(""));
+    fn with_a_holder_an_allowlist_joins_the_holders_namespace_and_its_resolver() {
+        let m = manifest("  network: {egress: [api.example.com:443]}\n");
+        let b = body_behind_gateway(&m, Some("skillhost-egress-k-h-1"));
+        let h = b.host_config.unwrap();
+        assert_eq!(
+            h.network_mode.as_deref(),
+            Some("container:skillhost-egress-k-h-1")
+        );
+        // The holder has them; the engine refuses them on a container that joins it.
+        assert_eq!((h.dns, h.dns_options), (None, None));
+        assert_eq!(b.network_disabled, Some(false));
+        assert!(b
+            .env
+            .unwrap()
+            .contains(&"HTTPS_PROXY=http://172.30.0.2:8888".to_string()));
+    }
+
+    #[test]
+    fn a_gateway_and_a_holder_are_ignored_by_a_skill_without_an_allowlist() {
+        let b = body_behind_gateway(&manifest(""), Some("skillhost-egress-k-h-1"));
         let h = b.host_config.unwrap();
         assert_eq!(h.network_mode.as_deref(), Some("none"));
         assert_eq!(h.dns, None);
