@@ -527,6 +527,29 @@ async fn an_allowlisted_skills_lock_pins_its_egress_proxy_and_a_bundle_carries_i
     let restored = engine.inspect_image(&proxy.image).await.unwrap().unwrap();
     assert_eq!(restored.id, proxy.image_id);
 
+    // And through a registry: the push records the proxy's digest in the lock, and a pull
+    // gives an engine without its locked tag the same image back.
+    let registry = Registry::start();
+    let lock_arg = lock_path.to_str().unwrap();
+    let pushed = cli(
+        work.path(),
+        &["push", "--lock", lock_arg, "--registry", &registry.address],
+    );
+    assert!(pushed.status.success(), "{}", stderr(&pushed));
+    let pinned = LockFile::load(&lock_path).unwrap().egress_proxy.unwrap();
+    assert_eq!(pinned.registry.as_deref(), Some(registry.address.as_str()));
+    let digest = pinned.digest.unwrap_or_default();
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
+    );
+    engine.untag(&proxy.image).await.unwrap();
+    let pulled = cli(work.path(), &["pull", "--lock", lock_arg]);
+    assert!(pulled.status.success(), "{}", stderr(&pulled));
+    let restored = engine.inspect_image(&proxy.image).await.unwrap().unwrap();
+    assert_eq!(restored.id, proxy.image_id);
+    assert!(names_from(&engine, &registry.address).await.is_empty());
+
     // A locked host's proxy runs the locked image.
     let host = Host::new(locked_config(&lock)).await.unwrap();
     assert!(host.problems().await.is_empty());
