@@ -12,7 +12,7 @@
 //! and known to the [`Reaper`] from before they exist, so a stopping or dying host leaves
 //! none behind.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
@@ -27,6 +27,7 @@ use crate::invoke::Refusal;
 use crate::lifecycle::instance::Instance;
 use crate::lifecycle::labels;
 use crate::lifecycle::reaper::Reaper;
+use crate::lifecycle::stock::Stock;
 use crate::run::container::start_container;
 use crate::sync::lock;
 
@@ -66,7 +67,7 @@ struct Inner {
     instance: Instance,
     /// What holders run: the egress proxy's image, present wherever a proxy is.
     image: String,
-    state: Mutex<State>,
+    state: Mutex<Stock<Ready>>,
     /// Told each time a holder being made is made or has failed.
     made: Notify,
 }
@@ -77,13 +78,6 @@ struct Inner {
 struct Ready {
     name: String,
     address: Option<IpAddr>,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    ready: HashMap<String, VecDeque<Ready>>,
-    creating: HashMap<String, usize>,
-    closed: bool,
 }
 
 impl Holders {
@@ -103,15 +97,13 @@ impl Holders {
     /// A running holder on `gateway`'s network: one made ahead of time, or, when none is
     /// ready, one made now. Either way the pool is refilled in the background.
     pub(crate) async fn take(&self, gateway: &Gateway) -> Result<Holder, Refusal> {
-        let ready = lock(&self.inner.state)
-            .ready
-            .get_mut(&gateway.network)
-            .and_then(VecDeque::pop_front);
-        self.refill(gateway);
+        let ready = lock(&self.inner.state).take(&gateway.network);
         let ready = match ready {
             Some(ready) => ready,
             None => self.inner.make(gateway).await?,
         };
+        // After this call's own, if it needed one: the refills would only slow it.
+        self.refill(gateway);
         Ok(Holder {
             name: ready.name,
             address: ready.address,
@@ -121,38 +113,23 @@ impl Holders {
 
     /// Make holders for `gateway` in the background until [`READY_PER_NETWORK`] are ready
     /// or being made.
-    pub(crate) fn refill(&self, gateway: &Gateway) {
-        let wanted = {
-            let mut state = lock(&self.inner.state);
-            if state.closed {
-                return;
-            }
-            let held = state.ready.get(&gateway.network).map_or(0, VecDeque::len)
-                + state.creating.get(&gateway.network).copied().unwrap_or(0);
-            let wanted = READY_PER_NETWORK.saturating_sub(held);
-            *state.creating.entry(gateway.network.clone()).or_default() += wanted;
-            wanted
-        };
+    fn refill(&self, gateway: &Gateway) {
+        let wanted =
+            lock(&self.inner.state).reserve(&gateway.network, READY_PER_NETWORK, usize::MAX);
         for _ in 0..wanted {
             let (inner, gateway) = (self.inner.clone(), gateway.clone());
             tokio::spawn(async move {
                 let made = inner.make(&gateway).await;
-                let mut state = lock(&inner.state);
-                if let Some(n) = state.creating.get_mut(&gateway.network) {
-                    *n = n.saturating_sub(1);
-                }
-                match made {
-                    Ok(ready) if !state.closed => state
-                        .ready
-                        .entry(gateway.network.clone())
-                        .or_default()
-                        .push_back(ready),
-                    Ok(ready) => inner.reaper.remove_later(&ready.name),
-                    Err(refusal) => {
+                let made = made
+                    .map_err(|refusal| {
                         tracing::warn!(network = %gateway.network, "making a network holder failed: {}", refusal.message);
-                    }
+                    })
+                    .ok();
+                // Closed meanwhile: it is removed rather than kept.
+                let unwanted = lock(&inner.state).made(&gateway.network, made);
+                if let Some(unwanted) = unwanted {
+                    inner.reaper.remove_later(&unwanted.name);
                 }
-                drop(state);
                 inner.made.notify_waiters();
             });
         }
@@ -162,7 +139,7 @@ impl Holders {
     pub(crate) async fn settled(&self) {
         loop {
             let made = self.inner.made.notified();
-            if lock(&self.inner.state).creating.values().all(|n| *n == 0) {
+            if !lock(&self.inner.state).making() {
                 return;
             }
             made.await;
@@ -171,9 +148,8 @@ impl Holders {
 
     /// Stop refilling and give every ready holder to the reaper.
     pub(crate) fn close(&self) {
-        let mut state = lock(&self.inner.state);
-        state.closed = true;
-        for ready in state.ready.drain().flat_map(|(_, ready)| ready) {
+        let ready = lock(&self.inner.state).close();
+        for ready in ready {
             self.inner.reaper.remove_later(&ready.name);
         }
     }

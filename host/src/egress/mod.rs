@@ -149,7 +149,7 @@ impl Gateways {
             instance,
             outbound,
             image,
-            suffix: uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
+            suffix: labels::random_suffix(),
             made: Mutex::new(HashMap::new()),
         }
     }

@@ -58,10 +58,12 @@ pub(crate) fn for_holder(network: &str, instance: &Instance) -> HashMap<String, 
 
 /// A holder's name: its network's, `-h-` and 8 random hex digits.
 pub(crate) fn holder_name(network: &str) -> String {
-    format!(
-        "{network}-h-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    )
+    format!("{network}-h-{}", random_suffix())
+}
+
+/// 8 random hex digits, for names no other host process on the engine uses.
+pub(crate) fn random_suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_string()
 }
 
 /// What a container is for.
@@ -103,11 +105,10 @@ pub(crate) fn for_container(
 /// A container's name: `skillhost-<skill>-<8 of the invocation id>` for an invocation,
 /// `-pw-` or `-w-` and 8 random hex digits for prewarmed containers and workers.
 pub(crate) fn container_name(skill: &str, role: Role<'_>) -> String {
-    let random = || uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     match role {
         Role::Invocation(id) => format!("skillhost-{skill}-{}", id.get(..8).unwrap_or(id)),
-        Role::Prewarmed => format!("skillhost-{skill}-pw-{}", random()),
-        Role::Worker => format!("skillhost-{skill}-w-{}", random()),
+        Role::Prewarmed => format!("skillhost-{skill}-pw-{}", random_suffix()),
+        Role::Worker => format!("skillhost-{skill}-w-{}", random_suffix()),
     }
 }
 

@@ -2,7 +2,7 @@
 //! found again: labels and names (`labels`), this process's identity (`instance`), the
 //! guard that removes a container whose future was dropped (`guard`), the reaper that
 //! removes finished containers off the caller's path (`reaper`), the process-wide removal
-//! thread (`removal`), and the leftovers of dead hosts ([`leftovers`], `skillhost gc`).
+//! thread (`removal`), the bookkeeping of containers made ahead of time (`stock`), and the leftovers of dead hosts ([`leftovers`], `skillhost gc`).
 
 pub(crate) mod guard;
 pub(crate) mod instance;
@@ -10,5 +10,6 @@ pub(crate) mod labels;
 pub mod leftovers;
 pub(crate) mod reaper;
 pub(crate) mod removal;
+pub(crate) mod stock;
 
 pub use leftovers::{gc, GcReport};

@@ -10,7 +10,6 @@
 //! every container in it is labelled and known to the [`Reaper`], so a host that stops
 //! or dies leaves nothing the next start does not remove.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use bollard::models::ContainerCreateBody;
@@ -19,6 +18,7 @@ use futures_util::{FutureExt, StreamExt};
 
 use crate::lifecycle::labels::{container_name, Role};
 use crate::lifecycle::reaper::Reaper;
+use crate::lifecycle::stock::Stock;
 use crate::run::container::{create_attached, start_container, Attached};
 use crate::sync::lock;
 
@@ -34,26 +34,7 @@ struct Inner {
     reaper: Reaper,
     /// Most containers held for all skills together, ready or being created.
     cap: usize,
-    state: Mutex<State>,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    ready: HashMap<String, VecDeque<Attached>>,
-    creating: HashMap<String, usize>,
-    closed: bool,
-}
-
-impl State {
-    fn held(&self) -> usize {
-        self.ready.values().map(VecDeque::len).sum::<usize>()
-            + self.creating.values().sum::<usize>()
-    }
-
-    fn held_for(&self, skill: &str) -> usize {
-        self.ready.get(skill).map_or(0, VecDeque::len)
-            + self.creating.get(skill).copied().unwrap_or(0)
-    }
+    state: Mutex<Stock<Attached>>,
 }
 
 impl PrewarmPool {
@@ -72,8 +53,7 @@ impl PrewarmPool {
     /// (its output ended or it said something before its request) is removed, not used.
     pub(crate) fn take(&self, skill: &str) -> Option<Attached> {
         let mut state = self.inner.lock();
-        let ready = state.ready.get_mut(skill)?;
-        while let Some(mut attached) = ready.pop_front() {
+        while let Some(mut attached) = state.take(skill) {
             if !attached.started || attached.io.output.next().now_or_never().is_none() {
                 return Some(attached);
             }
@@ -93,16 +73,7 @@ impl PrewarmPool {
         body: &ContainerCreateBody,
         start: bool,
     ) {
-        let wanted = {
-            let mut state = self.inner.lock();
-            if state.closed {
-                return;
-            }
-            let room = self.inner.cap.saturating_sub(state.held());
-            let wanted = target.saturating_sub(state.held_for(skill)).min(room);
-            *state.creating.entry(skill.to_string()).or_default() += wanted;
-            wanted
-        };
+        let wanted = self.inner.lock().reserve(skill, target, self.inner.cap);
         for _ in 0..wanted {
             let (inner, skill, body) = (self.inner.clone(), skill.to_string(), body.clone());
             tokio::spawn(async move { inner.create_one(&skill, body, start).await });
@@ -111,21 +82,19 @@ impl PrewarmPool {
 
     /// Stop refilling and give every ready container to the reaper.
     pub(crate) fn close(&self) {
-        let mut state = self.inner.lock();
-        state.closed = true;
-        for attached in state.ready.drain().flat_map(|(_, ready)| ready) {
+        for attached in self.inner.lock().close() {
             self.inner.reaper.remove_later(&attached.name);
         }
     }
 
     /// Ready containers per skill.
     pub(crate) fn ready(&self, skill: &str) -> usize {
-        self.inner.lock().ready.get(skill).map_or(0, VecDeque::len)
+        self.inner.lock().ready(skill)
     }
 }
 
 impl Inner {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Stock<Attached>> {
         lock(&self.state)
     }
 
@@ -142,23 +111,17 @@ impl Inner {
             }
             other => other,
         };
-        let mut state = self.lock();
-        if let Some(n) = state.creating.get_mut(skill) {
-            *n = n.saturating_sub(1);
-        }
-        match created {
-            Ok(attached) if !state.closed => {
-                state
-                    .ready
-                    .entry(skill.to_string())
-                    .or_default()
-                    .push_back(attached);
-            }
-            Ok(_) => self.reaper.remove_later(&name),
+        let made = match created {
+            Ok(attached) => Some(attached),
             Err(e) => {
                 tracing::warn!(skill, "prewarming a container failed: {e}");
                 self.reaper.remove_later(&name);
+                None
             }
+        };
+        // Closed meanwhile: it is removed rather than kept.
+        if let Some(unwanted) = self.lock().made(skill, made) {
+            self.reaper.remove_later(&unwanted.name);
         }
     }
 }
