@@ -28,6 +28,7 @@ use crate::invoke::images::{ImageResolver, ImageSource};
 use crate::invoke::route::{Router, RouterConfig};
 use crate::invoke::schemas::Schemas;
 use crate::invoke::{classify, telemetry, ImageState, InvokeOptions, Refusal};
+use crate::lifecycle::instance::Instance;
 use crate::lifecycle::leftovers;
 use crate::lock::{verify, LockFile};
 use crate::manifest::Network;
@@ -147,6 +148,7 @@ impl Host {
         leftovers::reap_dead_instances(engine.docker()).await?;
         let router = Router::new(
             engine.docker().clone(),
+            Instance::on_engine(engine.docker()).await,
             RouterConfig {
                 prewarm: config.prewarm,
                 prewarm_cap: config.prewarm_cap,

@@ -163,9 +163,8 @@ pub(crate) struct Router {
 }
 
 impl Router {
-    pub(crate) fn new(docker: Docker, config: RouterConfig) -> Self {
+    pub(crate) fn new(docker: Docker, instance: Instance, config: RouterConfig) -> Self {
         let reaper = Reaper::new(docker.clone());
-        let instance = Instance::current();
         Router {
             holders: Holders::new(
                 docker.clone(),

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::removal;
 use crate::engine::{api_err, EngineError};
-use crate::lifecycle::instance::Instance;
+use crate::lifecycle::instance::{self, Instance, Liveness};
 use crate::lifecycle::labels;
 
 /// Remove every managed container whose host instance is dead. Containers of live
@@ -28,17 +28,14 @@ pub async fn reap_dead_instances(docker: &Docker) -> Result<Vec<String>, EngineE
         .list_containers(Some(options))
         .await
         .map_err(api_err("listing skillhost containers"))?;
+    let mut judge = Judge::new(docker);
     let mut removed = Vec::new();
     for container in containers {
         let instance = container
             .labels
             .as_ref()
             .and_then(|l| l.get(labels::INSTANCE));
-        let dead = match instance {
-            Some(instance) => Instance::is_alive(instance) == Some(false),
-            // Unlabelled by an instance: nobody will ever claim it.
-            None => true,
-        };
+        let dead = judge.dead(instance.map(String::as_str)).await;
         let Some(id) = container.id.filter(|_| dead) else {
             continue;
         };
@@ -54,12 +51,53 @@ pub async fn reap_dead_instances(docker: &Docker) -> Result<Vec<String>, EngineE
         );
     }
     // Their egress networks, now that no container of theirs is on them.
-    reap_dead_networks(docker).await?;
+    reap_dead_networks(docker, &mut judge).await?;
     Ok(removed)
 }
 
+/// Decides whether the host process that labelled a resource is gone, asking the engine
+/// once per container when that process ran in another container.
+struct Judge<'d> {
+    docker: &'d Docker,
+    own: Option<String>,
+    containers: HashMap<String, bool>,
+}
+
+impl<'d> Judge<'d> {
+    fn new(docker: &'d Docker) -> Self {
+        Judge {
+            docker,
+            own: instance::own_container(),
+            containers: HashMap::new(),
+        }
+    }
+
+    async fn dead(&mut self, instance: Option<&str>) -> bool {
+        // Unlabelled by an instance: nobody will ever claim it.
+        let Some(instance) = instance else {
+            return true;
+        };
+        match Instance::liveness(instance, self.own.as_deref()) {
+            Liveness::Dead => true,
+            Liveness::Alive | Liveness::Unknown => false,
+            Liveness::InContainer(container) => {
+                if let Some(running) = self.containers.get(&container) {
+                    return !running;
+                }
+                // An engine that cannot tell keeps the resource: a leftover is better
+                // than a live host's container removed.
+                let running = instance::container_running(self.docker, &container)
+                    .await
+                    .unwrap_or(true);
+                self.containers.insert(container, running);
+                !running
+            }
+        }
+    }
+}
+
 /// Remove every managed network whose host instance is dead.
-async fn reap_dead_networks(docker: &Docker) -> Result<(), EngineError> {
+async fn reap_dead_networks(docker: &Docker, judge: &mut Judge<'_>) -> Result<(), EngineError> {
     let options = ListNetworksOptions {
         filters: Some(HashMap::from([(
             "label".to_string(),
@@ -75,7 +113,7 @@ async fn reap_dead_networks(docker: &Docker) -> Result<(), EngineError> {
             .labels
             .as_ref()
             .and_then(|l| l.get(labels::INSTANCE));
-        let dead = instance.is_none_or(|instance| Instance::is_alive(instance) == Some(false));
+        let dead = judge.dead(instance.map(String::as_str)).await;
         if let (true, Some(name)) = (dead, network.name) {
             crate::egress::remove_network(docker, &name).await;
         }
