@@ -4,6 +4,7 @@
 #[macro_use]
 mod cli;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -17,6 +18,8 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        // A container's log, or a file, gets no colour codes.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let code = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime.block_on(cli::run(args)),

@@ -12,6 +12,7 @@ mod list;
 mod lock;
 mod new;
 mod progress;
+mod ready;
 mod remote;
 mod serve;
 mod ship;
@@ -83,6 +84,8 @@ enum Command {
     Import(ship::ImportCli),
     /// Serve the skills over HTTP (unix socket, and TCP with tokens) until SIGTERM.
     Serve(serve::ServeCli),
+    /// Tell whether a running `skillhost serve` is ready (exit 0) or not (exit 3, and why).
+    Ready(ready::ReadyCli),
     /// Make a bearer token for `serve --listen`: prints the token and its tokens-file entry.
     Token {
         /// A name for the caller (logged, never the token).
@@ -122,6 +125,7 @@ pub(crate) async fn run(args: Args) -> i32 {
     };
     let result = match args.command {
         Command::Serve(cli) => serve::run(given_roots, cli, format).await,
+        Command::Ready(cli) => ready::run(cli, format).await,
         Command::Lock(cli) => lock::run(&roots, cli, format).await,
         Command::Push(cli) => ship::run_push(cli, format).await,
         Command::Pull(cli) => ship::run_pull(cli, format).await,

@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{header, Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use skillhost::api::{InvocationResult, InvokeRequest, ServiceError};
+use skillhost::api::{InvocationResult, InvokeRequest, Readiness, ServiceError};
 
 /// Where a service listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,21 +125,7 @@ pub(crate) async fn invoke(
     let request = builder
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| unreachable(e.to_string()))?;
-    let response = match server {
-        Server::Unix(path) => {
-            let stream = tokio::net::UnixStream::connect(path)
-                .await
-                .map_err(|e| unreachable(e.to_string()))?;
-            send(TokioIo::new(stream), request).await
-        }
-        Server::Tcp(authority) => {
-            let stream = tokio::net::TcpStream::connect(authority.as_str())
-                .await
-                .map_err(|e| unreachable(e.to_string()))?;
-            send(TokioIo::new(stream), request).await
-        }
-    }
-    .map_err(|e| unreachable(e.to_string()))?;
+    let response = connect_and_send(server, request).await?;
     let status = response.status();
     let is_events = response
         .headers()
@@ -192,6 +178,61 @@ pub(crate) async fn invoke(
             message: String::from_utf8_lossy(&body).chars().take(200).collect(),
         }),
     }
+}
+
+/// Whether the service is ready (`/readyz`), and what keeps it from being so.
+pub(crate) async fn ready(server: &Server) -> Result<Readiness, RemoteError> {
+    let unreachable = |message: String| RemoteError::Unreachable {
+        server: server.to_string(),
+        message,
+    };
+    let host = match server {
+        Server::Unix(_) => "skillhost",
+        Server::Tcp(authority) => authority.as_str(),
+    };
+    let request = Request::get("/readyz")
+        .header(header::HOST, host)
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| unreachable(e.to_string()))?;
+    let response = connect_and_send(server, request).await?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?
+        .to_bytes();
+    serde_json::from_slice(&body).map_err(|_| RemoteError::Garbled {
+        server: server.to_string(),
+        status,
+        message: String::from_utf8_lossy(&body).chars().take(200).collect(),
+    })
+}
+
+/// One request on a new connection to `server`.
+async fn connect_and_send(
+    server: &Server,
+    request: Request<Full<Bytes>>,
+) -> Result<hyper::Response<hyper::body::Incoming>, RemoteError> {
+    let unreachable = |message: String| RemoteError::Unreachable {
+        server: server.to_string(),
+        message,
+    };
+    match server {
+        Server::Unix(path) => {
+            let stream = tokio::net::UnixStream::connect(path)
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
+            send(TokioIo::new(stream), request).await
+        }
+        Server::Tcp(authority) => {
+            let stream = tokio::net::TcpStream::connect(authority.as_str())
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
+            send(TokioIo::new(stream), request).await
+        }
+    }
+    .map_err(|e| unreachable(e.to_string()))
 }
 
 async fn send<T>(

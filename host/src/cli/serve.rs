@@ -4,10 +4,14 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use skillhost::engine::Engine;
+use skillhost::lock::LockFile;
 use skillhost::manifest::units::{ByteSize, HumanDuration};
 use skillhost::service::{ServeSettings, Service};
+use skillhost::ship::{pull, Pulled, ShipObserver};
 use skillhost::{Error, Host, HostConfig};
 
 use super::invoke::Interrupts;
@@ -22,8 +26,8 @@ Every setting can also be given as SKILLHOST_<FLAG> in the environment (e.g. \
 SKILLHOST_MAX_IN_FLIGHT=32, SKILLHOST_PREWARM=echo=4,python=2) or as a key of \
 skillhost.toml (--config; read from the current directory when present). A flag wins over \
 the environment, which wins over the file. Keys of the file: socket, listen, tokens, \
-skills-dirs, build, locked, max-in-flight, max-in-flight-per-skill, queue, queue-wait, max-body, \
-header-timeout, grace, keep-results, max-results, prewarm-started, prewarm, egress-network.")]
+skills-dirs, build, locked, pull, mirror, max-in-flight, max-in-flight-per-skill, queue, queue-wait, max-body, \
+header-timeout, grace, drain-notice, keep-results, max-results, prewarm-started, prewarm, egress-network.")]
 pub(crate) struct ServeCli {
     /// The unix socket to listen on, mode 0600 [key: socket]. Default:
     /// $XDG_RUNTIME_DIR/skillhost/skillhost.sock, else skillhost-$USER/skillhost.sock in
@@ -50,6 +54,15 @@ pub(crate) struct ServeCli {
     /// mismatch makes /readyz false and its skill's calls integrity_error [key: locked].
     #[arg(long, env = "SKILLHOST_LOCKED", value_name = "LOCK")]
     locked: Option<PathBuf>,
+    /// Before listening, pull each locked image this engine lacks, by its digest, from
+    /// the registry the lock records, and check it against the lock; a failed pull stops
+    /// the service (a supervisor restarts it) [key: pull = true; needs --locked].
+    #[arg(long, env = "SKILLHOST_PULL")]
+    pull: bool,
+    /// Pull from this registry (HOST:PORT, a mirror) instead of the lock's [key: mirror;
+    /// needs --pull].
+    #[arg(long, env = "SKILLHOST_MIRROR", value_name = "HOST:PORT")]
+    mirror: Option<String>,
     /// The network through which the egress proxies of skills with an allowlist
     /// (run.network.egress) reach their destinations [key: egress-network; default:
     /// Docker's bridge].
@@ -79,6 +92,11 @@ pub(crate) struct ServeCli {
     /// [key: grace; default 30s].
     #[arg(long, env = "SKILLHOST_GRACE", value_parser = duration)]
     grace: Option<HumanDuration>,
+    /// After SIGTERM, how long new calls are still accepted and answered 503
+    /// host_shutting_down with a Retry-After (so callers back off instead of meeting a
+    /// closing socket) before the listeners close [key: drain-notice; default 1s].
+    #[arg(long, env = "SKILLHOST_DRAIN_NOTICE", value_parser = duration)]
+    drain_notice: Option<HumanDuration>,
     /// How long a finished asynchronous result is kept [key: keep-results; default 10m].
     #[arg(long, env = "SKILLHOST_KEEP_RESULTS", value_parser = duration)]
     keep_results: Option<HumanDuration>,
@@ -129,6 +147,8 @@ impl ServeCli {
             skills_dirs: (!skills_dirs.is_empty()).then_some(skills_dirs),
             build: self.no_build.then_some(false),
             locked: self.locked.clone(),
+            pull: self.pull.then_some(true),
+            mirror: self.mirror.clone(),
             max_in_flight: self.max_in_flight,
             max_in_flight_per_skill: self.max_in_flight_per_skill,
             queue: self.queue,
@@ -136,6 +156,7 @@ impl ServeCli {
             max_body: self.max_body,
             header_timeout: self.header_timeout,
             grace: self.grace,
+            drain_notice: self.drain_notice,
             keep_results: self.keep_results,
             max_results: self.max_results,
             prewarm_started: self.prewarm_created_only.then_some(false),
@@ -166,11 +187,13 @@ pub(super) async fn run(
         .over(file)
         .resolve()
         .map_err(skillhost::service::ServeError::from)?;
-    let locked = config
-        .locked
-        .as_deref()
-        .map(skillhost::lock::LockFile::load)
-        .transpose()?;
+    let locked = config.locked.as_deref().map(LockFile::load).transpose()?;
+    if let Some(mirror) = &config.mirror {
+        super::ship::check_registry("--mirror", mirror)?;
+    }
+    if let (true, Some(lock)) = (config.pull, &locked) {
+        pull_locked(lock, config.mirror.as_deref()).await?;
+    }
     let host = Host::new(HostConfig {
         skill_roots: config.skills_dirs.clone(),
         build_images: config.build,
@@ -215,4 +238,32 @@ pub(super) async fn run(
         _ = signals => {}
     }
     Ok(0)
+}
+
+/// `--pull`: every locked image this engine lacks, by digest, before the service listens
+/// (so its readiness, and a health check on it, wait for the images).
+async fn pull_locked(lock: &LockFile, mirror: Option<&str>) -> Result<(), Error> {
+    let engine = Engine::connect().await?;
+    let observer: ShipObserver = Arc::new(|name: &str, progress| {
+        tracing::debug!(image = name, ?progress, "pull");
+    });
+    let started = Instant::now();
+    for pin in lock.pins() {
+        let pinned = Instant::now();
+        let outcome = match pull(&engine, &pin, mirror, &observer).await? {
+            Pulled::AlreadyPresent => "already present",
+            Pulled::Pulled => "pulled",
+        };
+        errln!(
+            "skillhost serve: {} {} {outcome} ({:.2} s)",
+            pin.name(),
+            pin.image,
+            pinned.elapsed().as_secs_f64()
+        );
+    }
+    errln!(
+        "skillhost serve: every locked image is here ({:.2} s)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

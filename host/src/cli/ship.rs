@@ -78,7 +78,8 @@ fn pin_of(lock: &LockFile, id: PinId) -> Result<Pin<'_>, Error> {
         .ok_or_else(|| usage(format!("the lock changed under this command ({id:?})")))
 }
 
-fn check_registry(registry: &str) -> Result<(), Error> {
+/// `registry`, given as `flag`, is a registry's address alone.
+pub(super) fn check_registry(flag: &str, registry: &str) -> Result<(), Error> {
     let plausible = !registry.is_empty()
         && !registry.contains("://")
         && !registry.contains('/')
@@ -87,12 +88,12 @@ fn check_registry(registry: &str) -> Result<(), Error> {
         return Ok(());
     }
     Err(usage(format!(
-        "--registry {registry:?}: give HOST:PORT (or HOST), without a scheme or a path"
+        "{flag} {registry:?}: give HOST:PORT (or HOST), without a scheme or a path"
     )))
 }
 
 pub(super) async fn run_push(cli: PushCli, format: Format) -> Result<i32, Error> {
-    check_registry(&cli.registry)?;
+    check_registry("--registry", &cli.registry)?;
     let mut lock = LockFile::load(&cli.lock)?;
     let chosen = selected(&lock, &cli.skills)?;
     let engine = Engine::connect().await?;
@@ -131,7 +132,7 @@ pub(super) async fn run_push(cli: PushCli, format: Format) -> Result<i32, Error>
 
 pub(super) async fn run_pull(cli: PullCli, format: Format) -> Result<i32, Error> {
     if let Some(registry) = &cli.registry {
-        check_registry(registry)?;
+        check_registry("--registry", registry)?;
     }
     let lock = LockFile::load(&cli.lock)?;
     let chosen = selected(&lock, &cli.skills)?;

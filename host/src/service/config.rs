@@ -29,6 +29,12 @@ pub struct ServeSettings {
     pub build: Option<bool>,
     /// Run only the images of this lock file: no source is read, nothing is built.
     pub locked: Option<PathBuf>,
+    /// Before listening, pull every locked image missing here by its digest (needs
+    /// `locked`), so a fresh node answers only once it holds what it runs.
+    pub pull: Option<bool>,
+    /// Pull from this registry (a mirror, `host:port`) instead of the one the lock
+    /// records (needs `pull`).
+    pub mirror: Option<String>,
     /// Calls running at once, over all skills.
     pub max_in_flight: Option<usize>,
     /// Calls running at once for one skill.
@@ -45,6 +51,9 @@ pub struct ServeSettings {
     /// How long in-flight calls may run on after a shutdown signal before they are
     /// cancelled.
     pub grace: Option<HumanDuration>,
+    /// How long the listeners stay open after a shutdown signal, answering new calls 503
+    /// `host_shutting_down` with a Retry-After, before they close.
+    pub drain_notice: Option<HumanDuration>,
     /// How long a finished asynchronous invocation's result is kept.
     pub keep_results: Option<HumanDuration>,
     /// Most asynchronous invocations remembered at once, running or finished.
@@ -113,6 +122,8 @@ impl ServeSettings {
             skills_dirs: self.skills_dirs.or(lower.skills_dirs),
             build: self.build.or(lower.build),
             locked: self.locked.or(lower.locked),
+            pull: self.pull.or(lower.pull),
+            mirror: self.mirror.or(lower.mirror),
             max_in_flight: self.max_in_flight.or(lower.max_in_flight),
             max_in_flight_per_skill: self
                 .max_in_flight_per_skill
@@ -122,6 +133,7 @@ impl ServeSettings {
             max_body: self.max_body.or(lower.max_body),
             header_timeout: self.header_timeout.or(lower.header_timeout),
             grace: self.grace.or(lower.grace),
+            drain_notice: self.drain_notice.or(lower.drain_notice),
             keep_results: self.keep_results.or(lower.keep_results),
             max_results: self.max_results.or(lower.max_results),
             prewarm_started: self.prewarm_started.or(lower.prewarm_started),
@@ -145,6 +157,19 @@ impl ServeSettings {
                 message: "a TCP listener needs a tokens file (--tokens): TCP callers must present a bearer token".into(),
             });
         }
+        if self.pull == Some(true) && self.locked.is_none() {
+            return Err(ConfigError::Value {
+                key: "pull",
+                message: "pulling takes a lock's images by their digests: give the lock (--locked)"
+                    .into(),
+            });
+        }
+        if self.mirror.is_some() && self.pull != Some(true) {
+            return Err(ConfigError::Value {
+                key: "mirror",
+                message: "a mirror is where --pull pulls from: give --pull too".into(),
+            });
+        }
         let max_in_flight = positive("max-in-flight", self.max_in_flight, 16)?;
         let duration = |value: Option<HumanDuration>, default: u64| {
             value.map_or(Duration::from_secs(default), |d| d.0)
@@ -158,6 +183,8 @@ impl ServeSettings {
                 .unwrap_or_else(|| vec![PathBuf::from("skills")]),
             build: self.build.unwrap_or(true),
             locked: self.locked,
+            pull: self.pull.unwrap_or(false),
+            mirror: self.mirror,
             max_in_flight,
             max_in_flight_per_skill: positive(
                 "max-in-flight-per-skill",
@@ -169,6 +196,7 @@ impl ServeSettings {
             max_body: self.max_body.map_or(2 * MIB, |b| b.0) as usize,
             header_timeout: duration(self.header_timeout, 10),
             grace: duration(self.grace, 30),
+            drain_notice: duration(self.drain_notice, 1),
             keep_results: duration(self.keep_results, 600),
             max_results: positive("max-results", self.max_results, 1000)?,
             prewarm_started: self.prewarm_started.unwrap_or(true),
@@ -207,6 +235,10 @@ pub struct ServeConfig {
     pub build: bool,
     /// The lock file whose images alone are run, when set.
     pub locked: Option<PathBuf>,
+    /// Pull the locked images missing here before listening.
+    pub pull: bool,
+    /// The registry to pull from instead of the lock's.
+    pub mirror: Option<String>,
     /// Calls running at once, over all skills.
     pub max_in_flight: usize,
     /// Calls running at once for one skill.
@@ -221,6 +253,8 @@ pub struct ServeConfig {
     pub header_timeout: Duration,
     /// How long in-flight calls may finish after a shutdown signal.
     pub grace: Duration,
+    /// How long the listeners answer new calls 503 after a shutdown signal.
+    pub drain_notice: Duration,
     /// How long a finished asynchronous result is kept.
     pub keep_results: Duration,
     /// Most asynchronous invocations remembered at once.
@@ -305,5 +339,34 @@ mod tests {
         };
         let err = zero.resolve().unwrap_err().to_string();
         assert!(err.contains("max-in-flight"), "{err}");
+    }
+
+    #[test]
+    fn pulling_needs_a_lock_and_a_mirror_needs_pulling() {
+        let err = ServeSettings::from_toml("pull = true\n")
+            .unwrap()
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("setting pull") && err.contains("--locked"),
+            "{err}"
+        );
+        let err = ServeSettings::from_toml("locked = \"p.lock\"\nmirror = \"m:5000\"\n")
+            .unwrap()
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("setting mirror") && err.contains("--pull"),
+            "{err}"
+        );
+        let config =
+            ServeSettings::from_toml("locked = \"p.lock\"\npull = true\nmirror = \"m:5000\"\n")
+                .unwrap()
+                .resolve()
+                .unwrap();
+        assert!(config.pull);
+        assert_eq!(config.mirror.as_deref(), Some("m:5000"));
     }
 }
