@@ -449,11 +449,27 @@ async fn beyond_the_limits_calls_get_429_at_once_and_none_is_lost() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_lets_in_flight_calls_finish_then_removes_everything() {
     let probe = Probe::acquire();
-    let mut daemon = Daemon::start(&probe.root, &[]);
+    let mut daemon = Daemon::start(&probe.root, &["--drain-notice", "3s"]);
     let call = daemon.invoke(&probe.name, "sleep", json!({"args": {"seconds": 2}}));
     let stop = async {
         wait_for_a_container(&daemon).await;
         daemon.signal("TERM");
+        // During the drain notice a new call is told to come back, and did not run.
+        let ready = wait_for_readiness(&daemon, false).await;
+        assert!(
+            ready["problems"][0].as_str().unwrap().contains("draining"),
+            "{ready}"
+        );
+        let late = daemon.invoke(&probe.name, "ok", json!({})).await;
+        assert_eq!(
+            late.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            late.body
+        );
+        assert_eq!(code(&late), "host_shutting_down");
+        assert_eq!(late.headers["retry-after"], "4", "past the 3 s notice");
+        assert_eq!(late.headers["connection"], "close");
     };
     let (reply, ()) = tokio::join!(call, stop);
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);

@@ -148,10 +148,33 @@ def test_overload_raises_with_the_time_to_retry(start_service, probe):
     assert overloaded.value.code == "overloaded"
 
 
-def test_an_unreachable_service_is_named(tmp_path):
+def test_an_unreachable_service_is_named_and_known_not_to_have_run_the_call(tmp_path):
     with Client(f"unix:{tmp_path / 'none.sock'}") as client:
-        with pytest.raises(ServiceUnreachable, match="none.sock"):
+        with pytest.raises(ServiceUnreachable, match="none.sock") as refused:
             client.invoke("echo", "say", {"text": "x"})
+    assert refused.value.not_sent, "no connection was made: safe to send again"
+
+
+def test_a_connection_cut_before_the_answer_may_have_run_the_call():
+    # A server that accepts, reads the request and closes without answering.
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def cut() -> None:
+        connection, _ = listener.accept()
+        connection.recv(65536)
+        connection.close()
+
+    threading.Thread(target=cut, daemon=True).start()
+    port = listener.getsockname()[1]
+    with Client(f"http://127.0.0.1:{port}", token="t") as client:
+        with pytest.raises(ServiceUnreachable) as cut_off:
+            client.invoke("echo", "say", {"text": "x"})
+    listener.close()
+    assert not cut_off.value.not_sent, "the request was sent: it may have run"
 
 
 def test_a_result_names_the_destinations_an_allowlisted_skill_could_reach():

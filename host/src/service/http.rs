@@ -1,6 +1,8 @@
 //! How results and service errors become HTTP responses. The mapping from a result to an
 //! HTTP status is pure and is the contract `docs/service.md` documents.
 
+use std::time::Duration;
+
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -43,6 +45,18 @@ pub(crate) fn result_response_as(
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
     }
+    response
+}
+
+/// A call refused because the service is draining: 503 with a Retry-After past the
+/// drain notice (by then this process no longer listens, and a caller reaches another
+/// task, or is refused before anything is sent), and the connection closed after it.
+pub(crate) fn shutting_down_response(result: InvocationResult, notice: Duration) -> Response {
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(result)).into_response();
+    let wait = notice.as_secs() + u64::from(notice.subsec_nanos() > 0) + 1;
+    let headers = response.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(wait));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
 
@@ -133,5 +147,22 @@ mod tests {
                 _ => assert_eq!(http, StatusCode::OK, "{code}"),
             }
         }
+    }
+
+    #[test]
+    fn a_draining_refusal_says_when_to_retry_and_closes_the_connection() {
+        let response = shutting_down_response(
+            refused(codes::HOST_SHUTTING_DOWN),
+            Duration::from_millis(1500),
+        );
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers()[header::RETRY_AFTER],
+            "3",
+            "past the notice"
+        );
+        assert_eq!(response.headers()[header::CONNECTION], "close");
+        let response = shutting_down_response(refused(codes::HOST_SHUTTING_DOWN), Duration::ZERO);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
     }
 }

@@ -71,6 +71,9 @@ pub(crate) struct AppState {
     pub(crate) metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Largest accepted request body, in bytes.
     pub(crate) max_body: usize,
+    /// How long new calls are answered 503 after the stop signal, before the listeners
+    /// close.
+    pub(crate) drain_notice: Duration,
     readiness: std::sync::Mutex<Option<(Instant, Vec<String>)>>,
 }
 
@@ -151,6 +154,7 @@ impl Service {
             tasks: TaskTracker::new(),
             metrics: telemetry::recorder(),
             max_body: config.max_body,
+            drain_notice: config.drain_notice,
             readiness: std::sync::Mutex::new(None),
         });
         let mut bound = vec![listen::bind_unix(&config.socket)?];
@@ -180,9 +184,10 @@ impl Service {
         self.stop.clone()
     }
 
-    /// Serve until stopped. A drain stops accepting and turns `/readyz` false, lets
-    /// in-flight calls finish within the grace, then cancels the rest; every container,
-    /// pool and worker is removed before this returns.
+    /// Serve until stopped. A drain turns `/readyz` false and answers new calls 503 for
+    /// the drain notice, then stops accepting, lets in-flight calls finish within the
+    /// grace and cancels the rest; every container, pool and worker is removed before
+    /// this returns.
     pub async fn run(self) {
         let Service {
             state,
@@ -198,6 +203,7 @@ impl Service {
             }
         });
         let graceful = Arc::new(hyper_util::server::graceful::GracefulShutdown::new());
+        let closing = CancellationToken::new();
         let accepting: Vec<_> = bound
             .into_iter()
             .map(|bound| {
@@ -207,12 +213,20 @@ impl Service {
                     app,
                     config.header_timeout,
                     graceful.clone(),
-                    stop.drain.clone(),
+                    closing.clone(),
                 ))
             })
             .collect();
         stop.drain.cancelled().await;
         state.draining.store(true, Ordering::SeqCst);
+        // Callers that arrive now are told to come back later, rather than meeting a
+        // listener that closes under them with their request sent and unanswered.
+        tracing::info!(notice = ?config.drain_notice, "draining: new calls are answered 503 until the listeners close");
+        tokio::select! {
+            _ = tokio::time::sleep(config.drain_notice) => {}
+            _ = stop.now.cancelled() => {}
+        }
+        closing.cancel();
         tracing::info!(grace = ?config.grace, "draining: no new connections; in-flight calls may finish");
         for task in accepting {
             let _ = task.await;

@@ -108,11 +108,12 @@ def _result_of(response: httpx.Response) -> InvocationResult:
     status = response.status_code
     if status == 200:
         return result
+    retry = response.headers.get("retry-after")
+    retry_after = float(retry) if retry is not None and retry.isdigit() else None
     if status == 429:
-        retry = response.headers.get("retry-after", "1")
-        raise Overloaded(status, result, float(retry) if retry.isdigit() else 1.0)
+        raise Overloaded(status, result, 1.0 if retry_after is None else retry_after)
     if status >= 500:
-        raise Unavailable(status, result)
+        raise Unavailable(status, result, retry_after)
     raise Rejected(status, result)
 
 
@@ -135,6 +136,11 @@ def _not_a_stream(response: httpx.Response) -> SkillhostError:
     except SkillhostError as e:
         return e
     return ServiceError(response.status_code, "unexpected", "a result without an event stream")
+
+
+def _unreachable(server: str, error: httpx.TransportError) -> ServiceUnreachable:
+    not_sent = isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout))
+    return ServiceUnreachable(server, str(error) or type(error).__name__, not_sent=not_sent)
 
 
 class Client:
@@ -177,7 +183,7 @@ class Client:
         try:
             return self._http.request(method, path, **kwargs)
         except httpx.TransportError as e:
-            raise ServiceUnreachable(self.server, str(e) or type(e).__name__) from e
+            raise _unreachable(self.server, e) from e
 
     def invoke(
         self,
@@ -232,7 +238,7 @@ class Client:
                     if isinstance(event, InvocationResult):
                         return
         except httpx.TransportError as e:
-            raise ServiceUnreachable(self.server, str(e) or type(e).__name__) from e
+            raise _unreachable(self.server, e) from e
         raise ServiceUnreachable(self.server, "the event stream ended before the result")
 
     def submit(
@@ -340,7 +346,7 @@ class AsyncClient:
         try:
             return await self._http.request(method, path, **kwargs)
         except httpx.TransportError as e:
-            raise ServiceUnreachable(self.server, str(e) or type(e).__name__) from e
+            raise _unreachable(self.server, e) from e
 
     async def invoke(
         self,
@@ -394,7 +400,7 @@ class AsyncClient:
                     if isinstance(event, InvocationResult):
                         return
         except httpx.TransportError as e:
-            raise ServiceUnreachable(self.server, str(e) or type(e).__name__) from e
+            raise _unreachable(self.server, e) from e
         raise ServiceUnreachable(self.server, "the event stream ended before the result")
 
     async def submit(

@@ -13,12 +13,17 @@ class SkillhostError(Exception):
 
 
 class ServiceUnreachable(SkillhostError):
-    """The service could not be reached, or the connection broke before an answer."""
+    """The service could not be reached, or the connection broke before an answer.
 
-    def __init__(self, server: str, reason: str) -> None:
+    `not_sent` is True when no connection was made (refused, or the connect timed out):
+    the request never reached a service, so the call did not run and sending it again is
+    safe, e.g. while a node's skillhost restarts. When False the call may have run."""
+
+    def __init__(self, server: str, reason: str, *, not_sent: bool = False) -> None:
         super().__init__(f"cannot reach skillhost at {server}: {reason}")
         self.server = server
         self.reason = reason
+        self.not_sent = not_sent
 
 
 class ServiceError(SkillhostError):
@@ -68,7 +73,17 @@ class Overloaded(InvocationFailed):
 
 
 class Unavailable(InvocationFailed):
-    """503: the engine or the host failed, or the service is shutting down."""
+    """503: the engine or the host failed, or the service is shutting down.
+
+    With code `host_shutting_down` the call did not run, and `retry_after` says how many
+    seconds to wait: by then that process no longer listens, and a new connection reaches
+    another task (or is refused with `ServiceUnreachable.not_sent`)."""
+
+    def __init__(
+        self, status_code: int, result: InvocationResult, retry_after: Optional[float] = None
+    ) -> None:
+        super().__init__(status_code, result)
+        self.retry_after = retry_after
 
 
 class SkillFailed(SkillhostError):

@@ -23,7 +23,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::service::gate::{Overload, Pass, Ticket};
-use crate::service::http::{error_response, result_response, result_response_as};
+use crate::service::http::{
+    error_response, result_response, result_response_as, shutting_down_response,
+};
 use crate::service::telemetry::OVERLOADED;
 use crate::service::tokens::Caller;
 use crate::service::AppState;
@@ -73,7 +75,8 @@ impl Call {
         (status = 422, description = "Rejected: the arguments do not match the input schema", body = InvocationResult),
         (status = 429, description = "Overloaded: retry after the Retry-After seconds", body = InvocationResult,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Infrastructure error, or the service is shutting down", body = InvocationResult),
+        (status = 503, description = "Infrastructure error, or the service is shutting down (host_shutting_down: the call did not run; retry after the Retry-After seconds, on a new connection)", body = InvocationResult,
+            headers(("Retry-After" = u64, description = "With host_shutting_down: seconds to wait, past the moment this process stops listening"))),
     ))]
 pub(crate) async fn invoke(
     State(state): State<Arc<AppState>>,
@@ -100,9 +103,9 @@ pub(crate) async fn invoke(
     if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
         let result = call.refused(
             codes::HOST_SHUTTING_DOWN,
-            "the service is shutting down and takes no new calls",
+            "the service is shutting down and takes no new calls; this one did not run",
         );
-        return result_response(result, retry_after);
+        return shutting_down_response(result, state.drain_notice);
     }
     let request = match body {
         Ok(Json(request)) => request,
