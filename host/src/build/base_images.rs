@@ -36,6 +36,10 @@ pub struct ImageManifest {
     /// Make the root filesystem with debootstrap instead of building a Dockerfile.
     #[serde(default)]
     pub debootstrap: Option<Debootstrap>,
+    /// Put the running skillhost executable into the build context under this name (the
+    /// skillhost image); the hash covers its bytes.
+    #[serde(default)]
+    pub executable: Option<PathBuf>,
 }
 
 fn default_version() -> String {
@@ -103,8 +107,8 @@ pub enum BaseImageError {
         /// The end of its stderr.
         stderr: String,
     },
-    /// An image builds on a `skillhost/` image that `images/` does not define.
-    #[error("{name} depends on {missing}, which images/ does not define, or the dependencies form a cycle")]
+    /// The images of one directory build on each other in a cycle.
+    #[error("{name} depends on {missing}, which is never ready: the FROM lines of the images form a cycle")]
     Dependency {
         /// The image.
         name: String,
@@ -131,9 +135,17 @@ impl BaseImage {
         format!("{REPOSITORY_PREFIX}{}", self.manifest.name)
     }
 
-    fn target(&self) -> ImageTarget {
+    fn target(&self) -> Result<ImageTarget, BaseImageError> {
         let m = &self.manifest;
-        ImageTarget {
+        let mut outputs = BTreeMap::new();
+        if let Some(name) = &m.executable {
+            let running = std::env::current_exe().map_err(|source| BaseImageError::Read {
+                path: PathBuf::from("/proc/self/exe"),
+                source,
+            })?;
+            outputs.insert(name.clone(), running);
+        }
+        Ok(ImageTarget {
             name: m.name.clone(),
             version: m.version.clone(),
             repository: self.repository(),
@@ -143,11 +155,11 @@ impl BaseImage {
             inputs: Vec::new(),
             command: None,
             command_env: BTreeMap::new(),
-            outputs: BTreeMap::new(),
+            outputs,
             labels: HashMap::from([(labels::BASE.to_string(), m.name.clone())]),
             // A base image runs nothing of its own; the skill images built on it get it.
             init: false,
-        }
+        })
     }
 }
 
@@ -200,17 +212,26 @@ pub async fn build_all(
     let mut remaining: Vec<&BaseImage> = images.iter().collect();
     let mut reports = Vec::new();
     while !remaining.is_empty() {
-        // Ready: every skillhost/ base it names is built already.
+        // Ready: every skillhost/ base it names that this directory defines is built
+        // already. One defined elsewhere (deploy/images builds on images/) must be on the
+        // engine, which planning checks.
+        let defined: Vec<String> = images.iter().map(BaseImage::repository).collect();
         let position = remaining.iter().position(|image| {
-            local_deps(image).iter().all(|d| {
-                reports
-                    .iter()
-                    .any(|r: &BuildReport| r.image.starts_with(&format!("{d}:")))
-            })
+            local_deps(image)
+                .iter()
+                .filter(|d| defined.contains(d))
+                .all(|d| {
+                    reports
+                        .iter()
+                        .any(|r: &BuildReport| r.image.starts_with(&format!("{d}:")))
+                })
         });
         let Some(position) = position else {
             let image = remaining[0];
-            let missing = local_deps(image).into_iter().next().unwrap_or_default();
+            let missing = local_deps(image)
+                .into_iter()
+                .find(|d| defined.contains(d))
+                .unwrap_or_default();
             return Err(BaseImageError::Dependency {
                 name: image.manifest.name.clone(),
                 missing,
@@ -246,7 +267,7 @@ async fn build_one(
     image: &BaseImage,
     force: bool,
 ) -> Result<BuildReport, BaseImageError> {
-    let target = image.target();
+    let target = image.target()?;
     let plan = builder.plan(&target).await?;
     let report = match &image.manifest.debootstrap {
         None => builder.ensure_plan(&plan, force).await?,

@@ -333,6 +333,9 @@ pub async fn plan(engine: Option<&Engine>, target: &ImageTarget) -> Result<Plan,
         source,
     })?;
     let mut gathered = gathered;
+    for (dest, digest) in staged_digests(target).await? {
+        gathered.add_generated(&dest, digest);
+    }
     if target.init {
         gathered.add_generated(init_image::CONTEXT_NAME, init_image::source_digest());
     }
@@ -618,6 +621,41 @@ fn stage_outputs(target: &ImageTarget, context: &mut Context) -> Result<(), Buil
         context.stage(&dest.to_string_lossy(), bytes, meta.permissions().mode());
     }
     Ok(())
+}
+
+/// The digests of the files staged into the context that exist before the build (a
+/// target with outputs and no command, such as the skillhost image's own executable):
+/// they feed the hash like any input. A command's outputs do not exist yet when the
+/// image is planned; the command and its inputs are what the hash covers for them.
+async fn staged_digests(target: &ImageTarget) -> Result<Vec<(String, [u8; 32])>, BuildError> {
+    if target.command.is_some() || target.outputs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let owned = target.clone();
+    tokio::task::spawn_blocking(move || {
+        owned
+            .outputs
+            .iter()
+            .map(|(dest, source)| {
+                let source_path = owned.dir.join(source);
+                let digest = file_digest(&source_path).map_err(|_| BuildError::MissingOutput {
+                    name: owned.name.clone(),
+                    dest: dest.clone(),
+                    source_path,
+                })?;
+                Ok((dest.to_string_lossy().into_owned(), digest))
+            })
+            .collect()
+    })
+    .await
+    .map_err(|joined| join_failure(joined, &target.name))?
+}
+
+fn file_digest(path: &Path) -> std::io::Result<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    Ok(hasher.finalize().into())
 }
 
 /// A blocking task that did not return: a panic in it is passed on as the panic it is,
