@@ -1,0 +1,363 @@
+"""The Swarm deployment of deploy/swarm/, on this machine's real engine: `docker swarm
+init` on one node, the registry and skillhost stacks deployed from the repository's files,
+calls from the Python client through the published port, a killed task, a drained node
+and a rolling update. Run by `.ci/run` when the engine is in no swarm; it leaves the
+engine as it found it (swarm left, stacks, networks, secrets, configs, volume and image
+tags removed), even when a test fails.
+
+    SKILLHOST_SWARM_TESTS=1 pytest -q -s deploy/swarm/tests
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, List, Optional
+
+import pytest
+
+from skillhost import Client, ServiceUnreachable, Unavailable
+
+REPO = Path(__file__).resolve().parents[3]
+BINARY = Path(os.environ.get("SKILLHOST_BIN", REPO / "target" / "debug" / "skillhost"))
+STACK = f"skillhost-it{os.getpid()}"
+REGISTRY_STACK = f"skillhost-registry-it{os.getpid()}"
+SERVICE = f"{STACK}_skillhost"
+BUNDLED = ["echo", "json-pointer", "python", "shell"]
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("SKILLHOST_SWARM_TESTS") != "1",
+    reason="set SKILLHOST_SWARM_TESTS=1: these tests put the engine in swarm mode",
+)
+
+
+def report(line: str) -> None:
+    """A figure for the run's log (run pytest with -s to see it)."""
+    print(f"swarm: {line}", file=sys.stderr, flush=True)
+
+
+def run(*args: str, check: bool = True, env: Optional[dict] = None) -> str:
+    done = subprocess.run(
+        list(args), capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
+    return done.stdout
+
+
+def skillhost(*args: str) -> str:
+    return run(str(BINARY), *args)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what: str, check: Callable[[], bool], within: float = 180.0) -> float:
+    """Poll `check` until it holds; the seconds it took. Fails naming `what`."""
+    started = time.monotonic()
+    while time.monotonic() - started < within:
+        if check():
+            return time.monotonic() - started
+        time.sleep(0.25)
+    raise AssertionError(f"{what}: not within {within:.0f} s")
+
+
+def ready(server: str) -> bool:
+    try:
+        with Client(server, timeout=3) as client:
+            return client.ready()[0]
+    except ServiceUnreachable:
+        return False
+
+
+def task_containers() -> List[str]:
+    return run("docker", "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={SERVICE}").split()
+
+
+@dataclass
+class Cluster:
+    """The deployed stacks and what the tests need to reach them."""
+
+    server: str
+    token: str
+    env: dict
+    work: Path
+    node: str
+    publish_mode: str
+    tags: List[str] = field(default_factory=list)
+
+    def client(self) -> Client:
+        return Client(self.server, token=self.token, timeout=60)
+
+
+def deploy_registry(port: int, mode: str) -> None:
+    run("docker", "stack", "deploy", "--detach=true", "-c", str(REPO / "deploy/swarm/registry.yml"),
+        REGISTRY_STACK, env={"SKILLHOST_REGISTRY_PORT": str(port), "SKILLHOST_PUBLISH_MODE": mode})
+
+
+def registry_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"GET /v2/ HTTP/1.0\r\n\r\n")
+            return s.recv(64).startswith(b"HTTP/1.")
+    except OSError:
+        return False
+
+
+def registry_task_healthy() -> bool:
+    names = run("docker", "ps", "--filter", f"label=com.docker.stack.namespace={REGISTRY_STACK}",
+                "--format", "{{.Status}}")
+    return "(healthy)" in names
+
+
+def leave_as_found(gwbridge_before: bool, work: Path, tags: List[str]) -> None:
+    """Everything this module made goes, whatever state the tests left."""
+    for stack in (STACK, REGISTRY_STACK):
+        run("docker", "stack", "rm", stack, check=False)
+    for stack in (STACK, REGISTRY_STACK):
+        try:
+            wait_for(f"the containers of stack {stack} to go", lambda: not run(
+                "docker", "ps", "-aq", "--filter", f"label=com.docker.stack.namespace={stack}",
+                check=False).split(), within=90)
+        except AssertionError as e:
+            report(str(e))
+    # Containers of skills the killed or drained tasks made are reaped by their
+    # successors; the last task removes its own at SIGTERM. Anything else is a failure
+    # .ci/run reports, so none is removed here.
+    wait_for("the stacks' networks to go", lambda: not [
+        n for n in run("docker", "network", "ls", "--format", "{{.Name}}").split()
+        if n.startswith((STACK, REGISTRY_STACK))], within=60)
+    run("docker", "volume", "rm", f"{REGISTRY_STACK}_registry-data", check=False)
+    run("docker", "swarm", "leave", "--force", check=False)
+    if not gwbridge_before:
+        run("docker", "network", "rm", "docker_gwbridge", check=False)
+    for tag in tags:
+        run("docker", "rmi", tag, check=False)
+    run("rm", "-rf", str(work), check=False)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    state = run("docker", "info", "--format", "{{.Swarm.LocalNodeState}}").strip()
+    if state != "inactive":
+        pytest.skip(f"the engine is in a swarm already ({state}); it is not ours to change")
+    gwbridge_before = "docker_gwbridge" in run("docker", "network", "ls", "--format", "{{.Name}}").split()
+    work = Path(tempfile.mkdtemp(prefix="skillhost-swarm-"))
+    tags: List[str] = []
+    try:
+        run("docker", "swarm", "init", "--advertise-addr", "127.0.0.1")
+        node = run("docker", "node", "ls", "-q").split()[0]
+
+        # The images: the base images, then skillhost's own and the registry's on them.
+        skillhost("images", "build")
+        built = json.loads(skillhost("--format", "json", "images", "build", "--images-dir",
+                                     str(REPO / "deploy/images")))
+        image_tags = [r["image"] for r in built]
+        tags += image_tags + [f"skillhost/{r['name']}:latest" for r in built]
+
+        # The lock of the bundled skills (built here if need be).
+        (work / "deployment.yaml").write_text(
+            "skills:\n" + "".join(f"  {name}: \"^1\"\n" for name in BUNDLED))
+        lock = work / "production.lock"
+        skillhost("--skills-dir", str(REPO / "skills"), "lock", "--manifest",
+                  str(work / "deployment.yaml"), "-o", str(lock))
+
+        # The registry, through the routing mesh when this kernel has it (IPVS): the
+        # task turns healthy, yet nothing answers on the published port without it.
+        registry_port = free_port()
+        publish_mode = "ingress"
+        deploy_registry(registry_port, publish_mode)
+        wait_for("the registry task to be healthy", registry_task_healthy)
+        try:
+            wait_for("the registry through the routing mesh", lambda: registry_answers(registry_port),
+                     within=15)
+        except AssertionError:
+            publish_mode = "host"
+            report("the routing mesh does not answer here (no IPVS in this kernel?): host mode")
+            run("docker", "stack", "rm", REGISTRY_STACK)
+            wait_for("the registry's containers to go", lambda: not run(
+                "docker", "ps", "-aq", "--filter",
+                f"label=com.docker.stack.namespace={REGISTRY_STACK}").split(), within=60)
+            wait_for("the registry's network to go", lambda: f"{REGISTRY_STACK}_default" not in run(
+                "docker", "network", "ls", "--format", "{{.Name}}").split(), within=60)
+            deploy_registry(registry_port, publish_mode)
+            wait_for("the registry in host mode", lambda: registry_answers(registry_port))
+        registry = f"127.0.0.1:{registry_port}"
+
+        # Push the locked images (digests recorded in the lock) and skillhost's image.
+        skillhost("push", "--lock", str(lock), "--registry", registry)
+        skillhost_tag = next(t for t in image_tags if t.startswith("skillhost/skillhost:"))
+        pushed = f"{registry}/{skillhost_tag}"
+        run("docker", "tag", skillhost_tag, pushed)
+        tags.append(pushed)
+        run("docker", "push", "-q", pushed)
+
+        # A fresh node: none of the skills' images is here, so the task pulls them.
+        locked_images = [line.split('"')[1] for line in lock.read_text().splitlines()
+                         if line.startswith("image = ")]
+        assert len(locked_images) == len(BUNDLED), lock.read_text()
+        for image in locked_images:
+            run("docker", "rmi", image)
+
+        made = subprocess.run([str(BINARY), "token", "swarm-it"], capture_output=True,
+                              text=True, check=True)
+        token = made.stdout.strip()
+        (work / "tokens.toml").write_text(
+            "".join(f"{line}\n" for line in made.stderr.splitlines() if not line.startswith("#")))
+        api_port = free_port()
+        env = {
+            "SKILLHOST_IMAGE": pushed,
+            "SKILLHOST_LOCK": str(lock),
+            "SKILLHOST_TOKENS": str(work / "tokens.toml"),
+            "SKILLHOST_REVISION": str(os.getpid()),
+            "SKILLHOST_PORT": str(api_port),
+            "SKILLHOST_PUBLISH_MODE": publish_mode,
+            "SKILLHOST_UPDATE_ORDER": "start-first" if publish_mode == "ingress" else "stop-first",
+        }
+        server = f"http://127.0.0.1:{api_port}"
+        started = time.monotonic()
+        run("docker", "stack", "deploy", "--detach=true", "-c",
+            str(REPO / "deploy/swarm/skillhost.yml"), STACK, env=env)
+        wait_for("the skillhost task to answer ready", lambda: ready(server))
+        report(f"fresh node ready in {time.monotonic() - started:.1f} s "
+               f"(deploy to /readyz true, {len(locked_images)} skills pulled from the registry)")
+        yield Cluster(server=server, token=token, env=env, work=work, node=node,
+                      publish_mode=publish_mode, tags=tags)
+    finally:
+        leave_as_found(gwbridge_before, work, tags)
+
+
+def test_calls_through_the_published_port(cluster: Cluster) -> None:
+    with cluster.client() as client:
+        assert sorted(s.name for s in client.skills()) == BUNDLED
+        said = client.invoke("echo", "say", {"text": "through the swarm"})
+        assert said.ok and said.output == {"text": "through the swarm"}, said
+        ran = client.invoke("python", "run", {"code": "print(6 * 7)"})
+        assert ran.ok and "42" in json.dumps(ran.output), ran
+
+
+def test_a_killed_task_is_replaced_and_its_skill_containers_reaped(cluster: Cluster) -> None:
+    killed = task_containers()
+    assert len(killed) == 1, killed
+    instance_of_killed = run("docker", "inspect", "--format", "{{.Id}}", killed[0]).strip()
+
+    outcome: dict = {}
+
+    def long_call() -> None:
+        try:
+            with cluster.client() as client:
+                outcome["result"] = client.invoke("python", "run",
+                                                  {"code": "import time; time.sleep(20)"})
+        except ServiceUnreachable as e:
+            outcome["error"] = e
+
+    caller = threading.Thread(target=long_call)
+    caller.start()
+    orphans = lambda: run("docker", "ps", "-aq", "--filter", "label=io.skillhost.managed=true",
+                          "--filter", "label=io.skillhost.skill=python").split()
+    wait_for("the long call's container", lambda: bool(orphans()))
+    run("docker", "kill", killed[0])
+    caller.join(timeout=60)
+    error = outcome.get("error")
+    assert isinstance(error, ServiceUnreachable) and not error.not_sent, outcome
+
+    # Until the replacement listens, calls fail with a clear error that says they never
+    # ran; then they are answered again.
+    refused = 0
+    answered_at = None
+    started = time.monotonic()
+    while answered_at is None:
+        assert time.monotonic() - started < 180, "no answer after the task was killed"
+        try:
+            with cluster.client() as client:
+                result = client.invoke("echo", "say", {"text": "again"})
+            assert result.ok, result
+            answered_at = time.monotonic() - started
+        except ServiceUnreachable as e:
+            assert e.not_sent, e
+            refused += 1
+            time.sleep(0.1)
+        except Unavailable as e:
+            assert e.code == "host_shutting_down" and e.retry_after, e
+            refused += 1
+            time.sleep(e.retry_after)
+    report(f"killed task: {refused} calls refused (never run), answers again after {answered_at:.1f} s")
+    replacement = task_containers()
+    assert replacement and replacement != killed, replacement
+    assert instance_of_killed not in run("docker", "ps", "-q", "--no-trunc").split()
+    # The killed host's skill container is a leftover its successor removes at start.
+    wait_for("the killed host's skill container to be reaped", lambda: not orphans(), within=60)
+
+
+def test_a_drained_node_is_not_ready_until_it_is_active_again(cluster: Cluster) -> None:
+    run("docker", "node", "update", "--availability", "drain", cluster.node)
+    try:
+        wait_for("readiness to fall on the drained node", lambda: not ready(cluster.server))
+        wait_for("the drained node to run no skillhost task", lambda: not task_containers())
+    finally:
+        run("docker", "node", "update", "--availability", "active", cluster.node)
+    took = wait_for("the node to be ready again", lambda: ready(cluster.server))
+    report(f"drain: active again and ready in {took:.1f} s")
+
+
+def test_a_rolling_update_loses_no_call(cluster: Cluster) -> None:
+    before = task_containers()
+    stop = threading.Event()
+    answered: List[int] = []
+    failures: List[BaseException] = []
+    retried = [0]
+
+    def caller() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            while True:
+                try:
+                    with cluster.client() as client:
+                        result = client.invoke("echo", "say", {"text": str(n)})
+                    if not result.ok or result.output != {"text": str(n)}:
+                        failures.append(AssertionError(repr(result)))
+                    answered.append(n)
+                    break
+                except ServiceUnreachable as e:
+                    if not e.not_sent:
+                        failures.append(e)
+                        break
+                    retried[0] += 1
+                    time.sleep(0.05)
+                except Unavailable as e:
+                    # A call that reached a draining host is refused before it runs,
+                    # and told when to come back.
+                    if e.code != "host_shutting_down" or e.retry_after is None:
+                        failures.append(e)
+                        break
+                    retried[0] += 1
+                    time.sleep(e.retry_after)
+
+    thread = threading.Thread(target=caller)
+    thread.start()
+    try:
+        wait_for("calls before the update", lambda: len(answered) >= 5, within=60)
+        run("docker", "service", "update", "--detach=false", "--quiet", "--env-add",
+            "SKILLHOST_UPDATED=1", SERVICE)
+        after = task_containers()
+        assert after and after != before, (before, after)
+        count = len(answered)
+        wait_for("calls after the update", lambda: len(answered) >= count + 5, within=60)
+    finally:
+        stop.set()
+        thread.join(timeout=120)
+    assert not failures, failures
+    report(f"update ({cluster.publish_mode} mode): {len(answered)} calls answered, "
+           f"{retried[0]} sends refused before reaching a task and sent again, none lost")
