@@ -36,6 +36,9 @@ pub enum Error {
     /// An image could not be pushed or pulled.
     #[error(transparent)]
     Ship(#[from] crate::ship::ShipError),
+    /// The swarm's state could not be read.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     /// The HTTP service could not start.
     #[cfg(feature = "serve")]
     #[error(transparent)]
@@ -74,6 +77,10 @@ impl Error {
                 crate::ship::ShipError::NotPushed { .. } | crate::ship::ShipError::Bundle(_) => {
                     exit_code::USAGE
                 }
+                _ => exit_code::INFRASTRUCTURE,
+            },
+            Error::Cluster(e) => match e {
+                crate::cluster::ClusterError::NoService(_) => exit_code::USAGE,
                 _ => exit_code::INFRASTRUCTURE,
             },
             #[cfg(feature = "serve")]

@@ -22,6 +22,7 @@
 
 pub mod build;
 pub mod catalog;
+pub mod cluster;
 mod egress;
 pub mod engine;
 mod error;

@@ -81,6 +81,22 @@ def ready(server: str) -> bool:
         return False
 
 
+def cluster_status() -> dict:
+    """`skillhost cluster status` of the stack's service, and its exit code."""
+    done = subprocess.run([str(BINARY), "--format", "json", "cluster", "status", "--service",
+                           SERVICE], capture_output=True, text=True)
+    assert done.returncode in (0, 3), done.stderr
+    status = json.loads(done.stdout)
+    status["exit_code"] = done.returncode
+    return status
+
+
+def node_readiness() -> str:
+    nodes = cluster_status()["nodes"]
+    assert len(nodes) == 1, nodes
+    return nodes[0]["readiness"]
+
+
 def task_containers() -> List[str]:
     return run("docker", "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={SERVICE}").split()
 
@@ -239,6 +255,11 @@ def cluster() -> Iterator[Cluster]:
 
 
 def test_calls_through_the_published_port(cluster: Cluster) -> None:
+    # Swarm reports the task running only once its health check (skillhost ready) passed.
+    wait_for("cluster status to call the node ready", lambda: node_readiness() == "ready")
+    status = cluster_status()
+    assert status["exit_code"] == 0 and status["service"] == SERVICE, status
+    assert status["nodes"][0]["task_state"] == "running", status
     with cluster.client() as client:
         assert sorted(s.name for s in client.skills()) == BUNDLED
         said = client.invoke("echo", "say", {"text": "through the swarm"})
@@ -305,10 +326,14 @@ def test_a_drained_node_is_not_ready_until_it_is_active_again(cluster: Cluster) 
     try:
         wait_for("readiness to fall on the drained node", lambda: not ready(cluster.server))
         wait_for("the drained node to run no skillhost task", lambda: not task_containers())
+        node = cluster_status()["nodes"][0]
+        assert node["readiness"] == "drained", node
+        assert node["problems"] == ["the node's availability is drain"], node
     finally:
         run("docker", "node", "update", "--availability", "active", cluster.node)
     took = wait_for("the node to be ready again", lambda: ready(cluster.server))
     report(f"drain: active again and ready in {took:.1f} s")
+    wait_for("cluster status to call the node ready again", lambda: node_readiness() == "ready")
 
 
 def test_a_rolling_update_loses_no_call(cluster: Cluster) -> None:

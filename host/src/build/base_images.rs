@@ -435,4 +435,23 @@ mod tests {
         let err = discover(dir.path()).unwrap_err().to_string();
         assert!(err.contains("unknown field `suite`"), "{err}");
     }
+
+    #[test]
+    fn an_image_may_carry_the_running_executable() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("skillhost")).unwrap();
+        std::fs::write(
+            dir.path().join("skillhost").join(IMAGE_FILE),
+            "name: skillhost\nexecutable: skillhost\n",
+        )
+        .unwrap();
+        let images = discover(dir.path()).unwrap();
+        let target = images[0].target().unwrap();
+        assert_eq!(
+            target.outputs.get(Path::new("skillhost")),
+            Some(&std::env::current_exe().unwrap()),
+            "staged into the context as `skillhost`"
+        );
+        assert!(target.command.is_none(), "so the hash covers its bytes");
+    }
 }

@@ -5,6 +5,7 @@
 #[macro_use]
 pub(crate) mod output;
 mod build;
+mod cluster;
 mod gc;
 mod images;
 mod invoke;
@@ -108,6 +109,11 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// The skillhost service of a Docker swarm, node by node (run on a manager).
+    Cluster {
+        #[command(subcommand)]
+        command: cluster::ClusterCommand,
+    },
     /// Base images built locally from Debian packages.
     Images {
         #[command(subcommand)]
@@ -149,6 +155,7 @@ pub(crate) async fn run(args: Args) -> i32 {
             Ok(skillhost::api::exit_code::OK)
         }
         Command::Images { command } => images::run(command, format).await,
+        Command::Cluster { command } => cluster::run(command, format).await,
     };
     match result {
         Ok(code) => code,
