@@ -50,6 +50,8 @@ pub struct ClusterStatus {
 pub struct NodeReport {
     /// The node's hostname.
     pub node: String,
+    /// The node's ID in the swarm (hostnames need not be unique).
+    pub id: String,
     /// `manager` or `worker`.
     pub role: String,
     /// `active`, `pause` or `drain`.
@@ -225,7 +227,8 @@ pub(crate) fn report(
                     .description
                     .as_ref()
                     .and_then(|d| d.hostname.clone())
-                    .unwrap_or(id),
+                    .unwrap_or_else(|| id.clone()),
+                id,
                 role: spec
                     .and_then(|s| s.role)
                     .map_or("worker".into(), |r| r.to_string()),
@@ -241,7 +244,7 @@ pub(crate) fn report(
             }
         })
         .collect();
-    reports.sort_by(|a, b| a.node.cmp(&b.node));
+    reports.sort_by(|a, b| (&a.node, &a.id).cmp(&(&b.node, &b.id)));
     reports
 }
 

@@ -91,10 +91,110 @@ def cluster_status() -> dict:
     return status
 
 
-def node_readiness() -> str:
-    nodes = cluster_status()["nodes"]
-    assert len(nodes) == 1, nodes
-    return nodes[0]["readiness"]
+def node_report(node_id: str) -> dict:
+    return next(n for n in cluster_status()["nodes"] if n["id"] == node_id)
+
+
+class SecondEngine:
+    """A second Docker Engine on this machine, joined as a Swarm worker: its own network
+    namespace (a veth pair to this one), its own mount and UTS namespaces (so its
+    /var/run/docker.sock is its own, and its node a hostname of its own), data root and
+    containerd. Its 127.0.0.1:REGISTRY_PORT is forwarded to the manager's registry, as
+    the routing mesh would."""
+
+    MANAGER = "10.231.0.1"
+    WORKER = "10.231.0.2"
+
+    def __init__(self, work: Path) -> None:
+        self.netns = f"skillhost-it{os.getpid()}"
+        self.veth = f"skh{os.getpid() % 100000}"
+        self.dir = work / "worker"
+        self.socket = self.dir / "docker.sock"
+        self.processes: List[subprocess.Popen] = []
+        self.made_network = False
+        self.reason = ""
+
+    def make_network(self) -> bool:
+        """The namespace and the veth pair, before the swarm exists (the manager must
+        advertise an address the worker reaches); False, with the reason, where this
+        machine does not allow it."""
+        if any(self.MANAGER in line for line in run("ip", "-4", "addr", check=False).splitlines()):
+            self.reason = f"{self.MANAGER} is in use on this machine"
+            return False
+        steps = [
+            ["ip", "netns", "add", self.netns],
+            ["ip", "link", "add", f"{self.veth}h", "type", "veth", "peer", "name", f"{self.veth}n"],
+            ["ip", "link", "set", f"{self.veth}n", "netns", self.netns],
+            ["ip", "addr", "add", f"{self.MANAGER}/24", "dev", f"{self.veth}h"],
+            ["ip", "link", "set", f"{self.veth}h", "up"],
+            ["ip", "-n", self.netns, "addr", "add", f"{self.WORKER}/24", "dev", f"{self.veth}n"],
+            ["ip", "-n", self.netns, "link", "set", f"{self.veth}n", "up"],
+            ["ip", "-n", self.netns, "link", "set", "lo", "up"],
+        ]
+        for step in steps:
+            done = subprocess.run(step, capture_output=True, text=True)
+            if done.returncode != 0:
+                self.reason = f"{' '.join(step)}: {done.stderr.strip()}"
+                self.remove_network()
+                return False
+            self.made_network = True
+        return True
+
+    def docker(self, *args: str, check: bool = True) -> str:
+        return run("docker", "-H", f"unix://{self.socket}", *args, check=check)
+
+    def start(self, registry_port: int) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "daemon.json").write_text(json.dumps({
+            "data-root": str(self.dir / "data"), "exec-root": "/run/docker",
+            "pidfile": "/run/docker.pid", "cgroup-parent": self.netns,
+            "storage-driver": run("docker", "info", "--format", "{{.Driver}}").strip(),
+        }))
+        # nsenter rather than `ip netns exec`, which remounts /sys and hides the cgroups.
+        script = (f"mount -t tmpfs tmpfs /run && echo {self.netns} >/proc/sys/kernel/hostname"
+                  " && exec dockerd "
+                  f"--config-file {self.dir / 'daemon.json'} -H unix:///run/docker.sock "
+                  f"-H unix://{self.socket}")
+        log = open(self.dir / "dockerd.log", "w")
+        self.processes.append(subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/{self.netns}", "unshare", "--mount", "--uts",
+             "--propagation", "private", "sh", "-c", script], stdout=log, stderr=log))
+        wait_for("the second engine to answer", lambda: subprocess.run(
+            ["docker", "-H", f"unix://{self.socket}", "info"], capture_output=True).returncode == 0,
+            within=60)
+        self.processes.append(subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/{self.netns}", "socat",
+             f"TCP-LISTEN:{registry_port},bind=127.0.0.1,fork,reuseaddr",
+             f"TCP:{self.MANAGER}:{registry_port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    def containers(self, skill: str) -> List[str]:
+        return self.docker("ps", "-aq", "--filter", f"label=io.skillhost.skill={skill}").split()
+
+    def stop(self) -> None:
+        if self.processes:
+            self.docker("swarm", "leave", "--force", check=False)
+        for process in reversed(self.processes):
+            process.terminate()
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
+        self.remove_network()
+        run("rm", "-rf", str(self.dir), check=False)
+
+    def remove_network(self) -> None:
+        if not self.made_network:
+            run("ip", "netns", "del", self.netns, check=False)
+            return
+        run("ip", "netns", "del", self.netns, check=False)
+        # The pair goes when the namespace is freed, a moment after its last process.
+        wait_for("the veth pair to go", lambda: subprocess.run(
+            ["ip", "link", "show", f"{self.veth}h"], capture_output=True).returncode != 0,
+            within=30)
+        self.made_network = False
 
 
 def task_containers() -> List[str]:
@@ -111,6 +211,8 @@ class Cluster:
     work: Path
     node: str
     publish_mode: str
+    registry_port: int
+    second: Optional[SecondEngine]
     tags: List[str] = field(default_factory=list)
 
     def client(self) -> Client:
@@ -137,7 +239,8 @@ def registry_task_healthy() -> bool:
     return "(healthy)" in names
 
 
-def leave_as_found(gwbridge_before: bool, work: Path, tags: List[str]) -> None:
+def leave_as_found(gwbridge_before: bool, work: Path, tags: List[str],
+                   second: Optional[SecondEngine]) -> None:
     """Everything this module made goes, whatever state the tests left."""
     for stack in (STACK, REGISTRY_STACK):
         run("docker", "stack", "rm", stack, check=False)
@@ -155,6 +258,8 @@ def leave_as_found(gwbridge_before: bool, work: Path, tags: List[str]) -> None:
         n for n in run("docker", "network", "ls", "--format", "{{.Name}}").split()
         if n.startswith((STACK, REGISTRY_STACK))], within=60)
     run("docker", "volume", "rm", f"{REGISTRY_STACK}_registry-data", check=False)
+    if second is not None:
+        second.stop()
     run("docker", "swarm", "leave", "--force", check=False)
     if not gwbridge_before:
         run("docker", "network", "rm", "docker_gwbridge", check=False)
@@ -171,8 +276,15 @@ def cluster() -> Iterator[Cluster]:
     gwbridge_before = "docker_gwbridge" in run("docker", "network", "ls", "--format", "{{.Name}}").split()
     work = Path(tempfile.mkdtemp(prefix="skillhost-swarm-"))
     tags: List[str] = []
+    second: Optional[SecondEngine] = SecondEngine(work)
     try:
-        run("docker", "swarm", "init", "--advertise-addr", "127.0.0.1")
+        # With a second engine's network ready, the manager advertises its side of it.
+        advertise = "127.0.0.1"
+        if second.make_network():
+            advertise = SecondEngine.MANAGER
+        else:
+            report(f"no second engine: {second.reason}")
+        run("docker", "swarm", "init", "--advertise-addr", advertise)
         node = run("docker", "node", "ls", "-q").split()[0]
 
         # The images: the base images, then skillhost's own and the registry's on them.
@@ -249,17 +361,19 @@ def cluster() -> Iterator[Cluster]:
         report(f"fresh node ready in {time.monotonic() - started:.1f} s "
                f"(deploy to /readyz true, {len(locked_images)} skills pulled from the registry)")
         yield Cluster(server=server, token=token, env=env, work=work, node=node,
-                      publish_mode=publish_mode, tags=tags)
+                      publish_mode=publish_mode, registry_port=registry_port,
+                      second=second if second.made_network else None, tags=tags)
     finally:
-        leave_as_found(gwbridge_before, work, tags)
+        leave_as_found(gwbridge_before, work, tags, second)
 
 
 def test_calls_through_the_published_port(cluster: Cluster) -> None:
     # Swarm reports the task running only once its health check (skillhost ready) passed.
-    wait_for("cluster status to call the node ready", lambda: node_readiness() == "ready")
+    wait_for("cluster status to call the node ready",
+             lambda: node_report(cluster.node)["readiness"] == "ready")
     status = cluster_status()
     assert status["exit_code"] == 0 and status["service"] == SERVICE, status
-    assert status["nodes"][0]["task_state"] == "running", status
+    assert node_report(cluster.node)["task_state"] == "running", status
     with cluster.client() as client:
         assert sorted(s.name for s in client.skills()) == BUNDLED
         said = client.invoke("echo", "say", {"text": "through the swarm"})
@@ -326,14 +440,15 @@ def test_a_drained_node_is_not_ready_until_it_is_active_again(cluster: Cluster) 
     try:
         wait_for("readiness to fall on the drained node", lambda: not ready(cluster.server))
         wait_for("the drained node to run no skillhost task", lambda: not task_containers())
-        node = cluster_status()["nodes"][0]
+        node = node_report(cluster.node)
         assert node["readiness"] == "drained", node
         assert node["problems"] == ["the node's availability is drain"], node
     finally:
         run("docker", "node", "update", "--availability", "active", cluster.node)
     took = wait_for("the node to be ready again", lambda: ready(cluster.server))
     report(f"drain: active again and ready in {took:.1f} s")
-    wait_for("cluster status to call the node ready again", lambda: node_readiness() == "ready")
+    wait_for("cluster status to call the node ready again",
+             lambda: node_report(cluster.node)["readiness"] == "ready")
 
 
 def test_a_rolling_update_loses_no_call(cluster: Cluster) -> None:
@@ -386,3 +501,58 @@ def test_a_rolling_update_loses_no_call(cluster: Cluster) -> None:
     assert not failures, failures
     report(f"update ({cluster.publish_mode} mode): {len(answered)} calls answered, "
            f"{retried[0]} sends refused before reaching a task and sent again, none lost")
+
+
+def long_call(server: str, token: str, outcome: dict) -> threading.Thread:
+    def call() -> None:
+        with Client(server, token=token, timeout=60) as client:
+            outcome["result"] = client.invoke("python", "run", {"code": "import time; time.sleep(3)"})
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    return thread
+
+
+def test_a_second_engine_joined_as_a_worker_serves_calls_too(cluster: Cluster) -> None:
+    second = cluster.second
+    if second is None:
+        pytest.skip("this machine could not make the second engine's network namespace")
+    second.start(cluster.registry_port)
+    join = run("docker", "swarm", "join-token", "-q", "worker").strip()
+    joined = time.monotonic()
+    second.docker("swarm", "join", "--token", join, "--advertise-addr", SecondEngine.WORKER,
+                  f"{SecondEngine.MANAGER}:2377")
+    worker = second.docker("info", "--format", "{{.Swarm.NodeID}}").strip()
+    worker_server = f"http://{SecondEngine.WORKER}:{cluster.env['SKILLHOST_PORT']}"
+    # Swarm schedules the global service's task there; it pulls the skillhost image and
+    # then every locked image through the registry, and only then listens.
+    wait_for("the worker's skillhost to be ready", lambda: ready(worker_server), within=300)
+    report(f"second engine: ready {time.monotonic() - joined:.1f} s after joining the swarm "
+           "(skillhost image and the locked skills pulled from the registry)")
+    wait_for("cluster status to call both nodes ready", lambda: all(
+        n["readiness"] == "ready" for n in cluster_status()["nodes"]) and len(
+        cluster_status()["nodes"]) == 2)
+
+    # A call lands on the node it is sent to, and runs on that node's engine.
+    manager_containers = lambda: run("docker", "ps", "-aq", "--filter",
+                                     "label=io.skillhost.skill=python").split()
+    for server, here, there in ((worker_server, lambda: second.containers("python"), manager_containers),
+                                (cluster.server, manager_containers, lambda: second.containers("python"))):
+        outcome: dict = {}
+        thread = long_call(server, cluster.token, outcome)
+        wait_for(f"the call's container on the engine behind {server}", lambda: bool(here()))
+        assert not there(), f"a call to {server} made a container on the other engine"
+        thread.join(timeout=60)
+        assert outcome["result"].ok, outcome
+
+    # Draining the worker takes it out; the manager's node goes on answering.
+    run("docker", "node", "update", "--availability", "drain", worker)
+    try:
+        wait_for("the drained worker to stop answering", lambda: not ready(worker_server))
+        assert node_report(worker)["readiness"] == "drained"
+        with cluster.client() as client:
+            assert client.invoke("echo", "say", {"text": "still here"}).ok
+        wait_for("the worker's skill containers to go", lambda: not second.docker(
+            "ps", "-aq", "--filter", "label=io.skillhost.managed=true").split(), within=60)
+    finally:
+        run("docker", "node", "update", "--availability", "active", worker)
