@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import re
 import time
@@ -60,13 +61,13 @@ async def main() -> None:
     options = parser.parse_args()
 
     if options.server.startswith("unix:"):
-        path = options.server[len("unix:"):]
-        opener: Opener = lambda: asyncio.open_unix_connection(path)
+        opener: Opener = functools.partial(asyncio.open_unix_connection,
+                                           options.server[len("unix:"):])
         host = "skillhost"
     else:
         authority = options.server.split("//", 1)[1].rstrip("/")
         address, port = authority.rsplit(":", 1)
-        opener = lambda: asyncio.open_connection(address, int(port))
+        opener = functools.partial(asyncio.open_connection, address, int(port))
         host = authority
     body = json.dumps({"args": json.loads(options.args)}).encode()
     auth = f"Authorization: Bearer {options.token}\r\n" if options.token else ""

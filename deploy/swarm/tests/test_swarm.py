@@ -239,6 +239,17 @@ def registry_task_healthy() -> bool:
     return "(healthy)" in names
 
 
+def stack_containers(stack: str) -> List[str]:
+    return run("docker", "ps", "-aq", "--filter", f"label=com.docker.stack.namespace={stack}",
+               check=False).split()
+
+
+def python_containers() -> List[str]:
+    """Containers of the python skill on this (the manager's) engine."""
+    return run("docker", "ps", "-aq", "--filter", "label=io.skillhost.managed=true",
+               "--filter", "label=io.skillhost.skill=python").split()
+
+
 def leave_as_found(gwbridge_before: bool, work: Path, tags: List[str],
                    second: Optional[SecondEngine]) -> None:
     """Everything this module made goes, whatever state the tests left."""
@@ -246,9 +257,8 @@ def leave_as_found(gwbridge_before: bool, work: Path, tags: List[str],
         run("docker", "stack", "rm", stack, check=False)
     for stack in (STACK, REGISTRY_STACK):
         try:
-            wait_for(f"the containers of stack {stack} to go", lambda: not run(
-                "docker", "ps", "-aq", "--filter", f"label=com.docker.stack.namespace={stack}",
-                check=False).split(), within=90)
+            wait_for(f"the containers of stack {stack} to go",
+                     lambda stack=stack: not stack_containers(stack), within=90)
         except AssertionError as e:
             report(str(e))
     # Containers of skills the killed or drained tasks made are reaped by their
@@ -314,9 +324,8 @@ def cluster() -> Iterator[Cluster]:
             publish_mode = "host"
             report("the routing mesh does not answer here (no IPVS in this kernel?): host mode")
             run("docker", "stack", "rm", REGISTRY_STACK)
-            wait_for("the registry's containers to go", lambda: not run(
-                "docker", "ps", "-aq", "--filter",
-                f"label=com.docker.stack.namespace={REGISTRY_STACK}").split(), within=60)
+            wait_for("the registry's containers to go",
+                     lambda: not stack_containers(REGISTRY_STACK), within=60)
             wait_for("the registry's network to go", lambda: f"{REGISTRY_STACK}_default" not in run(
                 "docker", "network", "ls", "--format", "{{.Name}}").split(), within=60)
             deploy_registry(registry_port, publish_mode)
@@ -399,9 +408,7 @@ def test_a_killed_task_is_replaced_and_its_skill_containers_reaped(cluster: Clus
 
     caller = threading.Thread(target=long_call)
     caller.start()
-    orphans = lambda: run("docker", "ps", "-aq", "--filter", "label=io.skillhost.managed=true",
-                          "--filter", "label=io.skillhost.skill=python").split()
-    wait_for("the long call's container", lambda: bool(orphans()))
+    wait_for("the long call's container", lambda: bool(python_containers()))
     run("docker", "kill", killed[0])
     caller.join(timeout=60)
     error = outcome.get("error")
@@ -432,7 +439,8 @@ def test_a_killed_task_is_replaced_and_its_skill_containers_reaped(cluster: Clus
     assert replacement and replacement != killed, replacement
     assert instance_of_killed not in run("docker", "ps", "-q", "--no-trunc").split()
     # The killed host's skill container is a leftover its successor removes at start.
-    wait_for("the killed host's skill container to be reaped", lambda: not orphans(), within=60)
+    wait_for("the killed host's skill container to be reaped", lambda: not python_containers(),
+             within=60)
 
 
 def test_a_drained_node_is_not_ready_until_it_is_active_again(cluster: Cluster) -> None:
@@ -534,13 +542,15 @@ def test_a_second_engine_joined_as_a_worker_serves_calls_too(cluster: Cluster) -
         cluster_status()["nodes"]) == 2)
 
     # A call lands on the node it is sent to, and runs on that node's engine.
-    manager_containers = lambda: run("docker", "ps", "-aq", "--filter",
-                                     "label=io.skillhost.skill=python").split()
-    for server, here, there in ((worker_server, lambda: second.containers("python"), manager_containers),
-                                (cluster.server, manager_containers, lambda: second.containers("python"))):
+    def worker_containers() -> List[str]:
+        return second.containers("python")
+
+    for server, here, there in ((worker_server, worker_containers, python_containers),
+                                (cluster.server, python_containers, worker_containers)):
         outcome: dict = {}
         thread = long_call(server, cluster.token, outcome)
-        wait_for(f"the call's container on the engine behind {server}", lambda: bool(here()))
+        wait_for(f"the call's container on the engine behind {server}",
+                 lambda here=here: bool(here()))
         assert not there(), f"a call to {server} made a container on the other engine"
         thread.join(timeout=60)
         assert outcome["result"].ok, outcome
