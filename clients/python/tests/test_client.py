@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 
+import httpx
 import pytest
 
 import skillhost
@@ -153,6 +154,55 @@ def test_an_unreachable_service_is_named_and_known_not_to_have_run_the_call(tmp_
         with pytest.raises(ServiceUnreachable, match="none.sock") as refused:
             client.invoke("echo", "say", {"text": "x"})
     assert refused.value.not_sent, "no connection was made: safe to send again"
+
+
+def test_only_what_provably_did_not_run_is_sent_again():
+    from skillhost._client import _retry_wait
+
+    refused = ServiceUnreachable("unix:/x", "refused", not_sent=True)
+    cut = ServiceUnreachable("unix:/x", "reset after sending", not_sent=False)
+    assert _retry_wait(refused, 0, 0.1) == 0.1
+    assert _retry_wait(refused, 3, 0.1) == pytest.approx(0.8), "the backoff doubles"
+    assert _retry_wait(refused, 10, 0.1) == 5.0, "up to MAX_BACKOFF"
+    assert _retry_wait(cut, 0, 0.1) is None, "it may have run"
+    draining = httpx.Response(503, json={"status": "infrastructure_error", "error": {
+        "code": "host_shutting_down", "message": "m"}}, headers={"retry-after": "2"})
+    assert _retry_wait(draining, 0, 0.1) == 2.0, "after the service's Retry-After"
+    failed = httpx.Response(503, json={"status": "infrastructure_error", "error": {
+        "code": "engine_error", "message": "m"}})
+    assert _retry_wait(failed, 0, 0.1) is None, "the engine failed during the call"
+    assert _retry_wait(httpx.Response(200, json={}), 0, 0.1) is None
+
+
+def test_a_call_sent_before_the_service_listens_is_sent_again(start_service, probe, tmp_path):
+    late = tmp_path / "late.sock"
+
+    def start_later() -> None:
+        time.sleep(0.3)
+        late.symlink_to(start_service().socket)
+
+    starter = threading.Thread(target=start_later)
+    starter.start()
+    with Client(f"unix:{late}", retries=8, backoff=0.1) as client:
+        assert client.invoke(probe, "ok").ok
+    starter.join()
+
+
+def test_a_draining_service_is_retried_after_its_notice_then_named(start_service, probe):
+    import signal
+
+    svc = start_service("--drain-notice", "3s")
+    svc.process.send_signal(signal.SIGTERM)
+    with Client(svc.server) as client:
+        wait_for(lambda: not client.ready()[0], "readiness to fall")
+    started = time.monotonic()
+    # Refused with a Retry-After of 4 s; by then the listener is closed, and the retries
+    # of a refused connection run out.
+    with Client(svc.server, retries=2, backoff=0.1) as client:
+        with pytest.raises(ServiceUnreachable) as gone:
+            client.invoke(probe, "ok")
+    assert gone.value.not_sent
+    assert time.monotonic() - started >= 3, "it waited for the notice"
 
 
 def test_a_connection_cut_before_the_answer_may_have_run_the_call():

@@ -75,7 +75,7 @@ def wait_for(what: str, check: Callable[[], bool], within: float = 180.0) -> flo
 
 def ready(server: str) -> bool:
     try:
-        with Client(server, timeout=3) as client:
+        with Client(server, timeout=3, retries=0) as client:
             return client.ready()[0]
     except ServiceUnreachable:
         return False
@@ -216,7 +216,8 @@ class Cluster:
     tags: List[str] = field(default_factory=list)
 
     def client(self) -> Client:
-        return Client(self.server, token=self.token, timeout=60)
+        # No retries of the client's own: the tests count every refusal themselves.
+        return Client(self.server, token=self.token, timeout=60, retries=0)
 
 
 def deploy_registry(port: int, mode: str) -> None:
@@ -493,27 +494,48 @@ def test_a_rolling_update_loses_no_call(cluster: Cluster) -> None:
                     retried[0] += 1
                     time.sleep(e.retry_after)
 
-    thread = threading.Thread(target=caller)
-    thread.start()
+    # A second caller leaves it all to the client's own retries, with one client.
+    plain_answered: List[int] = []
+
+    def plain_caller() -> None:
+        with Client(cluster.server, token=cluster.token, timeout=60, retries=12) as client:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                try:
+                    result = client.invoke("echo", "say", {"text": f"plain {n}"})
+                except Exception as e:  # noqa: BLE001 - every failure is the finding
+                    failures.append(e)
+                    return
+                if result.output != {"text": f"plain {n}"}:
+                    failures.append(AssertionError(repr(result)))
+                plain_answered.append(n)
+
+    threads = [threading.Thread(target=caller), threading.Thread(target=plain_caller)]
+    for thread in threads:
+        thread.start()
     try:
         wait_for("calls before the update", lambda: len(answered) >= 5, within=60)
         run("docker", "service", "update", "--detach=false", "--quiet", "--env-add",
             "SKILLHOST_UPDATED=1", SERVICE)
         after = task_containers()
         assert after and after != before, (before, after)
-        count = len(answered)
-        wait_for("calls after the update", lambda: len(answered) >= count + 5, within=60)
+        count, plain_count = len(answered), len(plain_answered)
+        wait_for("calls after the update", lambda: len(answered) >= count + 5
+                 and len(plain_answered) >= plain_count + 5, within=60)
     finally:
         stop.set()
-        thread.join(timeout=120)
+        for thread in threads:
+            thread.join(timeout=120)
     assert not failures, failures
     report(f"update ({cluster.publish_mode} mode): {len(answered)} calls answered, "
-           f"{retried[0]} sends refused before reaching a task and sent again, none lost")
+           f"{retried[0]} sends refused before reaching a task and sent again, none lost; "
+           f"{len(plain_answered)} calls through the client's own retries, none lost")
 
 
 def long_call(server: str, token: str, outcome: dict) -> threading.Thread:
     def call() -> None:
-        with Client(server, token=token, timeout=60) as client:
+        with Client(server, token=token, timeout=60, retries=0) as client:
             outcome["result"] = client.invoke("python", "run", {"code": "import time; time.sleep(3)"})
 
     thread = threading.Thread(target=call)

@@ -138,6 +138,31 @@ def _not_a_stream(response: httpx.Response) -> SkillhostError:
     return ServiceError(response.status_code, "unexpected", "a result without an event stream")
 
 
+#: The longest wait between two sends of a request that reached no service.
+MAX_BACKOFF = 5.0
+
+
+def _retry_wait(outcome: Union[httpx.Response, ServiceUnreachable], attempt: int,
+                backoff: float) -> Optional[float]:
+    """Seconds to wait before sending a request again, when the service proves it did not
+    run it: no connection was made (`not_sent`), or a draining service answered 503
+    `host_shutting_down` (after its `Retry-After`). None for anything else, which is the
+    caller's to judge."""
+    if isinstance(outcome, ServiceUnreachable):
+        return min(backoff * 2**attempt, MAX_BACKOFF) if outcome.not_sent else None
+    if outcome.status_code != 503:
+        return None
+    try:
+        data = outcome.json()
+    except ValueError:
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    if not (isinstance(error, dict) and error.get("code") == "host_shutting_down"):
+        return None
+    retry = outcome.headers.get("retry-after", "1")
+    return float(retry) if retry.isdigit() else 1.0
+
+
 def _unreachable(server: str, error: httpx.TransportError) -> ServiceUnreachable:
     not_sent = isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout))
     return ServiceUnreachable(server, str(error) or type(error).__name__, not_sent=not_sent)
@@ -149,7 +174,11 @@ class Client:
     `server` is `unix:PATH` or `http://HOST:PORT` (default: `SKILLHOST_SERVER`, else the
     service's default socket); `token` is the bearer token for TCP (default:
     `SKILLHOST_TOKEN`); `timeout` bounds each HTTP exchange in seconds (a call's own
-    deadline is the skill's, or `timeout_ms`).
+    deadline is the skill's, or `timeout_ms`). A request the service provably did not
+    run (no connection was made, or a draining service answered 503
+    `host_shutting_down`) is sent again up to `retries` times, after `backoff` seconds
+    doubling (at most `MAX_BACKOFF`), or the service's `Retry-After`; a streamed call
+    (`events`, or `invoke` with `on_progress`) is not.
     """
 
     def __init__(
@@ -158,7 +187,11 @@ class Client:
         *,
         token: Optional[str] = None,
         timeout: Optional[float] = 600.0,
+        retries: int = 3,
+        backoff: float = 0.1,
     ) -> None:
+        self.retries = retries
+        self.backoff = backoff
         self.server = server or default_server()
         base_url, uds = _endpoint(self.server)
         token = token if token is not None else os.environ.get("SKILLHOST_TOKEN")
@@ -180,10 +213,21 @@ class Client:
         self._http.close()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return self._http.request(method, path, **kwargs)
-        except httpx.TransportError as e:
-            raise _unreachable(self.server, e) from e
+        attempt = 0
+        while True:
+            try:
+                outcome: Union[httpx.Response, ServiceUnreachable] = self._http.request(
+                    method, path, **kwargs)
+            except httpx.TransportError as e:
+                outcome = _unreachable(self.server, e)
+                outcome.__cause__ = e
+            wait = _retry_wait(outcome, attempt, self.backoff)
+            if wait is None or attempt >= self.retries:
+                if isinstance(outcome, ServiceUnreachable):
+                    raise outcome
+                return outcome
+            time.sleep(wait)
+            attempt += 1
 
     def invoke(
         self,
@@ -321,7 +365,11 @@ class AsyncClient:
         *,
         token: Optional[str] = None,
         timeout: Optional[float] = 600.0,
+        retries: int = 3,
+        backoff: float = 0.1,
     ) -> None:
+        self.retries = retries
+        self.backoff = backoff
         self.server = server or default_server()
         base_url, uds = _endpoint(self.server)
         token = token if token is not None else os.environ.get("SKILLHOST_TOKEN")
@@ -343,10 +391,21 @@ class AsyncClient:
         await self._http.aclose()
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return await self._http.request(method, path, **kwargs)
-        except httpx.TransportError as e:
-            raise _unreachable(self.server, e) from e
+        attempt = 0
+        while True:
+            try:
+                outcome: Union[httpx.Response, ServiceUnreachable] = await self._http.request(
+                    method, path, **kwargs)
+            except httpx.TransportError as e:
+                outcome = _unreachable(self.server, e)
+                outcome.__cause__ = e
+            wait = _retry_wait(outcome, attempt, self.backoff)
+            if wait is None or attempt >= self.retries:
+                if isinstance(outcome, ServiceUnreachable):
+                    raise outcome
+                return outcome
+            await asyncio.sleep(wait)
+            attempt += 1
 
     async def invoke(
         self,
