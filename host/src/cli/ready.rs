@@ -2,13 +2,11 @@
 //! `/readyz`), as an exit code. It is the health check of the skillhost image, and what an
 //! operator runs to see why a node is not ready.
 
-use skillhost::api::exit_code;
+use skillhost::api::{exit_code, ErrorReport};
 use skillhost::service::default_socket;
 use skillhost::Error;
 
 use super::remote::{self, Server};
-use skillhost::api::ErrorReport;
-
 use super::{output, Format};
 
 #[derive(Debug, clap::Args)]

@@ -156,12 +156,7 @@ pub(crate) async fn invoke(
             "the event stream ended before the result".into(),
         ));
     }
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| unreachable(e.to_string()))?
-        .to_bytes();
+    let body = read_body(server, response).await?;
     if let Ok(result) = serde_json::from_slice::<InvocationResult>(&body) {
         return Ok(result);
     }
@@ -172,11 +167,7 @@ pub(crate) async fn invoke(
             code: error.error.code,
             message: error.error.message,
         }),
-        Err(_) => Err(RemoteError::Garbled {
-            server: server.to_string(),
-            status,
-            message: String::from_utf8_lossy(&body).chars().take(200).collect(),
-        }),
+        Err(_) => Err(garbled(server, status, &body)),
     }
 }
 
@@ -196,17 +187,33 @@ pub(crate) async fn ready(server: &Server) -> Result<Readiness, RemoteError> {
         .map_err(|e| unreachable(e.to_string()))?;
     let response = connect_and_send(server, request).await?;
     let status = response.status();
-    let body = response
+    let body = read_body(server, response).await?;
+    serde_json::from_slice(&body).map_err(|_| garbled(server, status, &body))
+}
+
+/// A whole response body.
+async fn read_body(
+    server: &Server,
+    response: hyper::Response<hyper::body::Incoming>,
+) -> Result<Bytes, RemoteError> {
+    Ok(response
         .into_body()
         .collect()
         .await
-        .map_err(|e| unreachable(e.to_string()))?
-        .to_bytes();
-    serde_json::from_slice(&body).map_err(|_| RemoteError::Garbled {
+        .map_err(|e| RemoteError::Unreachable {
+            server: server.to_string(),
+            message: e.to_string(),
+        })?
+        .to_bytes())
+}
+
+/// An answer that is not what the route promises, quoted in part.
+fn garbled(server: &Server, status: StatusCode, body: &[u8]) -> RemoteError {
+    RemoteError::Garbled {
         server: server.to_string(),
         status,
-        message: String::from_utf8_lossy(&body).chars().take(200).collect(),
-    })
+        message: String::from_utf8_lossy(body).chars().take(200).collect(),
+    }
 }
 
 /// One request on a new connection to `server`.

@@ -11,7 +11,7 @@ use skillhost::engine::Engine;
 use skillhost::lock::LockFile;
 use skillhost::manifest::units::{ByteSize, HumanDuration};
 use skillhost::service::{ServeSettings, Service};
-use skillhost::ship::{pull, Pulled, ShipObserver};
+use skillhost::ship::{pull, ShipObserver};
 use skillhost::{Error, Host, HostConfig};
 
 use super::invoke::Interrupts;
@@ -191,18 +191,22 @@ pub(super) async fn run(
     if let Some(mirror) = &config.mirror {
         super::ship::check_registry("--mirror", mirror)?;
     }
+    let engine = Engine::connect().await?;
     if let (true, Some(lock)) = (config.pull, &locked) {
-        pull_locked(lock, config.mirror.as_deref()).await?;
+        pull_locked(&engine, lock, config.mirror.as_deref()).await?;
     }
-    let host = Host::new(HostConfig {
-        skill_roots: config.skills_dirs.clone(),
-        build_images: config.build,
-        locked,
-        prewarm_started: config.prewarm_started,
-        prewarm: config.prewarm.clone(),
-        egress_network: config.egress_network.clone(),
-        ..HostConfig::default()
-    })
+    let host = Host::with_engine(
+        engine,
+        HostConfig {
+            skill_roots: config.skills_dirs.clone(),
+            build_images: config.build,
+            locked,
+            prewarm_started: config.prewarm_started,
+            prewarm: config.prewarm.clone(),
+            egress_network: config.egress_network.clone(),
+            ..HostConfig::default()
+        },
+    )
     .await?;
     let service = Service::bind(host, config).await?;
     let endpoints = service.endpoints();
@@ -242,18 +246,14 @@ pub(super) async fn run(
 
 /// `--pull`: every locked image this engine lacks, by digest, before the service listens
 /// (so its readiness, and a health check on it, wait for the images).
-async fn pull_locked(lock: &LockFile, mirror: Option<&str>) -> Result<(), Error> {
-    let engine = Engine::connect().await?;
+async fn pull_locked(engine: &Engine, lock: &LockFile, mirror: Option<&str>) -> Result<(), Error> {
     let observer: ShipObserver = Arc::new(|name: &str, progress| {
         tracing::debug!(image = name, ?progress, "pull");
     });
     let started = Instant::now();
     for pin in lock.pins() {
         let pinned = Instant::now();
-        let outcome = match pull(&engine, &pin, mirror, &observer).await? {
-            Pulled::AlreadyPresent => "already present",
-            Pulled::Pulled => "pulled",
-        };
+        let outcome = pull(engine, &pin, mirror, &observer).await?.as_str();
         errln!(
             "skillhost serve: {} {} {outcome} ({:.2} s)",
             pin.name(),

@@ -9,7 +9,7 @@ use std::time::Instant;
 use skillhost::api::exit_code;
 use skillhost::engine::Engine;
 use skillhost::lock::{LockFile, Pin, PinId};
-use skillhost::ship::{export, import, pull, push, Pulled};
+use skillhost::ship::{export, import, pull, push};
 use skillhost::Error;
 
 use super::lock::print_locked;
@@ -145,10 +145,7 @@ pub(super) async fn run_pull(cli: PullCli, format: Format) -> Result<i32, Error>
         let started = Instant::now();
         let pulled = pull(&engine, &entry, cli.registry.as_deref(), &observer).await;
         progress.finish(entry.name());
-        let what = match pulled? {
-            Pulled::AlreadyPresent => "already present",
-            Pulled::Pulled => "pulled",
-        };
+        let what = pulled?.as_str();
         let seconds = started.elapsed().as_secs_f64();
         if format == Format::Human {
             outln!(

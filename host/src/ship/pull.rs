@@ -14,6 +14,16 @@ pub enum Pulled {
     Pulled,
 }
 
+impl Pulled {
+    /// What the pull did, for people: `already present` or `pulled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pulled::AlreadyPresent => "already present",
+            Pulled::Pulled => "pulled",
+        }
+    }
+}
+
 /// Pull `pin`'s image by its locked digest, from `registry` when given (a mirror),
 /// otherwise from the one the lock records. Nothing stays on a mismatch.
 pub async fn pull(

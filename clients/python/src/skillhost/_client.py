@@ -163,9 +163,24 @@ def _retry_wait(outcome: Union[httpx.Response, ServiceUnreachable], attempt: int
     return float(retry) if retry.isdigit() else 1.0
 
 
+def _next_wait(outcome: Union[httpx.Response, ServiceUnreachable], attempt: int,
+               retries: int, backoff: float) -> Optional[float]:
+    """The wait before attempt `attempt + 1`, or None when `outcome` (a response) is the
+    answer; an unreachable service that is not to be tried again is raised."""
+    wait = _retry_wait(outcome, attempt, backoff)
+    if wait is not None and attempt < retries:
+        return wait
+    if isinstance(outcome, ServiceUnreachable):
+        raise outcome
+    return None
+
+
 def _unreachable(server: str, error: httpx.TransportError) -> ServiceUnreachable:
     not_sent = isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout))
-    return ServiceUnreachable(server, str(error) or type(error).__name__, not_sent=not_sent)
+    unreachable = ServiceUnreachable(server, str(error) or type(error).__name__,
+                                     not_sent=not_sent)
+    unreachable.__cause__ = error
+    return unreachable
 
 
 class Client:
@@ -216,16 +231,13 @@ class Client:
         attempt = 0
         while True:
             try:
-                outcome: Union[httpx.Response, ServiceUnreachable] = self._http.request(
-                    method, path, **kwargs)
+                response = self._http.request(method, path, **kwargs)
+                wait = _next_wait(response, attempt, self.retries, self.backoff)
             except httpx.TransportError as e:
-                outcome = _unreachable(self.server, e)
-                outcome.__cause__ = e
-            wait = _retry_wait(outcome, attempt, self.backoff)
-            if wait is None or attempt >= self.retries:
-                if isinstance(outcome, ServiceUnreachable):
-                    raise outcome
-                return outcome
+                wait = _next_wait(_unreachable(self.server, e), attempt, self.retries,
+                                  self.backoff)
+            if wait is None:
+                return response
             time.sleep(wait)
             attempt += 1
 
@@ -394,16 +406,13 @@ class AsyncClient:
         attempt = 0
         while True:
             try:
-                outcome: Union[httpx.Response, ServiceUnreachable] = await self._http.request(
-                    method, path, **kwargs)
+                response = await self._http.request(method, path, **kwargs)
+                wait = _next_wait(response, attempt, self.retries, self.backoff)
             except httpx.TransportError as e:
-                outcome = _unreachable(self.server, e)
-                outcome.__cause__ = e
-            wait = _retry_wait(outcome, attempt, self.backoff)
-            if wait is None or attempt >= self.retries:
-                if isinstance(outcome, ServiceUnreachable):
-                    raise outcome
-                return outcome
+                wait = _next_wait(_unreachable(self.server, e), attempt, self.retries,
+                                  self.backoff)
+            if wait is None:
+                return response
             await asyncio.sleep(wait)
             attempt += 1
 
