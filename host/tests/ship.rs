@@ -8,6 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::time::Duration;
 
 use common::registry::Registry;
 use common::service::Daemon;
@@ -250,6 +251,93 @@ async fn locked_images_go_through_a_registry_and_run_with_no_sources() {
         Some(registry.address.clone()),
         "a failed push changes nothing in the lock"
     );
+}
+
+#[tokio::test]
+async fn a_service_that_pulls_answers_host_starting_until_its_images_are_here() {
+    let cleanup = ImageCleanup::default();
+    let registry = Registry::start();
+    let Locked {
+        dir: _dir,
+        name,
+        lock_path,
+        lock,
+    } = lock_probe("starting", &cleanup);
+    let engine = Engine::connect().await.unwrap();
+    let entry = lock.skills[0].clone();
+    let empty = tempfile::tempdir().unwrap();
+    let lock_arg = lock_path.to_str().unwrap();
+    let pushed = cli(
+        empty.path(),
+        &["push", "--lock", lock_arg, "--registry", &registry.address],
+    );
+    assert!(pushed.status.success(), "{}", stderr(&pushed));
+    remove_image(&engine, &entry.image_id).await;
+
+    // The registry frozen, the pull waits; callers are answered meanwhile.
+    registry.pause();
+    let mut service = Daemon::spawn(empty.path(), &["--locked", lock_arg, "--pull"], &[]);
+    service.await_socket();
+    let ready = service.call(Method::GET, "/readyz", &[], None).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        ready.json()["problems"][0],
+        format!("starting: pulling the locked images (1 of 1: {name})")
+    );
+    let early = service
+        .invoke(
+            &name,
+            "echo",
+            serde_json::json!({"args": {"data": "early"}}),
+        )
+        .await;
+    assert_eq!(
+        early.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        early.body
+    );
+    assert_eq!(early.headers["retry-after"], "1");
+    assert_eq!(early.headers["connection"], "close");
+    assert_eq!(early.json()["error"]["code"], "host_starting");
+    let alive = service.call(Method::GET, "/healthz", &[], None).await;
+    assert_eq!(alive.status, StatusCode::OK);
+    let server = format!("unix:{}", service.socket.display());
+    let not_ready = cli(empty.path(), &["ready", "--server", &server]);
+    assert_eq!(not_ready.status.code(), Some(3), "{}", stderr(&not_ready));
+    assert!(
+        String::from_utf8_lossy(&not_ready.stdout).contains("starting: pulling"),
+        "{}",
+        String::from_utf8_lossy(&not_ready.stdout)
+    );
+
+    // Once the registry answers, the image is pulled and the same socket runs calls.
+    registry.resume();
+    service.await_listening();
+    let call = service
+        .invoke(
+            &name,
+            "echo",
+            serde_json::json!({"args": {"data": "pulled"}}),
+        )
+        .await;
+    assert_eq!(call.status, StatusCode::OK, "{}", call.body);
+    assert_eq!(call.result().output.unwrap()["data"], "pulled");
+    let ready = service.call(Method::GET, "/readyz", &[], None).await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
+    service.signal("TERM");
+    assert!(service.wait(Duration::from_secs(60)).success());
+
+    // A stop signal while it starts ends it there, its socket removed.
+    remove_image(&engine, &entry.image_id).await;
+    registry.pause();
+    let mut stopping = Daemon::spawn(empty.path(), &["--locked", lock_arg, "--pull"], &[]);
+    stopping.await_socket();
+    stopping.signal("TERM");
+    let stopped = stopping.wait(Duration::from_secs(60));
+    registry.resume();
+    assert!(stopped.success(), "{stopped}");
+    assert!(!stopping.socket.exists(), "the socket is removed");
 }
 
 #[tokio::test]

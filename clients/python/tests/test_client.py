@@ -168,6 +168,9 @@ def test_only_what_provably_did_not_run_is_sent_again():
     draining = httpx.Response(503, json={"status": "infrastructure_error", "error": {
         "code": "host_shutting_down", "message": "m"}}, headers={"retry-after": "2"})
     assert _retry_wait(draining, 0, 0.1) == 2.0, "after the service's Retry-After"
+    starting = httpx.Response(503, json={"error": {"code": "host_starting", "message": "m"}},
+                              headers={"retry-after": "1"})
+    assert _retry_wait(starting, 0, 0.1) == 1.0, "a service still pulling its images"
     failed = httpx.Response(503, json={"status": "infrastructure_error", "error": {
         "code": "engine_error", "message": "m"}})
     assert _retry_wait(failed, 0, 0.1) is None, "the engine failed during the call"

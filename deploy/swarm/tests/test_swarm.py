@@ -24,7 +24,7 @@ from typing import Callable, Iterator, List, Optional
 
 import pytest
 
-from skillhost import Client, ServiceUnreachable, Unavailable
+from skillhost import Client, ServiceError, ServiceUnreachable, Unavailable
 
 REPO = Path(__file__).resolve().parents[3]
 BINARY = Path(os.environ.get("SKILLHOST_BIN", REPO / "target" / "debug" / "skillhost"))
@@ -392,6 +392,20 @@ def test_calls_through_the_published_port(cluster: Cluster) -> None:
         assert ran.ok and "42" in json.dumps(ran.output), ran
 
 
+def never_ran(error: Exception) -> Optional[str]:
+    """Why `error` proves its call did not run, or None when it may have: no connection
+    was made, or a task answered 503 while draining or starting."""
+    if isinstance(error, ServiceUnreachable):
+        return "refused" if error.not_sent else None
+    if isinstance(error, Unavailable) and error.code == "host_shutting_down":
+        assert error.retry_after, error
+        return "host_shutting_down"
+    if isinstance(error, ServiceError) and error.status_code == 503 \
+            and error.code == "host_starting":
+        return "host_starting"
+    return None
+
+
 def test_a_killed_task_is_replaced_and_its_skill_containers_reaped(cluster: Cluster) -> None:
     killed = task_containers()
     assert len(killed) == 1, killed
@@ -415,9 +429,11 @@ def test_a_killed_task_is_replaced_and_its_skill_containers_reaped(cluster: Clus
     error = outcome.get("error")
     assert isinstance(error, ServiceUnreachable) and not error.not_sent, outcome
 
-    # Until the replacement listens, calls fail with a clear error that says they never
-    # ran; then they are answered again.
-    refused = 0
+    # Until the replacement runs its host, calls fail with a clear error that says they
+    # never ran (refused before the replacement binds, 503 host_starting while it
+    # starts); then they are answered again. The loop asks every 0.1 s, inside the
+    # Retry-After, to measure the gap.
+    refusals: dict = {}
     answered_at = None
     started = time.monotonic()
     while answered_at is None:
@@ -427,15 +443,12 @@ def test_a_killed_task_is_replaced_and_its_skill_containers_reaped(cluster: Clus
                 result = client.invoke("echo", "say", {"text": "again"})
             assert result.ok, result
             answered_at = time.monotonic() - started
-        except ServiceUnreachable as e:
-            assert e.not_sent, e
-            refused += 1
+        except (ServiceUnreachable, ServiceError, Unavailable) as e:
+            why = never_ran(e)
+            assert why, e
+            refusals[why] = refusals.get(why, 0) + 1
             time.sleep(0.1)
-        except Unavailable as e:
-            assert e.code == "host_shutting_down" and e.retry_after, e
-            refused += 1
-            time.sleep(e.retry_after)
-    report(f"killed task: {refused} calls refused (never run), answers again after {answered_at:.1f} s")
+    report(f"killed task: calls that never ran {refusals}, answers again after {answered_at:.1f} s")
     replacement = task_containers()
     assert replacement and replacement != killed, replacement
     assert instance_of_killed not in run("docker", "ps", "-q", "--no-trunc").split()
@@ -479,20 +492,14 @@ def test_a_rolling_update_loses_no_call(cluster: Cluster) -> None:
                         failures.append(AssertionError(repr(result)))
                     answered.append(n)
                     break
-                except ServiceUnreachable as e:
-                    if not e.not_sent:
+                except (ServiceUnreachable, ServiceError, Unavailable) as e:
+                    # Refused before it ran: no connection, or a task draining (told
+                    # when to come back) or starting.
+                    if not never_ran(e):
                         failures.append(e)
                         break
                     retried[0] += 1
-                    time.sleep(0.05)
-                except Unavailable as e:
-                    # A call that reached a draining host is refused before it runs,
-                    # and told when to come back.
-                    if e.code != "host_shutting_down" or e.retry_after is None:
-                        failures.append(e)
-                        break
-                    retried[0] += 1
-                    time.sleep(e.retry_after)
+                    time.sleep(getattr(e, "retry_after", None) or 0.05)
 
     # A second caller leaves it all to the client's own retries, with one client.
     plain_answered: List[int] = []

@@ -1,6 +1,7 @@
 //! `skillhost serve`: the HTTP service, configured by flags, environment and an optional
-//! `skillhost.toml` (in that order of precedence), until SIGTERM or SIGINT. The first
-//! signal drains; a second one stops at once. Either way every container is removed.
+//! `skillhost.toml` (in that order of precedence), until SIGTERM or SIGINT. It binds its
+//! listeners first and answers 503 host_starting while it pulls and starts its host. The
+//! first signal drains; a second one stops at once. Either way every container is removed.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use skillhost::engine::Engine;
 use skillhost::lock::LockFile;
 use skillhost::manifest::units::{ByteSize, HumanDuration};
-use skillhost::service::{ServeSettings, Service};
+use skillhost::service::{Listeners, ServeSettings, Starting};
 use skillhost::ship::{pull, ShipObserver};
 use skillhost::{Error, Host, HostConfig};
 
@@ -54,9 +55,10 @@ pub(crate) struct ServeCli {
     /// mismatch makes /readyz false and its skill's calls integrity_error [key: locked].
     #[arg(long, env = "SKILLHOST_LOCKED", value_name = "LOCK")]
     locked: Option<PathBuf>,
-    /// Before listening, pull each locked image this engine lacks, by its digest, from
-    /// the registry the lock records, and check it against the lock; a failed pull stops
-    /// the service (a supervisor restarts it) [key: pull = true; needs --locked].
+    /// Before taking calls, pull each locked image this engine lacks, by its digest, from
+    /// the registry the lock records, and check it against the lock (callers are answered
+    /// 503 host_starting meanwhile); a failed pull stops the service (a supervisor
+    /// restarts it) [key: pull = true; needs --locked].
     #[arg(long, env = "SKILLHOST_PULL")]
     pull: bool,
     /// Pull from this registry (HOST:PORT, a mirror) instead of the lock's [key: mirror;
@@ -191,24 +193,46 @@ pub(super) async fn run(
     if let Some(mirror) = &config.mirror {
         super::ship::check_registry("--mirror", mirror)?;
     }
-    let engine = Engine::connect().await?;
-    if let (true, Some(lock)) = (config.pull, &locked) {
-        pull_locked(&engine, lock, config.mirror.as_deref()).await?;
-    }
-    let host = Host::with_engine(
-        engine,
-        HostConfig {
-            skill_roots: config.skills_dirs.clone(),
-            build_images: config.build,
-            locked,
-            prewarm_started: config.prewarm_started,
-            prewarm: config.prewarm.clone(),
-            egress_network: config.egress_network.clone(),
-            ..HostConfig::default()
-        },
-    )
-    .await?;
-    let service = Service::bind(host, config).await?;
+    // Bound first: while the engine is reached, the images pulled and the host started,
+    // callers are answered 503 host_starting instead of being refused.
+    let listeners = Listeners::bind(config.clone()).await?;
+    let starting = Starting::new("connecting to the engine");
+    let start = async {
+        let engine = Engine::connect().await?;
+        if let (true, Some(lock)) = (config.pull, &locked) {
+            pull_locked(&engine, lock, config.mirror.as_deref(), &starting).await?;
+        }
+        starting.set("reading the skills and checking their images");
+        Host::with_engine(
+            engine,
+            HostConfig {
+                skill_roots: config.skills_dirs.clone(),
+                build_images: config.build,
+                locked,
+                prewarm_started: config.prewarm_started,
+                prewarm: config.prewarm.clone(),
+                egress_network: config.egress_network.clone(),
+                ..HostConfig::default()
+            },
+        )
+        .await
+    };
+    let started = async {
+        tokio::select! {
+            host = start => Ok(host),
+            (name, _) = interrupts.recv() => Err(name),
+        }
+    };
+    let (listeners, host) = listeners.while_starting(&starting, started).await?;
+    let host = match host {
+        Ok(host) => host?,
+        Err(signal) => {
+            // No host yet, so no container of this process exists to remove.
+            errln!("skillhost serve: {signal} while starting: stopped");
+            return Ok(0);
+        }
+    };
+    let service = listeners.serve(host);
     let endpoints = service.endpoints();
     match format {
         Format::Json => output::json(&serde_json::json!({
@@ -244,16 +268,28 @@ pub(super) async fn run(
     Ok(0)
 }
 
-/// `--pull`: every locked image this engine lacks, by digest, before the service listens
-/// (so its readiness, and a health check on it, wait for the images).
-async fn pull_locked(engine: &Engine, lock: &LockFile, mirror: Option<&str>) -> Result<(), Error> {
+/// `--pull`: every locked image this engine lacks, by digest, before the service takes
+/// calls (so its readiness, and a health check on it, wait for the images).
+async fn pull_locked(
+    engine: &Engine,
+    lock: &LockFile,
+    mirror: Option<&str>,
+    starting: &Starting,
+) -> Result<(), Error> {
     let observer: ShipObserver = Arc::new(|name: &str, progress| {
         tracing::debug!(image = name, ?progress, "pull");
     });
     let started = Instant::now();
-    for pin in lock.pins() {
+    let pins = lock.pins();
+    for (index, pin) in pins.iter().enumerate() {
+        starting.set(format!(
+            "pulling the locked images ({} of {}: {})",
+            index + 1,
+            pins.len(),
+            pin.name()
+        ));
         let pinned = Instant::now();
-        let outcome = pull(engine, &pin, mirror, &observer).await?.as_str();
+        let outcome = pull(engine, pin, mirror, &observer).await?.as_str();
         errln!(
             "skillhost serve: {} {} {outcome} ({:.2} s)",
             pin.name(),

@@ -29,7 +29,7 @@ pub struct ServeSettings {
     pub build: Option<bool>,
     /// Run only the images of this lock file: no source is read, nothing is built.
     pub locked: Option<PathBuf>,
-    /// Before listening, pull every locked image missing here by its digest (needs
+    /// Before taking calls, pull every locked image missing here by its digest (needs
     /// `locked`), so a fresh node answers only once it holds what it runs.
     pub pull: Option<bool>,
     /// Pull from this registry (a mirror, `host:port`) instead of the one the lock

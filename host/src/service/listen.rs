@@ -114,17 +114,18 @@ pub(crate) async fn bind_tcp(
     Ok(Bound::Tcp(listener, local, tokens))
 }
 
-/// Accept connections until `stop`, serving each with `app`.
+/// Accept connections until `stop`, serving each with `app`; the listener is given back
+/// (a starting service hands it on to the running one).
 pub(crate) async fn accept(
     bound: Bound,
     app: Router,
     header_timeout: Duration,
     graceful: Arc<GracefulShutdown>,
     stop: CancellationToken,
-) {
+) -> Bound {
     loop {
         let io = tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => return bound,
             accepted = accept_one(&bound) => match accepted {
                 Ok(io) => io,
                 Err(e) => {

@@ -5,7 +5,8 @@
 //! bearer token checked by [`auth`]), axum routes it to [`routes`], [`gate`] admits it or
 //! answers 429, the host runs it, and [`http`] turns its result into a response.
 //! [`invocations`] keeps asynchronous results; [`telemetry`] renders `/metrics`; the API
-//! is described by [`openapi`]. [`Service::run`] drains on the first stop signal and
+//! is described by [`openapi`]. Before the host exists, [`starting`] answers on the same
+//! listeners. [`Service::run`] drains on the first stop signal and
 //! removes every container before it returns.
 
 mod auth;
@@ -16,6 +17,7 @@ mod invocations;
 mod listen;
 pub(crate) mod openapi;
 mod routes;
+mod starting;
 mod telemetry;
 mod tokens;
 
@@ -28,6 +30,7 @@ use tokio_util::task::TaskTracker;
 
 pub use config::{default_socket, ConfigError, ServeConfig, ServeSettings};
 pub use openapi::document as openapi_document;
+pub use starting::Starting;
 pub use tokens::{new_token, TokensError};
 
 use crate::sync::lock;
@@ -122,22 +125,79 @@ impl Stop {
     }
 }
 
-/// A service with its listeners bound, ready to [`Service::run`].
+/// The service's listeners, bound before its host exists, so that callers who come while
+/// it starts are answered 503 `host_starting` ([`Listeners::while_starting`]) rather than
+/// refused.
 #[derive(Debug)]
-pub struct Service {
-    state: Arc<AppState>,
+pub struct Listeners {
     bound: Vec<Bound>,
     config: ServeConfig,
-    stop: Stop,
 }
 
-impl Service {
-    /// Bind the unix socket (and the TCP address, with its tokens) for `host`.
-    pub async fn bind(host: Host, config: ServeConfig) -> Result<Service, ServeError> {
+impl Listeners {
+    /// Bind the unix socket (and the TCP address, with its tokens).
+    pub async fn bind(config: ServeConfig) -> Result<Listeners, ServeError> {
         let tokens = match &config.tokens {
             Some(path) if config.listen.is_some() => Some(Arc::new(tokens::Tokens::load(path)?)),
             _ => None,
         };
+        let mut bound = vec![listen::bind_unix(&config.socket)?];
+        if let (Some(address), Some(tokens)) = (config.listen, tokens) {
+            bound.push(listen::bind_tcp(address, tokens).await?);
+        }
+        Ok(Listeners { bound, config })
+    }
+
+    /// Where callers reach it: `unix:PATH`, and `http://ADDR` when listening on TCP.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.bound.iter().map(Bound::endpoint).collect()
+    }
+
+    /// Run `work` (pulling images, starting the host) while every caller is answered 503
+    /// `host_starting` and `/readyz` names what `starting` says; the listeners are given
+    /// back when it is done.
+    pub async fn while_starting<T>(
+        self,
+        starting: &Starting,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<(Listeners, T), ServeError> {
+        let Listeners { bound, config } = self;
+        let endpoints: Vec<String> = bound.iter().map(Bound::endpoint).collect();
+        let graceful = Arc::new(hyper_util::server::graceful::GracefulShutdown::new());
+        let closing = CancellationToken::new();
+        let accepting: Vec<_> = bound
+            .into_iter()
+            .map(|bound| {
+                let app = starting::app(starting.clone(), &bound);
+                tokio::spawn(listen::accept(
+                    bound,
+                    app,
+                    config.header_timeout,
+                    graceful.clone(),
+                    closing.clone(),
+                ))
+            })
+            .collect();
+        let output = work.await;
+        closing.cancel();
+        let mut bound = Vec::with_capacity(accepting.len());
+        for (task, endpoint) in accepting.into_iter().zip(endpoints) {
+            bound.push(task.await.map_err(|e| ServeError::Listen {
+                address: endpoint,
+                message: format!("its accept loop failed while the service started: {e}"),
+            })?);
+        }
+        // Every answer of the stand-in closes its connection; the ones still being
+        // written get a moment, and connections are then accepted by the running service.
+        if let Ok(graceful) = Arc::try_unwrap(graceful) {
+            let _ = tokio::time::timeout(starting::HANDOVER, graceful.shutdown()).await;
+        }
+        Ok((Listeners { bound, config }, output))
+    }
+
+    /// The running service of `host` on these listeners.
+    pub fn serve(self, host: Host) -> Service {
+        let Listeners { bound, config } = self;
         let gate = Gate::new(
             host.catalog().skills.keys().map(String::as_str),
             config.max_in_flight,
@@ -157,18 +217,25 @@ impl Service {
             drain_notice: config.drain_notice,
             readiness: std::sync::Mutex::new(None),
         });
-        let mut bound = vec![listen::bind_unix(&config.socket)?];
-        if let (Some(address), Some(tokens)) = (config.listen, tokens) {
-            bound.push(listen::bind_tcp(address, tokens).await?);
-        }
-        Ok(Service {
+        Service {
             state,
             bound,
             config,
             stop: Stop::default(),
-        })
+        }
     }
+}
 
+/// A service with its host, on its listeners, ready to [`Service::run`].
+#[derive(Debug)]
+pub struct Service {
+    state: Arc<AppState>,
+    bound: Vec<Bound>,
+    config: ServeConfig,
+    stop: Stop,
+}
+
+impl Service {
     /// Where callers reach it: `unix:PATH`, and `http://ADDR` when listening on TCP.
     pub fn endpoints(&self) -> Vec<String> {
         self.bound.iter().map(Bound::endpoint).collect()

@@ -58,6 +58,28 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Freeze the registry (SIGSTOP): connections are still accepted by the kernel, and
+    /// nothing is answered until [`Registry::resume`].
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Let a paused registry answer again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} docker-registry");
+    }
+}
+
 impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
@@ -18,6 +18,7 @@ use super::remove_containers;
 /// instance removed, so a failed test leaves nothing behind.
 pub struct Daemon {
     child: Option<Child>,
+    stdout: Option<BufReader<ChildStdout>>,
     pub socket: PathBuf,
     pub tcp: Option<String>,
     pub instance: String,
@@ -52,6 +53,14 @@ impl Daemon {
 
     /// [`Daemon::start`] with extra environment variables.
     pub fn start_with_env(root: &Path, flags: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let mut daemon = Daemon::spawn(root, flags, env);
+        daemon.await_listening();
+        daemon
+    }
+
+    /// Start a service and return at once: its socket may not be bound yet, and it may
+    /// still be starting ([`Daemon::await_socket`], [`Daemon::await_listening`]).
+    pub fn spawn(root: &Path, flags: &[&str], env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("skillhost.sock");
         let mut child = Command::new(env!("CARGO_BIN_EXE_skillhost"))
@@ -66,7 +75,34 @@ impl Daemon {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("the skillhost binary runs");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Daemon {
+            child: Some(child),
+            stdout: Some(stdout),
+            socket,
+            tcp: None,
+            instance: String::new(),
+            _dir: dir,
+        }
+    }
+
+    /// Wait until the service's socket takes connections (it may still be starting).
+    pub fn await_socket(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "skillhost serve did not bind {} within 60 s",
+                self.socket.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Wait until the service says it listens with its host started (its first line of
+    /// JSON), and learn its endpoints and host instance.
+    pub fn await_listening(&mut self) {
+        let mut stdout = self.stdout.take().expect("awaited once");
         let mut text = String::new();
         let started: serde_json::Value = loop {
             let mut line = String::new();
@@ -81,15 +117,10 @@ impl Daemon {
             }
         };
         let endpoints: Vec<String> = serde_json::from_value(started["listening"].clone()).unwrap();
-        Daemon {
-            child: Some(child),
-            socket,
-            tcp: endpoints
-                .iter()
-                .find_map(|e| e.strip_prefix("http://").map(str::to_string)),
-            instance: started["instance"].as_str().unwrap().to_string(),
-            _dir: dir,
-        }
+        self.tcp = endpoints
+            .iter()
+            .find_map(|e| e.strip_prefix("http://").map(str::to_string));
+        self.instance = started["instance"].as_str().unwrap().to_string();
     }
 
     /// The service's process id.
@@ -194,6 +225,10 @@ impl Drop for Daemon {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if self.instance.is_empty() {
+            // It never started a host, so it has no container.
+            return;
         }
         let instance = self.instance.clone();
         on_engine_thread(move |docker| async move {

@@ -141,13 +141,17 @@ def _not_a_stream(response: httpx.Response) -> SkillhostError:
 #: The longest wait between two sends of a request that reached no service.
 MAX_BACKOFF = 5.0
 
+#: 503 codes of a service that did not run the request: it is shutting down, or still
+#: starting (pulling its images).
+_NOT_RUN = ("host_shutting_down", "host_starting")
+
 
 def _retry_wait(outcome: Union[httpx.Response, ServiceUnreachable], attempt: int,
                 backoff: float) -> Optional[float]:
     """Seconds to wait before sending a request again, when the service proves it did not
-    run it: no connection was made (`not_sent`), or a draining service answered 503
-    `host_shutting_down` (after its `Retry-After`). None for anything else, which is the
-    caller's to judge."""
+    run it: no connection was made (`not_sent`), or the service answered 503
+    `host_shutting_down` or `host_starting` (after its `Retry-After`). None for anything
+    else, which is the caller's to judge."""
     if isinstance(outcome, ServiceUnreachable):
         return min(backoff * 2**attempt, MAX_BACKOFF) if outcome.not_sent else None
     if outcome.status_code != 503:
@@ -157,7 +161,7 @@ def _retry_wait(outcome: Union[httpx.Response, ServiceUnreachable], attempt: int
     except ValueError:
         return None
     error = data.get("error") if isinstance(data, dict) else None
-    if not (isinstance(error, dict) and error.get("code") == "host_shutting_down"):
+    if not (isinstance(error, dict) and error.get("code") in _NOT_RUN):
         return None
     retry = outcome.headers.get("retry-after", "1")
     return float(retry) if retry.isdigit() else 1.0
@@ -190,8 +194,8 @@ class Client:
     service's default socket); `token` is the bearer token for TCP (default:
     `SKILLHOST_TOKEN`); `timeout` bounds each HTTP exchange in seconds (a call's own
     deadline is the skill's, or `timeout_ms`). A request the service provably did not
-    run (no connection was made, or a draining service answered 503
-    `host_shutting_down`) is sent again up to `retries` times, after `backoff` seconds
+    run (no connection was made, or the service answered 503 `host_shutting_down` or
+    `host_starting`) is sent again up to `retries` times, after `backoff` seconds
     doubling (at most `MAX_BACKOFF`), or the service's `Retry-After`; a streamed call
     (`events`, or `invoke` with `on_progress`) is not.
     """

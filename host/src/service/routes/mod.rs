@@ -33,17 +33,10 @@ pub(crate) fn app(state: Arc<AppState>, bound: &Bound, max_body: usize) -> Route
         )
         .route("/metrics", get(probes::metrics))
         .route("/openapi.json", get(probes::openapi));
-    let api = match bound.tokens() {
-        Some(tokens) => api.layer(axum::middleware::from_fn_with_state(
-            tokens,
-            auth::require_token,
-        )),
-        None => api.layer(axum::middleware::from_fn(auth::local_caller)),
-    };
     Router::new()
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(probes::readyz))
-        .merge(api)
+        .merge(guarded(api, bound))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
@@ -51,6 +44,21 @@ pub(crate) fn app(state: Arc<AppState>, bound: &Bound, max_body: usize) -> Route
         // warning, not an error.
         .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::WARN)))
         .with_state(state)
+}
+
+/// `api` behind the caller check of `bound`: a bearer token on TCP, the socket's owner on
+/// the unix socket.
+pub(crate) fn guarded<S: Clone + Send + Sync + 'static>(
+    api: Router<S>,
+    bound: &Bound,
+) -> Router<S> {
+    match bound.tokens() {
+        Some(tokens) => api.layer(axum::middleware::from_fn_with_state(
+            tokens,
+            auth::require_token,
+        )),
+        None => api.layer(axum::middleware::from_fn(auth::local_caller)),
+    }
 }
 
 async fn not_found(method: Method, uri: Uri) -> Response {
