@@ -81,10 +81,11 @@ def ready(server: str) -> bool:
         return False
 
 
-def cluster_status() -> dict:
+def cluster_status(*flags: str, token: Optional[str] = None) -> dict:
     """`skillhost cluster status` of the stack's service, and its exit code."""
+    env = {**os.environ, "SKILLHOST_TOKEN": token or ""}
     done = subprocess.run([str(BINARY), "--format", "json", "cluster", "status", "--service",
-                           SERVICE], capture_output=True, text=True)
+                           SERVICE, *flags], capture_output=True, text=True, env=env)
     assert done.returncode in (0, 3), done.stderr
     status = json.loads(done.stdout)
     status["exit_code"] = done.returncode
@@ -324,6 +325,13 @@ def cluster() -> Iterator[Cluster]:
         except AssertionError:
             publish_mode = "host"
             report("the routing mesh does not answer here (no IPVS in this kernel?): host mode")
+            # A service published through the mesh cannot be probed node by node.
+            refused = subprocess.run([str(BINARY), "cluster", "status", "--service",
+                                      f"{REGISTRY_STACK}_registry", "--probe"],
+                                     capture_output=True, text=True)
+            assert refused.returncode == 2, refused
+            assert "host mode" in refused.stderr and f"{registry_port} (ingress)" \
+                in refused.stderr, refused.stderr
             run("docker", "stack", "rm", REGISTRY_STACK)
             wait_for("the registry's containers to go",
                      lambda: not stack_containers(REGISTRY_STACK), within=60)
@@ -583,6 +591,31 @@ def test_a_second_engine_joined_as_a_worker_serves_calls_too(cluster: Cluster) -
         assert not there(), f"a call to {server} made a container on the other engine"
         thread.join(timeout=60)
         assert outcome["result"].ok, outcome
+
+    # Each node's own service, asked at its address: ready, its skills' pools, and the
+    # call running on the worker (and none on the manager's node).
+    outcome = {}
+    thread = long_call(worker_server, cluster.token, outcome)
+    wait_for("the call's container on the worker", lambda: bool(worker_containers()))
+    status = cluster_status("--probe", token=cluster.token)
+    thread.join(timeout=60)
+    assert outcome["result"].ok, outcome
+    port = cluster.env["SKILLHOST_PORT"]
+    assert status["published"] == [{"port": int(port), "mode": "host"}], status
+    probes = {n["id"]: n["probe"] for n in status["nodes"]}
+    assert probes[worker]["endpoint"] == f"{SecondEngine.WORKER}:{port}", probes
+    for probe in probes.values():
+        assert probe["readiness"]["ready"] and not probe["errors"], probe
+        assert sorted(probe["load"]["pools"]) == BUNDLED, probe
+    assert {node: p["load"]["in_flight"] for node, p in probes.items()} == {
+        worker: 1, cluster.node: 0}, probes
+    assert status["exit_code"] == 0, status
+    untokened = cluster_status("--probe")
+    assert all(n["probe"]["load"] is None and n["probe"]["readiness"]["ready"]
+               and any("SKILLHOST_TOKEN" in e for e in n["probe"]["errors"])
+               for n in untokened["nodes"]), untokened
+    report("cluster status --probe: " + "; ".join(
+        f"{p['endpoint']} ready, {p['load']['in_flight']} in flight" for p in probes.values()))
 
     # Draining the worker takes it out; the manager's node goes on answering.
     run("docker", "node", "update", "--availability", "drain", worker)

@@ -157,38 +157,63 @@ pub(crate) async fn invoke(
         ));
     }
     let body = read_body(server, response).await?;
-    if let Ok(result) = serde_json::from_slice::<InvocationResult>(&body) {
-        return Ok(result);
-    }
-    match serde_json::from_slice::<ServiceError>(&body) {
-        Ok(error) => Err(RemoteError::Service {
-            server: server.to_string(),
-            status,
-            code: error.error.code,
-            message: error.error.message,
-        }),
-        Err(_) => Err(garbled(server, status, &body)),
+    match serde_json::from_slice::<InvocationResult>(&body) {
+        Ok(result) => Ok(result),
+        Err(_) => Err(refusal(server, status, &body)),
     }
 }
 
 /// Whether the service is ready (`/readyz`), and what keeps it from being so.
 pub(crate) async fn ready(server: &Server) -> Result<Readiness, RemoteError> {
-    let unreachable = |message: String| RemoteError::Unreachable {
-        server: server.to_string(),
-        message,
-    };
+    let (status, body) = get(server, "/readyz", None).await?;
+    serde_json::from_slice(&body).map_err(|_| garbled(server, status, &body))
+}
+
+/// The service's `/metrics` text (on TCP it needs a token).
+pub(crate) async fn metrics(server: &Server, token: Option<&str>) -> Result<String, RemoteError> {
+    let (status, body) = get(server, "/metrics", token).await?;
+    if status == StatusCode::OK {
+        return Ok(String::from_utf8_lossy(&body).into_owned());
+    }
+    Err(refusal(server, status, &body))
+}
+
+/// The service's own error in `body`, or the body quoted when it is not one.
+fn refusal(server: &Server, status: StatusCode, body: &[u8]) -> RemoteError {
+    match serde_json::from_slice::<ServiceError>(body) {
+        Ok(error) => RemoteError::Service {
+            server: server.to_string(),
+            status,
+            code: error.error.code,
+            message: error.error.message,
+        },
+        Err(_) => garbled(server, status, body),
+    }
+}
+
+/// `GET path`, with the token when given: the status and the whole body.
+async fn get(
+    server: &Server,
+    path: &str,
+    token: Option<&str>,
+) -> Result<(StatusCode, Bytes), RemoteError> {
     let host = match server {
         Server::Unix(_) => "skillhost",
         Server::Tcp(authority) => authority.as_str(),
     };
-    let request = Request::get("/readyz")
-        .header(header::HOST, host)
+    let mut builder = Request::get(path).header(header::HOST, host);
+    if let Some(token) = token {
+        builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = builder
         .body(Full::new(Bytes::new()))
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(|e| RemoteError::Unreachable {
+            server: server.to_string(),
+            message: e.to_string(),
+        })?;
     let response = connect_and_send(server, request).await?;
     let status = response.status();
-    let body = read_body(server, response).await?;
-    serde_json::from_slice(&body).map_err(|_| garbled(server, status, &body))
+    Ok((status, read_body(server, response).await?))
 }
 
 /// A whole response body.

@@ -1,13 +1,22 @@
 //! `skillhost cluster status`: what Swarm knows of the skillhost service, node by node,
 //! read from a manager's engine API. Swarm does the scheduling, membership and routing;
 //! this only joins its node list, the service's tasks and, for the tasks on the engine it
-//! is asked, their health check's last words (`skillhost ready`'s problems).
+//! is asked, their health check's last words (`skillhost ready`'s problems). In host
+//! mode each node's own service can also be asked over HTTP ([`probe`]).
+
+mod probe;
 
 use std::collections::HashMap;
 
-use bollard::models::{HealthStatusEnum, Node, Task, TaskState};
-use bollard::query_parameters::{ListNodesOptions, ListServicesOptions, ListTasksOptions};
+use bollard::models::{
+    EndpointPortConfigPublishModeEnum, HealthStatusEnum, Node, Service, Task, TaskState,
+};
+use bollard::query_parameters::{
+    InspectServiceOptions, ListNodesOptions, ListServicesOptions, ListTasksOptions,
+};
 use serde::Serialize;
+
+pub use probe::{endpoint as probe_endpoint, Load, Pool, Probe};
 
 use crate::engine::{Engine, EngineError};
 
@@ -41,8 +50,20 @@ pub enum ClusterError {
 pub struct ClusterStatus {
     /// The skillhost service's name.
     pub service: String,
+    /// The ports it publishes, and how.
+    pub published: Vec<Published>,
     /// Every node of the swarm, sorted by hostname.
     pub nodes: Vec<NodeReport>,
+}
+
+/// A port the service publishes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Published {
+    /// The port callers connect to.
+    pub port: u16,
+    /// `ingress` (the routing mesh: any node's port reaches any task) or `host` (a node's
+    /// port reaches that node's task).
+    pub mode: String,
 }
 
 /// One node and its skillhost task.
@@ -66,6 +87,8 @@ pub struct NodeReport {
     pub task_state: Option<String>,
     /// Why the task is not ready, in Swarm's or the health check's words.
     pub problems: Vec<String>,
+    /// What the node's own service answered (`--probe`, host mode).
+    pub probe: Option<Probe>,
 }
 
 /// A node's skillhost, as far as Swarm can tell.
@@ -106,6 +129,26 @@ pub async fn status(engine: &Engine, service: Option<&str>) -> Result<ClusterSta
         Some(name) => name.to_string(),
         None => the_service(engine).await?,
     };
+    let published = match docker
+        .inspect_service(&service, None::<InspectServiceOptions>)
+        .await
+    {
+        Ok(inspected) => published(&inspected),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => {
+            return Err(ClusterError::NoService(format!(
+                "no service {service:?} in this swarm (docker service ls lists them)"
+            )))
+        }
+        Err(e) => {
+            return Err(EngineError::Api {
+                action: format!("inspecting the service {service}"),
+                source: e,
+            }
+            .into())
+        }
+    };
     let tasks = docker
         .list_tasks(Some(ListTasksOptions {
             filters: Some(HashMap::from([("service".into(), vec![service.clone()])])),
@@ -115,11 +158,6 @@ pub async fn status(engine: &Engine, service: Option<&str>) -> Result<ClusterSta
             action: format!("listing the tasks of {service}"),
             source: e,
         })?;
-    if tasks.is_empty() && service_missing(engine, &service).await? {
-        return Err(ClusterError::NoService(format!(
-            "no service {service:?} in this swarm (docker service ls lists them)"
-        )));
-    }
     let mut health = HashMap::new();
     for task in &tasks {
         let container = task
@@ -143,8 +181,37 @@ pub async fn status(engine: &Engine, service: Option<&str>) -> Result<ClusterSta
     }
     Ok(ClusterStatus {
         service,
+        published,
         nodes: report(&nodes, &tasks, &health),
     })
+}
+
+/// The TCP ports `service` publishes (the endpoint's, else its spec's).
+fn published(service: &Service) -> Vec<Published> {
+    let ports = service
+        .endpoint
+        .as_ref()
+        .and_then(|e| e.ports.clone())
+        .or_else(|| {
+            service
+                .spec
+                .as_ref()
+                .and_then(|s| s.endpoint_spec.as_ref())
+                .and_then(|e| e.ports.clone())
+        })
+        .unwrap_or_default();
+    ports
+        .into_iter()
+        .filter_map(|port| {
+            Some(Published {
+                port: u16::try_from(port.published_port?).ok()?,
+                mode: match port.publish_mode {
+                    Some(EndpointPortConfigPublishModeEnum::HOST) => "host".into(),
+                    _ => "ingress".into(),
+                },
+            })
+        })
+        .collect()
 }
 
 fn not_manager(engine: &Engine, e: bollard::errors::Error) -> ClusterError {
@@ -196,11 +263,6 @@ async fn the_service(engine: &Engine) -> Result<String, ClusterError> {
     }
 }
 
-async fn service_missing(engine: &Engine, name: &str) -> Result<bool, ClusterError> {
-    let found = services(engine, ("name", name.to_string())).await?;
-    Ok(!found.iter().any(|s| s == name))
-}
-
 /// Node by node: its current task (the one Swarm wants running, else the newest) and
 /// what that says of readiness. Pure, so every case is unit-tested.
 pub(crate) fn report(
@@ -234,18 +296,34 @@ pub(crate) fn report(
                     .map_or("worker".into(), |r| r.to_string()),
                 availability,
                 state,
-                address: status.and_then(|s| s.addr.clone()).unwrap_or_default(),
+                address: address(node),
                 readiness,
                 task_state: task
                     .and_then(|t| t.status.as_ref())
                     .and_then(|s| s.state)
                     .map(|s| s.to_string()),
                 problems,
+                probe: None,
             }
         })
         .collect();
     reports.sort_by(|a, b| (&a.node, &a.id).cmp(&(&b.node, &b.id)));
     reports
+}
+
+/// The node's address. A manager may report `0.0.0.0` (it listens on every address); its
+/// manager status holds the address it advertises.
+fn address(node: &Node) -> String {
+    let reported = node.status.as_ref().and_then(|s| s.addr.as_deref());
+    match reported {
+        Some(addr) if !addr.is_empty() && addr != "0.0.0.0" => addr.to_string(),
+        _ => node
+            .manager_status
+            .as_ref()
+            .and_then(|m| m.addr.as_deref())
+            .and_then(|a| a.rsplit_once(':').map(|(host, _)| host.to_string()))
+            .unwrap_or_default(),
+    }
 }
 
 fn current_task<'t>(tasks: &'t [Task], node: &str) -> Option<&'t Task> {
@@ -404,6 +482,22 @@ mod tests {
         assert!(report[0].problems.is_empty(), "the failed task is history");
         assert_eq!(report[2].problems, ["the node's availability is drain"]);
         assert_eq!(report[3].problems, ["the node is down"]);
+    }
+
+    #[test]
+    fn a_manager_reporting_every_address_is_known_by_the_one_it_advertises() {
+        let mut manager = node("m", NodeState::READY, ACTIVE);
+        manager.status.as_mut().unwrap().addr = Some("0.0.0.0".into());
+        manager.manager_status = Some(bollard::models::ManagerStatus {
+            addr: Some("10.231.0.1:2377".into()),
+            ..Default::default()
+        });
+        assert_eq!(address(&manager), "10.231.0.1");
+        assert_eq!(
+            address(&node("w", NodeState::READY, ACTIVE)),
+            "10.0.0.1",
+            "a worker's own"
+        );
     }
 
     #[test]
