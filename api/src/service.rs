@@ -203,7 +203,7 @@ impl Invocation {
 }
 
 /// The body of every service error that is not an invocation's result: a missing token,
-/// an unknown route or invocation, a draining service.
+/// an unknown route or invocation, a service still starting (`host_starting`).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]

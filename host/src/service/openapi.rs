@@ -1,8 +1,10 @@
 //! The API's OpenAPI 3.1 document, generated from the handlers and the `skillhost-api`
 //! types. `docs/openapi.json` is its committed copy; a test fails when they drift.
 
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::schema::{AnyOfBuilder, Object, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::openapi::{Content, Ref, ResponseBuilder};
+use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::routes::{invocations, invoke, probes, skills};
@@ -26,7 +28,7 @@ use super::routes::{invocations, invoke, probes, skills};
         probes::metrics,
         probes::openapi,
     ),
-    modifiers(&BearerToken),
+    modifiers(&BearerToken, &WhileStarting),
     tags(
         (name = "skills", description = "The skills this service runs, with their actions' JSON Schemas"),
         (name = "invoke", description = "Run an action"),
@@ -61,6 +63,61 @@ impl Modify for BearerToken {
                         .responses
                         .responses
                         .insert("401".into(), unauthorized.clone().into());
+                }
+            }
+        }
+    }
+}
+
+struct WhileStarting;
+
+impl Modify for WhileStarting {
+    /// A service still starting answers every operation behind the caller check 503
+    /// `host_starting`, a `ServiceError`: added to each such operation's 503. Beside the
+    /// result an invocation's 503 carries it is `anyOf`, not `oneOf`: a result, with its
+    /// `error` object, matches the `ServiceError` schema too.
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        const STARTING: &str = "`host_starting` (a ServiceError): the service is still starting (pulling its images, starting its host); nothing ran, retry after the Retry-After seconds";
+        let service_error = || RefOr::Ref(Ref::from_schema_name("ServiceError"));
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.post, &mut item.delete];
+            for operation in operations.into_iter().flatten() {
+                if operation.security.is_none() {
+                    continue;
+                }
+                let responses = &mut operation.responses.responses;
+                let Some(RefOr::T(response)) = responses.get_mut("503") else {
+                    responses.insert(
+                        "503".into(),
+                        ResponseBuilder::new()
+                            .description(STARTING)
+                            .content("application/json", Content::new(Some(service_error())))
+                            .header(
+                                "Retry-After",
+                                HeaderBuilder::new()
+                                    .schema(Object::with_type(Type::Integer))
+                                    .description(Some("Seconds to wait"))
+                                    .build(),
+                            )
+                            .build()
+                            .into(),
+                    );
+                    continue;
+                };
+                response.description = format!("{}; or {STARTING}", response.description);
+                if let Some(content) = response.content.get_mut("application/json") {
+                    let is_service_error = matches!(&content.schema,
+                        Some(RefOr::Ref(r)) if r.ref_location.ends_with("/ServiceError"));
+                    if !is_service_error {
+                        if let Some(schema) = content.schema.take() {
+                            content.schema = Some(RefOr::T(
+                                AnyOfBuilder::new()
+                                    .item(schema)
+                                    .item(service_error())
+                                    .into(),
+                            ));
+                        }
+                    }
                 }
             }
         }
