@@ -63,6 +63,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def node_address() -> str:
+    """This machine's own address on its default route, where callers from elsewhere (a
+    load balancer) reach a port published in host mode. Not 127.0.0.1: there Docker's
+    userland proxy accepts a connection while the task's container starts and then
+    resets it after the request was sent, so a call that never ran looks as if it may
+    have; through the node's address the connection is refused before anything is
+    sent."""
+    route = subprocess.run(["ip", "-4", "route", "get", "1.1.1.1"], capture_output=True,
+                           text=True, check=False).stdout.split()
+    return route[route.index("src") + 1] if "src" in route else "127.0.0.1"
+
+
 def wait_for(what: str, check: Callable[[], bool], within: float = 180.0) -> float:
     """Poll `check` until it holds; the seconds it took. Fails naming `what`."""
     started = time.monotonic()
@@ -371,13 +383,32 @@ def cluster() -> Iterator[Cluster]:
             "SKILLHOST_PUBLISH_MODE": publish_mode,
             "SKILLHOST_UPDATE_ORDER": "start-first" if publish_mode == "ingress" else "stop-first",
         }
-        server = f"http://127.0.0.1:{api_port}"
+        server = f"http://{node_address()}:{api_port}"
         started = time.monotonic()
         run("docker", "stack", "deploy", "--detach=true", "-c",
             str(REPO / "deploy/swarm/skillhost.yml"), STACK, env=env)
-        wait_for("the skillhost task to answer ready", lambda: ready(server))
-        report(f"fresh node ready in {time.monotonic() - started:.1f} s "
-               f"(deploy to /readyz true, {len(locked_images)} skills pulled from the registry)")
+        # Calls sent while the task is made are refused before they are sent; while it
+        # pulls, they are answered 503 host_starting; then they run.
+        before: dict = {}
+
+        def answers() -> bool:
+            try:
+                with Client(server, token=token, timeout=60, retries=0) as client:
+                    result = client.invoke("echo", "say", {"text": "first"})
+            except (ServiceUnreachable, ServiceError, Unavailable) as e:
+                why = never_ran(e)
+                assert why, e
+                before[why] = before.get(why, 0) + 1
+                return False
+            assert result.ok, result
+            return True
+
+        wait_for("the fresh node to answer a call", answers)
+        took = time.monotonic() - started
+        assert ready(server)
+        report(f"fresh node answers in {took:.1f} s (deploy to the first call answered, "
+               f"{len(locked_images)} skills pulled from the registry); before, calls that "
+               f"never ran: {before}")
         yield Cluster(server=server, token=token, env=env, work=work, node=node,
                       publish_mode=publish_mode, registry_port=registry_port,
                       second=second if second.made_network else None, tags=tags)

@@ -161,8 +161,8 @@ impl Listeners {
         starting: &Starting,
         work: impl std::future::Future<Output = T>,
     ) -> Result<(Listeners, T), ServeError> {
+        let endpoints = self.endpoints();
         let Listeners { bound, config } = self;
-        let endpoints: Vec<String> = bound.iter().map(Bound::endpoint).collect();
         let graceful = Arc::new(hyper_util::server::graceful::GracefulShutdown::new());
         let closing = CancellationToken::new();
         let accepting: Vec<_> = bound
