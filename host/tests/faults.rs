@@ -89,6 +89,29 @@ async fn a_host_killed_mid_flight_leaves_containers_the_next_host_removes() {
     );
 }
 
+/// Whether container `id` runs the probe's own process (beside its init).
+async fn runs_the_skill(engine: &skillhost::engine::Engine, id: &str) -> bool {
+    let Ok(top) = engine
+        .docker()
+        .top_processes(id, None::<bollard::query_parameters::TopOptions>)
+        .await
+    else {
+        return false;
+    };
+    let Some(column) = top
+        .titles
+        .unwrap_or_default()
+        .iter()
+        .position(|t| t == "CMD")
+    else {
+        return false;
+    };
+    top.processes
+        .unwrap_or_default()
+        .iter()
+        .any(|row| row.get(column).is_some_and(|cmd| cmd.contains("probe.py")))
+}
+
 /// The engine stopping a container mid-call (`docker stop`, as it does to every container
 /// when it shuts down) is the engine's failure: `infrastructure_error`, never the skill's
 /// crash and never `ok`. A skill signalling its own PID 1 stays the skill's crash.
@@ -113,6 +136,9 @@ async fn an_engine_stop_mid_call_is_infrastructure_error_not_a_crash() {
         ..Default::default()
     };
     let started = Instant::now();
+    // Stopped only once the skill's own process runs: the init installs its signal
+    // forwarding before it starts the skill, and a SIGTERM that reaches a PID 1 without a
+    // handler is dropped by the kernel (the call would then end in its timeout).
     let id = loop {
         let running = engine
             .docker()
@@ -120,11 +146,13 @@ async fn an_engine_stop_mid_call_is_infrastructure_error_not_a_crash() {
             .await
             .unwrap();
         if let Some(id) = running.into_iter().find_map(|c| c.id) {
-            break id;
+            if runs_the_skill(&engine, &id).await {
+                break id;
+            }
         }
         assert!(
             started.elapsed() < Duration::from_secs(60),
-            "no container ran"
+            "no container ran the skill"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
