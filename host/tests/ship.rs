@@ -73,6 +73,15 @@ fn export(cwd: &Path, lock: &Path, bundle: &Path) -> Output {
     cli(cwd, &["export", "--lock", lock, "-o", bundle])
 }
 
+/// `skillhost push --lock LOCK --registry REGISTRY`, run from `cwd`; it must succeed.
+fn push(cwd: &Path, lock: &str, registry: &Registry) {
+    let pushed = cli(
+        cwd,
+        &["push", "--lock", lock, "--registry", &registry.address],
+    );
+    assert!(pushed.status.success(), "{}", stderr(&pushed));
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -142,11 +151,7 @@ async fn locked_images_go_through_a_registry_and_run_with_no_sources() {
     let lock_arg = lock_path.to_str().unwrap();
 
     // Push: the digest is recorded in the lock, and the engine keeps no registry name.
-    let pushed = cli(
-        empty.path(),
-        &["push", "--lock", lock_arg, "--registry", &registry.address],
-    );
-    assert!(pushed.status.success(), "{}", stderr(&pushed));
+    push(empty.path(), lock_arg, &registry);
     let after_push = LockFile::load(&lock_path).unwrap();
     let pushed_entry = after_push.get(&name).unwrap();
     assert_eq!(
@@ -267,11 +272,7 @@ async fn a_service_that_pulls_answers_host_starting_until_its_images_are_here() 
     let entry = lock.skills[0].clone();
     let empty = tempfile::tempdir().unwrap();
     let lock_arg = lock_path.to_str().unwrap();
-    let pushed = cli(
-        empty.path(),
-        &["push", "--lock", lock_arg, "--registry", &registry.address],
-    );
-    assert!(pushed.status.success(), "{}", stderr(&pushed));
+    push(empty.path(), lock_arg, &registry);
     remove_image(&engine, &entry.image_id).await;
 
     // The registry frozen, the pull waits; callers are answered meanwhile.
@@ -619,11 +620,7 @@ async fn an_allowlisted_skills_lock_pins_its_egress_proxy_and_a_bundle_carries_i
     // gives an engine without its locked tag the same image back.
     let registry = Registry::start();
     let lock_arg = lock_path.to_str().unwrap();
-    let pushed = cli(
-        work.path(),
-        &["push", "--lock", lock_arg, "--registry", &registry.address],
-    );
-    assert!(pushed.status.success(), "{}", stderr(&pushed));
+    push(work.path(), lock_arg, &registry);
     let pinned = LockFile::load(&lock_path).unwrap().egress_proxy.unwrap();
     assert_eq!(pinned.registry.as_deref(), Some(registry.address.as_str()));
     let digest = pinned.digest.unwrap_or_default();

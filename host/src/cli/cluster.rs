@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use skillhost::api::exit_code;
-use skillhost::cluster::{self, ClusterStatus, Load, Probe, Readiness};
+use skillhost::cluster::{self, ClusterStatus, Load, Probe, PublishMode, Readiness};
 use skillhost::engine::Engine;
 use skillhost::Error;
 
@@ -39,7 +39,7 @@ pub(super) async fn run(command: ClusterCommand, format: Format) -> Result<i32, 
     let engine = Engine::connect().await?;
     let mut status = cluster::status(&engine, service.as_deref()).await?;
     if probe {
-        if !status.published.iter().any(|p| p.mode == "host") {
+        if !status.published.iter().any(|p| p.mode == PublishMode::Host) {
             errln!(
                 "skillhost cluster status: --probe needs the service's port published in host mode; {} publishes {}",
                 status.service,

@@ -61,9 +61,27 @@ pub struct ClusterStatus {
 pub struct Published {
     /// The port callers connect to.
     pub port: u16,
-    /// `ingress` (the routing mesh: any node's port reaches any task) or `host` (a node's
-    /// port reaches that node's task).
-    pub mode: String,
+    /// How a node's port reaches the tasks.
+    pub mode: PublishMode,
+}
+
+/// How a published port reaches the service's tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PublishMode {
+    /// The routing mesh: any node's port reaches any task.
+    Ingress,
+    /// A node's port reaches that node's task.
+    Host,
+}
+
+impl std::fmt::Display for PublishMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PublishMode::Ingress => "ingress",
+            PublishMode::Host => "host",
+        })
+    }
 }
 
 /// One node and its skillhost task.
@@ -206,8 +224,8 @@ fn published(service: &Service) -> Vec<Published> {
             Some(Published {
                 port: u16::try_from(port.published_port?).ok()?,
                 mode: match port.publish_mode {
-                    Some(EndpointPortConfigPublishModeEnum::HOST) => "host".into(),
-                    _ => "ingress".into(),
+                    Some(EndpointPortConfigPublishModeEnum::HOST) => PublishMode::Host,
+                    _ => PublishMode::Ingress,
                 },
             })
         })

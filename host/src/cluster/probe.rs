@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use skillhost_api::Readiness as Ready;
 
-use super::{NodeReport, Published, Readiness};
+use super::{NodeReport, PublishMode, Published, Readiness};
 
 /// What one node's skillhost answered.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -53,7 +53,7 @@ pub struct Pool {
 /// Where `node`'s own task answers, when the service publishes its port in host mode and
 /// the node runs a task; None otherwise.
 pub fn endpoint(node: &NodeReport, published: &[Published]) -> Option<String> {
-    let port = published.iter().find(|p| p.mode == "host")?.port;
+    let port = published.iter().find(|p| p.mode == PublishMode::Host)?.port;
     let has_task = matches!(
         node.readiness,
         Readiness::Ready | Readiness::Starting | Readiness::NotReady
@@ -166,11 +166,11 @@ skillhost_invocation_duration_seconds_bucket{skill="echo",action="say",path="col
     fn only_a_task_published_in_host_mode_is_probed_at_its_nodes_address() {
         let host = [Published {
             port: 8080,
-            mode: "host".into(),
+            mode: PublishMode::Host,
         }];
         let mesh = [Published {
             port: 8080,
-            mode: "ingress".into(),
+            mode: PublishMode::Ingress,
         }];
         let ready = node(Readiness::Ready, "10.0.0.2");
         assert_eq!(endpoint(&ready, &host).as_deref(), Some("10.0.0.2:8080"));

@@ -114,9 +114,71 @@ pub(crate) async fn bind_tcp(
     Ok(Bound::Tcp(listener, local, tokens))
 }
 
+/// An accept loop on each listener, and the watcher of the connections they serve.
+#[derive(Debug)]
+pub(crate) struct Accepting {
+    loops: Vec<(String, tokio::task::JoinHandle<Bound>)>,
+    graceful: Arc<GracefulShutdown>,
+    closing: CancellationToken,
+}
+
+impl Accepting {
+    /// Accept on every listener of `bound`, serving each with the app `app_for` makes
+    /// for it.
+    pub(crate) fn start(
+        bound: Vec<Bound>,
+        header_timeout: Duration,
+        app_for: impl Fn(&Bound) -> Router,
+    ) -> Accepting {
+        let graceful = Arc::new(GracefulShutdown::new());
+        let closing = CancellationToken::new();
+        let loops = bound
+            .into_iter()
+            .map(|bound| {
+                let endpoint = bound.endpoint();
+                let app = app_for(&bound);
+                let task = tokio::spawn(accept(
+                    bound,
+                    app,
+                    header_timeout,
+                    graceful.clone(),
+                    closing.clone(),
+                ));
+                (endpoint, task)
+            })
+            .collect();
+        Accepting {
+            loops,
+            graceful,
+            closing,
+        }
+    }
+
+    /// Stop accepting. The listeners come back (a loop that failed is named), with the
+    /// watcher that tells the connections already accepted to finish and close.
+    pub(crate) async fn stop(self) -> (Result<Vec<Bound>, ServeError>, Option<GracefulShutdown>) {
+        self.closing.cancel();
+        let mut bound = Ok(Vec::with_capacity(self.loops.len()));
+        for (endpoint, task) in self.loops {
+            match (task.await, &mut bound) {
+                (Ok(listener), Ok(listeners)) => listeners.push(listener),
+                (Err(e), Ok(_)) => {
+                    bound = Err(ServeError::Listen {
+                        address: endpoint,
+                        message: format!("its accept loop failed: {e}"),
+                    })
+                }
+                (_, Err(_)) => {}
+            }
+        }
+        // The loops have ended, so this is the last reference.
+        (bound, Arc::try_unwrap(self.graceful).ok())
+    }
+}
+
 /// Accept connections until `stop`, serving each with `app`; the listener is given back
 /// (a starting service hands it on to the running one).
-pub(crate) async fn accept(
+async fn accept(
     bound: Bound,
     app: Router,
     header_timeout: Duration,

@@ -37,7 +37,7 @@ use crate::sync::lock;
 use crate::Host;
 use gate::Gate;
 use invocations::Invocations;
-use listen::Bound;
+use listen::{Accepting, Bound};
 
 /// A service that could not start.
 #[derive(Debug, thiserror::Error)]
@@ -148,11 +148,6 @@ impl Listeners {
         Ok(Listeners { bound, config })
     }
 
-    /// Where callers reach it: `unix:PATH`, and `http://ADDR` when listening on TCP.
-    pub fn endpoints(&self) -> Vec<String> {
-        self.bound.iter().map(Bound::endpoint).collect()
-    }
-
     /// Run `work` (pulling images, starting the host) while every caller is answered 503
     /// `host_starting` and `/readyz` names what `starting` says; the listeners are given
     /// back when it is done.
@@ -161,37 +156,18 @@ impl Listeners {
         starting: &Starting,
         work: impl std::future::Future<Output = T>,
     ) -> Result<(Listeners, T), ServeError> {
-        let endpoints = self.endpoints();
         let Listeners { bound, config } = self;
-        let graceful = Arc::new(hyper_util::server::graceful::GracefulShutdown::new());
-        let closing = CancellationToken::new();
-        let accepting: Vec<_> = bound
-            .into_iter()
-            .map(|bound| {
-                let app = starting::app(starting.clone(), &bound);
-                tokio::spawn(listen::accept(
-                    bound,
-                    app,
-                    config.header_timeout,
-                    graceful.clone(),
-                    closing.clone(),
-                ))
-            })
-            .collect();
+        let accepting = Accepting::start(bound, config.header_timeout, |bound| {
+            starting::app(starting.clone(), bound)
+        });
         let output = work.await;
-        closing.cancel();
-        let mut bound = Vec::with_capacity(accepting.len());
-        for (task, endpoint) in accepting.into_iter().zip(endpoints) {
-            bound.push(task.await.map_err(|e| ServeError::Listen {
-                address: endpoint,
-                message: format!("its accept loop failed while the service started: {e}"),
-            })?);
-        }
+        let (bound, graceful) = accepting.stop().await;
         // Every answer of the stand-in closes its connection; the ones still being
         // written get a moment, and connections are then accepted by the running service.
-        if let Ok(graceful) = Arc::try_unwrap(graceful) {
+        if let Some(graceful) = graceful {
             let _ = tokio::time::timeout(starting::HANDOVER, graceful.shutdown()).await;
         }
+        let bound = bound?;
         Ok((Listeners { bound, config }, output))
     }
 
@@ -269,21 +245,9 @@ impl Service {
                 tracing::warn!(skill, "cannot prewarm: {refusal}");
             }
         });
-        let graceful = Arc::new(hyper_util::server::graceful::GracefulShutdown::new());
-        let closing = CancellationToken::new();
-        let accepting: Vec<_> = bound
-            .into_iter()
-            .map(|bound| {
-                let app = routes::app(state.clone(), &bound, config.max_body);
-                tokio::spawn(listen::accept(
-                    bound,
-                    app,
-                    config.header_timeout,
-                    graceful.clone(),
-                    closing.clone(),
-                ))
-            })
-            .collect();
+        let accepting = Accepting::start(bound, config.header_timeout, |bound| {
+            routes::app(state.clone(), bound, config.max_body)
+        });
         stop.drain.cancelled().await;
         state.draining.store(true, Ordering::SeqCst);
         // Callers that arrive now are told to come back later, rather than meeting a
@@ -293,16 +257,13 @@ impl Service {
             _ = tokio::time::sleep(config.drain_notice) => {}
             _ = stop.now.cancelled() => {}
         }
-        closing.cancel();
         tracing::info!(grace = ?config.grace, "draining: no new connections; in-flight calls may finish");
-        for task in accepting {
-            let _ = task.await;
-        }
+        // The listeners are dropped here, which removes the socket file.
+        let (_, graceful) = accepting.stop().await;
         state.tasks.close();
-        // The accept loops have ended, so this is the last reference: the connections
-        // are told to finish their requests and close.
+        // The connections are told to finish their requests and close.
         let mut closed = tokio::spawn(async move {
-            if let Ok(graceful) = Arc::try_unwrap(graceful) {
+            if let Some(graceful) = graceful {
                 graceful.shutdown().await;
             }
         });
