@@ -22,6 +22,10 @@ pub const INVALID_SCHEMA: &str = "invalid_schema";
 /// or above the manifest's, an environment variable not in `run.env`, a workspace the
 /// skill does not declare or that may not be mounted.
 pub const INVALID_OPTIONS: &str = "invalid_options";
+/// `rejected`: the manifest's `run.user` is, in the skill's image, uid 0 or gid 0 (its
+/// `/etc/passwd` or `/etc/group` maps a name or a primary group to 0), or names a user or
+/// group the image does not have. Nothing ran.
+pub const INVALID_USER: &str = "invalid_user";
 /// `rejected`: native mode was asked for, but the host does not allow it or the skill has
 /// no native library.
 pub const NATIVE_UNAVAILABLE: &str = "native_unavailable";
@@ -84,6 +88,7 @@ pub const ALL: &[(&str, Status)] = &[
     (INVALID_ARGS, Status::Rejected),
     (INVALID_SCHEMA, Status::Rejected),
     (INVALID_OPTIONS, Status::Rejected),
+    (INVALID_USER, Status::Rejected),
     (NATIVE_UNAVAILABLE, Status::Rejected),
     (BUILD_FAILED, Status::SkillError),
     (BASE_IMAGE_MISSING, Status::InfrastructureError),

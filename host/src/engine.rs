@@ -102,6 +102,16 @@ pub(crate) fn keep_tail(lines: &mut Vec<String>, line: String) {
     }
 }
 
+/// The engine's archive of a path could not be read as tar.
+fn garbled_archive(path: &str, e: &std::io::Error) -> EngineError {
+    EngineError::Api {
+        action: format!("reading the engine's archive of {path}"),
+        source: bollard::errors::Error::DockerStreamError {
+            error: e.to_string(),
+        },
+    }
+}
+
 fn is_not_found(err: &bollard::errors::Error) -> bool {
     matches!(
         err,
@@ -375,6 +385,93 @@ impl Engine {
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(api_err(format!("removing the name {reference}"))(e)),
         }
+    }
+
+    /// The contents of regular files of `image` (`None` for each one it lacks), read
+    /// through a container that is created from it, never started, and removed again.
+    /// `labels` mark that container, so a host that dies meanwhile leaves nothing the
+    /// next one does not remove.
+    pub(crate) async fn read_image_files(
+        &self,
+        image: &str,
+        paths: &[&str],
+        labels: HashMap<String, String>,
+    ) -> Result<Vec<Option<Vec<u8>>>, EngineError> {
+        let body = bollard::models::ContainerCreateBody {
+            image: Some(image.to_string()),
+            // Never run; an image without a command (FROM scratch) still needs one named.
+            entrypoint: Some(vec!["/skillhost-never-started".to_string()]),
+            labels: Some(labels),
+            network_disabled: Some(true),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(
+                None::<bollard::query_parameters::CreateContainerOptions>,
+                body,
+            )
+            .await
+            .map_err(api_err(format!(
+                "creating a container of {image} to read its files"
+            )))?;
+        let mut files = Vec::with_capacity(paths.len());
+        let mut failure = None;
+        for path in paths {
+            match self.read_container_file(&created.id, path).await {
+                Ok(file) => files.push(file),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let options = bollard::query_parameters::RemoveContainerOptions {
+            force: true,
+            ..Default::default()
+        };
+        let removed = self
+            .docker
+            .remove_container(&created.id, Some(options))
+            .await
+            .map_err(api_err(format!("removing container {}", created.id)));
+        match failure {
+            Some(e) => Err(e),
+            None => removed.map(|()| files),
+        }
+    }
+
+    /// One regular file of a container, from the engine's archive of it; `None` when the
+    /// path is missing or is not a regular file.
+    async fn read_container_file(
+        &self,
+        id: &str,
+        path: &str,
+    ) -> Result<Option<Vec<u8>>, EngineError> {
+        let options = bollard::query_parameters::DownloadFromContainerOptions {
+            path: path.to_string(),
+        };
+        let mut stream = self.docker.download_from_container(id, Some(options));
+        let mut archive = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) => archive.extend_from_slice(&bytes),
+                Err(e) if is_not_found(&e) => return Ok(None),
+                Err(e) => return Err(api_err(format!("reading {path} of container {id}"))(e)),
+            }
+        }
+        let mut tar = tar::Archive::new(archive.as_slice());
+        let entries = tar.entries().map_err(|e| garbled_archive(path, &e))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| garbled_archive(path, &e))?;
+            if entry.header().entry_type().is_file() {
+                let mut contents = Vec::new();
+                std::io::Read::read_to_end(&mut entry, &mut contents)
+                    .map_err(|e| garbled_archive(path, &e))?;
+                return Ok(Some(contents));
+            }
+        }
+        Ok(None)
     }
 
     /// Point `repo:tag` at `image`.

@@ -27,11 +27,11 @@ use crate::invoke::admission::{self, Admitted};
 use crate::invoke::images::{ImageResolver, ImageSource};
 use crate::invoke::route::{Router, RouterConfig};
 use crate::invoke::schemas::Schemas;
-use crate::invoke::{classify, telemetry, ImageState, InvokeOptions, Refusal};
+use crate::invoke::{classify, telemetry, workspace_sweep, ImageState, InvokeOptions, Refusal};
 use crate::lifecycle::instance::Instance;
 use crate::lifecycle::leftovers;
 use crate::lock::{verify, LockFile};
-use crate::manifest::Network;
+use crate::manifest::{Network, WorkspaceMode};
 use crate::run::container::{RunOutcome, RunRequest};
 use crate::Error;
 
@@ -146,9 +146,10 @@ impl Host {
             }
         };
         leftovers::reap_dead_instances(engine.docker()).await?;
+        let instance = Instance::on_engine(engine.docker()).await;
         let router = Router::new(
             engine.docker().clone(),
-            Instance::on_engine(engine.docker()).await,
+            instance.clone(),
             RouterConfig {
                 prewarm: config.prewarm,
                 prewarm_cap: config.prewarm_cap,
@@ -163,7 +164,7 @@ impl Host {
             catalog,
             max_input_bytes: config.max_input_bytes,
             log_limit_bytes: config.log_limit_bytes,
-            images: ImageResolver::new(engine, source),
+            images: ImageResolver::new(engine, instance, source),
             router,
         })
     }
@@ -268,7 +269,13 @@ impl Host {
             ));
         }
         let request = self.request(&result.id, &result.action, args, &admitted, options);
-        let mut run = self.router.run(route, request).await?;
+        let run = self.router.run(route, request).await;
+        if admitted.skill.manifest.run.workspace == WorkspaceMode::Rw {
+            if let Some(dir) = &admitted.workspace {
+                sweep_workspace(&result.skill, &result.id, dir).await;
+            }
+        }
+        let mut run = run?;
         if let Some(egress) = result.egress.as_mut() {
             egress.denied = std::mem::take(&mut run.egress.denied);
         }
@@ -384,5 +391,30 @@ impl Host {
     /// Dropping the host does the same, blocking; a process about to exit calls this.
     pub async fn shutdown(&self) {
         self.router.shutdown().await
+    }
+}
+
+/// Clear any set-id bit and remove any device the call left in its workspace (which the
+/// seccomp profile should have made impossible), saying so in the log.
+async fn sweep_workspace(skill: &str, id: &str, dir: &std::path::Path) {
+    let root = dir.to_path_buf();
+    let found = match tokio::task::spawn_blocking(move || workspace_sweep::sweep(&root)).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::error!(skill, invocation = id, workspace = %dir.display(), "the workspace sweep failed: {e}");
+            return;
+        }
+    };
+    if found.is_clean() {
+        return;
+    }
+    for path in &found.cleared {
+        tracing::warn!(skill, invocation = id, workspace = %dir.display(), path = %path.display(), "cleared a setuid or setgid bit the skill left");
+    }
+    for path in &found.removed {
+        tracing::warn!(skill, invocation = id, workspace = %dir.display(), path = %path.display(), "removed a device node the skill left");
+    }
+    for (path, why) in &found.failed {
+        tracing::error!(skill, invocation = id, workspace = %dir.display(), path = %path.display(), "could not check the workspace for set-id files: {why}");
     }
 }

@@ -11,6 +11,7 @@ use bollard::Docker;
 pub use crate::build::context::Context;
 pub use crate::build::init_image::init_command;
 pub use crate::engine::BuildRequest;
+pub use crate::invoke::run_as::RunAs;
 pub use crate::lifecycle::guard::ContainerGuard;
 pub use crate::run::container::{RunError, RunOutcome, RunRequest};
 pub use crate::run::container_spec::{container_body, ContainerInputs};

@@ -10,8 +10,8 @@ use serde_json::json;
 use skillhost::catalog::Skill;
 use skillhost::engine::Engine;
 use skillhost::testing::{
-    container_body, container_labels, init_command, new_key, run_once, ContainerInputs, RunOutcome,
-    RunRequest,
+    container_body, container_labels, init_command, new_key, run_once, ContainerInputs, RunAs,
+    RunOutcome, RunRequest,
 };
 use skillhost::Status;
 
@@ -37,6 +37,10 @@ async fn run(
         manifest: &skill.manifest,
         image,
         labels,
+        run_as: RunAs {
+            uid: 10001,
+            gid: 10001,
+        },
         env: &BTreeMap::new(),
         workspace: None,
         init_command: with_init.then_some(command.as_slice()),

@@ -173,7 +173,12 @@ async fn an_engine_stop_mid_call_is_infrastructure_error_not_a_crash() {
     let own = host.invoke(&name, "term_pid1", json!({})).await;
     assert_eq!(own.status, skillhost::Status::Crashed, "{own:?}");
     assert_eq!(own.exit_code, Some(143));
+    // A signal queued with a forged sender (si_pid 0) is still the skill's own doing.
+    let forged = host.invoke(&name, "queue_term_pid1", json!({})).await;
+    assert_eq!(forged.status, skillhost::Status::Crashed, "{forged:?}");
+    assert_eq!(forged.exit_code, Some(143));
     host.shutdown().await;
     common::probe::assert_gone(&result).await;
     common::probe::assert_gone(&own).await;
+    common::probe::assert_gone(&forged).await;
 }

@@ -5,8 +5,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::probe::{assert_gone, assert_status, Probe};
-use common::skillhost;
+use common::probe::{assert_gone, assert_status, containers_with_label, Probe};
+use common::{copy_dir, copy_fixture, ensure_base_images, host_for, skillhost, unique_name};
 use serde_json::json;
 use skillhost::{InvokeOptions, Status};
 
@@ -314,4 +314,139 @@ async fn a_runsc_skill_runs_under_gvisor_or_is_refused_clearly() {
             error.message
         );
     }
+}
+
+/// A root of skills made from the users fixture, one per `run.user`, named `<base>-<i>`;
+/// their images are removed when the probe-style guard drops.
+fn users_skills(specs: &[&str]) -> (tempfile::TempDir, Vec<String>) {
+    ensure_base_images();
+    let base = unique_name("users");
+    let dir = copy_fixture("users", &base);
+    std::fs::remove_dir_all(dir.path().join(&base)).unwrap();
+    let mut names = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let name = format!("{base}-{i}");
+        let skill = dir.path().join(&name);
+        copy_dir(&common::fixture("users"), &skill);
+        let manifest = skill.join("skill.yaml");
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        let text = text
+            .replace("name: FIXTURE", &format!("name: {name}"))
+            .replace("user: \"USER\"", &format!("user: \"{spec}\""));
+        std::fs::write(&manifest, text).unwrap();
+        names.push(name);
+    }
+    (dir, names)
+}
+
+/// Removes the users skills' images and containers, even when the test failed.
+struct RemoveImagesOf(Vec<String>);
+
+impl Drop for RemoveImagesOf {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            common::probe::remove_images_of(name);
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_image_file_makes_the_skill_root_or_group_0() {
+    let specs = ["evil:evilg", "10002", "gz", "app", "app:10003", "10004"];
+    let (dir, names) = users_skills(&specs);
+    let _cleanup = RemoveImagesOf(names.clone());
+    let host = host_for(dir.path()).await;
+    // Names the image maps to uid 0 or gid 0, and a uid whose passwd entry has group 0.
+    for (spec, name) in specs.iter().zip(&names).take(3) {
+        let result = host.invoke(name, "whoami", json!({})).await;
+        assert_status(&result, Status::Rejected);
+        let error = result.error.as_ref().unwrap();
+        assert_eq!(error.code, "invalid_user", "{spec}: {error:?}");
+        assert!(
+            error
+                .message
+                .contains(&format!("{name}/skill.yaml:6:9: run.user")),
+            "{spec}: the manifest's position is named: {}",
+            error.message
+        );
+        assert!(
+            error.message.contains(" 0 in the image"),
+            "{}",
+            error.message
+        );
+        assert_eq!(
+            containers_with_label("io.skillhost.skill", name).await,
+            0,
+            "{spec}: the lookup leaves nothing"
+        );
+    }
+    // A name, and a uid with an image entry, run as their numbers with no other group:
+    // root's group lists `app` as a member, which the engine would have added.
+    for (spec, name, expected) in [
+        ("app", &names[3], (10003, 10003)),
+        ("app:10003", &names[4], (10003, 10003)),
+        ("10004", &names[5], (10004, 10004)),
+    ] {
+        let result = host.invoke(name, "whoami", json!({})).await;
+        assert_status(&result, Status::Ok);
+        let out = result.output.as_ref().unwrap();
+        assert_eq!(
+            (out["uid"].as_u64().unwrap(), out["gid"].as_u64().unwrap()),
+            expected,
+            "{spec}: {out}"
+        );
+        assert_eq!(
+            out["groups"],
+            expected.1.to_string(),
+            "{spec}: no group 0 or other: {out}"
+        );
+        assert_gone(&result).await;
+    }
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_skill_cannot_leave_a_setuid_or_setgid_file_in_its_workspace() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let probe = Probe::acquire();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let options = InvokeOptions {
+        workspace: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    let result = probe
+        .host()
+        .await
+        .invoke_with(&probe.name, "setuid_copy", json!({}), options)
+        .await;
+    assert_status(&result, Status::Ok);
+    let out = result.output.clone().unwrap();
+    for attempt in ["chmod", "fchmod", "creat", "openat", "mknod"] {
+        assert!(
+            out[attempt]
+                .as_str()
+                .is_some_and(|e| e.starts_with("[Errno 1] Operation not permitted")),
+            "{attempt}: {out}"
+        );
+    }
+    assert_eq!(
+        out["plain_chmod"],
+        json!(null),
+        "a mode without set-id bits is fine: {out}"
+    );
+    // What the host finds: no file with a set-id bit, no device.
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let meta = entry.as_ref().unwrap().metadata().unwrap();
+        assert_eq!(
+            meta.mode() & 0o6000,
+            0,
+            "{:?} {:o}",
+            entry.unwrap().path(),
+            meta.mode()
+        );
+        assert!(meta.is_file(), "{:?} is no device", entry.unwrap().path());
+    }
+    assert_eq!(out["modes"], json!({"rootsh": "0o755"}), "{out}");
+    assert_gone(&result).await;
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use proptest::prelude::*;
 use skill_sdk::Frame;
 use skillhost::manifest::{Manifest, WorkspaceMode};
-use skillhost::testing::{container_body, ContainerInputs};
+use skillhost::testing::{container_body, ContainerInputs, RunAs};
 
 /// A manifest from the whole space of valid values, in a random order of keys.
 fn manifest_text() -> impl Strategy<Value = String> {
@@ -69,6 +69,7 @@ proptest! {
             manifest: &manifest,
             image: "skill-prop:0",
             labels: HashMap::new(),
+            run_as: RunAs { uid: 10001, gid: 10001 },
             env: &BTreeMap::new(),
             workspace,
             init_command: None,
@@ -94,8 +95,8 @@ proptest! {
         prop_assert!(h.network_mode.as_deref() == Some("none") || h.network_mode.as_deref() == Some("bridge"));
         prop_assert_eq!(h.pid_mode, None);
         prop_assert_eq!(h.ipc_mode.as_deref(), Some("private"));
-        let user = body.user.unwrap();
-        prop_assert!(!user.starts_with("0:") && user != "0" && !user.starts_with("root"));
+        prop_assert_eq!(body.user.as_deref(), Some("10001:10001"), "the resolved ids, never a name");
+        prop_assert_eq!(h.group_add, None);
         for options in h.tmpfs.unwrap().values() {
             prop_assert!(options.contains("noexec") && options.contains("nosuid"));
         }

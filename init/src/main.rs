@@ -101,11 +101,9 @@ static EARLY_SIGNAL: AtomicI32 = AtomicI32::new(0);
 static KEY_READ: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn forward(sig: i32, info: *const SigInfo, _context: *mut u8) {
-    // A sender outside this PID namespace (the engine, for `docker stop` or its own
-    // shutdown) shows as pid 0; a process of the skill signalling PID 1 shows its pid.
     // SAFETY: with SA_SIGINFO the kernel passes a valid siginfo_t, whose head `SigInfo`
     // declares; a null pointer is checked first all the same.
-    if !info.is_null() && unsafe { (*info).pid } == 0 {
+    if !info.is_null() && from_outside(unsafe { &*info }) {
         OUTSIDE_SIGNAL.store(sig, Ordering::SeqCst);
     }
     let child = CHILD.load(Ordering::SeqCst);
@@ -118,6 +116,19 @@ extern "C" fn forward(sig: i32, info: *const SigInfo, _context: *mut u8) {
         // SAFETY: kill is async-signal-safe and takes plain integers.
         unsafe { kill(child, sig) };
     }
+}
+
+/// `si_code` of a signal sent with kill() and of one the kernel sent itself.
+const SI_USER: i32 = 0;
+const SI_KERNEL: i32 = 0x80;
+
+/// Whether a signal came from outside the container: the engine's kill() shows as
+/// SI_USER from pid 0 (a sender outside this PID namespace). A process of the skill
+/// signalling PID 1 with kill() shows its own pid; with rt_sigqueueinfo() it may write
+/// any pid, 0 included, but the kernel lets it choose only a negative `si_code`
+/// (SI_QUEUE and the like), never SI_USER or SI_KERNEL.
+fn from_outside(info: &SigInfo) -> bool {
+    matches!(info.code, SI_USER | SI_KERNEL) && info.pid == 0
 }
 
 fn install_forwarding() {
@@ -141,6 +152,16 @@ fn main() -> ExitCode {
     // Before the key is in memory: no one of the same user may read this process.
     // SAFETY: PR_SET_DUMPABLE takes integer arguments only.
     unsafe { prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // The host hands the engine non-zero numeric ids; this is the last line should an
+    // engine still have given root's user or group (an image's /etc/group, say).
+    match std::fs::read_to_string("/proc/self/status") {
+        Ok(status) => {
+            if let Some(line) = root_identity(&status) {
+                return fail(&format!("refusing to run the skill with id 0 ({line})"));
+            }
+        }
+        Err(e) => return fail(&format!("cannot read /proc/self/status: {e}")),
+    }
     let argv: Vec<String> = std::env::args().skip(1).collect();
     if argv.is_empty() {
         return fail("no command to run");
@@ -178,6 +199,17 @@ fn main() -> ExitCode {
     let mut stdout = std::io::stdout();
     let _ = stdout.write_all(&trailer).and_then(|()| stdout.flush());
     ExitCode::from(code)
+}
+
+/// The line of `/proc/self/status` that gives this process uid 0 or gid 0, as its real,
+/// effective, saved or filesystem id or as a supplementary group.
+fn root_identity(status: &str) -> Option<&str> {
+    status.lines().find(|line| {
+        let Some((name, ids)) = line.split_once(':') else {
+            return false;
+        };
+        matches!(name, "Uid" | "Gid" | "Groups") && ids.split_whitespace().any(|id| id == "0")
+    })
 }
 
 /// Start the command (with a pipe for stdin when `piped`), recorded for the signal
@@ -337,6 +369,42 @@ fn trailer(key: &str, code: u8, oom_kills: i64, peak_bytes: i64, outside: i32) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn info(code: i32, pid: i32) -> SigInfo {
+        SigInfo {
+            signo: 15,
+            errno: 0,
+            code,
+            _pad: 0,
+            pid,
+            uid: 0,
+        }
+    }
+
+    #[test]
+    fn root_in_any_id_or_group_is_found() {
+        let ok = "Name:\tinit\nUid:\t10001\t10001\t10001\t10001\nGid:\t10001\t10001\t10001\t10001\nGroups:\t10001 \nNgid:\t0\n";
+        assert_eq!(root_identity(ok), None, "Ngid is no group");
+        assert_eq!(
+            root_identity(&ok.replace("Groups:\t10001", "Groups:\t10001 0")),
+            Some("Groups:\t10001 0 ")
+        );
+        assert!(root_identity(&ok.replace("Gid:\t10001\t10001", "Gid:\t0\t10001")).is_some());
+        assert!(root_identity(&ok.replace("Uid:\t10001", "Uid:\t0")).is_some());
+        assert_eq!(root_identity("Groups:\t\n"), None);
+    }
+
+    #[test]
+    fn only_kill_from_another_pid_namespace_is_the_engines() {
+        assert!(from_outside(&info(SI_USER, 0)), "docker stop");
+        assert!(from_outside(&info(SI_KERNEL, 0)));
+        assert!(!from_outside(&info(SI_USER, 7)), "kill(1) from the skill");
+        assert!(
+            !from_outside(&info(-1, 0)),
+            "rt_sigqueueinfo, SI_QUEUE, pid 0"
+        );
+        assert!(!from_outside(&info(-6, 0)), "tgkill");
+    }
 
     #[test]
     fn wait_statuses_become_shell_exit_codes() {

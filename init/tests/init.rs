@@ -5,8 +5,58 @@ use std::process::{Command, Output, Stdio};
 
 const KEY: &str = "00112233445566778899aabbccddeeff";
 
-fn run(stdin: &[u8], argv: &[&str]) -> Output {
+/// The init, as a user that is not root: it refuses to start anything with id 0, so
+/// where the tests run as root they drop to nobody first (util-linux's setpriv).
+fn init() -> Command {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let root = status
+        .lines()
+        .any(|line| line.starts_with("Uid:") && line.split_whitespace().nth(2) == Some("0"));
+    if !root {
+        return Command::new(env!("CARGO_BIN_EXE_skillhost-init"));
+    }
+    let mut command = Command::new("setpriv");
+    command
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_skillhost-init"));
+    command
+}
+
+#[test]
+fn the_init_refuses_to_start_anything_as_root() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    if !status
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+    {
+        eprintln!("not root: the refusal cannot be shown from here");
+        return;
+    }
     let mut child = Command::new(env!("CARGO_BIN_EXE_skillhost-init"))
+        .args(["sh", "-c", "echo ran"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{KEY}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(out.stdout.is_empty(), "nothing ran: {:?}", out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refusing to run the skill with id 0 (Uid:"),
+        "{stderr}"
+    );
+}
+
+fn run(stdin: &[u8], argv: &[&str]) -> Output {
+    let mut child = init()
         .args(argv)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -70,7 +120,7 @@ fn without_a_key_line_nothing_runs_and_no_trailer_is_written() {
 
 #[test]
 fn termination_signals_reach_the_command() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_skillhost-init"))
+    let mut child = init()
         .args([
             "sh",
             "-c",
@@ -105,7 +155,7 @@ fn a_prestarted_command_runs_before_the_key_and_gets_only_what_follows_it() {
     let started =
         std::env::temp_dir().join(format!("skillhost-init-prestart-{}", std::process::id()));
     let _ = std::fs::remove_file(&started);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_skillhost-init"))
+    let mut child = init()
         .args([
             "sh",
             "-c",
@@ -148,7 +198,7 @@ fn a_prestarted_command_runs_before_the_key_and_gets_only_what_follows_it() {
 
 #[test]
 fn a_prestarted_command_is_killed_when_no_key_comes() {
-    let out = Command::new(env!("CARGO_BIN_EXE_skillhost-init"))
+    let out = init()
         .args(["sh", "-c", "cat"])
         .env("SKILLHOST_INIT_PRESTART", "1")
         .stdin(Stdio::null())
@@ -160,7 +210,7 @@ fn a_prestarted_command_is_killed_when_no_key_comes() {
 
 /// Send `signal` to the init once it waits for its key; its exit code.
 fn stopped_before_the_key(prestart: bool) -> Option<i32> {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_skillhost-init"));
+    let mut command = init();
     command.args(["sh", "-c", "cat"]);
     if prestart {
         command.env("SKILLHOST_INIT_PRESTART", "1");

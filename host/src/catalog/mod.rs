@@ -45,6 +45,24 @@ impl Skill {
         self.dir.join(MANIFEST_FILE)
     }
 
+    /// `skills/x/skill.yaml:7:9: run.user`: where a field of the manifest stands, for a
+    /// problem found only once the image is known. A locked skill, which has no source
+    /// directory, is named by its skill and field alone.
+    pub fn locate(&self, field: &[&str]) -> String {
+        let dotted = field.join(".");
+        if self.dir.as_os_str().is_empty() {
+            return format!("skill {} (from its locked image): {dotted}", self.name());
+        }
+        let path = self.manifest_path();
+        let position = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| crate::manifest::position_of(&text, field));
+        match position {
+            Some((line, column)) => format!("{}:{line}:{column}: {dotted}", path.display()),
+            None => format!("{}: {dotted}", path.display()),
+        }
+    }
+
     /// Load one skill directory directly, outside any root.
     pub fn load(dir: &Path) -> Result<Skill, ManifestError> {
         let manifest = Manifest::load(&dir.join(MANIFEST_FILE))?;

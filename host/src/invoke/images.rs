@@ -12,11 +12,14 @@ use std::sync::{Arc, Mutex};
 use skillhost_api::codes;
 use tokio::sync::OnceCell;
 
+use super::run_as::{self, RunAs};
 use super::Refusal;
 use crate::build::builder::{BuildError, ImageBuilder, ImageTarget};
 use crate::build::init_image;
 use crate::catalog::Skill;
 use crate::engine::{Engine, EngineError};
+use crate::lifecycle::instance::Instance;
+use crate::lifecycle::labels::{self, Role};
 use crate::lock::{verify, IntegrityProblem, LockFile, Verification};
 use crate::sync::lock;
 
@@ -27,6 +30,17 @@ pub(crate) struct SkillImage {
     pub(crate) reference: String,
     /// The image's command, when the image has skillhost's init to run it.
     pub(crate) init_command: Option<Vec<String>>,
+    /// The numeric user and group the manifest's `run.user` is in this image.
+    pub(crate) run_as: RunAs,
+}
+
+/// A skill's image before its user is resolved in it.
+#[derive(Debug, Clone)]
+pub(crate) struct FoundImage {
+    /// `skill-<name>:<hash>`, or a locked image's ID.
+    reference: String,
+    /// The image's command, when the image has skillhost's init to run it.
+    init_command: Option<Vec<String>>,
 }
 
 /// What is known of a skill's image without building it.
@@ -53,7 +67,7 @@ pub(crate) enum ImageSource {
     Locked {
         lock: LockFile,
         /// The verified skills' images, by skill name.
-        images: HashMap<String, SkillImage>,
+        images: HashMap<String, FoundImage>,
         /// What was wrong at start, by skill name.
         problems: HashMap<String, IntegrityProblem>,
     },
@@ -66,7 +80,7 @@ impl ImageSource {
             .verified
             .iter()
             .map(|v| {
-                let image = SkillImage {
+                let image = FoundImage {
                     reference: v.entry.image_id.clone(),
                     init_command: init_image::init_command(&v.image),
                 };
@@ -98,6 +112,8 @@ impl ImageSource {
 #[derive(Debug)]
 pub(crate) struct ImageResolver {
     engine: Engine,
+    /// The host process, for the labels of the containers that read an image's users.
+    instance: Instance,
     source: ImageSource,
     images: Mutex<HashMap<String, Arc<OnceCell<SkillImage>>>>,
     /// The engine's runtimes, asked once, when a skill first names one.
@@ -105,9 +121,10 @@ pub(crate) struct ImageResolver {
 }
 
 impl ImageResolver {
-    pub(crate) fn new(engine: Engine, source: ImageSource) -> Self {
+    pub(crate) fn new(engine: Engine, instance: Instance, source: ImageSource) -> Self {
         ImageResolver {
             engine,
+            instance,
             source,
             images: Mutex::default(),
             runtimes: OnceCell::new(),
@@ -191,15 +208,52 @@ impl ImageResolver {
         })
     }
 
-    /// The skill's image, built on first use when this host builds.
+    /// The skill's image, built on first use when this host builds, with the user its
+    /// manifest names resolved in it.
     pub(crate) async fn resolve(&self, skill: &Skill) -> Result<SkillImage, Refusal> {
         let cell = lock(&self.images)
             .entry(skill.name().to_string())
             .or_default()
             .clone();
-        cell.get_or_try_init(|| self.find_or_build(skill))
+        cell.get_or_try_init(|| async {
+            let found = self.find_or_build(skill).await?;
+            let run_as = self.run_as(skill, &found.reference).await?;
+            Ok(SkillImage {
+                reference: found.reference,
+                init_command: found.init_command,
+                run_as,
+            })
+        })
+        .await
+        .cloned()
+    }
+
+    /// `run.user` in numbers, read from the image's passwd and group files unless the
+    /// manifest already gives two numbers; refused (with the manifest's position) when
+    /// the image makes it uid 0 or gid 0 or does not know a name.
+    async fn run_as(&self, skill: &Skill, image: &str) -> Result<RunAs, Refusal> {
+        let spec = &skill.manifest.run.user.0;
+        if let Some(run_as) = run_as::numeric(spec) {
+            return Ok(run_as);
+        }
+        let labels = labels::for_container(skill.name(), Role::Lookup, &self.instance);
+        let files = self
+            .engine
+            .read_image_files(image, &["/etc/passwd", "/etc/group"], labels)
             .await
-            .cloned()
+            .map_err(|e| Refusal::new(codes::ENGINE_ERROR, e.to_string()))?;
+        let text = |i: usize| {
+            files
+                .get(i)
+                .and_then(Option::as_ref)
+                .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
+        };
+        run_as::resolve(spec, text(0).as_deref(), text(1).as_deref()).map_err(|e| {
+            Refusal::new(
+                codes::INVALID_USER,
+                format!("{}: {e}", skill.locate(&["run", "user"])),
+            )
+        })
     }
 
     /// A locked skill's state: its locked hash and tag, present when the tag still holds
@@ -223,7 +277,7 @@ impl ImageResolver {
         })
     }
 
-    async fn find_or_build(&self, skill: &Skill) -> Result<SkillImage, Refusal> {
+    async fn find_or_build(&self, skill: &Skill) -> Result<FoundImage, Refusal> {
         let (builder, build) = match &self.source {
             ImageSource::Sources { builder, build } => (builder, *build),
             ImageSource::Locked { images, .. } => {
@@ -267,7 +321,7 @@ impl ImageResolver {
             .await
             .map_err(|e| Refusal::new(codes::ENGINE_ERROR, e.to_string()))?;
         let init_command = inspected.as_ref().and_then(init_image::init_command);
-        Ok(SkillImage {
+        Ok(FoundImage {
             reference,
             init_command,
         })

@@ -8,9 +8,11 @@ pub(crate) mod classify;
 pub(crate) mod images;
 mod refusal;
 pub(crate) mod route;
+pub(crate) mod run_as;
 pub(crate) mod schemas;
 pub(crate) mod telemetry;
 pub(crate) mod workspace;
+pub(crate) mod workspace_sweep;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -442,6 +442,7 @@ impl Router {
         let body = container_body(&ContainerInputs {
             manifest,
             image: &image.reference,
+            run_as: image.run_as,
             labels: labels::for_container(&manifest.name, Role::Invocation(id), &self.instance),
             env: &options.env,
             workspace: admitted
@@ -483,6 +484,7 @@ impl Router {
         let mut body = container_body(&ContainerInputs {
             manifest,
             image: &image.reference,
+            run_as: image.run_as,
             labels: labels::for_container(skill.name(), role, &self.instance),
             env: &BTreeMap::new(),
             workspace: None,

@@ -75,6 +75,8 @@ pub(crate) enum Role<'a> {
     Prewarmed,
     /// A serve-mode worker, which answers many invocations.
     Worker,
+    /// Never started: made to read files of its image (the users a skill may run as).
+    Lookup,
 }
 
 impl<'a> Role<'a> {
@@ -84,6 +86,7 @@ impl<'a> Role<'a> {
             Role::Invocation(id) => id,
             Role::Prewarmed => "prewarmed",
             Role::Worker => "worker",
+            Role::Lookup => "lookup",
         }
     }
 }
@@ -109,6 +112,7 @@ pub(crate) fn container_name(skill: &str, role: Role<'_>) -> String {
         Role::Invocation(id) => format!("skillhost-{skill}-{}", id.get(..8).unwrap_or(id)),
         Role::Prewarmed => format!("skillhost-{skill}-pw-{}", random_suffix()),
         Role::Worker => format!("skillhost-{skill}-w-{}", random_suffix()),
+        Role::Lookup => format!("skillhost-{skill}-lookup-{}", random_suffix()),
     }
 }
 

@@ -38,6 +38,16 @@ pub fn example_line(text: &str, index: usize) -> Option<usize> {
         .map(|(line, _)| line)
 }
 
+/// The 1-based line and column of the field at the dotted `field` path (mapping keys
+/// only), when the source says.
+pub fn position_of(text: &str, field: &[&str]) -> Option<(usize, usize)> {
+    let path: Vec<_> = field
+        .iter()
+        .map(|key| locate::Segment::Key((*key).to_string()))
+        .collect();
+    locate::Locator::new(text).position(&path)
+}
+
 /// The protocol version this host speaks, matched against each manifest's `protocol`.
 pub fn host_protocol_version() -> semver::Version {
     let (major, minor, patch) = skill_sdk::protocol::PROTOCOL_SEMVER;

@@ -10,6 +10,7 @@ use bollard::models::{
 };
 
 use crate::egress::{Gateway, DNS_OPTIONS};
+use crate::invoke::run_as::RunAs;
 use crate::manifest::{Manifest, Network, WorkspaceMode};
 use crate::run::exit_trailer::INIT_PATH;
 use crate::run::seccomp_profile::SECURITY_OPT;
@@ -26,6 +27,8 @@ pub struct ContainerInputs<'a> {
     pub manifest: &'a Manifest,
     /// `skill-<name>:<hash>`.
     pub image: &'a str,
+    /// The manifest's `run.user` as numbers, resolved against the image: never 0.
+    pub run_as: RunAs,
     /// Every label the container carries.
     pub labels: HashMap<String, String>,
     /// Already checked against the manifest's `run.env`.
@@ -153,7 +156,9 @@ pub fn container_body(inputs: &ContainerInputs<'_>) -> ContainerCreateBody {
         image: Some(inputs.image.into()),
         entrypoint: inputs.init_command.map(|_| vec![INIT_PATH.to_string()]),
         cmd: inputs.init_command.map(<[String]>::to_vec),
-        user: Some(run.user.0.clone()),
+        // Two numbers: the engine then reads no name from the image's files and adds no
+        // supplementary group.
+        user: Some(inputs.run_as.to_string()),
         env: Some(env(inputs)),
         labels: Some(inputs.labels.clone()),
         attach_stdin: Some(true),
@@ -193,6 +198,10 @@ mod tests {
         container_body(&ContainerInputs {
             manifest: m,
             image: "skill-t:abc",
+            run_as: RunAs {
+                uid: 10001,
+                gid: 10001,
+            },
             labels: HashMap::from([("io.skillhost.managed".into(), "true".into())]),
             env: &env,
             workspace,
@@ -207,6 +216,10 @@ mod tests {
         container_body(&ContainerInputs {
             manifest: m,
             image: "skill-t:abc",
+            run_as: RunAs {
+                uid: 10001,
+                gid: 10001,
+            },
             labels: HashMap::new(),
             env: &BTreeMap::new(),
             workspace: None,
@@ -328,6 +341,10 @@ mod tests {
         container_body(&ContainerInputs {
             manifest: m,
             image: "skill-t:abc",
+            run_as: RunAs {
+                uid: 10001,
+                gid: 10001,
+            },
             labels: HashMap::new(),
             env: &BTreeMap::new(),
             workspace: None,

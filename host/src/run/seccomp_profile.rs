@@ -22,6 +22,24 @@ const ENOSYS: u32 = 38;
 /// NEWNET. A clone asking for any of them is refused, like unshare(2) and setns(2).
 const CLONE_NAMESPACE_FLAGS: u64 = 0x7E02_0000;
 
+/// The setuid and setgid bits of a file mode. No call may set them: a file a skill
+/// leaves in a workspace must not run with its owner's rights on the host.
+const SET_ID_BITS: u64 = 0o6000;
+
+/// Calls that take a file mode, with the index of the mode argument. Each is allowed
+/// only when the mode asks for neither set-id bit; asked with one, it fails EPERM.
+/// (mkdir and mkdirat need no rule: the kernel drops those bits from a directory's mode.)
+const MODE_ARGUMENT: &[(&str, u32)] = &[
+    ("chmod", 1),
+    ("creat", 1),
+    ("fchmod", 1),
+    ("fchmodat", 2),
+    ("mknod", 1),
+    ("mknodat", 2),
+    ("open", 2),
+    ("openat", 3),
+];
+
 /// personality(2) values that only select harmless execution domains, and the query.
 const PERSONALITIES: [u64; 5] = [0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
 
@@ -44,7 +62,6 @@ pub const ALLOWED: &[&str] = &[
     "capget",
     "capset",
     "chdir",
-    "chmod",
     "chown",
     "clock_getres",
     "clock_gettime",
@@ -53,7 +70,6 @@ pub const ALLOWED: &[&str] = &[
     "close_range",
     "connect",
     "copy_file_range",
-    "creat",
     "dup",
     "dup2",
     "dup3",
@@ -75,8 +91,6 @@ pub const ALLOWED: &[&str] = &[
     "fallocate",
     "fanotify_mark",
     "fchdir",
-    "fchmod",
-    "fchmodat",
     "fchown",
     "fchownat",
     "fcntl",
@@ -158,8 +172,6 @@ pub const ALLOWED: &[&str] = &[
     "mincore",
     "mkdir",
     "mkdirat",
-    "mknod",
-    "mknodat",
     "mlock",
     "mlock2",
     "mlockall",
@@ -182,9 +194,6 @@ pub const ALLOWED: &[&str] = &[
     "munmap",
     "nanosleep",
     "newfstatat",
-    "open",
-    "openat",
-    "openat2",
     "pause",
     "pidfd_open",
     "pidfd_send_signal",
@@ -342,10 +351,18 @@ fn profile() -> Value {
             }],
         }),
         // clone3 passes its flags in memory, which seccomp cannot read: answer ENOSYS so
-        // the C library falls back to clone, whose flags are checked above.
-        json!({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS}),
+        // the C library falls back to clone, whose flags are checked above. The same for
+        // openat2's mode, and openat.
+        json!({"names": ["clone3", "openat2"], "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS}),
     ];
     syscalls.extend(personality_rules);
+    syscalls.extend(MODE_ARGUMENT.iter().map(|(name, index)| {
+        json!({
+            "names": [name],
+            "action": "SCMP_ACT_ALLOW",
+            "args": [{"index": index, "value": SET_ID_BITS, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}],
+        })
+    }));
     json!({
         "defaultAction": "SCMP_ACT_ERRNO",
         "defaultErrnoRet": EPERM,
@@ -401,7 +418,6 @@ mod tests {
         for name in [
             "read",
             "write",
-            "openat",
             "execve",
             "mmap",
             "futex",
@@ -417,6 +433,30 @@ mod tests {
         ] {
             assert!(ALLOWED.contains(&name), "{name} must be allowed");
         }
+    }
+
+    #[test]
+    fn calls_that_take_a_mode_are_allowed_only_without_set_id_bits() {
+        let p: Value = serde_json::from_str(&PROFILE_JSON).unwrap();
+        for (name, index) in MODE_ARGUMENT {
+            assert!(
+                !ALLOWED.contains(name),
+                "{name} is allowed whatever its mode"
+            );
+            let rules: Vec<&Value> = p["syscalls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|rule| rule["names"].as_array().unwrap().iter().any(|n| n == name))
+                .collect();
+            assert_eq!(rules.len(), 1, "{name}: {rules:?}");
+            assert_eq!(
+                rules[0]["args"],
+                json!([{"index": index, "value": 0o6000, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]),
+                "{name}"
+            );
+        }
+        assert!(!ALLOWED.contains(&"openat2") && !ALLOWED.contains(&"fchmodat2"));
     }
 
     #[test]
