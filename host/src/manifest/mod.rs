@@ -8,6 +8,7 @@
 pub mod egress;
 mod locate;
 mod model;
+mod shape;
 pub mod units;
 mod validate;
 
@@ -152,11 +153,13 @@ impl Manifest {
                 size,
             });
         }
-        let text = std::fs::read_to_string(path).map_err(read_err)?;
-        Manifest::parse(&text).map_err(|problems| ManifestError::Invalid {
+        let bytes = std::fs::read(path).map_err(read_err)?;
+        let invalid = |problems| ManifestError::Invalid {
             path: path.to_path_buf(),
             problems,
-        })
+        };
+        let text = std::str::from_utf8(&bytes).map_err(|e| invalid(vec![not_utf8(&bytes, &e)]))?;
+        Manifest::parse(text).map_err(invalid)
     }
 
     /// The manifest a skill image carries in its `io.skillhost.manifest` label (JSON, which
@@ -182,6 +185,7 @@ impl Manifest {
                     .into(),
             }]);
         }
+        shape::check(text).map_err(|problem| vec![problem])?;
         let manifest = deserialize(text)?;
         let problems = validate::validate(&manifest);
         if problems.is_empty() {
@@ -201,6 +205,33 @@ impl Manifest {
     /// The image repository for this skill.
     pub fn repository(&self) -> String {
         format!("skill-{}", self.name)
+    }
+}
+
+/// Where a manifest stops being UTF-8: the line and column of the first bad byte, which
+/// the message names in hex.
+fn not_utf8(bytes: &[u8], e: &std::str::Utf8Error) -> Problem {
+    let valid = &bytes[..e.valid_up_to()];
+    let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+    let line_start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    // Columns count characters, as the YAML positions do; the valid prefix decodes.
+    let column = String::from_utf8_lossy(&valid[line_start..])
+        .chars()
+        .count()
+        + 1;
+    let bad = &bytes[e.valid_up_to()..];
+    let shown: Vec<String> = bad
+        .iter()
+        .take(e.error_len().unwrap_or(bad.len()).min(4))
+        .map(|b| format!("0x{b:02x}"))
+        .collect();
+    Problem {
+        field: String::new(),
+        position: Some((line, column)),
+        message: format!(
+            "the manifest is not UTF-8: byte {} begins no character",
+            shown.join(" ")
+        ),
     }
 }
 

@@ -580,3 +580,23 @@ fn an_egress_allowlist_parses_and_survives_the_image_label() {
     assert!(label.contains(r#""network":{"egress":["api.example.com:443","*.pypi.org:443"]}"#));
     assert_eq!(Manifest::from_image_label(&label).unwrap(), m);
 }
+
+#[test]
+fn a_manifest_that_is_not_utf8_is_refused_at_the_bad_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("skill.yaml");
+    let mut bytes = GOOD
+        .replace("Echo text back.", "Échos, text back")
+        .into_bytes();
+    let at = bytes.windows(4).position(|w| w == b"text").unwrap();
+    bytes[at] = 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    let err = Manifest::load(&path).unwrap_err();
+    let ManifestError::Invalid { problems, .. } = &err else {
+        panic!("{err:?}");
+    };
+    // Line 4, `description: Échos, ` is 20 characters: the bad byte is the 21st.
+    assert_eq!(problems[0].position, Some((4, 21)), "{err}");
+    assert!(problems[0].message.contains("0xff"), "{err}");
+    assert!(err.to_string().contains("skill.yaml:4:21:"), "{err}");
+}
