@@ -105,3 +105,111 @@ async fn a_lock_pins_the_images_and_check_names_what_moved() {
         "--check writes nothing"
     );
 }
+
+/// `skillhost --skills-dir DIR ARGS...`, insisting on success; its stdout as JSON.
+fn skillhost_json(dir: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let out = skillhost()
+        .arg("--skills-dir")
+        .arg(dir)
+        .args(["--format", "json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skillhost {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The image `list` names for `skill` now, after building it.
+fn build_now(dir: &std::path::Path, skill: &str, cleanup: &ImageCleanup) -> String {
+    let listed = skillhost_json(dir, &["list"]);
+    let image = listed["skills"][0]["image"].as_str().unwrap().to_string();
+    cleanup.add(image.clone());
+    skillhost_json(dir, &["build", skill]);
+    image
+}
+
+#[tokio::test]
+async fn gc_keeps_what_the_sources_and_the_lock_need_and_nothing_outside_its_scope() {
+    let cleanup = ImageCleanup::default();
+    let name = unique_name("gc");
+    let dir = copy_fixture("static-skill", &name);
+    let data = dir.path().join(&name).join("data.txt");
+    let original = std::fs::read_to_string(&data).unwrap();
+    // An older build, pinned by a lock; a newer one; then the sources go back to the old.
+    let pinned = build_now(dir.path(), &name, &cleanup);
+    let deployment = dir.path().join("deployment.yaml");
+    std::fs::write(&deployment, format!("skills:\n  {name}: \"^0.1\"\n")).unwrap();
+    let made = skillhost()
+        .arg("--skills-dir")
+        .arg(dir.path())
+        .args(["lock", "--manifest"])
+        .arg(&deployment)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let lock = dir.path().join("deployment.lock");
+    std::fs::write(&data, "newer").unwrap();
+    let newer = build_now(dir.path(), &name, &cleanup);
+    std::fs::write(&data, &original).unwrap();
+    // A skill outside the scope, with an unused older tag of its own.
+    let other = unique_name("gc-other");
+    let other_dir = copy_fixture("static-skill", &other);
+    let other_old = build_now(other_dir.path(), &other, &cleanup);
+    std::fs::write(other_dir.path().join(&other).join("data.txt"), "moved").unwrap();
+    let other_new = build_now(other_dir.path(), &other, &cleanup);
+    let engine = skillhost::engine::Engine::connect().await.unwrap();
+    let present = |tag: String| {
+        let engine = engine.clone();
+        async move { engine.inspect_image(&tag).await.unwrap().is_some() }
+    };
+
+    let lock_arg = lock.to_str().unwrap();
+    let dry = skillhost_json(dir.path(), &["gc", "--dry-run", "--lock", lock_arg]);
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(
+        dry["images_removed"],
+        serde_json::json!([newer.clone()]),
+        "{dry}"
+    );
+    assert!(present(newer.clone()).await, "a dry run removes nothing");
+
+    let done = skillhost_json(dir.path(), &["gc", "--lock", lock_arg]);
+    assert_eq!(
+        done["images_removed"],
+        serde_json::json!([newer.clone()]),
+        "{done}"
+    );
+    assert!(!present(newer).await);
+    assert!(
+        present(pinned.clone()).await,
+        "the locked, current image stays"
+    );
+    assert!(
+        present(other_old).await,
+        "another skill's images are out of scope"
+    );
+    assert!(present(other_new).await);
+
+    // With newer sources, the lock alone keeps the old image, which they no longer need.
+    std::fs::write(&data, "newest").unwrap();
+    let newest = build_now(dir.path(), &name, &cleanup);
+    let done = skillhost_json(dir.path(), &["gc", "--lock", lock_arg]);
+    assert_eq!(done["images_removed"], serde_json::json!([]), "{done}");
+    assert!(present(pinned.clone()).await && present(newest.clone()).await);
+    // Without the lock, the sources' image is all that is needed.
+    let done = skillhost_json(dir.path(), &["gc"]);
+    assert_eq!(
+        done["images_removed"],
+        serde_json::json!([pinned]),
+        "{done}"
+    );
+    assert!(present(newest).await);
+}

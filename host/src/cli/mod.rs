@@ -95,8 +95,9 @@ enum Command {
         #[arg(long)]
         max_in_flight: Option<usize>,
     },
-    /// Remove leftover containers and all but the newest image of each skill.
-    Gc,
+    /// Remove leftover containers of dead hosts, and the images of the skills found (and
+    /// of --lock's) that neither their current sources nor a given lock need.
+    Gc(gc::GcCli),
     /// Print a JSON Schema: `manifest` is the schema of skill.yaml, for editors (also in
     /// docs/manifest.schema.json).
     Schema {
@@ -146,7 +147,7 @@ pub(crate) async fn run(args: Args) -> i32 {
         Command::Build(cli) => build::run(&roots, cli, format).await,
         Command::Invoke(cli) => invoke::run(roots, cli, format).await,
         Command::Test(cli) => test::run(roots, cli, format).await,
-        Command::Gc => gc::run(format).await,
+        Command::Gc(cli) => gc::run(&roots, !given_roots.is_empty(), cli, format).await,
         Command::Completions { shell } => Ok(completions(shell)),
         Command::Schema {
             what: SchemaOf::Manifest,

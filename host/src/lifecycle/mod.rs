@@ -2,8 +2,9 @@
 //! found again: labels and names (`labels`), this process's identity (`instance`), the
 //! guard that removes a container whose future was dropped (`guard`), the reaper that
 //! removes finished containers off the caller's path (`reaper`), the process-wide removal
-//! thread (`removal`), the bookkeeping of containers made ahead of time (`stock`), and the leftovers of dead hosts ([`leftovers`], `skillhost gc`).
+//! thread (`removal`), the bookkeeping of containers made ahead of time (`stock`), and the leftovers of dead hosts ([`leftovers`]), and what `skillhost gc` removes ([`gc`]).
 
+pub mod gc;
 pub(crate) mod guard;
 pub(crate) mod instance;
 pub(crate) mod labels;
@@ -12,4 +13,4 @@ pub(crate) mod reaper;
 pub(crate) mod removal;
 pub(crate) mod stock;
 
-pub use leftovers::{gc, GcReport};
+pub use gc::{gc, GcReport, GcScope};
