@@ -342,6 +342,26 @@ async fn tcp_callers_need_a_token_and_a_token_keeps_to_its_quota() {
     assert_eq!(wrong.json()["error"]["code"], "invalid_token");
     let probe_open = daemon.call_tcp(Method::GET, "/readyz", &[], None).await;
     assert_eq!(probe_open.status, StatusCode::OK, "probes need no token");
+    let lower = format!("bearer {token}");
+    let not_utf8 = daemon
+        .call_tcp(
+            Method::GET,
+            "/v1/skills/%ff%fe",
+            &[("authorization", lower.as_str())],
+            None,
+        )
+        .await;
+    assert_eq!(
+        not_utf8.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        not_utf8.body
+    );
+    assert_eq!(
+        not_utf8.json()["error"]["code"],
+        "invalid_request",
+        "the scheme's case does not matter, and the answer is JSON"
+    );
 
     let bearer = format!("Bearer {token}");
     let path = format!("/v1/skills/{}/actions/sleep:invoke", probe.name);
@@ -650,4 +670,120 @@ async fn wait_for_readiness(daemon: &Daemon, ready: bool) -> serde_json::Value {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Raise this test process's open file limit to its hard limit: it holds thousands of
+/// connections.
+fn raise_nofile() -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    limit.current = limit.maximum;
+    setrlimit(Resource::Nofile, limit).unwrap();
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+/// One raw HTTP/1.1 exchange from the loopback address `from`, read to the end.
+async fn raw_from(from: [u8; 4], to: &str, request: &str) -> String {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::from((from, 0))).unwrap();
+    let mut stream = socket.connect(to.parse().unwrap()).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut answer))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn thousands_of_slow_bodies_from_one_peer_leave_health_checks_and_other_callers_served() {
+    const SLOW: usize = 3000;
+    const PER_PEER: usize = 400;
+    assert!(
+        raise_nofile() > SLOW as u64 + 256,
+        "this test needs more descriptors"
+    );
+    let probe = Probe::acquire();
+    let dir = tempfile::tempdir().unwrap();
+    let (slow_token, slow_entry) = skillhost::service::new_token("slow", Some(1));
+    let (other_token, other_entry) = skillhost::service::new_token("other", None);
+    let tokens = dir.path().join("tokens.toml");
+    std::fs::write(&tokens, format!("{slow_entry}\n{other_entry}")).unwrap();
+    let per_peer = PER_PEER.to_string();
+    let daemon = Daemon::start(
+        &probe.root,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--tokens",
+            tokens.to_str().unwrap(),
+            "--body-timeout",
+            "4s",
+            "--max-connections-per-peer",
+            &per_peer,
+        ],
+    );
+    let address = daemon.tcp.clone().unwrap();
+    // Complete headers promising a large body, then one byte: what the attack sends.
+    let head = format!(
+        "POST /v1/skills/{}/actions/ok:invoke HTTP/1.1\r\nhost: t\r\nauthorization: bearer {slow_token}\r\ncontent-type: application/json\r\ncontent-length: 1000000\r\n\r\n{{",
+        probe.name
+    );
+    let mut slow = Vec::with_capacity(SLOW);
+    for _ in 0..SLOW {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        // A connection the service closed at once may refuse the write: that is fine.
+        let _ = stream.write_all(head.as_bytes()).await;
+        slow.push(stream);
+    }
+    // Meanwhile, from another peer: the health check, and another token's call.
+    let health = raw_from(
+        [127, 0, 0, 2],
+        &address,
+        "GET /healthz HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let other = raw_from(
+        [127, 0, 0, 2],
+        &address,
+        &format!("GET /v1/skills HTTP/1.1\r\nhost: t\r\nauthorization: Bearer {other_token}\r\nconnection: close\r\n\r\n"),
+    )
+    .await;
+    assert!(other.starts_with("HTTP/1.1 200"), "{other}");
+    let local = daemon.call(Method::GET, "/healthz", &[], None).await;
+    assert_eq!(
+        local.status,
+        StatusCode::OK,
+        "the unix socket is served too"
+    );
+    // Every slow connection ends: those over the peer's bound at once, unanswered; the
+    // others with 408 at the body deadline.
+    let mut timed_out = 0;
+    let mut closed_unanswered = 0;
+    let reads = slow.into_iter().map(|mut stream| async move {
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut answer)).await;
+        (read.is_ok(), String::from_utf8_lossy(&answer).into_owned())
+    });
+    for (ended, answer) in futures_util::future::join_all(reads).await {
+        assert!(ended, "a slow connection is still open after {PATIENCE:?}");
+        if answer.is_empty() {
+            closed_unanswered += 1;
+        } else {
+            assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+            assert!(answer.contains("\"code\":\"invalid_request\""), "{answer}");
+            assert!(answer.contains("body-timeout"), "{answer}");
+            timed_out += 1;
+        }
+    }
+    eprintln!("{timed_out} slow bodies answered 408, {closed_unanswered} closed unserved");
+    assert!(
+        timed_out <= PER_PEER,
+        "{timed_out} were served past the peer's bound"
+    );
+    assert!(timed_out > 0, "some were admitted and timed out");
+    assert_eq!(timed_out + closed_unanswered, SLOW);
+    assert_eq!(daemon.settle(PATIENCE).await, 0, "nothing ran");
 }

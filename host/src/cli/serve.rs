@@ -28,7 +28,7 @@ SKILLHOST_MAX_IN_FLIGHT=32, SKILLHOST_PREWARM=echo=4,python=2) or as a key of \
 skillhost.toml (--config; read from the current directory when present). A flag wins over \
 the environment, which wins over the file. Keys of the file: socket, listen, tokens, \
 skills-dirs, build, locked, pull, mirror, max-in-flight, max-in-flight-per-skill, queue, queue-wait, max-body, \
-header-timeout, grace, drain-notice, keep-results, max-results, prewarm-started, prewarm, egress-network.")]
+header-timeout, body-timeout, max-connections, max-connections-per-peer, grace, drain-notice, keep-results, max-results, prewarm-started, prewarm, egress-network.")]
 pub(crate) struct ServeCli {
     /// The unix socket to listen on, mode 0600 [key: socket]. Default:
     /// $XDG_RUNTIME_DIR/skillhost/skillhost.sock, else skillhost-$USER/skillhost.sock in
@@ -90,6 +90,18 @@ pub(crate) struct ServeCli {
     /// stays open [key: header-timeout; default 10s].
     #[arg(long, env = "SKILLHOST_HEADER_TIMEOUT", value_parser = duration)]
     header_timeout: Option<HumanDuration>,
+    /// How long a client may take to send a request's whole body, from its headers on;
+    /// slower ones get 408 and their connection closed [key: body-timeout; default 30s].
+    #[arg(long, env = "SKILLHOST_BODY_TIMEOUT", value_parser = duration)]
+    body_timeout: Option<HumanDuration>,
+    /// Connections open at once over every listener; more are closed unserved [key:
+    /// max-connections; default: three quarters of the open file limit, less 256].
+    #[arg(long, env = "SKILLHOST_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Connections open at once from one TCP address (the unix socket's callers count as
+    /// one) [key: max-connections-per-peer; default 256].
+    #[arg(long, env = "SKILLHOST_MAX_CONNECTIONS_PER_PEER")]
+    max_connections_per_peer: Option<usize>,
     /// How long in-flight calls may finish after SIGTERM before they are cancelled
     /// [key: grace; default 30s].
     #[arg(long, env = "SKILLHOST_GRACE", value_parser = duration)]
@@ -157,6 +169,9 @@ impl ServeCli {
             queue_wait: self.queue_wait,
             max_body: self.max_body,
             header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+            max_connections: self.max_connections,
+            max_connections_per_peer: self.max_connections_per_peer,
             grace: self.grace,
             drain_notice: self.drain_notice,
             keep_results: self.keep_results,

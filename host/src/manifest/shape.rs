@@ -24,19 +24,17 @@ pub(crate) fn check(text: &str) -> Result<(), Problem> {
     loop {
         let (event, marker) = match parser.next_token() {
             Ok(next) => next,
-            Err(e) => {
-                // The scanner looks ahead past nested openings, and has a limit of its own.
-                let message = if e.info().contains("recursion limit") {
-                    too_deep()
-                } else {
-                    e.info().to_string()
-                };
+            // The scanner looks ahead past nested openings, and has a limit of its own.
+            Err(e) if e.info().contains("recursion limit") => {
                 return Err(Problem {
                     field: String::new(),
                     position: Some((e.marker().line(), e.marker().col() + 1)),
-                    message,
+                    message: too_deep(),
                 });
             }
+            // Other syntax errors are the deserializer's to report, with its context;
+            // up to here the text was shallow, so it will be quick about it.
+            Err(_) => return Ok(()),
         };
         let at = || Some((marker.line(), marker.col() + 1));
         match event {
@@ -113,8 +111,7 @@ mod tests {
     }
 
     #[test]
-    fn syntax_errors_are_refused_at_their_position() {
-        let problem = check("a: [1, 2\n").unwrap_err();
-        assert!(problem.position.is_some(), "{problem:?}");
+    fn syntax_errors_are_left_to_the_deserializer() {
+        assert_eq!(check("a: [1, 2\n"), Ok(()));
     }
 }

@@ -22,8 +22,7 @@ pub(crate) async fn require_token(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(bearer_token);
     let caller = match presented {
         None => {
             return unauthorized(
@@ -45,6 +44,16 @@ pub(crate) async fn require_token(
     }
 }
 
+/// The token of an `Authorization` value of the Bearer scheme, whose name is
+/// case-insensitive (RFC 9110, 11.1): `Bearer`, `bearer` and `BEARER` alike.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
+}
+
 /// Requests on the unix socket come from its owner.
 pub(crate) async fn local_caller(mut request: Request, next: Next) -> Response {
     request.extensions_mut().insert(Caller::local());
@@ -58,4 +67,19 @@ fn unauthorized(code: &str, message: &str) -> Response {
         HeaderValue::from_static("Bearer realm=\"skillhost\""),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scheme_is_case_insensitive_and_the_token_trimmed() {
+        for value in ["Bearer abc", "bearer abc", "BEARER  abc ", " Bearer abc"] {
+            assert_eq!(bearer_token(value), Some("abc"), "{value:?}");
+        }
+        for value in ["Basic abc", "Bearer", "Bearer   ", "Bearerabc", ""] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
+        }
+    }
 }

@@ -48,6 +48,14 @@ pub struct ServeSettings {
     /// How long a client may take to send a request's headers, and how long an idle
     /// connection is kept.
     pub header_timeout: Option<HumanDuration>,
+    /// How long a client may take to send a request's whole body, from its headers on.
+    pub body_timeout: Option<HumanDuration>,
+    /// Connections open at once, over every listener (default: what fits under the
+    /// process's open file limit).
+    pub max_connections: Option<usize>,
+    /// Connections open at once from one peer (a TCP address; the unix socket's callers
+    /// count as one).
+    pub max_connections_per_peer: Option<usize>,
     /// How long in-flight calls may run on after a shutdown signal before they are
     /// cancelled.
     pub grace: Option<HumanDuration>,
@@ -132,6 +140,11 @@ impl ServeSettings {
             queue_wait: self.queue_wait.or(lower.queue_wait),
             max_body: self.max_body.or(lower.max_body),
             header_timeout: self.header_timeout.or(lower.header_timeout),
+            body_timeout: self.body_timeout.or(lower.body_timeout),
+            max_connections: self.max_connections.or(lower.max_connections),
+            max_connections_per_peer: self
+                .max_connections_per_peer
+                .or(lower.max_connections_per_peer),
             grace: self.grace.or(lower.grace),
             drain_notice: self.drain_notice.or(lower.drain_notice),
             keep_results: self.keep_results.or(lower.keep_results),
@@ -195,6 +208,21 @@ impl ServeSettings {
             queue_wait: duration(self.queue_wait, 5),
             max_body: self.max_body.map_or(2 * MIB, |b| b.0) as usize,
             header_timeout: duration(self.header_timeout, 10),
+            body_timeout: duration(self.body_timeout, 30),
+            max_connections: match self.max_connections {
+                Some(0) => {
+                    return Err(ConfigError::Value {
+                        key: "max-connections",
+                        message: "must be at least 1".into(),
+                    })
+                }
+                other => other,
+            },
+            max_connections_per_peer: positive(
+                "max-connections-per-peer",
+                self.max_connections_per_peer,
+                256,
+            )?,
             grace: duration(self.grace, 30),
             drain_notice: duration(self.drain_notice, 1),
             keep_results: duration(self.keep_results, 600),
@@ -251,6 +279,12 @@ pub struct ServeConfig {
     pub max_body: usize,
     /// How long a client may take to send its headers; also the idle connection timeout.
     pub header_timeout: Duration,
+    /// How long a client may take to send a request's whole body.
+    pub body_timeout: Duration,
+    /// Connections open at once; `None` for what fits under the open file limit.
+    pub max_connections: Option<usize>,
+    /// Connections open at once from one peer.
+    pub max_connections_per_peer: usize,
     /// How long in-flight calls may finish after a shutdown signal.
     pub grace: Duration,
     /// How long the listeners answer new calls 503 after a shutdown signal.

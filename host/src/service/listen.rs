@@ -16,6 +16,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, UnixListener};
 use tokio_util::sync::CancellationToken;
 
+use super::connections::{Admitted, Connections, Peer};
 use super::tokens::Tokens;
 use super::ServeError;
 
@@ -91,12 +92,25 @@ pub(crate) fn bind_unix(path: &Path) -> Result<Bound, ServeError> {
         std::fs::remove_file(path)
             .map_err(|e| failed(format!("cannot replace the stale socket: {e}")))?;
     }
-    // Created with the umask's mode, then narrowed before any caller can know of it.
-    let listener = UnixListener::bind(path).map_err(|e| failed(e.to_string()))?;
-    let file = SocketFile(path.to_path_buf());
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+    // bind() makes the socket with the umask's mode. It is made in a directory of its own
+    // that only this user can enter, narrowed to 0600 there, and only then renamed to
+    // its path: no other user can connect to it while its mode is wider.
+    let parent = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let private = tempfile::Builder::new()
+        .prefix(".skillhost-bind-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir_in(parent)
+        .map_err(|e| failed(format!("cannot make a private directory beside it: {e}")))?;
+    let made = private.path().join("socket");
+    let listener = UnixListener::bind(&made).map_err(|e| failed(e.to_string()))?;
+    std::fs::set_permissions(&made, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| failed(format!("cannot make the socket private: {e}")))?;
-    Ok(Bound::Unix(listener, file))
+    std::fs::rename(&made, path)
+        .map_err(|e| failed(format!("cannot move the socket into place: {e}")))?;
+    Ok(Bound::Unix(listener, SocketFile(path.to_path_buf())))
 }
 
 /// Bind a TCP address; its callers must present one of `tokens`.
@@ -128,6 +142,7 @@ impl Accepting {
     pub(crate) fn start(
         bound: Vec<Bound>,
         header_timeout: Duration,
+        connections: Connections,
         app_for: impl Fn(&Bound) -> Router,
     ) -> Accepting {
         let graceful = Arc::new(GracefulShutdown::new());
@@ -141,6 +156,7 @@ impl Accepting {
                     bound,
                     app,
                     header_timeout,
+                    connections.clone(),
                     graceful.clone(),
                     closing.clone(),
                 ));
@@ -182,14 +198,16 @@ async fn accept(
     bound: Bound,
     app: Router,
     header_timeout: Duration,
+    connections: Connections,
     graceful: Arc<GracefulShutdown>,
     stop: CancellationToken,
 ) -> Bound {
+    let mut refusals = Refusals::default();
     loop {
-        let io = tokio::select! {
+        let (io, peer) = tokio::select! {
             _ = stop.cancelled() => return bound,
             accepted = accept_one(&bound) => match accepted {
-                Ok(io) => io,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors, usually: wait rather than spin.
                     tracing::warn!(endpoint = %bound.endpoint(), "accept failed: {e}");
@@ -198,24 +216,59 @@ async fn accept(
                 }
             },
         };
+        // Over a bound, the connection is closed unserved (dropped here).
+        let admitted = match connections.admit(peer) {
+            Ok(admitted) => admitted,
+            Err(refused) => {
+                refusals.note(&bound, peer, refused);
+                continue;
+            }
+        };
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(header_timeout)
             .keep_alive(true);
         let service = TowerToHyperService::new(app.clone());
         match io {
-            Stream::Unix(io) => serve(graceful.watch(http.serve_connection(io, service))),
-            Stream::Tcp(io) => serve(graceful.watch(http.serve_connection(io, service))),
+            Stream::Unix(io) => serve(graceful.watch(http.serve_connection(io, service)), admitted),
+            Stream::Tcp(io) => serve(graceful.watch(http.serve_connection(io, service)), admitted),
         }
     }
 }
 
-fn serve(connection: impl std::future::Future<Output = hyper::Result<()>> + Send + 'static) {
+/// Serve one connection; its place among the bounded connections is freed when it ends.
+fn serve(
+    connection: impl std::future::Future<Output = hyper::Result<()>> + Send + 'static,
+    admitted: Admitted,
+) {
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!("connection ended: {e}");
         }
+        drop(admitted);
     });
+}
+
+/// Connections closed over a bound, logged once per second at most: a flood of them
+/// must not become a flood of log lines.
+#[derive(Debug, Default)]
+struct Refusals {
+    since_last_log: u64,
+    last_log: Option<std::time::Instant>,
+}
+
+impl Refusals {
+    fn note(&mut self, bound: &Bound, peer: Peer, refused: super::connections::Refused) {
+        self.since_last_log += 1;
+        let due = self
+            .last_log
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(1));
+        if due {
+            tracing::warn!(endpoint = %bound.endpoint(), ?peer, closed = self.since_last_log, "closed connections unserved: {refused}");
+            self.since_last_log = 0;
+            self.last_log = Some(std::time::Instant::now());
+        }
+    }
 }
 
 enum Stream {
@@ -223,16 +276,39 @@ enum Stream {
     Tcp(TokioIo<tokio::net::TcpStream>),
 }
 
-async fn accept_one(bound: &Bound) -> std::io::Result<Stream> {
+async fn accept_one(bound: &Bound) -> std::io::Result<(Stream, Peer)> {
     match bound {
         Bound::Unix(listener, _) => {
             let (stream, _) = listener.accept().await?;
-            Ok(Stream::Unix(TokioIo::new(stream)))
+            Ok((Stream::Unix(TokioIo::new(stream)), Peer::Local))
         }
         Bound::Tcp(listener, _, _) => {
-            let (stream, _) = listener.accept().await?;
+            let (stream, address) = listener.accept().await?;
             let _ = stream.set_nodelay(true);
-            Ok(Stream::Tcp(TokioIo::new(stream)))
+            Ok((Stream::Tcp(TokioIo::new(stream)), Peer::Ip(address.ip())))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_socket_is_private_even_under_a_permissive_umask_and_leaves_nothing_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let path = dir.path().join("s.sock");
+        let bound = bind_unix(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let beside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(beside, vec![std::ffi::OsString::from("s.sock")]);
+        assert!(tokio::net::UnixStream::connect(&path).await.is_ok());
+        drop(bound);
+        assert!(!path.exists(), "removed with the listener");
     }
 }

@@ -10,7 +10,9 @@
 //! removes every container before it returns.
 
 mod auth;
+mod body_deadline;
 mod config;
+mod connections;
 mod gate;
 mod http;
 mod invocations;
@@ -35,6 +37,7 @@ pub use tokens::{new_token, TokensError};
 
 use crate::sync::lock;
 use crate::Host;
+use connections::{ConnectionLimits, Connections};
 use gate::Gate;
 use invocations::Invocations;
 use listen::{Accepting, Bound};
@@ -132,6 +135,8 @@ impl Stop {
 pub struct Listeners {
     bound: Vec<Bound>,
     config: ServeConfig,
+    /// The connections open on them, bounded, from the start through the handover.
+    connections: Connections,
 }
 
 impl Listeners {
@@ -145,7 +150,19 @@ impl Listeners {
         if let (Some(address), Some(tokens)) = (config.listen, tokens) {
             bound.push(listen::bind_tcp(address, tokens).await?);
         }
-        Ok(Listeners { bound, config })
+        let nofile = connections::raise_nofile();
+        let limits = ConnectionLimits {
+            total: config
+                .max_connections
+                .unwrap_or_else(|| connections::total_for(nofile)),
+            per_peer: config.max_connections_per_peer,
+        };
+        tracing::debug!(nofile, ?limits, "connection bounds");
+        Ok(Listeners {
+            bound,
+            config,
+            connections: Connections::new(limits),
+        })
     }
 
     /// Run `work` (pulling images, starting the host) while every caller is answered 503
@@ -156,10 +173,15 @@ impl Listeners {
         starting: &Starting,
         work: impl std::future::Future<Output = T>,
     ) -> Result<(Listeners, T), ServeError> {
-        let Listeners { bound, config } = self;
-        let accepting = Accepting::start(bound, config.header_timeout, |bound| {
-            starting::app(starting.clone(), bound)
-        });
+        let Listeners {
+            bound,
+            config,
+            connections,
+        } = self;
+        let accepting =
+            Accepting::start(bound, config.header_timeout, connections.clone(), |bound| {
+                starting::app(starting.clone(), bound)
+            });
         let output = work.await;
         let (bound, graceful) = accepting.stop().await;
         // Every answer of the stand-in closes its connection; the ones still being
@@ -168,12 +190,21 @@ impl Listeners {
             let _ = tokio::time::timeout(starting::HANDOVER, graceful.shutdown()).await;
         }
         let bound = bound?;
-        Ok((Listeners { bound, config }, output))
+        let listeners = Listeners {
+            bound,
+            config,
+            connections,
+        };
+        Ok((listeners, output))
     }
 
     /// The running service of `host` on these listeners.
     pub fn serve(self, host: Host) -> Service {
-        let Listeners { bound, config } = self;
+        let Listeners {
+            bound,
+            config,
+            connections,
+        } = self;
         let gate = Gate::new(
             host.catalog().skills.keys().map(String::as_str),
             config.max_in_flight,
@@ -197,6 +228,7 @@ impl Listeners {
             state,
             bound,
             config,
+            connections,
             stop: Stop::default(),
         }
     }
@@ -208,6 +240,7 @@ pub struct Service {
     state: Arc<AppState>,
     bound: Vec<Bound>,
     config: ServeConfig,
+    connections: Connections,
     stop: Stop,
 }
 
@@ -236,6 +269,7 @@ impl Service {
             state,
             bound,
             config,
+            connections,
             stop,
         } = self;
         // Fill the prewarm pools in the background; calls are served meanwhile.
@@ -245,8 +279,8 @@ impl Service {
                 tracing::warn!(skill, "cannot prewarm: {refusal}");
             }
         });
-        let accepting = Accepting::start(bound, config.header_timeout, |bound| {
-            routes::app(state.clone(), bound, config.max_body)
+        let accepting = Accepting::start(bound, config.header_timeout, connections, |bound| {
+            routes::app(state.clone(), bound, config.max_body, config.body_timeout)
         });
         stop.drain.cancelled().await;
         state.draining.store(true, Ordering::SeqCst);

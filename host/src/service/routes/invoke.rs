@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -22,6 +22,7 @@ use skillhost_api::{codes, Invocation, InvocationResult, InvocationState, Invoke
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::service::body_deadline;
 use crate::service::gate::{Overload, Pass, Ticket};
 use crate::service::http::{
     error_response, result_response, result_response_as, shutting_down_response,
@@ -70,6 +71,7 @@ impl Call {
             headers(("Location" = String, description = "/v1/invocations/{id}"))),
         (status = 400, description = "Rejected: unreadable body or bad options", body = InvocationResult),
         (status = 404, description = "Rejected: unknown skill or action", body = InvocationResult),
+        (status = 408, description = "Rejected: the body did not arrive within the service's body-timeout; the connection is closed", body = InvocationResult),
         (status = 413, description = "Rejected: the body or the arguments are too large", body = InvocationResult),
         (status = 415, description = "Rejected: the body is not application/json", body = InvocationResult),
         (status = 422, description = "Rejected: the arguments do not match the input schema", body = InvocationResult),
@@ -110,6 +112,15 @@ pub(crate) async fn invoke(
     let request = match body {
         Ok(Json(request)) => request,
         Err(rejection) => {
+            if let Some(deadline) = body_deadline::deadline_in(&rejection) {
+                let result = call.refused(codes::INVALID_REQUEST, deadline.to_string());
+                let mut response =
+                    result_response_as(StatusCode::REQUEST_TIMEOUT, result, retry_after);
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return response;
+            }
             // 415 for the content type, 413 for the size, 400 for everything else the
             // reader refused (axum says 422 for JSON of the wrong shape; to the caller
             // that is an unreadable request, not arguments that fail their schema).
