@@ -129,3 +129,67 @@ async fn shell_answers_when_the_command_ends_whatever_it_left_running() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn runners_collect_regular_files_only_and_never_hang_on_a_fifo() {
+    let _python: ImageCleanup = cleanup_if_built_now("python");
+    let _shell: ImageCleanup = cleanup_if_built_now("shell");
+    let host = bundled().await;
+    let cases = [
+        (
+            "python",
+            json!({"code": "import os\nos.mkfifo('f1')\nos.symlink('/dev/zero', 'z')\nopen('real.txt', 'w').write('kept')\nprint('made')"}),
+        ),
+        (
+            "shell",
+            json!({"command": "mkfifo f1 && ln -s /dev/zero z && echo kept > real.txt && echo made"}),
+        ),
+    ];
+    for (skill, args) in cases {
+        // A runner that opened the FIFO would wait for a writer until this deadline.
+        let out = run(&host, skill, args, 20).await;
+        assert_eq!(out["stdout"], "made\n", "{skill}: {out}");
+        assert_eq!(out["timed_out"], false, "{skill}: {out}");
+        let files: Vec<&String> = out["files"].as_object().unwrap().keys().collect();
+        assert_eq!(files, ["real.txt"], "{skill}: {out}");
+        assert!(
+            out["files"]["real.txt"]["content"]
+                .as_str()
+                .unwrap()
+                .starts_with("kept"),
+            "{skill}: {out}"
+        );
+    }
+    host.shutdown().await;
+}
+
+#[test]
+fn escape_sequences_a_skill_prints_reach_a_terminal_shown_not_obeyed() {
+    let _shell: ImageCleanup = cleanup_if_built_now("shell");
+    let command =
+        r#"printf '\033]0;owned\007\033[2Jvisible\n'; printf '\033[31mred\n' >&2; exit 3"#;
+    let invoke = format!(
+        "{} --skills-dir {} invoke shell run --args {}",
+        env!("CARGO_BIN_EXE_skillhost"),
+        workspace_root().join("skills").display(),
+        shell_quote(&json!({ "command": command }).to_string()),
+    );
+    // script(1) gives the CLI a terminal for stdout and stderr, and copies what reached it.
+    let out = std::process::Command::new("script")
+        .args(["-qec", &invoke, "/dev/null"])
+        .output()
+        .expect("script(1), from util-linux, runs");
+    let seen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !seen.contains('\u{1b}') && !seen.contains('\u{7}'),
+        "{seen:?}"
+    );
+    assert!(seen.contains(r"\x1b]0;owned\x07\x1b[2Jvisible"), "{seen:?}");
+    assert!(seen.contains(r"\x1b[31mred"), "{seen:?}");
+    // The command's exit 3 is the run's, not the skill's: the skill itself answered.
+    assert!(!seen.contains("warning:"), "{seen:?}");
+}
+
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}

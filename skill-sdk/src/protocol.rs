@@ -152,8 +152,67 @@ fn parse_json<T: for<'de> Deserialize<'de>>(line: &str) -> Result<T, ParseError>
     }
     // serde_json refuses nesting deeper than 128 levels, which bounds the stack a
     // hostile line can consume.
-    serde_json::from_str(line.trim_end_matches(['\r', '\n']))
-        .map_err(|e| ParseError::Json(e.to_string()))
+    let line = line.trim_end_matches(['\r', '\n']);
+    // serde_json's maps keep the last of two equal keys; the typed fields refuse a
+    // duplicate, but `output`, `args` and `details` are free JSON. One pass over the whole
+    // line refuses a duplicate key at any depth, escapes decoded (`"a"` and `"\u0061"` are
+    // one key).
+    serde_json::from_str::<NoDuplicateKeys>(line).map_err(|e| ParseError::Json(e.to_string()))?;
+    serde_json::from_str(line).map_err(|e| ParseError::Json(e.to_string()))
+}
+
+/// Any JSON value, refused when an object anywhere in it has a key twice.
+struct NoDuplicateKeys;
+
+impl<'de> Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicateKeys)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
+    type Value = NoDuplicateKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
+        Ok(self)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            map.next_value::<NoDuplicateKeys>()?;
+            if let Some(key) = seen.replace(key) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "duplicate key `{key}`"
+                )));
+            }
+        }
+        Ok(self)
+    }
 }
 
 impl Request {
@@ -233,6 +292,11 @@ impl ResultFrame {
     pub fn outcome(&self) -> Result<Result<&Value, &ErrorBody>, ParseError> {
         match (self.ok, &self.output, &self.error) {
             (true, Some(output), None) => Ok(Ok(output)),
+            (false, None, Some(error)) if !is_snake_case(&error.code) => {
+                Err(ParseError::Inconsistent(
+                    "result's error.code is not snake_case ([a-z][a-z0-9_]*, at most 64 bytes)",
+                ))
+            }
             (false, None, Some(error)) => Ok(Err(error)),
             (true, None, _) => Err(ParseError::Inconsistent("result has ok=true but no output")),
             (true, Some(_), Some(_)) => {
@@ -244,6 +308,15 @@ impl ResultFrame {
             )),
         }
     }
+}
+
+/// `[a-z][a-z0-9_]*`, at most 64 bytes: what the protocol allows as an `error.code`.
+pub fn is_snake_case(code: &str) -> bool {
+    code.len() <= 64
+        && code.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 impl ErrorBody {
@@ -317,7 +390,31 @@ mod tests {
             ),
             (
                 "{\"type\":\"result\",\"id\":\"a\",\"id\":\"b\",\"ok\":true,\"output\":1}",
-                "duplicate field `id`",
+                "duplicate key `id`",
+            ),
+            (
+                "{\"type\":\"result\",\"id\":\"a\",\"ok\":true,\"output\":{\"a\":1,\"a\":2}}",
+                "duplicate key `a`",
+            ),
+            (
+                "{\"type\":\"result\",\"id\":\"a\",\"ok\":true,\"output\":{\"a\":1,\"\\u0061\":2}}",
+                "duplicate key `a`",
+            ),
+            (
+                "{\"type\":\"result\",\"id\":\"a\",\"ok\":true,\"output\":[{\"x\":[{\"b\":1,\"b\":1}]}]}",
+                "duplicate key `b`",
+            ),
+            (
+                "{\"type\":\"result\",\"id\":\"a\",\"ok\":false,\"error\":{\"code\":\"c\",\"message\":\"m\",\"details\":{\"k\":1,\"k\":1}}}",
+                "duplicate key `k`",
+            ),
+            (
+                "{\"type\":\"result\",\"id\":\"a\",\"ok\":false,\"error\":{\"code\":\"\\u001b]0;pwned\\u0007\",\"message\":\"m\"}}",
+                "error.code is not snake_case",
+            ),
+            (
+                "{\"type\":\"result\",\"id\":\"a\",\"ok\":false,\"error\":{\"code\":\"NotFound\",\"message\":\"m\"}}",
+                "error.code is not snake_case",
             ),
             (
                 "{\"type\":\"result\",\"id\":\"a\",\"ok\":true}",

@@ -18,6 +18,7 @@ import builtins
 import json
 import os
 import select
+import stat
 import sys
 import threading
 import time
@@ -55,15 +56,26 @@ def snapshot(workdir):
         for name in names:
             path = os.path.join(root, name)
             try:
-                st = os.stat(path)
+                st = os.lstat(path)
             except OSError:
                 continue
-            seen[path] = (st.st_mtime_ns, st.st_size)
+            # Only regular files: a FIFO, socket, device or link (to /dev/zero, say)
+            # would block or never end the read.
+            if stat.S_ISREG(st.st_mode):
+                seen[path] = (st.st_mtime_ns, st.st_size)
     return seen
 
 
 def encode(path):
-    with open(path, "rb") as f:
+    # Not following a link and not blocking; checked again, as the name may have become
+    # a FIFO since it was listed.
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
         data = f.read(FILE_LIMIT + 1)
     truncated = len(data) > FILE_LIMIT
     data = data[:FILE_LIMIT]
@@ -248,7 +260,9 @@ def run(request):
     files = {}
     for path, stamp in sorted(snapshot(workdir).items()):
         if before.get(path) != stamp and len(files) < MAX_FILES:
-            files[os.path.relpath(path, workdir)] = encode(path)
+            encoded = encode(path)
+            if encoded is not None:
+                files[os.path.relpath(path, workdir)] = encoded
     send({"type": "result", "id": request_id, "ok": True, "output": {
         "stdout": stdout.decode("utf-8", "replace"),
         "stderr": stderr.decode("utf-8", "replace"),

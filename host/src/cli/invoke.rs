@@ -233,6 +233,37 @@ impl Interrupts {
     }
 }
 
+/// What an ok result's exit says that its output does not: a skill that answered and
+/// then exited non-zero, died of a signal or lost a process to the memory limit.
+fn after_answer_warning(exit_code: Option<i64>, oom_killed: bool) -> Option<String> {
+    let exit = match exit_code {
+        Some(code) if code > 128 && code < 160 => {
+            let signal = code - 128;
+            let name = match signal {
+                6 => " (SIGABRT)",
+                9 => " (SIGKILL)",
+                11 => " (SIGSEGV)",
+                15 => " (SIGTERM)",
+                _ => "",
+            };
+            Some(format!(
+                "the skill answered, then died of signal {signal}{name}"
+            ))
+        }
+        Some(code) if code != 0 => {
+            Some(format!("the skill answered, then exited with code {code}"))
+        }
+        _ => None,
+    };
+    match (exit, oom_killed) {
+        (Some(exit), true) => Some(format!(
+            "{exit}; a process of the skill was killed for memory"
+        )),
+        (None, true) => Some("a process of the skill was killed for memory".into()),
+        (exit, false) => exit,
+    }
+}
+
 /// The output for people: a process-like result (`stdout`/`stderr` fields) as its text,
 /// a string as itself, anything else as JSON. Failures go to stderr with the logs.
 fn print_result(result: &InvocationResult) {
@@ -260,8 +291,10 @@ fn print_result(result: &InvocationResult) {
             egress.allowed.join(", ")
         );
     }
-    if result.oom_killed && result.status == Status::Ok {
-        errln!("warning: a process of the skill was killed for memory");
+    if result.status == Status::Ok {
+        if let Some(warning) = after_answer_warning(result.exit_code, result.oom_killed) {
+            errln!("warning: {warning}");
+        }
     }
     if let Some(error) = &result.error {
         errln!(
@@ -282,5 +315,32 @@ fn print_result(result: &InvocationResult) {
             errln!("--- skill stderr{truncated} ---");
             err!("{}", result.logs);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ok_result_warns_of_a_bad_exit_after_the_answer() {
+        assert_eq!(after_answer_warning(Some(0), false), None);
+        assert_eq!(after_answer_warning(None, false), None);
+        assert_eq!(
+            after_answer_warning(Some(3), false).unwrap(),
+            "the skill answered, then exited with code 3"
+        );
+        assert_eq!(
+            after_answer_warning(Some(139), false).unwrap(),
+            "the skill answered, then died of signal 11 (SIGSEGV)"
+        );
+        assert_eq!(
+            after_answer_warning(Some(137), true).unwrap(),
+            "the skill answered, then died of signal 9 (SIGKILL); a process of the skill was killed for memory"
+        );
+        assert_eq!(
+            after_answer_warning(Some(0), true).unwrap(),
+            "a process of the skill was killed for memory"
+        );
     }
 }

@@ -77,6 +77,10 @@ fn inside(dir: &Path, name: &str) -> Option<PathBuf> {
     (normal && !name.is_empty()).then(|| dir.join(relative))
 }
 
+/// open(2) flags, as Linux defines them on every architecture skills are built for.
+const O_NOFOLLOW: i32 = 0o400000;
+const O_NONBLOCK: i32 = 0o4000;
+
 fn snapshot(dir: &Path, into: &mut BTreeMap<PathBuf, (SystemTime, u64)>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -85,7 +89,9 @@ fn snapshot(dir: &Path, into: &mut BTreeMap<PathBuf, (SystemTime, u64)>) {
         let path = entry.path();
         match entry.metadata() {
             Ok(meta) if meta.is_dir() => snapshot(&path, into),
-            Ok(meta) => {
+            // Only regular files are collected: a FIFO, socket, device or link (to
+            // /dev/zero, say) would block or never end the read.
+            Ok(meta) if meta.is_file() => {
                 into.insert(
                     path,
                     (
@@ -94,7 +100,7 @@ fn snapshot(dir: &Path, into: &mut BTreeMap<PathBuf, (SystemTime, u64)>) {
                     ),
                 );
             }
-            Err(_) => {}
+            _ => {}
         }
     }
 }
@@ -214,10 +220,18 @@ fn supervise(
 }
 
 fn encode(path: &Path) -> std::io::Result<FileOut> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Opened without following a link and without blocking, then checked again: the
+    // name may have become a FIFO since it was listed.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NOFOLLOW | O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
     let mut data = Vec::new();
-    std::fs::File::open(path)?
-        .take(FILE_LIMIT + 1)
-        .read_to_end(&mut data)?;
+    file.take(FILE_LIMIT + 1).read_to_end(&mut data)?;
     let truncated = data.len() as u64 > FILE_LIMIT;
     data.truncate(FILE_LIMIT as usize);
     Ok(match String::from_utf8(data) {
@@ -310,7 +324,10 @@ fn run(args: RunArgs, ctx: &mut Context) -> Result<RunOutput, ActionError> {
                 .unwrap_or(&path)
                 .display()
                 .to_string();
-            files.insert(name, encode(&path)?);
+            // A name that is no longer a regular file, or is gone, is not collected.
+            if let Ok(file) = encode(&path) {
+                files.insert(name, file);
+            }
         }
     }
     Ok(RunOutput {
