@@ -27,7 +27,9 @@ use crate::invoke::admission::{self, Admitted};
 use crate::invoke::images::{ImageResolver, ImageSource};
 use crate::invoke::route::{Router, RouterConfig};
 use crate::invoke::schemas::Schemas;
-use crate::invoke::{classify, telemetry, workspace_sweep, ImageState, InvokeOptions, Refusal};
+use crate::invoke::{
+    classify, telemetry, workspace_mount, workspace_sweep, ImageState, InvokeOptions, Refusal,
+};
 use crate::lifecycle::instance::Instance;
 use crate::lifecycle::leftovers;
 use crate::lock::{verify, LockFile};
@@ -146,6 +148,9 @@ impl Host {
             }
         };
         leftovers::reap_dead_instances(engine.docker()).await?;
+        if workspace_mount::can_make_views() {
+            workspace_mount::reap_dead_views();
+        }
         let instance = Instance::on_engine(engine.docker()).await;
         let router = Router::new(
             engine.docker().clone(),

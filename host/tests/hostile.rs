@@ -407,14 +407,9 @@ async fn no_image_file_makes_the_skill_root_or_group_0() {
 
 #[tokio::test]
 async fn a_skill_cannot_leave_a_setuid_or_setgid_file_in_its_workspace() {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::fs::MetadataExt;
     let probe = Probe::acquire();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let options = InvokeOptions {
-        workspace: Some(dir.path().to_path_buf()),
-        ..Default::default()
-    };
+    let (dir, options) = common::writable_workspace();
     let result = probe
         .host()
         .await
@@ -448,5 +443,16 @@ async fn a_skill_cannot_leave_a_setuid_or_setgid_file_in_its_workspace() {
         assert!(meta.is_file(), "{:?} is no device", entry.unwrap().path());
     }
     assert_eq!(out["modes"], json!({"rootsh": "0o755"}), "{out}");
+    if skillhost::testing::can_make_workspace_views() {
+        let options = out["mount"][0].as_array().unwrap();
+        for flag in ["nosuid", "nodev", "rw"] {
+            assert!(
+                options.contains(&json!(flag)),
+                "/workspace lacks {flag}: {out}"
+            );
+        }
+    } else {
+        eprintln!("not root in the engine's mount namespace: /workspace is a plain bind here");
+    }
     assert_gone(&result).await;
 }

@@ -441,15 +441,9 @@ async fn eight_concurrent_invocations_each_get_their_own_tmp() {
 
 #[tokio::test]
 async fn workspace_files_round_trip() {
-    use std::os::unix::fs::PermissionsExt;
     let probe = Probe::acquire();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (dir, options) = common::writable_workspace();
     std::fs::write(dir.path().join("in.txt"), "from the caller").unwrap();
-    let options = InvokeOptions {
-        workspace: Some(dir.path().to_path_buf()),
-        ..Default::default()
-    };
     let result = probe
         .host()
         .await

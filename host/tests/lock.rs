@@ -143,17 +143,9 @@ async fn gc_keeps_what_the_sources_and_the_lock_need_and_nothing_outside_its_sco
     let pinned = build_now(dir.path(), &name, &cleanup);
     let deployment = dir.path().join("deployment.yaml");
     std::fs::write(&deployment, format!("skills:\n  {name}: \"^0.1\"\n")).unwrap();
-    let made = skillhost()
-        .arg("--skills-dir")
-        .arg(dir.path())
-        .args(["lock", "--manifest"])
-        .arg(&deployment)
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
+    skillhost_json(
+        dir.path(),
+        &["lock", "--manifest", deployment.to_str().unwrap()],
     );
     let lock = dir.path().join("deployment.lock");
     std::fs::write(&data, "newer").unwrap();

@@ -1,6 +1,7 @@
 //! The bundled python and shell skills against the real engine: they answer as soon as the
 //! user's main process ends (what it left running is killed), stop the code when a capture
-//! bound is full, and finish before the host's deadline with what was printed.
+//! bound is full, finish before the host's deadline with what was printed, and collect
+//! only regular files. One test per bundled image: each removes the image it built.
 
 mod common;
 
@@ -96,6 +97,11 @@ async fn python_answers_when_the_code_ends_whatever_it_left_running() {
         ],
     )
     .await;
+    collects_regular_files_only(
+        "python",
+        json!({"code": "import os\nos.mkfifo('f1')\nos.symlink('/dev/zero', 'z')\nopen('real.txt', 'w').write('kept')\nprint('made')"}),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -128,44 +134,36 @@ async fn shell_answers_when_the_command_ends_whatever_it_left_running() {
         ],
     )
     .await;
+    collects_regular_files_only(
+        "shell",
+        json!({"command": "mkfifo f1 && ln -s /dev/zero z && echo kept > real.txt && echo made"}),
+    )
+    .await;
+    escape_sequences_reach_a_terminal_shown_not_obeyed();
 }
 
-#[tokio::test]
-async fn runners_collect_regular_files_only_and_never_hang_on_a_fifo() {
-    let _python: ImageCleanup = cleanup_if_built_now("python");
-    let _shell: ImageCleanup = cleanup_if_built_now("shell");
+/// A FIFO, a link to /dev/zero and a regular file left in the work directory: the
+/// runner answers (one that opened the FIFO would wait for a writer until the deadline)
+/// and collects the regular file alone.
+async fn collects_regular_files_only(skill: &str, args: Value) {
     let host = bundled().await;
-    let cases = [
-        (
-            "python",
-            json!({"code": "import os\nos.mkfifo('f1')\nos.symlink('/dev/zero', 'z')\nopen('real.txt', 'w').write('kept')\nprint('made')"}),
-        ),
-        (
-            "shell",
-            json!({"command": "mkfifo f1 && ln -s /dev/zero z && echo kept > real.txt && echo made"}),
-        ),
-    ];
-    for (skill, args) in cases {
-        // A runner that opened the FIFO would wait for a writer until this deadline.
-        let out = run(&host, skill, args, 20).await;
-        assert_eq!(out["stdout"], "made\n", "{skill}: {out}");
-        assert_eq!(out["timed_out"], false, "{skill}: {out}");
-        let files: Vec<&String> = out["files"].as_object().unwrap().keys().collect();
-        assert_eq!(files, ["real.txt"], "{skill}: {out}");
-        assert!(
-            out["files"]["real.txt"]["content"]
-                .as_str()
-                .unwrap()
-                .starts_with("kept"),
-            "{skill}: {out}"
-        );
-    }
+    let out = run(&host, skill, args, 20).await;
+    assert_eq!(out["stdout"], "made\n", "{skill}: {out}");
+    assert_eq!(out["timed_out"], false, "{skill}: {out}");
+    let files: Vec<&String> = out["files"].as_object().unwrap().keys().collect();
+    assert_eq!(files, ["real.txt"], "{skill}: {out}");
+    assert!(
+        out["files"]["real.txt"]["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("kept"),
+        "{skill}: {out}"
+    );
     host.shutdown().await;
 }
 
-#[test]
-fn escape_sequences_a_skill_prints_reach_a_terminal_shown_not_obeyed() {
-    let _shell: ImageCleanup = cleanup_if_built_now("shell");
+/// Escape sequences the shell skill prints, through the human CLI on a terminal.
+fn escape_sequences_reach_a_terminal_shown_not_obeyed() {
     let command =
         r#"printf '\033]0;owned\007\033[2Jvisible\n'; printf '\033[31mred\n' >&2; exit 3"#;
     let invoke = format!(

@@ -12,6 +12,7 @@ pub(crate) mod run_as;
 pub(crate) mod schemas;
 pub(crate) mod telemetry;
 pub(crate) mod workspace;
+pub(crate) mod workspace_mount;
 pub(crate) mod workspace_sweep;
 
 use std::collections::BTreeMap;

@@ -18,6 +18,7 @@ use skillhost_api::{codes, InvocationPath};
 
 use super::admission::Admitted;
 use super::images::{ImageResolver, SkillImage};
+use super::workspace_mount::{self, WorkspaceView};
 use super::{InvokeOptions, Refusal};
 use crate::catalog::Skill;
 use crate::egress::{Gateway, Gateways, Holder, Holders};
@@ -87,13 +88,14 @@ pub(crate) enum Route<'c> {
         egress: Option<Arc<Gateway>>,
     },
     /// A container made for this call, named `name`; with an allowlist, in the network
-    /// namespace of `holder`.
+    /// namespace of `holder`; with a workspace, through `view` where there is one.
     Cold {
         image: SkillImage,
         name: String,
         body: Box<ContainerCreateBody>,
         egress: Option<Arc<Gateway>>,
         holder: Option<Holder>,
+        view: Option<WorkspaceView>,
     },
 }
 
@@ -160,6 +162,8 @@ pub(crate) struct Router {
     holders: Holders,
     prewarm: BTreeMap<String, u32>,
     prewarm_started: bool,
+    /// Whether workspaces are handed to the engine as `nosuid,nodev` views.
+    workspace_views: bool,
 }
 
 impl Router {
@@ -184,6 +188,7 @@ impl Router {
             instance,
             prewarm: config.prewarm,
             prewarm_started: config.prewarm_started,
+            workspace_views: workspace_mount::can_make_views(),
             reaper,
             docker,
         }
@@ -292,6 +297,7 @@ impl Router {
                 name,
                 body,
                 holder,
+                view,
                 ..
             } => {
                 request.trailer_key = image.init_command.is_some().then(new_key);
@@ -299,6 +305,7 @@ impl Router {
                 let ran = self.run_cold(&name, *body, request).await;
                 // Used once: it goes (to the reaper) with this call's container.
                 drop(holder);
+                drop(view);
                 ran
             }
         }?;
@@ -439,16 +446,31 @@ impl Router {
             None => None,
         };
         let manifest = &admitted.skill.manifest;
+        let view = match &admitted.workspace {
+            Some(dir) if self.workspace_views => Some(
+                workspace_mount::make_view(dir, &self.instance, id).map_err(|e| {
+                    Refusal::new(
+                        codes::HOST_ERROR,
+                        format!(
+                            "cannot make the nosuid,nodev view of workspace {}: {e}",
+                            dir.display()
+                        ),
+                    )
+                })?,
+            ),
+            _ => None,
+        };
+        let workspace = view
+            .as_ref()
+            .map(WorkspaceView::path)
+            .or(admitted.workspace.as_deref());
         let body = container_body(&ContainerInputs {
             manifest,
             image: &image.reference,
             run_as: image.run_as,
             labels: labels::for_container(&manifest.name, Role::Invocation(id), &self.instance),
             env: &options.env,
-            workspace: admitted
-                .workspace
-                .as_deref()
-                .map(|dir| (dir, manifest.run.workspace)),
+            workspace: workspace.map(|dir| (dir, manifest.run.workspace)),
             init_command: image.init_command.as_deref(),
             egress: egress.as_deref(),
             holder: holder.as_ref().map(|h| h.name.as_str()),
@@ -459,6 +481,7 @@ impl Router {
             body: Box::new(body),
             egress,
             holder,
+            view,
         })
     }
 

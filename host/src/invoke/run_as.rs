@@ -113,79 +113,94 @@ pub(crate) fn resolve(
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
-    let is_number = |part: &str| !part.is_empty() && part.chars().all(|c| c.is_ascii_digit());
-    let root = |what, name: &str, id_kind, file, line: &str| RunAsError::Root {
-        what,
-        name: name.to_string(),
-        id_kind,
-        file,
-        line: line.to_string(),
-    };
-    let (uid, entry) = if is_number(user_part) {
-        let uid: u32 = user_part.parse().map_err(|_| RunAsError::Unknown {
-            what: "user",
-            name: user_part.to_string(),
-            file: "/etc/passwd",
-        })?;
-        (uid, users.iter().find(|e| e.id == uid))
-    } else {
-        let entry =
-            users
-                .iter()
-                .find(|e| e.name == user_part)
-                .ok_or_else(|| RunAsError::Unknown {
-                    what: "user",
-                    name: user_part.to_string(),
-                    file: "/etc/passwd",
-                })?;
-        if entry.id == 0 {
-            return Err(root("user", user_part, "uid", "/etc/passwd", &entry.line));
-        }
-        (entry.id, Some(entry))
-    };
-    let gid = match group_part {
-        Some(part) if is_number(part) => part.parse().map_err(|_| RunAsError::Unknown {
-            what: "group",
-            name: part.to_string(),
-            file: "/etc/group",
-        })?,
-        Some(part) => {
-            let entry =
-                groups
-                    .iter()
-                    .find(|e| e.name == part)
-                    .ok_or_else(|| RunAsError::Unknown {
-                        what: "group",
-                        name: part.to_string(),
-                        file: "/etc/group",
-                    })?;
-            if entry.id == 0 {
-                return Err(root("group", part, "gid", "/etc/group", &entry.line));
-            }
-            entry.id
-        }
-        None => match entry {
-            Some(entry) => {
-                let gid = entry.group.unwrap_or(uid);
-                if gid == 0 {
-                    return Err(root("user", user_part, "gid", "/etc/passwd", &entry.line));
-                }
-                gid
-            }
+    let (uid, entry) = lookup(&users, user_part, Kind::User)?;
+    let gid = match (group_part, entry) {
+        (Some(part), _) => lookup(&groups, part, Kind::Group)?.0,
+        (None, Some(entry)) => match entry.group {
+            Some(0) => return Err(Kind::User.root(user_part, "gid", &entry.line)),
+            Some(gid) => gid,
             None => uid,
         },
+        (None, None) => uid,
     };
     // Literal zeros never pass manifest validation; this holds whatever the caller gave.
     if uid == 0 || gid == 0 {
+        let kind = if uid == 0 { "uid" } else { "gid" };
         return Err(RunAsError::Root {
             what: "user",
             name: spec.to_string(),
-            id_kind: if uid == 0 { "uid" } else { "gid" },
+            id_kind: kind,
             file: "the manifest",
             line: spec.to_string(),
         });
     }
     Ok(RunAs { uid, gid })
+}
+
+/// Which file a part of `run.user` is looked up in.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    User,
+    Group,
+}
+
+impl Kind {
+    fn what(self) -> &'static str {
+        match self {
+            Kind::User => "user",
+            Kind::Group => "group",
+        }
+    }
+
+    fn file(self) -> &'static str {
+        match self {
+            Kind::User => "/etc/passwd",
+            Kind::Group => "/etc/group",
+        }
+    }
+
+    fn root(self, name: &str, id_kind: &'static str, line: &str) -> RunAsError {
+        RunAsError::Root {
+            what: self.what(),
+            name: name.to_string(),
+            id_kind,
+            file: self.file(),
+            line: line.to_string(),
+        }
+    }
+
+    fn unknown(self, name: &str) -> RunAsError {
+        RunAsError::Unknown {
+            what: self.what(),
+            name: name.to_string(),
+            file: self.file(),
+        }
+    }
+}
+
+/// A part of `run.user` as an id, with its entry when the file has one: a number as it
+/// is, a name from the file (and never one the file makes 0).
+fn lookup<'e>(
+    entries: &'e [Entry],
+    part: &str,
+    kind: Kind,
+) -> Result<(u32, Option<&'e Entry>), RunAsError> {
+    if !part.is_empty() && part.chars().all(|c| c.is_ascii_digit()) {
+        let id: u32 = part.parse().map_err(|_| kind.unknown(part))?;
+        return Ok((id, entries.iter().find(|e| e.id == id)));
+    }
+    let entry = entries
+        .iter()
+        .find(|e| e.name == part)
+        .ok_or_else(|| kind.unknown(part))?;
+    if entry.id == 0 {
+        let id_kind = match kind {
+            Kind::User => "uid",
+            Kind::Group => "gid",
+        };
+        return Err(kind.root(part, id_kind, &entry.line));
+    }
+    Ok((entry.id, Some(entry)))
 }
 
 #[cfg(test)]

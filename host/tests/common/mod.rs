@@ -67,6 +67,19 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A fresh directory any skill user may write, and the options that mount it at
+/// `/workspace`.
+pub fn writable_workspace() -> (tempfile::TempDir, skillhost::InvokeOptions) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let options = skillhost::InvokeOptions {
+        workspace: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    (dir, options)
+}
+
 /// The `skillhost` binary, run from the workspace root.
 pub fn skillhost() -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_skillhost"));
