@@ -26,6 +26,61 @@ pub(crate) struct Admitted<'c> {
     pub(crate) workspace: Option<PathBuf>,
 }
 
+/// The skill named `skill`; refused naming a broken manifest of that directory, or the
+/// skills there are.
+fn find_skill<'c>(catalog: &'c Catalog, skill: &str) -> Result<&'c Skill, Refusal> {
+    if let Some(found) = catalog.get(skill) {
+        return Ok(found);
+    }
+    // Most often the skill is there and its author broke its manifest: say so.
+    if let Some(broken) = catalog.broken.iter().find(|b| {
+        b.path()
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|dir| dir == skill)
+    }) {
+        return Err(Refusal::new(
+            codes::UNKNOWN_SKILL,
+            format!(
+                "skill {skill:?} is not loaded: its manifest is broken; fix it and call again:\n{broken}"
+            ),
+        ));
+    }
+    let missing = format!("no skill named {skill:?}; this host has");
+    Err(unknown(
+        codes::UNKNOWN_SKILL,
+        missing,
+        catalog.skills.keys(),
+    ))
+}
+
+/// `args` against the action's input schema, every violation named with its path.
+fn check_args(schemas: &Schemas, skill: &str, action: &str, args: &Value) -> Result<(), Refusal> {
+    let validator = schemas.input(skill, action).ok_or_else(|| {
+        Refusal::new(
+            codes::INVALID_SCHEMA,
+            format!("the input schema of {action} does not compile"),
+        )
+    })?;
+    let problems: Vec<String> = violations(validator, args)
+        .into_iter()
+        .map(|(at, message)| match at.as_str() {
+            "" => message,
+            at => format!("{at}: {message}"),
+        })
+        .collect();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(Refusal::new(
+        codes::INVALID_ARGS,
+        format!(
+            "arguments do not match the input schema of {action}: {}",
+            problems.join("; ")
+        ),
+    ))
+}
+
 /// Check a call of `action` of `skill` with `args` and `options`.
 pub(crate) fn admit<'c>(
     catalog: &'c Catalog,
@@ -36,28 +91,7 @@ pub(crate) fn admit<'c>(
     args: &Value,
     options: &InvokeOptions,
 ) -> Result<Admitted<'c>, Refusal> {
-    let Some(found) = catalog.get(skill) else {
-        // Most often the skill is there and its author broke its manifest: say so.
-        if let Some(broken) = catalog.broken.iter().find(|b| {
-            b.path()
-                .parent()
-                .and_then(Path::file_name)
-                .is_some_and(|dir| dir == skill)
-        }) {
-            return Err(Refusal::new(
-                codes::UNKNOWN_SKILL,
-                format!(
-                    "skill {skill:?} is not loaded: its manifest is broken; fix it and call again:\n{broken}"
-                ),
-            ));
-        }
-        let missing = format!("no skill named {skill:?}; this host has");
-        return Err(unknown(
-            codes::UNKNOWN_SKILL,
-            missing,
-            catalog.skills.keys(),
-        ));
-    };
+    let found = find_skill(catalog, skill)?;
     let manifest = &found.manifest;
     if !manifest.actions.contains_key(action) {
         let missing = format!("skill {skill} has no action {action:?}; it has");
@@ -74,28 +108,7 @@ pub(crate) fn admit<'c>(
             format!("arguments are {size} bytes; the limit is {max_input_bytes}"),
         ));
     }
-    let validator = schemas.input(skill, action).ok_or_else(|| {
-        Refusal::new(
-            codes::INVALID_SCHEMA,
-            format!("the input schema of {action} does not compile"),
-        )
-    })?;
-    let problems: Vec<String> = violations(validator, args)
-        .into_iter()
-        .map(|(at, message)| match at.as_str() {
-            "" => message,
-            at => format!("{at}: {message}"),
-        })
-        .collect();
-    if !problems.is_empty() {
-        return Err(Refusal::new(
-            codes::INVALID_ARGS,
-            format!(
-                "arguments do not match the input schema of {action}: {}",
-                problems.join("; ")
-            ),
-        ));
-    }
+    check_args(schemas, skill, action, args)?;
     let max = &manifest.run.limits.timeout;
     let timeout = match options.timeout {
         Some(t) if t.is_zero() || t > max.0 => {

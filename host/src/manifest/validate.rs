@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::locate::{FieldPath, Segment};
 use super::units::{GIB, MIB};
-use super::{host_protocol_version, Manifest, Matching, Mode, Network};
+use super::{host_protocol_version, Build, Limits, Manifest, Matching, Mode, Network, Run, Serve};
 
 type Problems = Vec<(FieldPath, String)>;
 
@@ -62,15 +62,46 @@ fn is_contained(p: &Path) -> bool {
             .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
 }
 
+/// Every problem of `m`, one function per section of the manifest (as in `model.rs`).
 pub fn validate(m: &Manifest) -> Problems {
-    let mut problems = Problems::new();
-    let mut check = |ok: bool, field: FieldPath, message: String| {
-        if !ok {
-            problems.push((field, message));
-        }
-    };
+    let mut c = Checks::default();
+    identity(m, &mut c);
+    build(&m.build, &mut c);
+    limits(&m.run.limits, &mut c);
+    run(&m.run, &mut c);
+    if let Some(native) = &m.native {
+        c.check(
+            native.library.is_relative() && !native.library.as_os_str().is_empty(),
+            path(&["native", "library"]),
+            format!(
+                "{} must be relative to the skill directory",
+                native.library.display()
+            ),
+        );
+    }
+    let schemas = actions(m, &mut c);
+    examples(m, &schemas, &mut c);
+    c.problems
+}
 
-    check(
+/// The problems found so far.
+#[derive(Default)]
+struct Checks {
+    problems: Problems,
+}
+
+impl Checks {
+    /// Record `message` at `field` unless `ok`.
+    fn check(&mut self, ok: bool, field: FieldPath, message: String) {
+        if !ok {
+            self.problems.push((field, message));
+        }
+    }
+}
+
+/// `name` and `protocol`.
+fn identity(m: &Manifest, c: &mut Checks) {
+    c.check(
         is_skill_name(&m.name),
         path(&["name"]),
         format!(
@@ -79,7 +110,7 @@ pub fn validate(m: &Manifest) -> Problems {
         ),
     );
     let host = host_protocol_version();
-    check(
+    c.check(
         m.protocol.matches(&host),
         path(&["protocol"]),
         format!(
@@ -87,9 +118,11 @@ pub fn validate(m: &Manifest) -> Problems {
             m.protocol
         ),
     );
+}
 
-    let b = &m.build;
-    check(
+/// `build`: paths inside the skill directory, names of args and variables.
+fn build(b: &Build, c: &mut Checks) {
+    c.check(
         is_contained(&b.dockerfile),
         path(&["build", "dockerfile"]),
         format!(
@@ -98,28 +131,28 @@ pub fn validate(m: &Manifest) -> Problems {
         ),
     );
     for key in b.args.keys() {
-        check(
+        c.check(
             is_env_name(key),
             with(path(&["build", "args"]), Segment::Key(key.clone())),
             format!("{key:?} is not a valid build arg name"),
         );
     }
     for (i, input) in b.inputs.iter().enumerate() {
-        check(
+        c.check(
             input.is_relative() && !input.as_os_str().is_empty(),
             with(path(&["build", "inputs"]), Segment::Index(i)),
             format!("{} must be relative to the skill directory, so the hash is the same on every machine", input.display()),
         );
     }
     if let Some(command) = &b.command {
-        check(
+        c.check(
             command.first().is_some_and(|c| !c.is_empty()),
             path(&["build", "command"]),
             "must name a program to run".into(),
         );
     }
     for key in b.env.keys() {
-        check(
+        c.check(
             is_env_name(key),
             with(path(&["build", "env"]), Segment::Key(key.clone())),
             format!("{key:?} is not a valid environment variable name"),
@@ -130,7 +163,7 @@ pub fn validate(m: &Manifest) -> Problems {
             path(&["build", "outputs"]),
             Segment::Key(dest.display().to_string()),
         );
-        check(
+        c.check(
             is_contained(dest),
             field.clone(),
             format!(
@@ -138,16 +171,18 @@ pub fn validate(m: &Manifest) -> Problems {
                 dest.display()
             ),
         );
-        check(
+        c.check(
             src.is_relative(),
             field,
             format!("{} must be relative to the skill directory", src.display()),
         );
     }
+}
 
-    let l = &m.run.limits;
+/// `run.limits`: each within what the engine and the host accept.
+fn limits(l: &Limits, c: &mut Checks) {
     let limits = |name: &str| path(&["run", "limits", name]);
-    check(
+    c.check(
         l.cpus.0 > 0.0 && l.cpus.0 <= 1024.0,
         limits("cpus"),
         format!(
@@ -155,7 +190,7 @@ pub fn validate(m: &Manifest) -> Problems {
             l.cpus.0
         ),
     );
-    check(
+    c.check(
         l.memory.0 >= MIN_MEMORY,
         limits("memory"),
         format!(
@@ -163,7 +198,7 @@ pub fn validate(m: &Manifest) -> Problems {
             l.memory
         ),
     );
-    check(
+    c.check(
         l.pids > 0 && l.pids <= 4_194_304,
         limits("pids"),
         format!(
@@ -171,7 +206,7 @@ pub fn validate(m: &Manifest) -> Problems {
             l.pids
         ),
     );
-    check(
+    c.check(
         !l.timeout.0.is_zero() && l.timeout.0 <= MAX_TIMEOUT,
         limits("timeout"),
         format!(
@@ -179,7 +214,7 @@ pub fn validate(m: &Manifest) -> Problems {
             l.timeout
         ),
     );
-    check(
+    c.check(
         l.output.0 > 0 && l.output.0 <= GIB,
         limits("output"),
         format!(
@@ -187,7 +222,7 @@ pub fn validate(m: &Manifest) -> Problems {
             l.output
         ),
     );
-    check(
+    c.check(
         l.nofile >= 16 && l.nofile <= 1_048_576,
         limits("nofile"),
         format!(
@@ -203,28 +238,31 @@ pub fn validate(m: &Manifest) -> Problems {
                 .skip(1)
                 .all(|c| matches!(c, Component::Normal(_)));
         let reserved = ["/proc", "/sys", "/dev"].iter().any(|r| p.starts_with(r));
-        check(
+        c.check(
             normal && p != Path::new("/") && !reserved,
             field.clone(),
             format!("{mount:?} cannot be a tmpfs: give an absolute path other than /, /proc, /sys or /dev"),
         );
-        check(
+        c.check(
             size.0 > 0 && size.0 <= l.memory.0,
             field,
             format!("tmpfs size {size} must be above 0 and at most the memory limit ({}), which it counts against", l.memory),
         );
     }
-    for (i, name) in m.run.env.iter().enumerate() {
-        check(
+}
+
+/// The rest of `run`: variables, network, prewarm and prestart, serve mode.
+fn run(r: &Run, c: &mut Checks) {
+    for (i, name) in r.env.iter().enumerate() {
+        c.check(
             is_env_name(name),
             with(path(&["run", "env"]), Segment::Index(i)),
             format!("{name:?} is not a valid environment variable name"),
         );
     }
-
-    if let Network::Egress(destinations) = &m.run.network {
+    if let Network::Egress(destinations) = &r.network {
         let field = path(&["run", "network", "egress"]);
-        check(
+        c.check(
             (1..=MAX_EGRESS).contains(&destinations.len()),
             field.clone(),
             format!(
@@ -232,34 +270,38 @@ pub fn validate(m: &Manifest) -> Problems {
             ),
         );
         for (i, destination) in destinations.iter().enumerate() {
-            check(
+            c.check(
                 !destinations[..i].contains(destination),
                 with(field.clone(), Segment::Index(i)),
                 format!("{destination} is listed twice"),
             );
         }
     }
-    check(
-        m.run.prewarm <= MAX_PREWARM,
+    c.check(
+        r.prewarm <= MAX_PREWARM,
         path(&["run", "prewarm"]),
         format!(
             "{} is out of range: prewarm at most {MAX_PREWARM} containers",
-            m.run.prewarm
+            r.prewarm
         ),
     );
-    check(
-        m.run.prewarm == 0 || m.run.mode == Mode::Oneshot,
+    c.check(
+        r.prewarm == 0 || r.mode == Mode::Oneshot,
         path(&["run", "prewarm"]),
         "prewarming applies to one-shot mode; serve mode keeps its workers running".into(),
     );
-    check(
-        !m.run.prestart || m.run.mode == Mode::Oneshot,
+    c.check(
+        !r.prestart || r.mode == Mode::Oneshot,
         path(&["run", "prestart"]),
         "prestart applies to one-shot mode; serve mode keeps its workers running".into(),
     );
+    serve(&r.serve, c);
+}
+
+/// `run.serve`.
+fn serve(s: &Serve, c: &mut Checks) {
     let serve = |name: &str| path(&["run", "serve", name]);
-    let s = &m.run.serve;
-    check(
+    c.check(
         (1..=MAX_WORKERS).contains(&s.workers),
         serve("workers"),
         format!(
@@ -267,40 +309,39 @@ pub fn validate(m: &Manifest) -> Problems {
             s.workers
         ),
     );
-    check(
+    c.check(
         s.max_requests > 0,
         serve("max_requests"),
         "a worker must be allowed at least 1 request".into(),
     );
     for (name, value) in [("idle_ttl", s.idle_ttl), ("max_lifetime", s.max_lifetime)] {
-        check(
+        c.check(
             !value.0.is_zero() && value.0 <= MAX_TIMEOUT,
             serve(name),
             format!("{value} is out of range: give a duration above 0 and at most 24h"),
         );
     }
-    if let Some(native) = &m.native {
-        check(
-            native.library.is_relative() && !native.library.as_os_str().is_empty(),
-            path(&["native", "library"]),
-            format!(
-                "{} must be relative to the skill directory",
-                native.library.display()
-            ),
-        );
-    }
+}
 
-    check(
+/// Each action's input and output schemas, compiled once here and used again for the
+/// examples.
+#[derive(Default)]
+struct Schemas<'m> {
+    input: BTreeMap<&'m str, jsonschema::Validator>,
+    output: BTreeMap<&'m str, jsonschema::Validator>,
+}
+
+/// `actions`: names, and schemas that compile.
+fn actions<'m>(m: &'m Manifest, c: &mut Checks) -> Schemas<'m> {
+    c.check(
         !m.actions.is_empty(),
         path(&["actions"]),
         "a skill needs at least one action".into(),
     );
-    // Compiled once here, used again for the examples.
-    let mut input_validators: BTreeMap<&str, jsonschema::Validator> = BTreeMap::new();
-    let mut output_validators: BTreeMap<&str, jsonschema::Validator> = BTreeMap::new();
+    let mut schemas = Schemas::default();
     for (name, action) in &m.actions {
         let field = with(path(&["actions"]), Segment::Key(name.clone()));
-        check(
+        c.check(
             is_action_name(name),
             field.clone(),
             format!(
@@ -312,26 +353,31 @@ pub fn validate(m: &Manifest) -> Problems {
             ("output", action.output.as_ref()),
         ] {
             match schema.map(jsonschema::validator_for) {
-                Some(Err(e)) => check(
+                Some(Err(e)) => c.check(
                     false,
                     with(field.clone(), Segment::Key(key.into())),
                     format!("not a valid JSON Schema: {e}"),
                 ),
                 Some(Ok(validator)) if key == "input" => {
-                    input_validators.insert(name.as_str(), validator);
+                    schemas.input.insert(name.as_str(), validator);
                 }
                 Some(Ok(validator)) => {
-                    output_validators.insert(name.as_str(), validator);
+                    schemas.output.insert(name.as_str(), validator);
                 }
                 None => {}
             }
         }
     }
+    schemas
+}
+
+/// `examples`: each names an action, and its args and exact expectation fit the schemas.
+fn examples(m: &Manifest, schemas: &Schemas<'_>, c: &mut Checks) {
     for (i, example) in m.examples.iter().enumerate() {
         let field = with(path(&["examples"]), Segment::Index(i));
         if !m.actions.contains_key(&example.action) {
             let known: Vec<&str> = m.actions.keys().map(String::as_str).collect();
-            check(
+            c.check(
                 false,
                 with(field, Segment::Key("action".into())),
                 format!(
@@ -342,9 +388,9 @@ pub fn validate(m: &Manifest) -> Problems {
             );
             continue;
         }
-        if let Some(validator) = input_validators.get(example.action.as_str()) {
+        if let Some(validator) = schemas.input.get(example.action.as_str()) {
             if let Err(e) = validator.validate(&example.args) {
-                check(
+                c.check(
                     false,
                     with(field.clone(), Segment::Key("args".into())),
                     format!(
@@ -357,11 +403,11 @@ pub fn validate(m: &Manifest) -> Problems {
         // A subset need not be a whole output, so only an exact expectation must match.
         if let (Some(expect), Some(validator), Matching::Exact) = (
             &example.expect,
-            output_validators.get(example.action.as_str()),
+            schemas.output.get(example.action.as_str()),
             example.matching,
         ) {
             if let Err(e) = validator.validate(expect) {
-                check(
+                c.check(
                     false,
                     with(field.clone(), Segment::Key("expect".into())),
                     format!(
@@ -371,16 +417,15 @@ pub fn validate(m: &Manifest) -> Problems {
                 );
             }
         }
-        check(
+        c.check(
             example.expect.is_none() || example.expect_error.is_none(),
             field.clone(),
             "give expect or expect_error, not both".into(),
         );
-        check(
+        c.check(
             example.matching == Matching::Exact || example.expect.is_some(),
             with(field, Segment::Key("match".into())),
             "match: subset compares with expect, which this example does not give".into(),
         );
     }
-    problems
 }

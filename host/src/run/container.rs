@@ -246,12 +246,64 @@ async fn drive(
     }
     let startup = started.elapsed();
     let deadline = tokio::time::Instant::now() + request.timeout;
+    let (writer, lookup) = spawn_writer(docker, id, attach.input, &request);
+    let mut output = attach.output;
+    let mut streams = Streams::new(&request);
+    let watched = watch(docker, id, &mut output, &mut streams, deadline).await?;
+    writer.abort();
+    let Watched {
+        reported,
+        mut host_kill,
+        output_open,
+    } = watched;
+    let (exit_code, oom_killed) = match reported {
+        Some(report) => (
+            Some(report.code),
+            report.oom_kills.is_some_and(|kills| kills > 0),
+        ),
+        None => {
+            let drained = Drained {
+                output,
+                output_open,
+                writer,
+            };
+            settle_exit(docker, id, drained, &mut streams, &mut host_kill).await?
+        }
+    };
+    let mut outcome = streams.into_outcome(exit_code, oom_killed, host_kill, startup);
+    outcome.init_report = reported;
+    outcome.egress.client = request.egress_client;
+    if let Some(lookup) = lookup {
+        // Done long ago unless the engine is wedged; a network's inspect takes no
+        // container's lock, so it cannot wait on this call's own exit.
+        outcome.egress.client = tokio::time::timeout(INSPECT_BOUND, lookup)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten();
+    }
+    Ok(outcome)
+}
 
-    // The writer runs on its own so a skill that answers before reading all its input,
-    // or writes a lot while we write a lot, cannot deadlock the exchange. It learns the
-    // container's egress address first: a skill that reads its request before it
-    // connects cannot be refused before the host knows whose refusal it is.
-    let mut input = attach.input;
+/// The container's output, as attach gives it.
+type Output = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>,
+>;
+
+/// Write the key line and the request to stdin and close it, from a task of its own, so a
+/// skill that answers before reading all its input, or writes a lot while we write a lot,
+/// cannot deadlock the exchange. With an allowlist the writer waits until the container's
+/// egress address is known (the second task): a skill that reads its request before it
+/// connects cannot be refused before the host knows whose refusal it is.
+fn spawn_writer(
+    docker: &Docker,
+    id: &str,
+    mut input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    request: &RunRequest,
+) -> (
+    tokio::task::JoinHandle<()>,
+    Option<tokio::task::JoinHandle<Option<IpAddr>>>,
+) {
     let mut stdin = request
         .trailer_key
         .as_deref()
@@ -283,27 +335,46 @@ async fn drive(
         let _ = input.write_all(&stdin).await;
         let _ = input.shutdown().await;
     });
+    (writer, lookup)
+}
 
-    let mut output = attach.output;
+/// How the read loop ended.
+struct Watched {
+    /// The init's report, when it came first.
+    reported: Option<ExitReport>,
+    /// Why the host killed the container, if it did.
+    host_kill: Option<HostKill>,
+    /// Whether stdout was still open.
+    output_open: bool,
+}
+
+/// Read stdout until the init reports the exit or the engine does, killing the container
+/// at the deadline or at the output limit.
+async fn watch(
+    docker: &Docker,
+    id: &str,
+    output: &mut Output,
+    streams: &mut Streams<'_>,
+    deadline: tokio::time::Instant,
+) -> Result<Watched, RunError> {
     let mut wait = Box::pin(docker.wait_container(
         id,
         Some(WaitContainerOptions {
             condition: "not-running".into(),
         }),
     ));
-    let mut streams = Streams::new(&request);
     let mut host_kill = None;
     let mut kill_sent_at: Option<tokio::time::Instant> = None;
     let mut output_open = true;
-    let mut exited = false;
-    let mut reported = None;
-
-    while !exited {
+    loop {
         // The init's report is as good as the engine's, and tens of milliseconds sooner.
         if host_kill.is_none() {
-            reported = streams.exit_report();
-            if reported.is_some() {
-                break;
+            if let Some(report) = streams.exit_report() {
+                return Ok(Watched {
+                    reported: Some(report),
+                    host_kill,
+                    output_open,
+                });
             }
         }
         let kill_grace_over = async {
@@ -324,7 +395,7 @@ async fn drive(
                 None => output_open = false,
             },
             status = wait.next() => match status {
-                Some(Ok(_)) | Some(Err(bollard::errors::Error::DockerContainerWaitError { .. })) | None => exited = true,
+                Some(Ok(_)) | Some(Err(bollard::errors::Error::DockerContainerWaitError { .. })) | None => break,
                 Some(Err(e)) => return Err(err("waiting for the container")(e)),
             },
             _ = tokio::time::sleep_until(deadline), if host_kill.is_none() => {
@@ -337,48 +408,49 @@ async fn drive(
             }
         }
     }
-    writer.abort();
-    let (exit_code, oom_killed) = match reported {
-        Some(report) => (
-            Some(report.code),
-            report.oom_kills.is_some_and(|kills| kills > 0),
-        ),
-        None => {
-            // Whatever stdout is still in flight belongs to the answer.
-            if output_open {
-                let _ = tokio::time::timeout(DRAIN_BOUND, async {
-                    while let Some(Ok(chunk)) = output.next().await {
-                        if streams.take(chunk) && host_kill.is_none() {
-                            host_kill = Some(HostKill::OutputLimit);
-                            break;
-                        }
-                    }
-                })
-                .await;
+    Ok(Watched {
+        reported: None,
+        host_kill,
+        output_open,
+    })
+}
+
+/// What is left of the exchange when the engine, not the init, reported the exit.
+struct Drained {
+    output: Output,
+    output_open: bool,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+/// The exit code and OOM flag from the engine, once the output still in flight is read
+/// and the attach connection closed.
+async fn settle_exit(
+    docker: &Docker,
+    id: &str,
+    mut drained: Drained,
+    streams: &mut Streams<'_>,
+    host_kill: &mut Option<HostKill>,
+) -> Result<(Option<i64>, bool), RunError> {
+    // Whatever stdout is still in flight belongs to the answer.
+    if drained.output_open {
+        let _ = tokio::time::timeout(DRAIN_BOUND, async {
+            while let Some(Ok(chunk)) = drained.output.next().await {
+                if streams.take(chunk) && host_kill.is_none() {
+                    *host_kill = Some(HostKill::OutputLimit);
+                    break;
+                }
             }
-            // Close the attach connection before asking the engine anything more. On
-            // dockerd 20.10 the exit handler waits, holding the container's lock, until
-            // every attached client has taken the output; an inspect sent while this
-            // connection stays open and unread would wait on itself for ever.
-            let _ = writer.await;
-            drop(output);
-            streams.release_held();
-            exit_state(docker, id).await?
-        }
-    };
-    let mut outcome = streams.into_outcome(exit_code, oom_killed, host_kill, startup);
-    outcome.init_report = reported;
-    outcome.egress.client = request.egress_client;
-    if let Some(lookup) = lookup {
-        // Done long ago unless the engine is wedged; a network's inspect takes no
-        // container's lock, so it cannot wait on this call's own exit.
-        outcome.egress.client = tokio::time::timeout(INSPECT_BOUND, lookup)
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .flatten();
+        })
+        .await;
     }
-    Ok(outcome)
+    // Close the attach connection before asking the engine anything more. On dockerd
+    // 20.10 the exit handler waits, holding the container's lock, until every attached
+    // client has taken the output; an inspect sent while this connection stays open and
+    // unread would wait on itself for ever.
+    let _ = drained.writer.await;
+    drop(drained.output);
+    streams.release_held();
+    exit_state(docker, id).await
 }
 
 /// What the container wrote: stdout decoded into frames, stderr kept up to the log

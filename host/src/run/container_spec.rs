@@ -11,6 +11,7 @@ use bollard::models::{
 
 use crate::egress::{Gateway, DNS_OPTIONS};
 use crate::invoke::run_as::RunAs;
+use crate::manifest::units::ByteSize;
 use crate::manifest::{Manifest, Network, WorkspaceMode};
 use crate::run::exit_trailer::INIT_PATH;
 use crate::run::seccomp_profile::SECURITY_OPT;
@@ -71,6 +72,34 @@ fn env(inputs: &ContainerInputs<'_>) -> Vec<String> {
     env
 }
 
+/// The manifest's tmpfs mounts, each size-limited, and never executable, set-id or a device.
+fn tmpfs(mounts: &BTreeMap<String, ByteSize>) -> HashMap<String, String> {
+    mounts
+        .iter()
+        .map(|(path, size)| {
+            (
+                path.clone(),
+                format!("rw,noexec,nosuid,nodev,size={}", size.0),
+            )
+        })
+        .collect()
+}
+
+/// The workspace's bind mount at `/workspace`, private to this container.
+fn workspace_mount(dir: &Path, mode: WorkspaceMode) -> Mount {
+    Mount {
+        target: Some(WORKSPACE_TARGET.into()),
+        source: Some(dir.display().to_string()),
+        typ: Some(MountType::BIND),
+        read_only: Some(mode != WorkspaceMode::Rw),
+        bind_options: Some(MountBindOptions {
+            propagation: Some(MountBindOptionsPropagationEnum::RPRIVATE),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// The hardened configuration of one container.
 pub fn container_body(inputs: &ContainerInputs<'_>) -> ContainerCreateBody {
     let run = &inputs.manifest.run;
@@ -88,29 +117,6 @@ pub fn container_body(inputs: &ContainerInputs<'_>) -> ContainerCreateBody {
     };
     let limits = &run.limits;
     let memory = limits.memory.0 as i64;
-    let tmpfs = limits
-        .tmpfs
-        .iter()
-        .map(|(path, size)| {
-            (
-                path.clone(),
-                format!("rw,noexec,nosuid,nodev,size={}", size.0),
-            )
-        })
-        .collect();
-    let mounts = inputs.workspace.map(|(dir, mode)| {
-        vec![Mount {
-            target: Some(WORKSPACE_TARGET.into()),
-            source: Some(dir.display().to_string()),
-            typ: Some(MountType::BIND),
-            read_only: Some(mode != WorkspaceMode::Rw),
-            bind_options: Some(MountBindOptions {
-                propagation: Some(MountBindOptionsPropagationEnum::RPRIVATE),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }]
-    });
     let host_config = HostConfig {
         // Identity and privilege.
         cap_drop: Some(vec!["ALL".into()]),
@@ -127,7 +133,7 @@ pub fn container_body(inputs: &ContainerInputs<'_>) -> ContainerCreateBody {
             soft: Some(limits.nofile),
             hard: Some(limits.nofile),
         }]),
-        tmpfs: Some(tmpfs),
+        tmpfs: Some(tmpfs(&limits.tmpfs)),
         shm_size: Some(SHM_BYTES),
         // Isolation from the host and from each other.
         network_mode: Some(match (&run.network, egress, holder) {
@@ -142,7 +148,9 @@ pub fn container_body(inputs: &ContainerInputs<'_>) -> ContainerCreateBody {
         ipc_mode: Some("private".into()),
         // PID 1 reaps and passes signals on: skillhost's init where there is one.
         init: Some(inputs.init_command.is_none()),
-        mounts,
+        mounts: inputs
+            .workspace
+            .map(|(dir, mode)| vec![workspace_mount(dir, mode)]),
         // Output is read over attach and capped there; the daemon keeps no copy.
         log_config: Some(HostConfigLogConfig {
             typ: Some("none".into()),
