@@ -460,9 +460,12 @@ def test_a_killed_task_is_replaced_and_its_skill_containers_reaped(cluster: Clus
         except ServiceUnreachable as e:
             outcome["error"] = e
 
+    # A container of an earlier test's python call may still be on its way out: only
+    # one made after this call started is the long call's.
+    earlier = set(python_containers())
     caller = threading.Thread(target=long_call)
     caller.start()
-    wait_for("the long call's container", lambda: bool(python_containers()))
+    wait_for("the long call's container", lambda: bool(set(python_containers()) - earlier))
     run("docker", "kill", killed[0])
     caller.join(timeout=60)
     error = outcome.get("error")
