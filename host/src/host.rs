@@ -148,7 +148,9 @@ impl Host {
             }
         };
         leftovers::reap_dead_instances(engine.docker()).await?;
-        if workspace_mount::can_make_views() {
+        // Asked once: the router hands workspaces through views when this is true.
+        let workspace_views = workspace_mount::can_make_views();
+        if workspace_views {
             workspace_mount::reap_dead_views();
         }
         let instance = Instance::on_engine(engine.docker()).await;
@@ -159,6 +161,7 @@ impl Host {
                 prewarm: config.prewarm,
                 prewarm_cap: config.prewarm_cap,
                 prewarm_started: config.prewarm_started,
+                workspace_views,
                 allow_native: config.allow_native,
                 egress_network: config.egress_network,
                 egress_proxy_image,

@@ -310,22 +310,28 @@ async fn a_caller_that_disconnects_cancels_its_call_and_its_container_is_removed
     }
 }
 
+/// A service of the probe on the unix socket and on a free TCP port of 127.0.0.1, whose
+/// callers present one of the tokens-file `entries`; with `flags` besides. The directory
+/// of the tokens file lives as long as the second value.
+fn tcp_daemon(probe: &Probe, entries: &[String], flags: &[&str]) -> (Daemon, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.toml");
+    std::fs::write(&tokens, entries.join("\n")).unwrap();
+    let mut all = vec![
+        "--listen",
+        "127.0.0.1:0",
+        "--tokens",
+        tokens.to_str().unwrap(),
+    ];
+    all.extend_from_slice(flags);
+    (Daemon::start(&probe.root, &all), dir)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn tcp_callers_need_a_token_and_a_token_keeps_to_its_quota() {
     let probe = Probe::acquire();
-    let dir = tempfile::tempdir().unwrap();
     let (token, entry) = skillhost::service::new_token("tester", Some(1));
-    let tokens = dir.path().join("tokens.toml");
-    std::fs::write(&tokens, entry).unwrap();
-    let daemon = Daemon::start(
-        &probe.root,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--tokens",
-            tokens.to_str().unwrap(),
-        ],
-    );
+    let (daemon, _tokens) = tcp_daemon(&probe, &[entry], &[]);
     let missing = daemon.call_tcp(Method::GET, "/v1/skills", &[], None).await;
     assert_eq!(missing.status, StatusCode::UNAUTHORIZED);
     assert_eq!(missing.json()["error"]["code"], "missing_token");
@@ -705,19 +711,13 @@ async fn thousands_of_slow_bodies_from_one_peer_leave_health_checks_and_other_ca
         "this test needs more descriptors"
     );
     let probe = Probe::acquire();
-    let dir = tempfile::tempdir().unwrap();
     let (slow_token, slow_entry) = skillhost::service::new_token("slow", Some(1));
     let (other_token, other_entry) = skillhost::service::new_token("other", None);
-    let tokens = dir.path().join("tokens.toml");
-    std::fs::write(&tokens, format!("{slow_entry}\n{other_entry}")).unwrap();
     let per_peer = PER_PEER.to_string();
-    let daemon = Daemon::start(
-        &probe.root,
+    let (daemon, _tokens) = tcp_daemon(
+        &probe,
+        &[slow_entry, other_entry],
         &[
-            "--listen",
-            "127.0.0.1:0",
-            "--tokens",
-            tokens.to_str().unwrap(),
             "--body-timeout",
             "4s",
             "--max-connections-per-peer",

@@ -140,6 +140,8 @@ pub(crate) struct RouterConfig {
     pub(crate) prewarm_cap: usize,
     /// Start prewarmed containers up to skillhost's init.
     pub(crate) prewarm_started: bool,
+    /// Hand workspaces to the engine as `nosuid,nodev` views (the host can make them).
+    pub(crate) workspace_views: bool,
     /// Whether native mode may be used at all.
     pub(crate) allow_native: bool,
     /// The network egress proxies reach the outside through.
@@ -188,7 +190,7 @@ impl Router {
             instance,
             prewarm: config.prewarm,
             prewarm_started: config.prewarm_started,
-            workspace_views: workspace_mount::can_make_views(),
+            workspace_views: config.workspace_views,
             reaper,
             docker,
         }

@@ -351,8 +351,9 @@ fn profile() -> Value {
             }],
         }),
         // clone3 passes its flags in memory, which seccomp cannot read: answer ENOSYS so
-        // the C library falls back to clone, whose flags are checked above. The same for
-        // openat2's mode, and openat.
+        // the C library falls back to clone, whose flags are checked above. openat2
+        // likewise passes its mode in memory: ENOSYS sends callers to openat, whose mode
+        // is checked below.
         json!({"names": ["clone3", "openat2"], "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS}),
     ];
     syscalls.extend(personality_rules);
