@@ -147,15 +147,16 @@ impl Host {
                 (catalog, ImageSource::locked(lock, &verification))
             }
         };
-        leftovers::reap_dead_instances(engine.docker()).await?;
+        let containers = engine.containers();
+        leftovers::reap_dead_instances(containers.as_ref()).await?;
         // Asked once: the router hands workspaces through views when this is true.
         let workspace_views = workspace_mount::can_make_views();
         if workspace_views {
             workspace_mount::reap_dead_views();
         }
-        let instance = Instance::on_engine(engine.docker()).await;
+        let instance = Instance::on_engine(containers.as_ref()).await;
         let router = Router::new(
-            engine.docker().clone(),
+            containers,
             instance.clone(),
             RouterConfig {
                 prewarm: config.prewarm,

@@ -10,7 +10,7 @@ use serde_json::json;
 use skillhost::catalog::Skill;
 use skillhost::engine::Engine;
 use skillhost::testing::{
-    container_body, container_labels, init_command, new_key, run_once, ContainerInputs, RunAs,
+    container_labels, container_spec, init_command, new_key, run_once, ContainerInputs, RunAs,
     RunOutcome, RunRequest,
 };
 use skillhost::Status;
@@ -33,7 +33,7 @@ async fn run(
     let invocation = new_key();
     // Labelled as a live host's, or a host starting meanwhile reaps it as a dead one's.
     let labels = container_labels(&probe.name, &invocation);
-    let body = container_body(&ContainerInputs {
+    let spec = container_spec(&ContainerInputs {
         manifest: &skill.manifest,
         image,
         labels,
@@ -50,9 +50,9 @@ async fn run(
     let request = skill_sdk::Request::new("r-1".to_string(), action, args);
     let name = format!("{}-{}", probe.name, &new_key()[..8]);
     let outcome = run_once(
-        engine.docker(),
+        &engine,
         &name,
-        body,
+        &spec,
         RunRequest {
             stdin: request.to_line().into_bytes(),
             request_id: "r-1".into(),

@@ -91,8 +91,7 @@ async fn a_host_killed_mid_flight_leaves_containers_the_next_host_removes() {
 
 /// Whether container `id` runs the probe's own process (beside its init).
 async fn runs_the_skill(engine: &skillhost::engine::Engine, id: &str) -> bool {
-    let Ok(top) = engine
-        .docker()
+    let Ok(top) = skillhost::testing::docker(engine)
         .top_processes(id, None::<bollard::query_parameters::TopOptions>)
         .await
     else {
@@ -140,8 +139,7 @@ async fn an_engine_stop_mid_call_is_infrastructure_error_not_a_crash() {
     // forwarding before it starts the skill, and a SIGTERM that reaches a PID 1 without a
     // handler is dropped by the kernel (the call would then end in its timeout).
     let id = loop {
-        let running = engine
-            .docker()
+        let running = skillhost::testing::docker(&engine)
             .list_containers(Some(options.clone()))
             .await
             .unwrap();
@@ -156,8 +154,7 @@ async fn an_engine_stop_mid_call_is_infrastructure_error_not_a_crash() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    engine
-        .docker()
+    skillhost::testing::docker(&engine)
         .stop_container(&id, None::<bollard::query_parameters::StopContainerOptions>)
         .await
         .unwrap();

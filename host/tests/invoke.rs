@@ -188,8 +188,7 @@ async fn a_fork_bomb_is_contained_and_still_answers() {
 async fn network_none_blocks_a_tcp_connect_that_bridge_allows() {
     let probe = Probe::acquire();
     let engine = Engine::connect().await.unwrap();
-    let bridge = engine
-        .docker()
+    let bridge = skillhost::testing::docker(&engine)
         .inspect_network(
             "bridge",
             None::<bollard::query_parameters::InspectNetworkOptions>,
@@ -298,8 +297,7 @@ async fn only_allowlisted_env_reaches_the_skill() {
     assert_eq!(env["PROBE_GREETING"], "hello");
     // Besides the allowlisted name: the image's own ENV and what the engine always sets.
     let engine = Engine::connect().await.unwrap();
-    let image = engine
-        .docker()
+    let image = skillhost::testing::docker(&engine)
         .inspect_image(result.image.as_deref().unwrap())
         .await
         .unwrap();
@@ -393,7 +391,10 @@ async fn rejections_happen_before_any_container_exists() {
             ),
         ])),
     };
-    let created: Vec<_> = engine.docker().events(Some(options)).collect().await;
+    let created: Vec<_> = skillhost::testing::docker(&engine)
+        .events(Some(options))
+        .collect()
+        .await;
     let ids: Vec<String> = created
         .into_iter()
         .filter_map(|e| {
@@ -512,8 +513,7 @@ async fn containers_of_dead_host_instances_are_removed_at_start() {
         labels: Some(labels),
         ..Default::default()
     };
-    let created = engine
-        .docker()
+    let created = skillhost::testing::docker(&engine)
         .create_container(
             None::<bollard::query_parameters::CreateContainerOptions>,
             body,
@@ -521,7 +521,7 @@ async fn containers_of_dead_host_instances_are_removed_at_start() {
         .await
         .unwrap();
     // Removes it even when an assertion below fails.
-    let _guard = skillhost::testing::ContainerGuard::new(created.id);
+    let _guard = skillhost::testing::guard_container(&engine, created.id);
     assert_eq!(containers_with_label("io.skillhost.skill", &name).await, 1);
     let _fresh = Host::new(config).await.unwrap();
     assert_eq!(containers_with_label("io.skillhost.skill", &name).await, 0);

@@ -94,15 +94,13 @@ async fn prewarmed_processes(skill: &str) -> Vec<(String, Vec<String>)> {
         ..Default::default()
     };
     let mut found = Vec::new();
-    for container in engine
-        .docker()
+    for container in skillhost::testing::docker(&engine)
         .list_containers(Some(options))
         .await
         .unwrap()
     {
         let id = container.id.unwrap();
-        let top = engine
-            .docker()
+        let top = skillhost::testing::docker(&engine)
             .top_processes(&id, None::<bollard::query_parameters::TopOptions>)
             .await
             .unwrap();
@@ -162,8 +160,7 @@ async fn started_prewarmed_containers_run_only_the_init_until_their_request() {
     host.settled().await;
     let (dead, _) = &prewarmed_processes(&name).await[0];
     let engine = skillhost::engine::Engine::connect().await.unwrap();
-    engine
-        .docker()
+    skillhost::testing::docker(&engine)
         .kill_container(
             dead,
             None::<bollard::query_parameters::KillContainerOptions>,
@@ -171,8 +168,7 @@ async fn started_prewarmed_containers_run_only_the_init_until_their_request() {
         .await
         .unwrap();
     // Once the engine reports the exit, it has ended the attach stream too.
-    let _ = engine
-        .docker()
+    let _ = skillhost::testing::docker(&engine)
         .wait_container(
             dead,
             None::<bollard::query_parameters::WaitContainerOptions>,

@@ -10,7 +10,7 @@ use std::path::Path;
 use proptest::prelude::*;
 use skill_sdk::Frame;
 use skillhost::manifest::{Manifest, WorkspaceMode};
-use skillhost::testing::{container_body, ContainerInputs, RunAs};
+use skillhost::testing::{container_spec, create_body, ContainerInputs, RunAs};
 
 /// A manifest from the whole space of valid values, in a random order of keys.
 fn manifest_text() -> impl Strategy<Value = String> {
@@ -65,7 +65,8 @@ proptest! {
         let manifest = Manifest::parse(&text).map_err(|p| TestCaseError::fail(format!("{p:?}\n{text}")))?;
         let workspace = (manifest.run.workspace != WorkspaceMode::None)
             .then_some((Path::new("/srv/work"), manifest.run.workspace));
-        let body = container_body(&ContainerInputs {
+        // What reaches the engine: the spec, through the engine adapter.
+        let body = create_body(&container_spec(&ContainerInputs {
             manifest: &manifest,
             image: "skill-prop:0",
             labels: HashMap::new(),
@@ -75,7 +76,7 @@ proptest! {
             init_command: None,
             egress: None,
             holder: None,
-        });
+        }));
         let h = body.host_config.unwrap();
         prop_assert_eq!(h.cap_drop, Some(vec!["ALL".to_string()]));
         prop_assert_eq!(h.cap_add, None);

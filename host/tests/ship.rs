@@ -100,8 +100,7 @@ async fn remove_image(engine: &Engine, reference: &str) {
         force: true,
         ..Default::default()
     };
-    engine
-        .docker()
+    skillhost::testing::docker(engine)
         .remove_image(reference, Some(options), None)
         .await
         .unwrap();
@@ -109,8 +108,7 @@ async fn remove_image(engine: &Engine, reference: &str) {
 
 /// The names the engine has for images of `registry`: a push or pull leaves none.
 async fn names_from(engine: &Engine, registry: &str) -> Vec<String> {
-    let images = engine
-        .docker()
+    let images = skillhost::testing::docker(engine)
         .list_images(None::<bollard::query_parameters::ListImagesOptions>)
         .await
         .unwrap();
@@ -131,8 +129,7 @@ async fn containers_of(engine: &Engine, name: &str) -> usize {
         )])),
         ..Default::default()
     };
-    engine
-        .docker()
+    skillhost::testing::docker(engine)
         .list_containers(Some(options))
         .await
         .unwrap()
@@ -653,8 +650,7 @@ async fn an_allowlisted_skills_lock_pins_its_egress_proxy_and_a_bundle_carries_i
         )])),
         ..Default::default()
     };
-    let proxies = engine
-        .docker()
+    let proxies = skillhost::testing::docker(&engine)
         .list_containers(Some(options))
         .await
         .unwrap();

@@ -61,8 +61,7 @@ pub async fn measure(rounds: usize) -> (Vec<Duration>, Vec<Duration>) {
             .unwrap();
         builds.push(started.elapsed());
     }
-    let _ = engine
-        .docker()
+    let _ = skillhost::testing::docker(&engine)
         .remove_image(
             request.tag,
             None::<bollard::query_parameters::RemoveImageOptions>,

@@ -69,7 +69,7 @@ pub(super) async fn run(
         }
         scope.repositories.retain(|repo| !unplanned.contains(repo));
     }
-    let report = lifecycle::gc(engine.docker(), &scope).await?;
+    let report = lifecycle::gc(&engine, &scope).await?;
     match format {
         Format::Json => output::json(&report),
         Format::Human => {

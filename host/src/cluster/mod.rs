@@ -8,16 +8,14 @@ mod probe;
 
 use std::collections::HashMap;
 
-use bollard::models::{
-    EndpointPortConfigPublishModeEnum, HealthStatusEnum, Node, Service, Task, TaskState,
-};
-use bollard::query_parameters::{
-    InspectServiceOptions, ListNodesOptions, ListServicesOptions, ListTasksOptions,
-};
 use serde::Serialize;
 
 pub use probe::{endpoint as probe_endpoint, Load, Pool, Probe};
 
+use crate::engine::swarm::models::{
+    EndpointPortConfigPublishModeEnum, Node, Service, Task, TaskState,
+};
+pub(crate) use crate::engine::swarm::ContainerHealth as Health;
 use crate::engine::{Engine, EngineError};
 
 /// The service label `deploy/swarm/skillhost.yml` sets on the skillhost service.
@@ -128,54 +126,23 @@ pub enum Readiness {
     NoTask,
 }
 
-/// What the health check of a task's container says, for the containers on this engine.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Health {
-    pub(crate) healthy: bool,
-    /// The last check's output.
-    pub(crate) output: String,
-}
-
 /// Read the status of `service` (default: the one service labelled [`ROLE_LABEL`]).
 pub async fn status(engine: &Engine, service: Option<&str>) -> Result<ClusterStatus, ClusterError> {
-    let docker = engine.docker();
-    let nodes = docker
-        .list_nodes(None::<ListNodesOptions>)
+    let nodes = engine
+        .swarm_nodes()
         .await
         .map_err(|e| not_manager(engine, e))?;
     let service = match service {
         Some(name) => name.to_string(),
         None => the_service(engine).await?,
     };
-    let published = match docker
-        .inspect_service(&service, None::<InspectServiceOptions>)
-        .await
-    {
-        Ok(inspected) => published(&inspected),
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => {
-            return Err(ClusterError::NoService(format!(
-                "no service {service:?} in this swarm (docker service ls lists them)"
-            )))
-        }
-        Err(e) => {
-            return Err(EngineError::Api {
-                action: format!("inspecting the service {service}"),
-                source: e,
-            }
-            .into())
-        }
+    let Some(inspected) = engine.swarm_service(&service).await? else {
+        return Err(ClusterError::NoService(format!(
+            "no service {service:?} in this swarm (docker service ls lists them)"
+        )));
     };
-    let tasks = docker
-        .list_tasks(Some(ListTasksOptions {
-            filters: Some(HashMap::from([("service".into(), vec![service.clone()])])),
-        }))
-        .await
-        .map_err(|e| EngineError::Api {
-            action: format!("listing the tasks of {service}"),
-            source: e,
-        })?;
+    let published = published(&inspected);
+    let tasks = engine.swarm_tasks(&service).await?;
     let mut health = HashMap::new();
     for task in &tasks {
         let container = task
@@ -185,15 +152,8 @@ pub async fn status(engine: &Engine, service: Option<&str>) -> Result<ClusterSta
             .and_then(|c| c.container_id.clone());
         // Only containers on this engine can be inspected; others are judged by Swarm.
         if let Some(id) = container {
-            if let Ok(inspected) = docker.inspect_container(&id, None).await {
-                if let Some(h) = inspected.state.and_then(|s| s.health) {
-                    let output = h
-                        .log
-                        .and_then(|log| log.last().and_then(|l| l.output.clone()))
-                        .unwrap_or_default();
-                    let healthy = h.status == Some(HealthStatusEnum::HEALTHY);
-                    health.insert(id, Health { healthy, output });
-                }
+            if let Some(h) = engine.container_health(&id).await {
+                health.insert(id, h);
             }
         }
     }
@@ -232,39 +192,20 @@ fn published(service: &Service) -> Vec<Published> {
         .collect()
 }
 
-fn not_manager(engine: &Engine, e: bollard::errors::Error) -> ClusterError {
+fn not_manager(engine: &Engine, e: EngineError) -> ClusterError {
     match e {
-        bollard::errors::Error::DockerResponseServerError {
-            status_code: 503,
-            message,
-        } => ClusterError::NotManager {
-            endpoint: engine.endpoint().to_string(),
-            message,
-        },
-        other => EngineError::Api {
-            action: "listing the swarm's nodes".into(),
-            source: other,
+        EngineError::Api { source, .. } if source.status() == Some(503) => {
+            ClusterError::NotManager {
+                endpoint: engine.endpoint().to_string(),
+                message: source.words().to_string(),
+            }
         }
-        .into(),
+        other => other.into(),
     }
 }
 
 async fn services(engine: &Engine, filter: (&str, String)) -> Result<Vec<String>, ClusterError> {
-    let services = engine
-        .docker()
-        .list_services(Some(ListServicesOptions {
-            filters: Some(HashMap::from([(filter.0.to_string(), vec![filter.1])])),
-            status: None,
-        }))
-        .await
-        .map_err(|e| EngineError::Api {
-            action: "listing the swarm's services".into(),
-            source: e,
-        })?;
-    Ok(services
-        .into_iter()
-        .filter_map(|s| s.spec.and_then(|spec| spec.name))
-        .collect())
+    Ok(engine.swarm_services(filter.0, &filter.1).await?)
 }
 
 async fn the_service(engine: &Engine) -> Result<String, ClusterError> {
@@ -407,9 +348,9 @@ fn judge(
 
 #[cfg(test)]
 mod tests {
-    use bollard::models::{
-        ContainerStatus, NodeDescription, NodeSpec, NodeSpecAvailabilityEnum, NodeSpecRoleEnum,
-        NodeState, NodeStatus, ObjectVersion, TaskStatus,
+    use crate::engine::swarm::models::{
+        ContainerStatus, ManagerStatus, NodeDescription, NodeSpec, NodeSpecAvailabilityEnum,
+        NodeSpecRoleEnum, NodeState, NodeStatus, ObjectVersion, TaskStatus,
     };
 
     use super::*;
@@ -506,7 +447,7 @@ mod tests {
     fn a_manager_reporting_every_address_is_known_by_the_one_it_advertises() {
         let mut manager = node("m", NodeState::READY, ACTIVE);
         manager.status.as_mut().unwrap().addr = Some("0.0.0.0".into());
-        manager.manager_status = Some(bollard::models::ManagerStatus {
+        manager.manager_status = Some(ManagerStatus {
             addr: Some("10.231.0.1:2377".into()),
             ..Default::default()
         });

@@ -16,13 +16,12 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
-use bollard::query_parameters::CreateContainerOptions;
-use bollard::Docker;
 use skillhost_api::codes;
 use tokio::sync::Notify;
 
 use super::{Gateway, DNS_OPTIONS};
+use crate::engine::spec::{Confinement, ContainerSpec, Limits, LogKeeping, NetworkMode, Resolver};
+use crate::engine::Containers;
 use crate::invoke::Refusal;
 use crate::lifecycle::instance::Instance;
 use crate::lifecycle::labels;
@@ -62,7 +61,7 @@ pub(crate) struct Holders {
 
 #[derive(Debug)]
 struct Inner {
-    docker: Docker,
+    engine: Containers,
     reaper: Reaper,
     instance: Instance,
     /// What holders run: the egress proxy's image, present wherever a proxy is.
@@ -81,10 +80,15 @@ struct Ready {
 }
 
 impl Holders {
-    pub(crate) fn new(docker: Docker, reaper: Reaper, instance: Instance, image: String) -> Self {
+    pub(crate) fn new(
+        engine: Containers,
+        reaper: Reaper,
+        instance: Instance,
+        image: String,
+    ) -> Self {
         Holders {
             inner: Arc::new(Inner {
-                docker,
+                engine,
                 reaper,
                 instance,
                 image,
@@ -173,15 +177,11 @@ impl Inner {
         name: &str,
         gateway: &Gateway,
     ) -> Result<Option<IpAddr>, Refusal> {
-        let body = holder_body(
+        let spec = holder_spec(
             &self.image,
             gateway,
             labels::for_holder(&gateway.network, &self.instance),
         );
-        let options = CreateContainerOptions {
-            name: Some(name.to_string()),
-            ..Default::default()
-        };
         let failed = |doing: &str, e: &dyn std::fmt::Display| {
             Refusal::new(
                 codes::ENGINE_ERROR,
@@ -191,48 +191,45 @@ impl Inner {
                 ),
             )
         };
-        let created = self
-            .docker
-            .create_container(Some(options), body)
+        let id = self
+            .engine
+            .create(name, &spec)
             .await
             .map_err(|e| failed("creating", &e))?;
-        start_container(&self.docker, name)
+        start_container(&self.engine, name)
             .await
             .map_err(|e| failed("starting", &e))?;
-        // Learnt once here, off every call's path; the network knows it by its ID.
-        Ok(gateway.address_of(&self.docker, &created.id).await)
+        // Learnt once here, off every call's path.
+        Ok(gateway.address_of(self.engine.as_ref(), &id).await)
     }
 }
 
 /// The configuration of a holder on `gateway`'s network: as confined as a container
 /// that only sleeps can be.
-fn holder_body(
-    image: &str,
-    gateway: &Gateway,
-    labels: HashMap<String, String>,
-) -> ContainerCreateBody {
-    ContainerCreateBody {
-        image: Some(image.to_string()),
+fn holder_spec(image: &str, gateway: &Gateway, labels: HashMap<String, String>) -> ContainerSpec {
+    ContainerSpec {
+        image: image.to_string(),
         entrypoint: Some(HOLD.map(String::from).to_vec()),
         cmd: Some(Vec::new()),
         user: Some("65534:65534".into()),
-        labels: Some(labels),
-        host_config: Some(HostConfig {
-            network_mode: Some(gateway.network.clone()),
-            dns: Some(vec![gateway.proxy_ip.clone()]),
-            dns_options: Some(DNS_OPTIONS.map(String::from).to_vec()),
-            readonly_rootfs: Some(true),
-            cap_drop: Some(vec!["ALL".into()]),
-            security_opt: Some(vec!["no-new-privileges:true".into()]),
-            memory: Some(16 * 1024 * 1024),
-            pids_limit: Some(4),
-            ipc_mode: Some("private".into()),
-            log_config: Some(HostConfigLogConfig {
-                typ: Some("none".into()),
-                config: None,
-            }),
-            ..Default::default()
+        labels,
+        network: NetworkMode::Network(gateway.network.clone()),
+        dns: Some(Resolver {
+            servers: vec![gateway.proxy_ip.clone()],
+            options: DNS_OPTIONS.map(String::from).to_vec(),
         }),
+        confinement: Confinement {
+            drop_all_capabilities: true,
+            security_opt: vec!["no-new-privileges:true".into()],
+            read_only_root: true,
+            private_ipc: true,
+        },
+        limits: Limits {
+            memory: Some(16 * 1024 * 1024),
+            pids: Some(4),
+            ..Default::default()
+        },
+        log: LogKeeping::Nothing,
         ..Default::default()
     }
 }
@@ -248,24 +245,27 @@ mod tests {
             proxy_ip: "172.30.0.2".into(),
         };
         let labels = HashMap::from([("io.skillhost.managed".to_string(), "true".to_string())]);
-        let body = holder_body("skillhost/egress-proxy:latest", &gateway, labels.clone());
+        let spec = holder_spec("skillhost/egress-proxy:latest", &gateway, labels.clone());
         assert_eq!(
-            body.entrypoint,
+            spec.entrypoint,
             Some(vec!["sleep".into(), "infinity".into()])
         );
-        assert_eq!(body.cmd, Some(Vec::new()));
-        assert_eq!(body.user.as_deref(), Some("65534:65534"));
-        assert_eq!(body.labels, Some(labels));
-        let host = body.host_config.unwrap();
-        assert_eq!(host.network_mode.as_deref(), Some("skillhost-egress-k-s"));
-        assert_eq!(host.dns, Some(vec!["172.30.0.2".to_string()]));
+        assert_eq!(spec.cmd, Some(Vec::new()));
+        assert_eq!(spec.user.as_deref(), Some("65534:65534"));
+        assert_eq!(spec.labels, labels);
         assert_eq!(
-            host.dns_options,
-            Some(vec!["timeout:1".to_string(), "attempts:1".to_string()])
+            spec.network,
+            NetworkMode::Network("skillhost-egress-k-s".into())
         );
-        assert_eq!(host.readonly_rootfs, Some(true));
-        assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
-        assert_eq!(host.pids_limit, Some(4));
-        assert_eq!(host.privileged, None);
+        assert_eq!(
+            spec.dns,
+            Some(Resolver {
+                servers: vec!["172.30.0.2".to_string()],
+                options: vec!["timeout:1".to_string(), "attempts:1".to_string()],
+            })
+        );
+        assert!(spec.confinement.read_only_root && spec.confinement.drop_all_capabilities);
+        assert_eq!(spec.limits.pids, Some(4));
+        assert!(!spec.interactive, "nothing is attached to a holder");
     }
 }

@@ -15,23 +15,18 @@ mod holders;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use bollard::models::{
-    ContainerCreateBody, HostConfig, HostConfigLogConfig, NetworkConnectRequest,
-    NetworkCreateRequest,
-};
-use bollard::query_parameters::{CreateContainerOptions, InspectNetworkOptions, LogsOptions};
-use bollard::Docker;
-use futures_util::StreamExt;
 use skillhost_api::codes;
 use skillhost_api::Denial;
 use tokio::sync::OnceCell;
 
+use crate::engine::containers::CallError;
+use crate::engine::spec::{Confinement, ContainerSpec, Limits, LogKeeping, NetworkMode};
+use crate::engine::{ContainerEngine, Containers};
 use crate::invoke::Refusal;
 use crate::lifecycle::instance::Instance;
 use crate::lifecycle::labels;
-use crate::lifecycle::removal;
 use crate::manifest::egress::Destination;
 use crate::sync::lock;
 
@@ -48,9 +43,6 @@ pub(crate) const PROXY_PORT: u16 = 8888;
 /// is never one of the host's, so no lookup leaves the machine, whatever the engine
 /// forwards; and a lookup fails in a second instead of the default twenty.
 pub(crate) const DNS_OPTIONS: [&str; 2] = ["timeout:1", "attempts:1"];
-/// Keeps Docker from giving the host an address on the internal network, through which
-/// a skill could reach every service the host listens with.
-const NO_HOST_ADDRESS: &str = "com.docker.network.bridge.inhibit_ipv4";
 /// How long a new proxy has to say it accepts connections.
 const PROXY_READY: Duration = Duration::from_secs(10);
 /// What tinyproxy logs once it listens.
@@ -72,66 +64,45 @@ impl Gateway {
     }
 
     /// The address of the running container `id` on this network: the client address
-    /// the proxy logs. The network's inspect, unlike the container's, takes no lock
-    /// of the container, so it cannot wait on a call's own exit.
-    pub(crate) async fn address_of(&self, docker: &Docker, id: &str) -> Option<IpAddr> {
-        let options = InspectNetworkOptions {
-            verbose: false,
-            scope: None,
-        };
-        let network = match docker.inspect_network(&self.network, Some(options)).await {
-            Ok(network) => network,
+    /// the proxy logs.
+    pub(crate) async fn address_of(
+        &self,
+        engine: &dyn ContainerEngine,
+        id: &str,
+    ) -> Option<IpAddr> {
+        match engine.address_on(&self.network, id).await {
+            Ok(address) => address,
             Err(e) => {
                 tracing::warn!(network = %self.network, "cannot learn a container's egress address: {e}");
-                return None;
+                None
             }
-        };
-        let endpoint = network.containers?.remove(id)?;
-        let cidr = endpoint.ipv4_address?;
-        cidr.split('/').next()?.parse().ok()
+        }
     }
 
     /// What the proxy refused `client` from `since` to `until`, by destination. A proxy
     /// log that cannot be read costs the call only this report.
     pub(crate) async fn denials(
         &self,
-        docker: &Docker,
+        engine: &dyn ContainerEngine,
         client: IpAddr,
         since: SystemTime,
         until: SystemTime,
     ) -> Vec<Denial> {
-        let seconds = |at: SystemTime| {
-            at.duration_since(UNIX_EPOCH)
-                .map_or(0, |d| i32::try_from(d.as_secs()).unwrap_or(i32::MAX))
-        };
-        let options = LogsOptions {
-            stdout: true,
-            stderr: true,
-            timestamps: true,
-            // Whole seconds: the lines are filtered to the instant below.
-            since: seconds(since),
-            until: seconds(until).saturating_add(1),
-            ..Default::default()
-        };
-        let mut log = String::new();
-        let mut lines = docker.logs(&self.network, Some(options));
-        while let Some(chunk) = lines.next().await {
-            match chunk {
-                Ok(chunk) => log.push_str(&String::from_utf8_lossy(&chunk.into_bytes())),
-                Err(e) => {
-                    tracing::warn!(proxy = %self.network, "cannot read the egress proxy's log: {e}");
-                    return Vec::new();
-                }
+        // The proxy container has the network's name.
+        match engine.logs(&self.network, since, until).await {
+            Ok(log) => denials::denials_of(&denials::refusals(&log), client, since, until),
+            Err(e) => {
+                tracing::warn!(proxy = %self.network, "cannot read the egress proxy's log: {e}");
+                Vec::new()
             }
         }
-        denials::denials_of(&denials::refusals(&log), client, since, until)
     }
 }
 
 /// Every gateway this host made, one per allowlist.
 #[derive(Debug)]
 pub(crate) struct Gateways {
-    docker: Docker,
+    engine: Containers,
     instance: Instance,
     /// The network the proxies reach the outside through.
     outbound: String,
@@ -143,9 +114,14 @@ pub(crate) struct Gateways {
 }
 
 impl Gateways {
-    pub(crate) fn new(docker: Docker, instance: Instance, outbound: String, image: String) -> Self {
+    pub(crate) fn new(
+        engine: Containers,
+        instance: Instance,
+        outbound: String,
+        image: String,
+    ) -> Self {
         Gateways {
-            docker,
+            engine,
             instance,
             outbound,
             image,
@@ -179,7 +155,7 @@ impl Gateways {
                 proxy_ip,
             }),
             Err(refusal) => {
-                remove_gateway(&self.docker, &name).await;
+                remove_gateway(self.engine.as_ref(), &name).await;
                 Err(refusal)
             }
         }
@@ -187,36 +163,10 @@ impl Gateways {
 
     /// An internal network with no address of the host on it; its subnet.
     async fn make_network(&self, name: &str, key: &str) -> Result<String, Refusal> {
-        let request = NetworkCreateRequest {
-            name: name.to_string(),
-            driver: Some("bridge".into()),
-            internal: Some(true),
-            options: Some(HashMap::from([(
-                NO_HOST_ADDRESS.to_string(),
-                "true".to_string(),
-            )])),
-            labels: Some(self.labels(key)),
-            ..Default::default()
-        };
-        self.docker
-            .create_network(request)
+        self.engine
+            .create_internal_network(name, self.labels(key))
             .await
-            .map_err(engine(&format!("creating the egress network {name}")))?;
-        let inspected = self
-            .docker
-            .inspect_network(name, None)
-            .await
-            .map_err(engine(&format!("inspecting the egress network {name}")))?;
-        inspected
-            .ipam
-            .and_then(|ipam| ipam.config)
-            .and_then(|configs| configs.into_iter().find_map(|c| c.subnet))
-            .ok_or_else(|| {
-                Refusal::new(
-                    codes::ENGINE_ERROR,
-                    format!("the engine gave the egress network {name} no subnet"),
-                )
-            })
+            .map_err(engine(&format!("creating the egress network {name}")))
     }
 
     /// Start the proxy on the internal network and the outbound one; its internal address.
@@ -228,105 +178,68 @@ impl Gateways {
         subnet: &str,
     ) -> Result<String, Refusal> {
         let filter = filter::filter_lines(destinations).join("\n");
-        let body = ContainerCreateBody {
-            image: Some(self.image.clone()),
-            env: Some(vec![
-                format!("SKILLHOST_EGRESS_FILTER={filter}"),
-                format!("SKILLHOST_EGRESS_ALLOW={subnet}"),
-            ]),
-            labels: Some(self.labels(key)),
-            host_config: Some(proxy_host_config(name)),
-            ..Default::default()
-        };
-        let options = CreateContainerOptions {
-            name: Some(name.to_string()),
-            ..Default::default()
-        };
-        self.docker
-            .create_container(Some(options), body)
-            .await
-            .map_err(|e| match e {
-                bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404, ..
-                } => Refusal::new(
+        let mut spec = proxy_spec(&self.image, name, self.labels(key));
+        spec.env = vec![
+            format!("SKILLHOST_EGRESS_FILTER={filter}"),
+            format!("SKILLHOST_EGRESS_ALLOW={subnet}"),
+        ];
+        self.engine.create(name, &spec).await.map_err(|e| {
+            if e.is_not_found() {
+                Refusal::new(
                     codes::BASE_IMAGE_MISSING,
                     format!(
                         "the egress proxy's image {} is not present: build it with \
                          `skillhost images build` (a locked host: pull or import its lock's images)",
                         self.image
                     ),
-                ),
-                other => engine(&format!("creating the egress proxy {name}"))(other),
-            })?;
-        let connect = NetworkConnectRequest {
-            container: name.to_string(),
-            endpoint_config: None,
-        };
-        self.docker
-            .connect_network(&self.outbound, connect)
+                )
+            } else {
+                engine(&format!("creating the egress proxy {name}"))(e)
+            }
+        })?;
+        self.engine
+            .connect(&self.outbound, name)
             .await
             .map_err(engine(&format!(
                 "connecting the egress proxy to the outbound network {}",
                 self.outbound
             )))?;
-        self.docker
-            .start_container(
-                name,
-                None::<bollard::query_parameters::StartContainerOptions>,
-            )
+        self.engine
+            .start(name)
             .await
             .map_err(engine(&format!("starting the egress proxy {name}")))?;
         self.await_ready(name).await?;
-        let inspected = self
-            .docker
-            .inspect_container(name, None)
+        let address = self
+            .engine
+            .address_on(name, name)
             .await
             .map_err(engine(&format!("inspecting the egress proxy {name}")))?;
-        inspected
-            .network_settings
-            .and_then(|s| s.networks)
-            .and_then(|mut networks| networks.remove(name))
-            .and_then(|endpoint| endpoint.ip_address)
-            .filter(|ip| !ip.is_empty())
-            .ok_or_else(|| {
-                Refusal::new(
-                    codes::ENGINE_ERROR,
-                    format!("the egress proxy {name} has no address on its network"),
-                )
-            })
+        address.map(|ip| ip.to_string()).ok_or_else(|| {
+            Refusal::new(
+                codes::ENGINE_ERROR,
+                format!("the egress proxy {name} has no address on its network"),
+            )
+        })
     }
 
     /// Wait until the proxy logs that it accepts connections.
     async fn await_ready(&self, name: &str) -> Result<(), Refusal> {
-        let options = LogsOptions {
-            follow: true,
-            stdout: true,
-            stderr: true,
-            ..Default::default()
+        let ready =
+            tokio::time::timeout(PROXY_READY, self.engine.await_log(name, READY_LINE)).await;
+        let seen = match ready {
+            Ok(Ok((true, _))) => return Ok(()),
+            Ok(Ok((false, seen))) => seen,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => String::from("(nothing it said is known: its log was not read in time)"),
         };
-        let mut logs = self.docker.logs(name, Some(options));
-        let mut seen = String::new();
-        let ready = tokio::time::timeout(PROXY_READY, async {
-            while let Some(Ok(chunk)) = logs.next().await {
-                seen.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
-                if seen.contains(READY_LINE) {
-                    return true;
-                }
-            }
-            false
-        })
-        .await;
-        match ready {
-            Ok(true) => Ok(()),
-            _ => Err(Refusal::new(
-                codes::ENGINE_ERROR,
-                format!(
-                    "the egress proxy {name} did not start within {}s; it said: {}",
-                    PROXY_READY.as_secs(),
-                    seen.trim()
-                ),
-            )),
-        }
+        Err(Refusal::new(
+            codes::ENGINE_ERROR,
+            format!(
+                "the egress proxy {name} did not start within {}s; it said: {}",
+                PROXY_READY.as_secs(),
+                seen.trim()
+            ),
+        ))
     }
 
     /// The names of every gateway made, forgotten here: the caller removes them.
@@ -341,7 +254,7 @@ impl Gateways {
     /// must be gone first.
     pub(crate) async fn shutdown(&self) {
         for name in self.take_made() {
-            remove_gateway(&self.docker, &name).await;
+            remove_gateway(self.engine.as_ref(), &name).await;
         }
     }
 }
@@ -354,12 +267,11 @@ impl Drop for Gateways {
         if names.is_empty() {
             return;
         }
-        let done = removal::run_blocking(move |docker| async move {
-            for name in names {
-                remove_gateway(&docker, &name).await;
-            }
-        });
-        if done.is_none() {
+        // Each proxy has its network's name.
+        if !self
+            .engine
+            .remove_blocking(names.clone(), names, Duration::ZERO)
+        {
             tracing::error!("could not remove this host's egress proxies; `skillhost gc` will");
         }
     }
@@ -367,50 +279,136 @@ impl Drop for Gateways {
 
 /// Remove the proxy named `name`, then its network of the same name; what is already gone
 /// is not an error.
-pub(crate) async fn remove_gateway(docker: &Docker, name: &str) {
-    if let Err(e) = removal::remove(docker, name).await {
+async fn remove_gateway(engine: &dyn ContainerEngine, name: &str) {
+    if let Err(e) = engine.remove(name).await {
         tracing::warn!(proxy = name, "cannot remove an egress proxy: {e}");
     }
-    remove_network(docker, name).await;
-}
-
-/// Remove a network; one already gone is not an error.
-pub(crate) async fn remove_network(docker: &Docker, name: &str) {
-    match docker.remove_network(name).await {
-        Ok(())
-        | Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => {}
-        Err(e) => tracing::warn!(network = name, "cannot remove an egress network: {e}"),
+    if let Err(e) = engine.remove_network(name).await {
+        tracing::warn!(network = name, "cannot remove an egress network: {e}");
     }
 }
 
 /// The proxy's own confinement: it parses what skills send, so it gets no more than it
-/// needs to relay it.
-fn proxy_host_config(network: &str) -> HostConfig {
-    HostConfig {
-        network_mode: Some(network.to_string()),
-        readonly_rootfs: Some(true),
-        tmpfs: Some(HashMap::from([(
-            "/tmp".to_string(),
-            "rw,noexec,nosuid,size=1m".to_string(),
-        )])),
-        cap_drop: Some(vec!["ALL".into()]),
-        security_opt: Some(vec!["no-new-privileges".into()]),
-        memory: Some(128 * 1024 * 1024),
-        // A thread per connection.
-        pids_limit: Some(512),
-        log_config: Some(HostConfigLogConfig {
-            typ: Some("json-file".into()),
-            config: Some(HashMap::from([
-                ("max-size".to_string(), "4m".to_string()),
-                ("max-file".to_string(), "1".to_string()),
-            ])),
-        }),
+/// needs to relay it. Its log is kept (bounded): the refusals are read from it.
+fn proxy_spec(image: &str, network: &str, labels: HashMap<String, String>) -> ContainerSpec {
+    ContainerSpec {
+        image: image.to_string(),
+        labels,
+        network: NetworkMode::Network(network.to_string()),
+        confinement: Confinement {
+            drop_all_capabilities: true,
+            security_opt: vec!["no-new-privileges".into()],
+            read_only_root: true,
+            private_ipc: false,
+        },
+        limits: Limits {
+            memory: Some(128 * 1024 * 1024),
+            // A thread per connection.
+            pids: Some(512),
+            ..Default::default()
+        },
+        tmpfs: HashMap::from([("/tmp".to_string(), "rw,noexec,nosuid,size=1m".to_string())]),
+        engine_init: false,
+        log: LogKeeping::Bounded(4 * 1024 * 1024),
         ..Default::default()
     }
 }
 
-fn engine(doing: &str) -> impl Fn(bollard::errors::Error) -> Refusal + '_ {
+fn engine(doing: &str) -> impl Fn(CallError) -> Refusal + '_ {
     move |e| Refusal::new(codes::ENGINE_ERROR, format!("{doing}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::double::{FakeEngine, Script};
+    use crate::lifecycle::reaper::Reaper;
+
+    fn destinations() -> Vec<Destination> {
+        vec![Destination::parse("api.example.com:443").unwrap()]
+    }
+
+    #[tokio::test]
+    async fn one_gateway_per_allowlist_holders_on_it_and_nothing_left_after_shutdown() {
+        let fake = FakeEngine::new(|_, _| Script {
+            hang: true,
+            ..Default::default()
+        });
+        let engine: Containers = fake.clone();
+        let instance = Instance::current();
+        let gateways = Gateways::new(
+            engine.clone(),
+            instance.clone(),
+            "bridge".into(),
+            PROXY_IMAGE.into(),
+        );
+        let allowlist = destinations();
+        let (first, again) = tokio::join!(gateways.ensure(&allowlist), gateways.ensure(&allowlist));
+        let gateway = first.unwrap();
+        assert_eq!(
+            gateway,
+            again.unwrap(),
+            "concurrent calls share one gateway"
+        );
+        let proxy = fake.spec(&gateway.network).unwrap();
+        assert_eq!(proxy.image, PROXY_IMAGE);
+        assert_eq!(proxy.network, NetworkMode::Network(gateway.network.clone()));
+        assert_eq!(
+            proxy.log,
+            LogKeeping::Bounded(4 << 20),
+            "its refusals are read from it"
+        );
+        assert!(proxy
+            .env
+            .iter()
+            .any(|e| e.starts_with("SKILLHOST_EGRESS_FILTER=")));
+        let calls = fake.calls();
+        let creates = calls
+            .iter()
+            .filter(|c| c.starts_with("create_network"))
+            .count();
+        assert_eq!(creates, 1);
+        assert!(calls.contains(&format!("connect bridge {}", gateway.network)));
+
+        let reaper = Reaper::new(engine.clone());
+        let holders = Holders::new(engine, reaper.clone(), instance, PROXY_IMAGE.into());
+        let holder = holders.take(&gateway).await.unwrap();
+        assert!(holder.address.is_some(), "learnt when it was made");
+        let spec = fake.spec(&holder.name).unwrap();
+        assert_eq!(spec.network, NetworkMode::Network(gateway.network.clone()));
+        drop(holder);
+        holders.settled().await;
+        holders.close();
+        reaper.settled().await;
+        gateways.shutdown().await;
+        assert!(fake.containers().is_empty(), "{:?}", fake.containers());
+        assert!(fake
+            .calls()
+            .contains(&format!("remove_network {}", gateway.network)));
+    }
+
+    #[tokio::test]
+    async fn an_absent_proxy_image_says_how_to_build_it_and_leaves_nothing() {
+        let fake = FakeEngine::new(|_, _| Script::default());
+        fake.lacks_image(PROXY_IMAGE);
+        let engine: Containers = fake.clone();
+        let gateways = Gateways::new(
+            engine,
+            Instance::current(),
+            "bridge".into(),
+            PROXY_IMAGE.into(),
+        );
+        let refusal = gateways.ensure(&destinations()).await.unwrap_err();
+        assert_eq!(refusal.code, codes::BASE_IMAGE_MISSING);
+        assert!(
+            refusal.message.contains("skillhost images build"),
+            "{}",
+            refusal.message
+        );
+        let calls = fake.calls();
+        assert!(
+            calls.iter().any(|c| c.starts_with("remove_network")),
+            "{calls:?}"
+        );
+    }
 }

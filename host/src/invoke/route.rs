@@ -11,8 +11,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use bollard::models::ContainerCreateBody;
-use bollard::Docker;
 use skill_sdk::SERVE_MODE_ENV;
 use skillhost_api::{codes, InvocationPath};
 
@@ -22,6 +20,8 @@ use super::workspace_mount::{self, WorkspaceView};
 use super::{InvokeOptions, Refusal};
 use crate::catalog::Skill;
 use crate::egress::{Gateway, Gateways, Holder, Holders};
+use crate::engine::spec::ContainerSpec;
+use crate::engine::Containers;
 use crate::lifecycle::guard::ContainerGuard;
 use crate::lifecycle::instance::Instance;
 use crate::lifecycle::labels::{self, Role};
@@ -31,7 +31,7 @@ use crate::paths::native::{self, NativeLibraries, NativeLibrary};
 use crate::paths::prewarm_pool::PrewarmPool;
 use crate::paths::serve_pool::{ServeError, ServePools};
 use crate::run::container::{run_attached, run_container, Attached, RunOutcome, RunRequest};
-use crate::run::container_spec::{container_body, ContainerInputs};
+use crate::run::container_spec::{container_spec, ContainerInputs};
 use crate::run::exit_trailer::new_key;
 
 /// The path a call takes, decided before anything is made ready.
@@ -92,7 +92,7 @@ pub(crate) enum Route<'c> {
     Cold {
         image: SkillImage,
         name: String,
-        body: Box<ContainerCreateBody>,
+        spec: Box<ContainerSpec>,
         egress: Option<Arc<Gateway>>,
         holder: Option<Holder>,
         view: Option<WorkspaceView>,
@@ -154,7 +154,7 @@ pub(crate) struct RouterConfig {
 /// libraries loaded.
 #[derive(Debug)]
 pub(crate) struct Router {
-    docker: Docker,
+    engine: Containers,
     reaper: Reaper,
     instance: Instance,
     prewarmed: PrewarmPool,
@@ -169,30 +169,30 @@ pub(crate) struct Router {
 }
 
 impl Router {
-    pub(crate) fn new(docker: Docker, instance: Instance, config: RouterConfig) -> Self {
-        let reaper = Reaper::new(docker.clone());
+    pub(crate) fn new(engine: Containers, instance: Instance, config: RouterConfig) -> Self {
+        let reaper = Reaper::new(engine.clone());
         Router {
             holders: Holders::new(
-                docker.clone(),
+                engine.clone(),
                 reaper.clone(),
                 instance.clone(),
                 config.egress_proxy_image.clone(),
             ),
             gateways: Gateways::new(
-                docker.clone(),
+                engine.clone(),
                 instance.clone(),
                 config.egress_network,
                 config.egress_proxy_image,
             ),
-            prewarmed: PrewarmPool::new(docker.clone(), reaper.clone(), config.prewarm_cap),
-            workers: ServePools::new(docker.clone(), reaper.clone()),
+            prewarmed: PrewarmPool::new(engine.clone(), reaper.clone(), config.prewarm_cap),
+            workers: ServePools::new(engine.clone(), reaper.clone()),
             natives: NativeLibraries::new(config.allow_native),
             instance,
             prewarm: config.prewarm,
             prewarm_started: config.prewarm_started,
             workspace_views: config.workspace_views,
             reaper,
-            docker,
+            engine,
         }
     }
 
@@ -297,14 +297,14 @@ impl Router {
             Route::Cold {
                 image,
                 name,
-                body,
+                spec,
                 holder,
                 view,
                 ..
             } => {
                 request.trailer_key = image.init_command.is_some().then(new_key);
                 request.egress_client = holder.as_ref().and_then(|h| h.address);
-                let ran = self.run_cold(&name, *body, request).await;
+                let ran = self.run_cold(&name, &spec, request).await;
                 // Used once: it goes (to the reaper) with this call's container.
                 drop(holder);
                 drop(view);
@@ -313,7 +313,7 @@ impl Router {
         }?;
         if let (Some(gateway), Some(client)) = (gateway, outcome.egress.client) {
             outcome.egress.denied = gateway
-                .denials(&self.docker, client, since, SystemTime::now())
+                .denials(self.engine.as_ref(), client, since, SystemTime::now())
                 .await;
         }
         Ok(outcome)
@@ -377,10 +377,10 @@ impl Router {
     ) -> Result<RunOutcome, Refusal> {
         let limits = &skill.manifest.run.serve;
         // Only a skill's first warm call makes its workers' configuration.
-        let body = || self.shared_body(skill, image, Role::Worker, egress);
+        let spec = || self.shared_spec(skill, image, Role::Worker, egress);
         let exchanged = self
             .workers
-            .exchange(skill.name(), limits, body, &request)
+            .exchange(skill.name(), limits, spec, &request)
             .await;
         let skill = skill.name();
         match exchanged {
@@ -409,9 +409,9 @@ impl Router {
         container: Attached,
         request: RunRequest,
     ) -> Result<RunOutcome, Refusal> {
-        let guard = ContainerGuard::for_existing(container.name.clone());
+        let guard = ContainerGuard::for_existing(container.name.clone(), self.engine.clone());
         run_attached(
-            &self.docker,
+            &self.engine,
             &self.reaper,
             guard,
             container,
@@ -425,10 +425,10 @@ impl Router {
     async fn run_cold(
         &self,
         name: &str,
-        body: ContainerCreateBody,
+        spec: &ContainerSpec,
         request: RunRequest,
     ) -> Result<RunOutcome, Refusal> {
-        run_container(&self.docker, &self.reaper, name, body, request)
+        run_container(&self.engine, &self.reaper, name, spec, request)
             .await
             .map_err(|e| Refusal::new(codes::ENGINE_ERROR, e.to_string()))
     }
@@ -466,7 +466,7 @@ impl Router {
             .as_ref()
             .map(WorkspaceView::path)
             .or(admitted.workspace.as_deref());
-        let body = container_body(&ContainerInputs {
+        let spec = container_spec(&ContainerInputs {
             manifest,
             image: &image.reference,
             run_as: image.run_as,
@@ -480,7 +480,7 @@ impl Router {
         Ok(Route::Cold {
             name: labels::container_name(&manifest.name, Role::Invocation(id)),
             image,
-            body: Box::new(body),
+            spec: Box::new(spec),
             egress,
             holder,
             view,
@@ -488,25 +488,25 @@ impl Router {
     }
 
     fn refill(&self, skill: &Skill, image: &SkillImage, egress: Option<&Gateway>) {
-        let body = self.shared_body(skill, image, Role::Prewarmed, egress);
+        let spec = self.shared_spec(skill, image, Role::Prewarmed, egress);
         // Started up to the init only where there is one to wait for the request.
         let start = self.prewarm_started && image.init_command.is_some();
         self.prewarmed
-            .refill(skill.name(), self.prewarm_target(skill), &body, start);
+            .refill(skill.name(), self.prewarm_target(skill), &spec, start);
     }
 
     /// The configuration of a container made before its call is known: prewarmed or a
     /// worker. Its invocation label names its role instead of an id.
-    fn shared_body(
+    fn shared_spec(
         &self,
         skill: &Skill,
         image: &SkillImage,
         role: Role<'_>,
         egress: Option<&Gateway>,
-    ) -> ContainerCreateBody {
+    ) -> ContainerSpec {
         let manifest = &skill.manifest;
         let serve = manifest.run.mode == Mode::Serve;
-        let mut body = container_body(&ContainerInputs {
+        let mut spec = container_spec(&ContainerInputs {
             manifest,
             image: &image.reference,
             run_as: image.run_as,
@@ -520,11 +520,9 @@ impl Router {
             holder: None,
         });
         if serve {
-            body.env
-                .get_or_insert_with(Vec::new)
-                .push(format!("{SERVE_MODE_ENV}=serve"));
+            spec.env.push(format!("{SERVE_MODE_ENV}=serve"));
         }
-        body
+        spec
     }
 
     pub(crate) fn prewarm_target(&self, skill: &Skill) -> usize {
@@ -571,6 +569,119 @@ mod tests {
     fn calls_with_their_own_env_or_workspace_go_cold() {
         assert_eq!(decide(false, Mode::Serve, false, 0), Decision::Cold);
         assert_eq!(decide(false, Mode::Oneshot, false, 2), Decision::Cold);
+    }
+
+    mod with_a_double {
+        use std::path::PathBuf;
+        use std::time::Duration;
+
+        use super::super::*;
+        use crate::engine::double::{FakeEngine, Script};
+        use crate::invoke::run_as::RunAs;
+        use crate::manifest::Manifest;
+
+        const ANSWER: &[u8] = b"{\"type\":\"result\",\"id\":\"r-1\",\"ok\":true,\"output\":{}}\n";
+
+        fn router(prewarm: u32) -> (Arc<FakeEngine>, Router, Skill, SkillImage) {
+            let fake = FakeEngine::new(|_, _| Script {
+                stdout: ANSWER.to_vec(),
+                ..Default::default()
+            });
+            let text = format!(
+                "name: echo\nversion: 1.0.0\nprotocol: '^1'\nrun:\n  user: '10001:10001'\n  prewarm: {prewarm}\nactions: {{say: {{}}}}\n"
+            );
+            let skill = Skill {
+                manifest: Manifest::parse(&text).unwrap(),
+                dir: PathBuf::from("/skills/echo"),
+                relative_dir: PathBuf::from("echo"),
+            };
+            let image = SkillImage {
+                reference: "skill-echo:abc".into(),
+                init_command: Some(vec!["/skill".into()]),
+                run_as: RunAs {
+                    uid: 10001,
+                    gid: 10001,
+                },
+            };
+            let config = RouterConfig {
+                prewarm: BTreeMap::new(),
+                prewarm_cap: 8,
+                prewarm_started: true,
+                workspace_views: false,
+                allow_native: false,
+                egress_network: "bridge".into(),
+                egress_proxy_image: "skillhost/egress-proxy:latest".into(),
+            };
+            let engine: Containers = fake.clone();
+            let router = Router::new(engine, Instance::current(), config);
+            (fake, router, skill, image)
+        }
+
+        fn request() -> RunRequest {
+            RunRequest {
+                stdin: b"{}\n".to_vec(),
+                request_id: "r-1".into(),
+                timeout: Duration::from_secs(30),
+                output_limit: 1 << 20,
+                log_limit: 1024,
+                on_progress: None,
+                trailer_key: None,
+                egress: None,
+                egress_client: None,
+            }
+        }
+
+        #[tokio::test]
+        async fn a_prewarmed_call_takes_a_started_container_and_the_pool_refills() {
+            let (fake, router, skill, image) = router(1);
+            router.refill(&skill, &image, None);
+            while router.prewarmed_ready("echo") == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let container = router.prewarmed.take("echo").unwrap();
+            let name = container.name.clone();
+            assert!(container.started, "started up to its init");
+            let spec = fake.spec(&name).unwrap();
+            assert_eq!(
+                spec.labels[crate::lifecycle::labels::INVOCATION],
+                "prewarmed"
+            );
+            router.refill(&skill, &image, None);
+            let route = Route::Prewarmed {
+                image,
+                container,
+                egress: None,
+            };
+            let outcome = router.run(route, request()).await.unwrap();
+            assert!(outcome.decoded.result.is_some());
+            router.settled().await;
+            assert!(
+                !fake.containers().contains(&name),
+                "used once, then removed"
+            );
+            router.shutdown().await;
+            assert!(fake.containers().is_empty(), "{:?}", fake.containers());
+        }
+
+        #[tokio::test]
+        async fn a_cold_call_runs_its_own_spec_and_shutdown_leaves_nothing() {
+            let (fake, router, skill, image) = router(0);
+            let spec = router.shared_spec(&skill, &image, Role::Invocation("i-1"), None);
+            let route = Route::Cold {
+                image,
+                name: "skillhost-echo-i-1".into(),
+                spec: Box::new(spec),
+                egress: None,
+                holder: None,
+                view: None,
+            };
+            let outcome = router.run(route, request()).await.unwrap();
+            assert_eq!(outcome.exit_code, Some(0));
+            assert!(outcome.decoded.result.is_some());
+            router.shutdown().await;
+            assert!(fake.containers().is_empty());
+            assert_eq!(fake.calls()[0], "create skillhost-echo-i-1");
+        }
     }
 
     #[test]

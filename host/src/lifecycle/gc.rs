@@ -9,12 +9,10 @@
 
 use std::collections::BTreeSet;
 
-use bollard::query_parameters::{ListImagesOptions, RemoveImageOptions};
-use bollard::Docker;
 use serde::Serialize;
 
 use super::leftovers::{self, Judge};
-use crate::engine::{api_err, EngineError};
+use crate::engine::{Engine, EngineError};
 
 /// What gc may remove and what it must keep.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -58,30 +56,19 @@ pub(crate) fn doomed<'i>(images: &'i [(String, String)], scope: &GcScope) -> Vec
 }
 
 /// Remove (or list) leftover containers and the tags in scope nothing needs.
-pub async fn gc(docker: &Docker, scope: &GcScope) -> Result<GcReport, EngineError> {
+pub async fn gc(engine: &Engine, scope: &GcScope) -> Result<GcReport, EngineError> {
+    let containers = engine.containers();
     let mut report = GcReport {
         dry_run: scope.dry_run,
         ..Default::default()
     };
     report.containers_removed = if scope.dry_run {
-        leftovers::dead_instances_containers(docker, &mut Judge::new(docker)).await?
+        let mut judge = Judge::new(containers.as_ref());
+        leftovers::dead_instances_containers(containers.as_ref(), &mut judge).await?
     } else {
-        leftovers::reap_dead_instances(docker).await?
+        leftovers::reap_dead_instances(containers.as_ref()).await?
     };
-    let listed = docker
-        .list_images(Some(ListImagesOptions::default()))
-        .await
-        .map_err(api_err("listing images"))?;
-    let images: Vec<(String, String)> = listed
-        .into_iter()
-        .flat_map(|image| {
-            let id = image.id;
-            image
-                .repo_tags
-                .into_iter()
-                .map(move |tag| (tag, id.clone()))
-        })
-        .collect();
+    let images = engine.image_tags().await?;
     let mut doomed = doomed(&images, scope);
     doomed.sort_unstable();
     for tag in doomed {
@@ -89,13 +76,8 @@ pub async fn gc(docker: &Docker, scope: &GcScope) -> Result<GcReport, EngineErro
             report.images_removed.push(tag.to_string());
             continue;
         }
-        let options = RemoveImageOptions {
-            force: false,
-            noprune: false,
-            ..Default::default()
-        };
-        match docker.remove_image(tag, Some(options), None).await {
-            Ok(_) => report.images_removed.push(tag.to_string()),
+        match engine.remove_tag_unless_used(tag).await {
+            Ok(()) => report.images_removed.push(tag.to_string()),
             Err(e) => {
                 tracing::info!(image = %tag, "kept: {e}");
                 report.images_kept.push(tag.to_string());

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::reaper::Reaper;
-use super::removal::remove_blocking;
+use crate::engine::Containers;
 
 /// How long a container whose create was abandoned may take to appear.
 const CREATE_IN_FLIGHT: Duration = Duration::from_secs(2);
@@ -14,6 +14,7 @@ const CREATE_IN_FLIGHT: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct ContainerGuard {
     id: String,
+    engine: Containers,
     armed: bool,
     /// The engine answered the create, so a container it says is missing is gone.
     created: bool,
@@ -21,18 +22,20 @@ pub struct ContainerGuard {
 
 impl ContainerGuard {
     /// A guard for a container about to be created under the name `id`.
-    pub fn new(id: String) -> Self {
+    pub(crate) fn new(id: String, engine: Containers) -> Self {
         ContainerGuard {
             id,
+            engine,
             armed: true,
             created: false,
         }
     }
 
     /// A guard for a container that exists already.
-    pub fn for_existing(id: String) -> Self {
+    pub(crate) fn for_existing(id: String, engine: Containers) -> Self {
         ContainerGuard {
             id,
+            engine,
             armed: true,
             created: true,
         }
@@ -62,7 +65,8 @@ impl Drop for ContainerGuard {
         } else {
             CREATE_IN_FLIGHT
         };
-        if !remove_blocking(vec![std::mem::take(&mut self.id)], patience) {
+        let id = std::mem::take(&mut self.id);
+        if !self.engine.remove_blocking(vec![id], Vec::new(), patience) {
             tracing::error!("could not remove an abandoned container; `skillhost gc` will");
         }
     }

@@ -9,7 +9,7 @@
 //! not share. Its id then ends in `@<container id>`, and another host on the same engine
 //! judges it by asking the engine whether that container still runs.
 
-use bollard::Docker;
+use crate::engine::ContainerEngine;
 
 /// This process's identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,10 +79,10 @@ impl Instance {
     /// [`Instance::current`], with the container only when `docker` is the engine that
     /// runs it: a host in a container that drives another machine's engine must not be
     /// judged by an engine that never heard of its container.
-    pub(crate) async fn on_engine(docker: &Docker) -> Instance {
+    pub(crate) async fn on_engine(engine: &dyn ContainerEngine) -> Instance {
         let mut me = Instance::current();
         if let Some((process, container)) = me.id.split_once('@') {
-            if container_running(docker, container).await != Some(true) {
+            if container_running(engine, container).await != Some(true) {
                 me.id = process.to_string();
             }
         }
@@ -118,16 +118,9 @@ impl Instance {
 
 /// Whether the engine runs container `id`: `Some(false)` when it is stopped or unknown to
 /// the engine, `None` when the engine could not tell.
-pub(crate) async fn container_running(docker: &Docker, id: &str) -> Option<bool> {
-    match docker.inspect_container(id, None).await {
-        Ok(container) => Some(
-            container
-                .state
-                .is_some_and(|state| state.running == Some(true) || state.restarting == Some(true)),
-        ),
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => Some(false),
+pub(crate) async fn container_running(engine: &dyn ContainerEngine, id: &str) -> Option<bool> {
+    match engine.running(id).await {
+        Ok(running) => Some(running),
         Err(e) => {
             tracing::warn!(
                 container = id,

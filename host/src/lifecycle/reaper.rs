@@ -9,10 +9,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bollard::Docker;
 use tokio::sync::Notify;
 
-use super::removal::{remove, remove_blocking};
+use crate::engine::Containers;
 use crate::sync::lock;
 
 /// Removes containers in the background and, at the end, everything this host holds.
@@ -23,7 +22,7 @@ pub(crate) struct Reaper {
 
 #[derive(Debug)]
 struct Shared {
-    docker: Docker,
+    engine: Containers,
     /// Containers to remove eventually: held for later use, or being removed.
     live: Mutex<HashSet<String>>,
     /// Containers whose background removal has not finished.
@@ -32,10 +31,10 @@ struct Shared {
 }
 
 impl Reaper {
-    pub(crate) fn new(docker: Docker) -> Self {
+    pub(crate) fn new(engine: Containers) -> Self {
         Reaper {
             shared: Arc::new(Shared {
-                docker,
+                engine,
                 live: Mutex::default(),
                 removing: Mutex::default(),
                 removed: Notify::new(),
@@ -61,7 +60,7 @@ impl Reaper {
         };
         let shared = self.shared.clone();
         runtime.spawn(async move {
-            let removed = remove(&shared.docker, &id).await;
+            let removed = shared.engine.remove(&id).await;
             if removed.is_ok() {
                 lock(&shared.live).remove(&id);
             }
@@ -88,7 +87,7 @@ impl Reaper {
     /// Remove every container this host still holds, and wait for it.
     pub(crate) async fn shutdown(&self) {
         let ids: Vec<String> = lock(&self.shared.live).drain().collect();
-        let removals = ids.iter().map(|id| remove(&self.shared.docker, id));
+        let removals = ids.iter().map(|id| self.shared.engine.remove(id));
         for (id, removed) in ids
             .iter()
             .zip(futures_util::future::join_all(removals).await)
@@ -119,7 +118,7 @@ async fn retry_removal(shared: std::sync::Weak<Shared>, id: String) {
         if !lock(&shared.live).contains(&id) {
             return; // Shutdown took it.
         }
-        match remove(&shared.docker, &id).await {
+        match shared.engine.remove(&id).await {
             Ok(()) => {
                 lock(&shared.live).remove(&id);
                 tracing::info!(container = %id, "removed after a retry");
@@ -137,8 +136,78 @@ impl Drop for Shared {
         if ids.is_empty() {
             return;
         }
-        if !remove_blocking(ids, Duration::ZERO) {
+        if !self.engine.remove_blocking(ids, Vec::new(), Duration::ZERO) {
             tracing::error!("could not remove every container of this host; `skillhost gc` will");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::engine::double::{FakeEngine, Script};
+
+    fn engine() -> (Arc<FakeEngine>, Containers) {
+        let fake = FakeEngine::new(|_, _| Script::default());
+        let containers: Containers = fake.clone();
+        (fake, containers)
+    }
+
+    #[tokio::test]
+    async fn a_finished_container_is_removed_in_the_background() {
+        let (fake, containers) = engine();
+        fake.add_stopped("done", HashMap::new());
+        let reaper = Reaper::new(containers);
+        reaper.remove_later("done");
+        reaper.settled().await;
+        assert!(fake.containers().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_removal_the_engine_refused_is_tried_again_until_it_goes() {
+        let (fake, containers) = engine();
+        fake.add_stopped("stubborn", HashMap::new());
+        fake.fail("remove", 2);
+        let reaper = Reaper::new(containers);
+        reaper.remove_later("stubborn");
+        reaper.settled().await;
+        assert_eq!(fake.containers(), ["stubborn"], "the first attempt failed");
+        // The first retry fails too; the second, a second later, succeeds.
+        tokio::time::sleep(RETRY_FIRST * 4).await;
+        assert!(fake.containers().is_empty());
+        let removals = fake
+            .calls()
+            .iter()
+            .filter(|c| *c == "remove stubborn")
+            .count();
+        assert_eq!(removals, 3);
+    }
+
+    #[tokio::test]
+    async fn shutdown_removes_every_container_held_for_later() {
+        let (fake, containers) = engine();
+        for name in ["prewarmed", "worker"] {
+            fake.add_stopped(name, HashMap::new());
+        }
+        let reaper = Reaper::new(containers);
+        reaper.track("prewarmed");
+        reaper.track("worker");
+        reaper.shutdown().await;
+        assert!(fake.containers().is_empty());
+    }
+
+    #[test]
+    fn the_last_handle_going_removes_what_is_still_held() {
+        let (fake, containers) = engine();
+        fake.add_stopped("held", HashMap::new());
+        let reaper = Reaper::new(containers);
+        let copy = reaper.clone();
+        reaper.track("held");
+        drop(reaper);
+        assert_eq!(fake.containers(), ["held"], "a handle is left");
+        drop(copy);
+        assert!(fake.containers().is_empty());
     }
 }

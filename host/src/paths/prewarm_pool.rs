@@ -12,10 +12,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use bollard::models::ContainerCreateBody;
-use bollard::Docker;
 use futures_util::{FutureExt, StreamExt};
 
+use crate::engine::spec::ContainerSpec;
+use crate::engine::Containers;
 use crate::lifecycle::labels::{container_name, Role};
 use crate::lifecycle::reaper::Reaper;
 use crate::lifecycle::stock::Stock;
@@ -30,7 +30,7 @@ pub(crate) struct PrewarmPool {
 
 #[derive(Debug)]
 struct Inner {
-    docker: Docker,
+    engine: Containers,
     reaper: Reaper,
     /// Most containers held for all skills together, ready or being created.
     cap: usize,
@@ -38,10 +38,10 @@ struct Inner {
 }
 
 impl PrewarmPool {
-    pub(crate) fn new(docker: Docker, reaper: Reaper, cap: usize) -> Self {
+    pub(crate) fn new(engine: Containers, reaper: Reaper, cap: usize) -> Self {
         PrewarmPool {
             inner: Arc::new(Inner {
-                docker,
+                engine,
                 reaper,
                 cap,
                 state: Mutex::default(),
@@ -64,19 +64,13 @@ impl PrewarmPool {
     }
 
     /// Create containers of `skill` in the background until `target` are held for it,
-    /// within the host-wide cap. `body` is the configuration of every one of them; `start`
-    /// starts them too, which only a body running skillhost's init may ask.
-    pub(crate) fn refill(
-        &self,
-        skill: &str,
-        target: usize,
-        body: &ContainerCreateBody,
-        start: bool,
-    ) {
+    /// within the host-wide cap. `spec` is the configuration of every one of them; `start`
+    /// starts them too, which only a spec running skillhost's init may ask.
+    pub(crate) fn refill(&self, skill: &str, target: usize, spec: &ContainerSpec, start: bool) {
         let wanted = self.inner.lock().reserve(skill, target, self.inner.cap);
         for _ in 0..wanted {
-            let (inner, skill, body) = (self.inner.clone(), skill.to_string(), body.clone());
-            tokio::spawn(async move { inner.create_one(&skill, body, start).await });
+            let (inner, skill, spec) = (self.inner.clone(), skill.to_string(), spec.clone());
+            tokio::spawn(async move { inner.create_one(&skill, &spec, start).await });
         }
     }
 
@@ -98,13 +92,13 @@ impl Inner {
         lock(&self.state)
     }
 
-    async fn create_one(&self, skill: &str, body: ContainerCreateBody, start: bool) {
+    async fn create_one(&self, skill: &str, spec: &ContainerSpec, start: bool) {
         let name = container_name(skill, Role::Prewarmed);
         // Known to the reaper before it exists, so a host stopping meanwhile removes it.
         self.reaper.track(&name);
-        let created = match create_attached(&self.docker, &name, body).await {
+        let created = match create_attached(&self.engine, &name, spec).await {
             Ok(mut attached) if start => {
-                start_container(&self.docker, &attached.id).await.map(|()| {
+                start_container(&self.engine, &attached.id).await.map(|()| {
                     attached.started = true;
                     attached
                 })
@@ -123,5 +117,86 @@ impl Inner {
         if let Some(unwanted) = self.lock().made(skill, made) {
             self.reaper.remove_later(&unwanted.name);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::engine::double::{FakeEngine, Script};
+
+    /// Until `ready` containers of `skill` are ready (the refill runs in the background).
+    async fn until_ready(pool: &PrewarmPool, skill: &str, ready: usize) {
+        while pool.ready(skill) < ready {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    fn pool(cap: usize) -> (Arc<FakeEngine>, PrewarmPool, Reaper) {
+        let fake = FakeEngine::new(|_, _| Script::default());
+        let containers: Containers = fake.clone();
+        let reaper = Reaper::new(containers.clone());
+        (
+            fake.clone(),
+            PrewarmPool::new(containers, reaper.clone(), cap),
+            reaper,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_refill_makes_the_target_each_taken_once_and_close_removes_the_rest() {
+        let (fake, pool, reaper) = pool(8);
+        let spec = ContainerSpec {
+            image: "skill-echo:1".into(),
+            ..Default::default()
+        };
+        pool.refill("echo", 2, &spec, false);
+        until_ready(&pool, "echo", 2).await;
+        assert_eq!(fake.containers().len(), 2);
+        let taken = pool.take("echo").unwrap();
+        assert!(!taken.started, "never started before its call");
+        assert_eq!(fake.spec(&taken.name).unwrap().image, "skill-echo:1");
+        assert_eq!(pool.ready("echo"), 1);
+        pool.close();
+        reaper.settled().await;
+        assert_eq!(
+            fake.containers(),
+            vec![taken.name.clone()],
+            "only the one taken is left"
+        );
+        assert!(!fake.calls().iter().any(|c| c.starts_with("start")));
+    }
+
+    #[tokio::test]
+    async fn the_host_wide_cap_bounds_every_skill_together() {
+        let (fake, pool, _reaper) = pool(3);
+        let spec = ContainerSpec::default();
+        pool.refill("a", 2, &spec, true);
+        until_ready(&pool, "a", 2).await;
+        pool.refill("b", 2, &spec, true);
+        until_ready(&pool, "b", 1).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!((pool.ready("a"), pool.ready("b")), (2, 1));
+        assert_eq!(fake.containers().len(), 3);
+        assert!(
+            pool.take("b").unwrap().started,
+            "started up to the init when asked"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_container_that_failed_to_start_is_removed_not_kept() {
+        let (fake, pool, reaper) = pool(8);
+        fake.fail("start", 1);
+        pool.refill("a", 1, &ContainerSpec::default(), true);
+        // Nothing ready: the one made could not start, and was given to the reaper.
+        while !fake.calls().iter().any(|c| c.starts_with("remove")) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        reaper.settled().await;
+        assert_eq!(pool.ready("a"), 0);
+        assert!(fake.containers().is_empty());
     }
 }

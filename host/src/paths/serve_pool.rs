@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use bollard::models::ContainerCreateBody;
-use bollard::Docker;
 use tokio::sync::Semaphore;
 
+use crate::engine::spec::ContainerSpec;
+use crate::engine::Containers;
 use crate::lifecycle::labels::{container_name, Role};
 use crate::lifecycle::reaper::Reaper;
 use crate::manifest::Serve;
@@ -28,7 +28,7 @@ pub(crate) struct ServePools {
 
 #[derive(Debug)]
 struct Inner {
-    docker: Docker,
+    engine: Containers,
     reaper: Reaper,
     skills: Mutex<Pools>,
 }
@@ -44,7 +44,7 @@ struct Pools {
 struct SkillWorkers {
     skill: String,
     limits: Serve,
-    body: ContainerCreateBody,
+    spec: ContainerSpec,
     /// One permit per worker slot: a request holds one while it uses a worker.
     slots: Semaphore,
     idle: Mutex<Vec<Worker>>,
@@ -62,9 +62,9 @@ pub(crate) enum ServeError {
 }
 
 impl ServePools {
-    pub(crate) fn new(docker: Docker, reaper: Reaper) -> Self {
+    pub(crate) fn new(engine: Containers, reaper: Reaper) -> Self {
         let inner = Arc::new(Inner {
-            docker,
+            engine,
             reaper,
             skills: Mutex::default(),
         });
@@ -73,18 +73,18 @@ impl ServePools {
     }
 
     /// Answer `request` with a worker of `skill`, starting one if none is idle.
-    /// `body` makes the configuration of new workers; only the first call for a skill
+    /// `spec` makes the configuration of new workers; only the first call for a skill
     /// calls it, and that configuration stays.
     pub(crate) async fn exchange(
         &self,
         skill: &str,
         limits: &Serve,
-        body: impl FnOnce() -> ContainerCreateBody,
+        spec: impl FnOnce() -> ContainerSpec,
         request: &RunRequest,
     ) -> Result<(Exchange, Duration), ServeError> {
         let waited = std::time::Instant::now();
         let workers = self
-            .workers(skill, limits, body)
+            .workers(skill, limits, spec)
             .ok_or(ServeError::Closed)?;
         // `close` closes the semaphore: a call waiting for a worker then ends, refused.
         let _permit = tokio::time::timeout(request.timeout, workers.slots.acquire())
@@ -106,7 +106,7 @@ impl ServePools {
             None => {
                 let name = container_name(skill, Role::Worker);
                 self.inner.reaper.track(&name);
-                match Worker::start(&self.inner.docker, &name, workers.body.clone()).await {
+                match Worker::start(&self.inner.engine, &name, &workers.spec).await {
                     Ok(worker) => worker,
                     Err(e) => {
                         self.inner.reaper.remove_later(&name);
@@ -122,7 +122,7 @@ impl ServePools {
             reaper: &self.inner.reaper,
             kept: false,
         };
-        let exchange = worker.exchange(&self.inner.docker, request).await;
+        let exchange = worker.exchange(&self.inner.engine, request).await;
         // A worker that finished after `close` is not kept: nobody would retire it.
         in_use.kept = matches!(&exchange, Ok(e) if e.reusable)
             && !workers.slots.is_closed()
@@ -163,7 +163,7 @@ impl ServePools {
         &self,
         skill: &str,
         limits: &Serve,
-        body: impl FnOnce() -> ContainerCreateBody,
+        spec: impl FnOnce() -> ContainerSpec,
     ) -> Option<Arc<SkillWorkers>> {
         let mut pools = lock(&self.inner.skills);
         if pools.closed {
@@ -173,7 +173,7 @@ impl ServePools {
             Arc::new(SkillWorkers {
                 skill: skill.to_string(),
                 limits: limits.clone(),
-                body: body(),
+                spec: spec(),
                 slots: Semaphore::new(limits.workers as usize),
                 idle: Mutex::default(),
             })

@@ -3,15 +3,14 @@
 //! output limit, broken protocol, death) is never given another.
 
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use bollard::container::LogOutput;
-use bollard::models::ContainerCreateBody;
-use bollard::Docker;
-use futures_util::{FutureExt, Stream, StreamExt};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use futures_util::{FutureExt, StreamExt};
+use tokio::io::AsyncWriteExt;
 
+use crate::engine::containers::{Chunk, Input, Output};
+use crate::engine::spec::ContainerSpec;
+use crate::engine::Containers;
 use crate::run::container::{
     create_attached, err, exit_state, start_container, HostKill, RunError, RunOutcome, RunRequest,
     Streams,
@@ -21,9 +20,6 @@ use crate::run::container::{
 const SETTLE_AFTER_ERROR: Duration = Duration::from_millis(300);
 /// How long a worker that stopped answering gets to report its exit.
 const EXIT_REPORT_BOUND: Duration = Duration::from_secs(2);
-
-type Output = Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
-type Input = Pin<Box<dyn AsyncWrite + Send>>;
 
 /// A running serve-mode container and its attached stdin and stdout.
 pub(crate) struct Worker {
@@ -60,12 +56,12 @@ impl Worker {
     /// Create, attach and start a worker named `name`. The caller tracks the name with
     /// the reaper first, so a failure here leaves nothing behind.
     pub(crate) async fn start(
-        docker: &Docker,
+        engine: &Containers,
         name: &str,
-        body: ContainerCreateBody,
+        spec: &ContainerSpec,
     ) -> Result<Worker, RunError> {
-        let attached = create_attached(docker, name, body).await?;
-        start_container(docker, &attached.id).await?;
+        let attached = create_attached(engine, name, spec).await?;
+        start_container(engine, &attached.id).await?;
         let now = Instant::now();
         Ok(Worker {
             name: attached.name,
@@ -91,10 +87,9 @@ impl Worker {
         loop {
             match self.output.next().now_or_never() {
                 None => return true,
-                Some(Some(Ok(LogOutput::StdErr { message }))) => {
+                Some(Some(Ok(Chunk::Stderr(message)))) => {
                     tracing::debug!(worker = %self.name, bytes = message.len(), "dropping stderr written after an answer");
                 }
-                Some(Some(Ok(LogOutput::StdIn { .. }))) => {}
                 Some(_) => return false,
             }
         }
@@ -104,13 +99,13 @@ impl Worker {
     /// limit or the worker's end.
     pub(crate) async fn exchange(
         &mut self,
-        docker: &Docker,
+        engine: &Containers,
         request: &RunRequest,
     ) -> Result<Exchange, RunError> {
         self.served += 1;
         let deadline = tokio::time::Instant::now() + request.timeout;
         if let (Some(gateway), None) = (&request.egress, self.egress_client) {
-            self.egress_client = gateway.address_of(docker, &self.id).await;
+            self.egress_client = gateway.address_of(engine.as_ref(), &self.id).await;
         }
         let mut streams = Streams::new(request);
         let mut host_kill = None;
@@ -163,14 +158,8 @@ impl Worker {
         }
         let (mut exit_code, mut oom_killed) = (None, false);
         if ended {
-            let wait = docker.wait_container(
-                &self.id,
-                Some(bollard::query_parameters::WaitContainerOptions {
-                    condition: "not-running".into(),
-                }),
-            );
-            let _ = tokio::time::timeout(EXIT_REPORT_BOUND, wait.collect::<Vec<_>>()).await;
-            (exit_code, oom_killed) = exit_state(docker, &self.id).await?;
+            let _ = tokio::time::timeout(EXIT_REPORT_BOUND, engine.stopped(&self.id)).await;
+            (exit_code, oom_killed) = exit_state(engine, &self.id).await?;
         }
         // Bytes beyond the result would be read as the next request's answer.
         let reusable = host_kill.is_none() && !ended && !streams.reader.has_partial_line();
@@ -187,7 +176,7 @@ impl Worker {
 mod tests {
     use super::*;
 
-    fn worker(chunks: Vec<LogOutput>, then_end: bool) -> Worker {
+    fn worker(chunks: Vec<Chunk>, then_end: bool) -> Worker {
         let items = futures_util::stream::iter(chunks.into_iter().map(Ok));
         let output: Output = if then_end {
             Box::pin(items)
@@ -206,10 +195,8 @@ mod tests {
         }
     }
 
-    fn stderr(text: &str) -> LogOutput {
-        LogOutput::StdErr {
-            message: text.as_bytes().to_vec().into(),
-        }
+    fn stderr(text: &str) -> Chunk {
+        Chunk::Stderr(text.as_bytes().to_vec().into())
     }
 
     #[test]
@@ -221,9 +208,7 @@ mod tests {
 
     #[test]
     fn stdout_after_an_answer_or_an_ended_stream_retires_the_worker() {
-        let stray = LogOutput::StdOut {
-            message: b"{\"type\":\"result\"}\n".to_vec().into(),
-        };
+        let stray = Chunk::Stdout(b"{\"type\":\"result\"}\n".to_vec().into());
         assert!(!worker(vec![stderr("log\n"), stray], false).ready_for_next());
         assert!(!worker(vec![], true).ready_for_next());
     }

@@ -7,17 +7,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bollard::container::{AttachContainerResults, LogOutput};
-use bollard::models::ContainerCreateBody;
-use bollard::query_parameters::{
-    AttachContainerOptions, CreateContainerOptions, KillContainerOptions, WaitContainerOptions,
-};
-use bollard::Docker;
 use futures_util::StreamExt;
 use skillhost_api::Denial;
 use tokio::io::AsyncWriteExt;
 
 use crate::egress::Gateway;
+use crate::engine::containers::{Attachment, CallError, Chunk, Output};
+use crate::engine::spec::ContainerSpec;
+use crate::engine::Containers;
 use crate::invoke::ProgressCallback;
 use crate::lifecycle::guard::ContainerGuard;
 use crate::lifecycle::reaper::Reaper;
@@ -25,11 +22,11 @@ use crate::run::exit_trailer::{key_line, ExitReport, TrailerScanner};
 use crate::run::frame_reader::{Decoded, FrameReader};
 
 /// After the container exits, how long to wait for the attach stream to end: it may
-/// never end on its own (bollard #251), and all its data is already in transit.
+/// never end on its own (see the engine adapter's notes), and all its data is already in
+/// transit.
 const DRAIN_BOUND: Duration = Duration::from_millis(300);
-/// How long the engine may take to describe a finished container; an engine that is
-/// wedged on it must not hold the call for ever.
-const INSPECT_BOUND: Duration = Duration::from_secs(10);
+/// How long the egress address lookup may still take once the call is over.
+const LOOKUP_BOUND: Duration = Duration::from_secs(10);
 /// After a kill, how long the engine has to report the exit before we stop waiting.
 const KILL_GRACE: Duration = Duration::from_millis(800);
 
@@ -72,7 +69,7 @@ impl std::fmt::Debug for RunRequest {
 pub(crate) struct Attached {
     pub(crate) id: String,
     pub(crate) name: String,
-    pub(crate) io: AttachContainerResults,
+    pub(crate) io: Attachment,
     /// Started already: its init waits for the key line before it starts the skill.
     pub(crate) started: bool,
 }
@@ -151,105 +148,91 @@ pub struct RunError {
     pub action: &'static str,
     /// The engine's answer.
     #[source]
-    pub source: bollard::errors::Error,
+    pub source: CallError,
 }
 
-pub(crate) fn err(action: &'static str) -> impl FnOnce(bollard::errors::Error) -> RunError {
+pub(crate) fn err(action: &'static str) -> impl FnOnce(CallError) -> RunError {
     move |source| RunError { action, source }
 }
 
 /// Run `request` in a fresh container named `name`; the reaper removes it afterwards, and
 /// the guard does if this future is dropped first.
-pub async fn run_container(
-    docker: &Docker,
+pub(crate) async fn run_container(
+    engine: &Containers,
     reaper: &Reaper,
     name: &str,
-    body: ContainerCreateBody,
+    spec: &ContainerSpec,
     request: RunRequest,
 ) -> Result<RunOutcome, RunError> {
     let started = Instant::now();
     // Guarded by name before it exists: a future dropped while the create is in flight
     // must not leave an unguarded container behind.
-    let mut guard = ContainerGuard::new(name.to_string());
-    let attached = create_attached(docker, name, body).await?;
+    let mut guard = ContainerGuard::new(name.to_string(), engine.clone());
+    let attached = create_attached(engine, name, spec).await?;
     guard.created();
-    run_attached(docker, reaper, guard, attached, request, started).await
+    run_attached(engine, reaper, guard, attached, request, started).await
 }
 
 /// Start an attached container, drive it to the end, and hand it to the reaper.
-pub async fn run_attached(
-    docker: &Docker,
+pub(crate) async fn run_attached(
+    engine: &Containers,
     reaper: &Reaper,
     guard: ContainerGuard,
     attached: Attached,
     request: RunRequest,
     started: Instant,
 ) -> Result<RunOutcome, RunError> {
-    let result = drive(docker, attached, request, started).await;
+    let result = drive(engine, attached, request, started).await;
     guard.release(reaper);
     result
 }
 
 /// Create a container and attach to its stdio. Attaching before the start is what keeps
 /// the first bytes of output from being lost.
-pub async fn create_attached(
-    docker: &Docker,
+pub(crate) async fn create_attached(
+    engine: &Containers,
     name: &str,
-    body: ContainerCreateBody,
+    spec: &ContainerSpec,
 ) -> Result<Attached, RunError> {
-    let options = CreateContainerOptions {
-        name: Some(name.to_string()),
-        ..Default::default()
-    };
-    let created = docker
-        .create_container(Some(options), body)
+    let id = engine
+        .create(name, spec)
         .await
         .map_err(err("creating the container"))?;
-    let io = docker
-        .attach_container(
-            &created.id,
-            Some(AttachContainerOptions {
-                stdin: true,
-                stdout: true,
-                stderr: true,
-                stream: true,
-                logs: false,
-                ..Default::default()
-            }),
-        )
+    let io = engine
+        .attach(&id)
         .await
         .map_err(err("attaching to the container"))?;
     Ok(Attached {
-        id: created.id,
+        id,
         name: name.to_string(),
         io,
         started: false,
     })
 }
 
-pub(crate) async fn start_container(docker: &Docker, id: &str) -> Result<(), RunError> {
-    docker
-        .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
+pub(crate) async fn start_container(engine: &Containers, id: &str) -> Result<(), RunError> {
+    engine
+        .start(id)
         .await
         .map_err(err("starting the container"))
 }
 
 async fn drive(
-    docker: &Docker,
+    engine: &Containers,
     attached: Attached,
     request: RunRequest,
     started: Instant,
 ) -> Result<RunOutcome, RunError> {
     let (id, attach) = (attached.id.as_str(), attached.io);
     if !attached.started {
-        start_container(docker, id).await?;
+        start_container(engine, id).await?;
     }
     let startup = started.elapsed();
     let deadline = tokio::time::Instant::now() + request.timeout;
-    let (writer, lookup) = spawn_writer(docker, id, attach.input, &request);
+    let (writer, lookup) = spawn_writer(engine, id, attach.input, &request);
     let mut output = attach.output;
     let mut streams = Streams::new(&request);
-    let watched = watch(docker, id, &mut output, &mut streams, deadline).await?;
+    let watched = watch(engine, id, &mut output, &mut streams, deadline).await?;
     writer.abort();
     let Watched {
         reported,
@@ -267,7 +250,7 @@ async fn drive(
                 output_open,
                 writer,
             };
-            settle_exit(docker, id, drained, &mut streams, &mut host_kill).await?
+            settle_exit(engine, id, drained, &mut streams, &mut host_kill).await?
         }
     };
     let mut outcome = streams.into_outcome(exit_code, oom_killed, host_kill, startup);
@@ -276,7 +259,7 @@ async fn drive(
     if let Some(lookup) = lookup {
         // Done long ago unless the engine is wedged; a network's inspect takes no
         // container's lock, so it cannot wait on this call's own exit.
-        outcome.egress.client = tokio::time::timeout(INSPECT_BOUND, lookup)
+        outcome.egress.client = tokio::time::timeout(LOOKUP_BOUND, lookup)
             .await
             .ok()
             .and_then(Result::ok)
@@ -285,18 +268,13 @@ async fn drive(
     Ok(outcome)
 }
 
-/// The container's output, as attach gives it.
-type Output = std::pin::Pin<
-    Box<dyn futures_util::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>,
->;
-
 /// Write the key line and the request to stdin and close it, from a task of its own, so a
 /// skill that answers before reading all its input, or writes a lot while we write a lot,
 /// cannot deadlock the exchange. With an allowlist the writer waits until the container's
 /// egress address is known (the second task): a skill that reads its request before it
 /// connects cannot be refused before the host knows whose refusal it is.
 fn spawn_writer(
-    docker: &Docker,
+    engine: &Containers,
     id: &str,
     mut input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
     request: &RunRequest,
@@ -317,9 +295,9 @@ fn spawn_writer(
         .filter(|_| request.egress_client.is_none())
     {
         Some(gateway) => {
-            let (docker, id) = (docker.clone(), id.to_string());
+            let (engine, id) = (engine.clone(), id.to_string());
             Some(tokio::spawn(async move {
-                let client = gateway.address_of(&docker, &id).await;
+                let client = gateway.address_of(engine.as_ref(), &id).await;
                 let _ = looked_up.send(());
                 client
             }))
@@ -351,18 +329,13 @@ struct Watched {
 /// Read stdout until the init reports the exit or the engine does, killing the container
 /// at the deadline or at the output limit.
 async fn watch(
-    docker: &Docker,
+    engine: &Containers,
     id: &str,
     output: &mut Output,
     streams: &mut Streams<'_>,
     deadline: tokio::time::Instant,
 ) -> Result<Watched, RunError> {
-    let mut wait = Box::pin(docker.wait_container(
-        id,
-        Some(WaitContainerOptions {
-            condition: "not-running".into(),
-        }),
-    ));
+    let mut stopped = engine.stopped(id);
     let mut host_kill = None;
     let mut kill_sent_at: Option<tokio::time::Instant> = None;
     let mut output_open = true;
@@ -388,19 +361,19 @@ async fn watch(
                 Some(Ok(chunk)) => {
                     if streams.take(chunk) && host_kill.is_none() {
                         host_kill = Some(HostKill::OutputLimit);
-                        kill_sent_at = Some(send_kill(docker, id));
+                        kill_sent_at = Some(send_kill(engine, id));
                     }
                 }
                 Some(Err(e)) => return Err(err("reading the container's output")(e)),
                 None => output_open = false,
             },
-            status = wait.next() => match status {
-                Some(Ok(_)) | Some(Err(bollard::errors::Error::DockerContainerWaitError { .. })) | None => break,
-                Some(Err(e)) => return Err(err("waiting for the container")(e)),
+            status = &mut stopped => match status {
+                Ok(()) => break,
+                Err(e) => return Err(err("waiting for the container")(e)),
             },
             _ = tokio::time::sleep_until(deadline), if host_kill.is_none() => {
                 host_kill = Some(HostKill::Timeout);
-                kill_sent_at = Some(send_kill(docker, id));
+                kill_sent_at = Some(send_kill(engine, id));
             },
             _ = kill_grace_over => {
                 tracing::warn!(container = id, "the engine did not report the exit of a killed container in time");
@@ -425,7 +398,7 @@ struct Drained {
 /// The exit code and OOM flag from the engine, once the output still in flight is read
 /// and the attach connection closed.
 async fn settle_exit(
-    docker: &Docker,
+    engine: &Containers,
     id: &str,
     mut drained: Drained,
     streams: &mut Streams<'_>,
@@ -443,14 +416,12 @@ async fn settle_exit(
         })
         .await;
     }
-    // Close the attach connection before asking the engine anything more. On dockerd
-    // 20.10 the exit handler waits, holding the container's lock, until every attached
-    // client has taken the output; an inspect sent while this connection stays open and
-    // unread would wait on itself for ever.
+    // Close the attach connection before asking the engine anything more: an inspect
+    // can wait on an open, unread attach (see the engine adapter's notes).
     let _ = drained.writer.await;
     drop(drained.output);
     streams.release_held();
-    exit_state(docker, id).await
+    exit_state(engine, id).await
 }
 
 /// What the container wrote: stdout decoded into frames, stderr kept up to the log
@@ -482,18 +453,16 @@ impl<'a> Streams<'a> {
     }
 
     /// Take one chunk; true when stdout went over the output limit.
-    pub(crate) fn take(&mut self, chunk: LogOutput) -> bool {
+    pub(crate) fn take(&mut self, chunk: Chunk) -> bool {
         match chunk {
-            LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                match self.trailers.as_mut() {
-                    Some([stdout, _]) => {
-                        let bytes = stdout.push(&message);
-                        self.stdout(&bytes)
-                    }
-                    None => self.stdout(&message),
+            Chunk::Stdout(message) => match self.trailers.as_mut() {
+                Some([stdout, _]) => {
+                    let bytes = stdout.push(&message);
+                    self.stdout(&bytes)
                 }
-            }
-            LogOutput::StdErr { message } => {
+                None => self.stdout(&message),
+            },
+            Chunk::Stderr(message) => {
                 match self.trailers.as_mut() {
                     Some([_, stderr]) => {
                         let bytes = stderr.push(&message);
@@ -503,7 +472,6 @@ impl<'a> Streams<'a> {
                 }
                 false
             }
-            LogOutput::StdIn { .. } => false,
         }
     }
 
@@ -563,40 +531,180 @@ impl<'a> Streams<'a> {
 
 /// How a stopped container ended: its exit code and whether the kernel killed a process
 /// of it for memory.
-pub(crate) async fn exit_state(docker: &Docker, id: &str) -> Result<(Option<i64>, bool), RunError> {
-    let inspect = docker.inspect_container(
-        id,
-        None::<bollard::query_parameters::InspectContainerOptions>,
-    );
-    let state = tokio::time::timeout(INSPECT_BOUND, inspect)
+pub(crate) async fn exit_state(
+    engine: &Containers,
+    id: &str,
+) -> Result<(Option<i64>, bool), RunError> {
+    let state = engine
+        .exit_state(id)
         .await
-        .map_err(|_| RunError {
-            action: "inspecting the container (the engine did not answer in time)",
-            source: bollard::errors::Error::RequestTimeoutError,
-        })?
-        .map_err(err("inspecting the container"))?
-        .state
-        .unwrap_or_default();
-    Ok((state.exit_code, state.oom_killed.unwrap_or(false)))
+        .map_err(err("inspecting the container"))?;
+    Ok((state.code, state.oom_killed))
 }
 
 /// SIGKILL the container from a task of its own. The engine answers a kill only once the
 /// container has stopped, and it stops only once its output is drained, so awaiting the
 /// kill while not reading the output would deadlock against a flooding skill.
-fn send_kill(docker: &Docker, id: &str) -> tokio::time::Instant {
-    let (docker, id) = (docker.clone(), id.to_string());
+fn send_kill(engine: &Containers, id: &str) -> tokio::time::Instant {
+    let (engine, id) = (engine.clone(), id.to_string());
     tokio::spawn(async move {
-        let options = KillContainerOptions {
-            signal: "KILL".into(),
-        };
-        match docker.kill_container(&id, Some(options)).await {
-            // 409: it exited on its own between our decision and the kill.
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 409, ..
-            })
-            | Ok(()) => {}
-            Err(e) => tracing::warn!(container = %id, "kill failed: {e}"),
+        if let Err(e) = engine.kill(&id).await {
+            tracing::warn!(container = %id, "kill failed: {e}");
         }
     });
     tokio::time::Instant::now()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::engine::double::{FakeEngine, Script};
+
+    fn request(timeout: Duration, output_limit: u64) -> RunRequest {
+        RunRequest {
+            stdin: b"{\"id\":\"r-1\"}\n".to_vec(),
+            request_id: "r-1".into(),
+            timeout,
+            output_limit,
+            log_limit: 1024,
+            on_progress: None,
+            trailer_key: None,
+            egress: None,
+            egress_client: None,
+        }
+    }
+
+    const RESULT: &[u8] =
+        b"{\"type\":\"result\",\"id\":\"r-1\",\"ok\":true,\"output\":{\"n\":1}}\n";
+
+    fn engine(script: Script) -> (Arc<FakeEngine>, Containers) {
+        let fake = FakeEngine::new(move |_, stdin| {
+            assert_eq!(
+                stdin, b"{\"id\":\"r-1\"}\n",
+                "the request reaches stdin whole"
+            );
+            script.clone()
+        });
+        let containers: Containers = fake.clone();
+        (fake, containers)
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_read_to_its_result_and_the_container_removed() {
+        let (fake, containers) = engine(Script {
+            stdout: RESULT.to_vec(),
+            stderr: b"a log line\n".to_vec(),
+            ..Default::default()
+        });
+        let reaper = Reaper::new(containers.clone());
+        let spec = ContainerSpec::default();
+        let outcome = run_container(
+            &containers,
+            &reaper,
+            "c-1",
+            &spec,
+            request(Duration::from_secs(30), 1 << 20),
+        )
+        .await
+        .unwrap();
+        assert_eq!(outcome.exit_code, Some(0));
+        assert_eq!(outcome.host_kill, None);
+        assert!(outcome.decoded.result.is_some());
+        assert_eq!(outcome.logs, b"a log line\n");
+        reaper.settled().await;
+        assert!(fake.containers().is_empty());
+        let calls = fake.calls();
+        let first: Vec<&str> = calls.iter().take(3).map(String::as_str).collect();
+        assert_eq!(first, ["create c-1", "attach id-c-1", "start id-c-1"]);
+        assert!(calls.contains(&"remove c-1".to_string()), "{calls:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_container_past_its_deadline_is_killed_and_removed() {
+        let (fake, containers) = engine(Script {
+            hang: true,
+            ..Default::default()
+        });
+        let reaper = Reaper::new(containers.clone());
+        let spec = ContainerSpec::default();
+        let outcome = run_container(
+            &containers,
+            &reaper,
+            "c-2",
+            &spec,
+            request(Duration::from_secs(5), 1 << 20),
+        )
+        .await
+        .unwrap();
+        assert_eq!(outcome.host_kill, Some(HostKill::Timeout));
+        assert_eq!(outcome.exit_code, Some(137));
+        assert!(fake.calls().contains(&"kill id-c-2".to_string()));
+        reaper.settled().await;
+        assert!(fake.containers().is_empty());
+    }
+
+    #[tokio::test]
+    async fn output_past_the_limit_kills_the_container() {
+        let (fake, containers) = engine(Script {
+            stdout: vec![b'x'; 4096],
+            hang: true,
+            ..Default::default()
+        });
+        let reaper = Reaper::new(containers.clone());
+        let spec = ContainerSpec::default();
+        let outcome = run_container(
+            &containers,
+            &reaper,
+            "c-3",
+            &spec,
+            request(Duration::from_secs(30), 100),
+        )
+        .await
+        .unwrap();
+        assert_eq!(outcome.host_kill, Some(HostKill::OutputLimit));
+        assert!(fake.calls().contains(&"kill id-c-3".to_string()));
+    }
+
+    #[tokio::test]
+    async fn a_failed_create_is_an_engine_error_and_leaves_nothing() {
+        let (fake, containers) = engine(Script::default());
+        fake.fail("create", 1);
+        let reaper = Reaper::new(containers.clone());
+        let spec = ContainerSpec::default();
+        let err = run_container(
+            &containers,
+            &reaper,
+            "c-4",
+            &spec,
+            request(Duration::from_secs(30), 1 << 20),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.action, "creating the container");
+        assert!(fake.containers().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_dropped_call_takes_its_container_with_it() {
+        let (fake, containers) = engine(Script {
+            hang: true,
+            ..Default::default()
+        });
+        let reaper = Reaper::new(containers.clone());
+        let spec = ContainerSpec::default();
+        let call = run_container(
+            &containers,
+            &reaper,
+            "c-5",
+            &spec,
+            request(Duration::from_secs(60), 1 << 20),
+        );
+        // The caller gives up while the skill still runs.
+        assert!(tokio::time::timeout(Duration::from_millis(50), call)
+            .await
+            .is_err());
+        assert!(fake.containers().is_empty(), "{:?}", fake.containers());
+    }
 }

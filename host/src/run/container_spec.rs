@@ -4,12 +4,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use bollard::models::{
-    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountBindOptions,
-    MountBindOptionsPropagationEnum, MountType, ResourcesUlimits,
-};
-
 use crate::egress::{Gateway, DNS_OPTIONS};
+use crate::engine::spec::{
+    BindMount, Confinement, ContainerSpec, Limits, LogKeeping, NetworkMode, Resolver,
+};
 use crate::invoke::run_as::RunAs;
 use crate::manifest::units::ByteSize;
 use crate::manifest::{Manifest, Network, WorkspaceMode};
@@ -85,98 +83,52 @@ fn tmpfs(mounts: &BTreeMap<String, ByteSize>) -> HashMap<String, String> {
         .collect()
 }
 
-/// The workspace's bind mount at `/workspace`, private to this container.
-fn workspace_mount(dir: &Path, mode: WorkspaceMode) -> Mount {
-    Mount {
-        target: Some(WORKSPACE_TARGET.into()),
-        source: Some(dir.display().to_string()),
-        typ: Some(MountType::BIND),
-        read_only: Some(mode != WorkspaceMode::Rw),
-        bind_options: Some(MountBindOptions {
-            propagation: Some(MountBindOptionsPropagationEnum::RPRIVATE),
-            ..Default::default()
-        }),
-        ..Default::default()
+/// The workspace's bind mount at `/workspace`.
+fn workspace_mount(dir: &Path, mode: WorkspaceMode) -> BindMount {
+    BindMount {
+        source: dir.display().to_string(),
+        target: WORKSPACE_TARGET.into(),
+        read_only: mode != WorkspaceMode::Rw,
+    }
+}
+
+/// Where the container's network comes from, and its resolver when it has an endpoint of
+/// its own on an egress network.
+fn network(inputs: &ContainerInputs<'_>) -> (NetworkMode, Option<Resolver>) {
+    let run = &inputs.manifest.run;
+    match (&run.network, inputs.egress, inputs.holder) {
+        (Network::Bridge, _, _) => (NetworkMode::Bridge, None),
+        // The engine refuses resolver settings for a container that joins another's
+        // network: the holder has them.
+        (Network::Egress(_), Some(_), Some(holder)) => {
+            (NetworkMode::Container(holder.to_string()), None)
+        }
+        (Network::Egress(_), Some(gateway), None) => (
+            NetworkMode::Network(gateway.network.clone()),
+            Some(Resolver {
+                servers: vec![gateway.proxy_ip.clone()],
+                options: DNS_OPTIONS.map(String::from).to_vec(),
+            }),
+        ),
+        // Fails closed: an allowlist without its gateway is no network.
+        (Network::None, _, _) | (Network::Egress(_), None, _) => (NetworkMode::None, None),
     }
 }
 
 /// The hardened configuration of one container.
-pub fn container_body(inputs: &ContainerInputs<'_>) -> ContainerCreateBody {
+pub fn container_spec(inputs: &ContainerInputs<'_>) -> ContainerSpec {
     let run = &inputs.manifest.run;
-    let egress = match run.network {
-        Network::Egress(_) => inputs.egress,
-        _ => None,
-    };
-    // The engine refuses resolver settings for a container that joins another's network.
-    let holder = egress.and(inputs.holder);
-    let own_endpoint = egress.filter(|_| holder.is_none());
-    let network_disabled = match run.network {
-        Network::None => true,
-        Network::Bridge => false,
-        Network::Egress(_) => egress.is_none(),
-    };
     let limits = &run.limits;
-    let memory = limits.memory.0 as i64;
-    let host_config = HostConfig {
-        // Identity and privilege.
-        cap_drop: Some(vec!["ALL".into()]),
-        security_opt: Some(vec!["no-new-privileges:true".into(), SECURITY_OPT.clone()]),
-        privileged: Some(false),
-        readonly_rootfs: Some(true),
-        // Resources: memory+swap equal means no swap at all.
-        memory: Some(memory),
-        memory_swap: Some(memory),
-        nano_cpus: Some(limits.cpus.nano()),
-        pids_limit: Some(limits.pids),
-        ulimits: Some(vec![ResourcesUlimits {
-            name: Some("nofile".into()),
-            soft: Some(limits.nofile),
-            hard: Some(limits.nofile),
-        }]),
-        tmpfs: Some(tmpfs(&limits.tmpfs)),
-        shm_size: Some(SHM_BYTES),
-        // Isolation from the host and from each other.
-        network_mode: Some(match (&run.network, egress, holder) {
-            (Network::Bridge, _, _) => "bridge".into(),
-            (Network::Egress(_), Some(_), Some(holder)) => format!("container:{holder}"),
-            (Network::Egress(_), Some(gateway), None) => gateway.network.clone(),
-            // Fails closed: an allowlist without its gateway is no network.
-            (Network::None, _, _) | (Network::Egress(_), None, _) => "none".into(),
-        }),
-        dns: own_endpoint.map(|gateway| vec![gateway.proxy_ip.clone()]),
-        dns_options: own_endpoint.map(|_| DNS_OPTIONS.map(String::from).to_vec()),
-        ipc_mode: Some("private".into()),
-        // PID 1 reaps and passes signals on: skillhost's init where there is one.
-        init: Some(inputs.init_command.is_none()),
-        mounts: inputs
-            .workspace
-            .map(|(dir, mode)| vec![workspace_mount(dir, mode)]),
-        // Output is read over attach and capped there; the daemon keeps no copy.
-        log_config: Some(HostConfigLogConfig {
-            typ: Some("none".into()),
-            config: None,
-        }),
-        auto_remove: Some(false),
-        runtime: run.runtime.clone(),
-        ..Default::default()
-    };
-    ContainerCreateBody {
-        image: Some(inputs.image.into()),
+    let (network, dns) = network(inputs);
+    ContainerSpec {
+        image: inputs.image.into(),
         entrypoint: inputs.init_command.map(|_| vec![INIT_PATH.to_string()]),
         cmd: inputs.init_command.map(<[String]>::to_vec),
         // Two numbers: the engine then reads no name from the image's files and adds no
         // supplementary group.
         user: Some(inputs.run_as.to_string()),
-        env: Some(env(inputs)),
-        labels: Some(inputs.labels.clone()),
-        attach_stdin: Some(true),
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
-        // Half-closing stdin reaches the skill only with these three.
-        open_stdin: Some(true),
-        stdin_once: Some(true),
-        tty: Some(false),
-        network_disabled: Some(network_disabled),
+        env: env(inputs),
+        labels: inputs.labels.clone(),
         working_dir: Some(
             if inputs.workspace.is_some() {
                 WORKSPACE_TARGET
@@ -185,8 +137,33 @@ pub fn container_body(inputs: &ContainerInputs<'_>) -> ContainerCreateBody {
             }
             .into(),
         ),
-        host_config: Some(host_config),
-        ..Default::default()
+        interactive: true,
+        network,
+        dns,
+        confinement: Confinement {
+            drop_all_capabilities: true,
+            security_opt: vec!["no-new-privileges:true".into(), SECURITY_OPT.clone()],
+            read_only_root: true,
+            private_ipc: true,
+        },
+        limits: Limits {
+            memory: Some(limits.memory.0 as i64),
+            nano_cpus: Some(limits.cpus.nano()),
+            pids: Some(limits.pids),
+            nofile: Some(limits.nofile),
+            shm: Some(SHM_BYTES),
+        },
+        tmpfs: tmpfs(&limits.tmpfs),
+        binds: inputs
+            .workspace
+            .map(|(dir, mode)| workspace_mount(dir, mode))
+            .into_iter()
+            .collect(),
+        // PID 1 reaps and passes signals on: skillhost's init where there is one.
+        engine_init: inputs.init_command.is_none(),
+        // Output is read over attach and capped there; the engine keeps no copy.
+        log: LogKeeping::Nothing,
+        runtime: run.runtime.clone(),
     }
 }
 
@@ -201,9 +178,9 @@ mod tests {
         Manifest::parse(&text).unwrap()
     }
 
-    fn body(m: &Manifest, workspace: Option<(&Path, WorkspaceMode)>) -> ContainerCreateBody {
+    fn body(m: &Manifest, workspace: Option<(&Path, WorkspaceMode)>) -> ContainerSpec {
         let env = BTreeMap::from([("LANG".to_string(), "C".to_string())]);
-        container_body(&ContainerInputs {
+        container_spec(&ContainerInputs {
             manifest: m,
             image: "skill-t:abc",
             run_as: RunAs {
@@ -220,8 +197,8 @@ mod tests {
     }
 
     /// The body of an image that has skillhost's init, running `command`.
-    fn body_with_init(m: &Manifest, command: &[String]) -> ContainerCreateBody {
-        container_body(&ContainerInputs {
+    fn body_with_init(m: &Manifest, command: &[String]) -> ContainerSpec {
+        container_spec(&ContainerInputs {
             manifest: m,
             image: "skill-t:abc",
             run_as: RunAs {
@@ -241,8 +218,8 @@ mod tests {
     fn a_prestarting_skill_tells_its_init_and_only_when_the_image_has_one() {
         let m = manifest("  prestart: true\n");
         let with_init = body_with_init(&m, &["/skill".to_string()]);
-        assert_eq!(with_init.env, Some(vec![format!("{PRESTART_ENV}=1")]));
-        assert_eq!(body(&m, None).env, Some(vec!["LANG=C".to_string()]));
+        assert_eq!(with_init.env, vec![format!("{PRESTART_ENV}=1")]);
+        assert_eq!(body(&m, None).env, vec!["LANG=C".to_string()]);
     }
 
     #[test]
@@ -252,7 +229,7 @@ mod tests {
         let b = body_with_init(&m, &command);
         assert_eq!(b.entrypoint, Some(vec![INIT_PATH.to_string()]));
         assert_eq!(b.cmd, Some(command));
-        assert_eq!(b.host_config.unwrap().init, Some(false));
+        assert!(!b.engine_init);
         let plain = body(&m, None);
         assert_eq!(
             (plain.entrypoint, plain.cmd),
@@ -265,88 +242,61 @@ mod tests {
     fn every_hardening_default_is_set() {
         let m = manifest("");
         let b = body(&m, None);
-        let h = b.host_config.as_ref().unwrap();
         assert_eq!(b.user.as_deref(), Some("10001:10001"));
-        assert_eq!(h.cap_drop, Some(vec!["ALL".to_string()]));
-        assert_eq!(h.cap_add, None);
         assert_eq!(
-            h.security_opt,
-            Some(vec![
-                "no-new-privileges:true".to_string(),
-                SECURITY_OPT.clone()
-            ])
+            b.confinement,
+            Confinement {
+                drop_all_capabilities: true,
+                security_opt: vec!["no-new-privileges:true".to_string(), SECURITY_OPT.clone()],
+                read_only_root: true,
+                private_ipc: true,
+            }
         );
-        assert_eq!(h.privileged, Some(false));
-        assert_eq!(h.readonly_rootfs, Some(true));
-        assert_eq!((h.memory, h.memory_swap), (Some(64 << 20), Some(64 << 20)));
-        assert_eq!(h.nano_cpus, Some(500_000_000));
-        assert_eq!(h.pids_limit, Some(32));
-        assert_eq!(h.ulimits.as_ref().unwrap()[0].hard, Some(256));
         assert_eq!(
-            h.tmpfs.as_ref().unwrap()["/tmp"],
-            "rw,noexec,nosuid,nodev,size=8388608"
+            b.limits,
+            Limits {
+                memory: Some(64 << 20),
+                nano_cpus: Some(500_000_000),
+                pids: Some(32),
+                nofile: Some(256),
+                shm: Some(SHM_BYTES),
+            }
         );
-        assert_eq!(h.network_mode.as_deref(), Some("none"));
-        assert_eq!(b.network_disabled, Some(true));
-        assert_eq!(h.init, Some(true));
-        assert_eq!(h.log_config.as_ref().unwrap().typ.as_deref(), Some("none"));
-        assert_eq!(
-            (h.binds.as_ref(), h.mounts.as_ref()),
-            (None, None),
-            "no bind mounts unless declared"
-        );
-        assert_eq!(h.auto_remove, Some(false), "removal is explicit");
-        assert_eq!(h.pid_mode, None);
-        assert_eq!(h.ipc_mode.as_deref(), Some("private"));
-        assert_eq!(h.devices, None, "no host devices");
-        assert_eq!(
-            (h.port_bindings.as_ref(), h.publish_all_ports),
-            (None, None),
-            "no published ports"
-        );
-        assert_eq!(h.runtime, None, "the engine's default runtime unless asked");
-        assert_eq!(h.userns_mode, None);
-        assert!(h
+        assert_eq!(b.tmpfs["/tmp"], "rw,noexec,nosuid,nodev,size=8388608");
+        assert_eq!(b.network, NetworkMode::None);
+        assert!(b.engine_init);
+        assert_eq!(b.log, LogKeeping::Nothing);
+        assert!(b.binds.is_empty(), "no bind mounts unless declared");
+        assert_eq!(b.runtime, None, "the engine's default runtime unless asked");
+        assert!(b
+            .confinement
             .security_opt
-            .as_ref()
-            .unwrap()
             .iter()
             .all(|o| !o.contains("unconfined")));
-        assert_eq!(
-            (b.open_stdin, b.stdin_once, b.tty),
-            (Some(true), Some(true), Some(false))
-        );
-        assert_eq!(b.env, Some(vec!["LANG=C".to_string()]));
+        assert!(b.interactive);
+        assert_eq!(b.env, vec!["LANG=C".to_string()]);
     }
 
     #[test]
     fn a_declared_runtime_reaches_the_engine() {
         let m = manifest("  runtime: runsc\n");
-        assert_eq!(
-            body(&m, None).host_config.unwrap().runtime.as_deref(),
-            Some("runsc")
-        );
+        assert_eq!(body(&m, None).runtime.as_deref(), Some("runsc"));
     }
 
     #[test]
     fn bridge_network_only_when_declared() {
         let m = manifest("  network: bridge\n");
-        let b = body(&m, None);
-        assert_eq!(
-            b.host_config.unwrap().network_mode.as_deref(),
-            Some("bridge")
-        );
-        assert_eq!(b.network_disabled, Some(false));
+        assert_eq!(body(&m, None).network, NetworkMode::Bridge);
     }
 
     /// The body of `m` given an egress gateway (and a holder, if any), whether its
     /// manifest has an allowlist or not.
-    fn body_behind_gateway(m: &Manifest, holder: Option<&str>) -> ContainerCreateBody {
+    fn body_behind_gateway(m: &Manifest, holder: Option<&str>) -> ContainerSpec {
         let gateway = Gateway {
             network: "skillhost-egress-k".into(),
             proxy_ip: "172.30.0.2".into(),
         };
-        container_body(&ContainerInputs {
+        container_spec(&ContainerInputs {
             manifest: m,
             image: "skill-t:abc",
             run_as: RunAs {
@@ -366,15 +316,15 @@ mod tests {
     fn an_allowlist_joins_its_network_with_the_proxy_and_no_resolver_of_the_host() {
         let m = manifest("  network: {egress: [api.example.com:443]}\n");
         let b = body_behind_gateway(&m, None);
-        let h = b.host_config.unwrap();
-        assert_eq!(h.network_mode.as_deref(), Some("skillhost-egress-k"));
-        assert_eq!(h.dns, Some(vec!["172.30.0.2".to_string()]));
+        assert_eq!(b.network, NetworkMode::Network("skillhost-egress-k".into()));
         assert_eq!(
-            h.dns_options,
-            Some(vec!["timeout:1".to_string(), "attempts:1".to_string()])
+            b.dns,
+            Some(Resolver {
+                servers: vec!["172.30.0.2".to_string()],
+                options: vec!["timeout:1".to_string(), "attempts:1".to_string()],
+            })
         );
-        assert_eq!(b.network_disabled, Some(false));
-        let env = b.env.unwrap();
+        let env = b.env;
         for name in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
             assert!(
                 env.contains(&format!("{name}=http://172.30.0.2:8888")),
@@ -384,35 +334,30 @@ mod tests {
 
         // Without its gateway, an allowlisted skill gets no network at all.
         let b = body(&m, None);
-        assert_eq!(b.host_config.unwrap().network_mode.as_deref(), Some("none"));
-        assert_eq!(b.network_disabled, Some(true));
-        assert_eq!(b.env, Some(vec!["LANG=C".to_string()]));
+        assert_eq!(b.network, NetworkMode::None);
+        assert_eq!(b.env, vec!["LANG=C".to_string()]);
     }
 
     #[test]
     fn with_a_holder_an_allowlist_joins_the_holders_namespace_and_its_resolver() {
         let m = manifest("  network: {egress: [api.example.com:443]}\n");
         let b = body_behind_gateway(&m, Some("skillhost-egress-k-h-1"));
-        let h = b.host_config.unwrap();
         assert_eq!(
-            h.network_mode.as_deref(),
-            Some("container:skillhost-egress-k-h-1")
+            b.network,
+            NetworkMode::Container("skillhost-egress-k-h-1".into())
         );
         // The holder has them; the engine refuses them on a container that joins it.
-        assert_eq!((h.dns, h.dns_options), (None, None));
-        assert_eq!(b.network_disabled, Some(false));
+        assert_eq!(b.dns, None);
         assert!(b
             .env
-            .unwrap()
             .contains(&"HTTPS_PROXY=http://172.30.0.2:8888".to_string()));
     }
 
     #[test]
     fn a_gateway_and_a_holder_are_ignored_by_a_skill_without_an_allowlist() {
         let b = body_behind_gateway(&manifest(""), Some("skillhost-egress-k-h-1"));
-        let h = b.host_config.unwrap();
-        assert_eq!(h.network_mode.as_deref(), Some("none"));
-        assert_eq!(h.dns, None);
+        assert_eq!(b.network, NetworkMode::None);
+        assert_eq!(b.dns, None);
     }
 
     #[test]
@@ -420,11 +365,14 @@ mod tests {
         let m = manifest("  workspace: rw\n");
         for (mode, read_only) in [(WorkspaceMode::Ro, true), (WorkspaceMode::Rw, false)] {
             let b = body(&m, Some((Path::new("/srv/work"), mode)));
-            let mounts = b.host_config.unwrap().mounts.unwrap();
-            assert_eq!(mounts.len(), 1);
-            assert_eq!(mounts[0].source.as_deref(), Some("/srv/work"));
-            assert_eq!(mounts[0].target.as_deref(), Some(WORKSPACE_TARGET));
-            assert_eq!(mounts[0].read_only, Some(read_only));
+            assert_eq!(
+                b.binds,
+                vec![BindMount {
+                    source: "/srv/work".into(),
+                    target: WORKSPACE_TARGET.into(),
+                    read_only,
+                }]
+            );
             assert_eq!(b.working_dir.as_deref(), Some(WORKSPACE_TARGET));
         }
     }

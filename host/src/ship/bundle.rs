@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::bundle_check::{check_images, unpack, BundleError, IMAGES_NAME, LOCK_NAME};
 use super::ShipError;
-use crate::engine::{api_err, Engine};
+use crate::engine::Engine;
 use crate::lock::{verify, LockFile};
 
 /// What an export wrote.
@@ -48,9 +48,9 @@ pub async fn export(engine: &Engine, lock: &LockFile, out: &Path) -> Result<Expo
         .await
         .map_err(io("cannot write", &images))?;
     let tags: Vec<&str> = lock.pins().iter().map(|p| p.image).collect();
-    let mut saved = engine.docker().export_images(&tags);
+    let mut saved = std::pin::pin!(engine.save_images(&tags));
     while let Some(chunk) = saved.next().await {
-        let chunk = chunk.map_err(api_err("saving the locked images"))?;
+        let chunk = chunk?;
         file.write_all(&chunk)
             .await
             .map_err(io("cannot write", &images))?;
@@ -129,14 +129,7 @@ pub async fn import(engine: &Engine, bundle: &Path) -> Result<LockFile, ShipErro
             Err(e) => Some((Err(e), file)),
         }
     });
-    let options = bollard::query_parameters::ImportImageOptions {
-        quiet: true,
-        ..Default::default()
-    };
-    let mut loading = engine.docker().import_image_stream(options, chunks, None);
-    while let Some(item) = loading.next().await {
-        item.map_err(api_err("loading the bundle's images"))?;
-    }
+    engine.load_images(chunks).await?;
     all_locked(engine, &lock).await?;
     Ok(lock)
 }

@@ -103,11 +103,7 @@ fn repo_and_tag<'p>(pin: &Pin<'p>) -> (&'p str, &'p str) {
 /// The engine's error text, for classification and for the message.
 fn engine_words(error: &EngineError) -> String {
     match error {
-        EngineError::Api { source, .. } => match source {
-            bollard::errors::Error::DockerStreamError { error } => error.clone(),
-            bollard::errors::Error::DockerResponseServerError { message, .. } => message.clone(),
-            other => other.to_string(),
-        },
+        EngineError::Api { source, .. } => source.words().to_string(),
         other => other.to_string(),
     }
 }

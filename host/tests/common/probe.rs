@@ -132,8 +132,7 @@ pub async fn containers_with_label(label: &str, value: &str) -> usize {
         )])),
         ..Default::default()
     };
-    engine
-        .docker()
+    skillhost::testing::docker(&engine)
         .list_containers(Some(options))
         .await
         .unwrap()

@@ -1,5 +1,20 @@
-//! The Docker Engine, through bollard: connecting, checking the API version, and the
-//! image operations builds need. Nothing here shells out to the docker CLI.
+//! The Docker Engine: the only module that speaks its API (through bollard). [`Engine`]
+//! connects, checks the API version and does the image operations builds, locks and
+//! shipping need; its [`containers`] seam (a [`ContainerEngine`], the Docker adapter in
+//! [`docker`] or an in-memory double in tests) does every container, network and log call
+//! of the host's lifecycles; [`swarm`] reads a swarm manager's records. Nothing here
+//! shells out to the docker CLI.
+
+pub(crate) mod containers;
+pub(crate) mod docker;
+#[cfg(test)]
+pub(crate) mod double;
+pub(crate) mod spec;
+pub(crate) mod swarm;
+pub(crate) mod thread;
+
+pub use containers::CallError;
+pub(crate) use containers::{ContainerEngine, Containers};
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -8,7 +23,9 @@ use bollard::query_parameters::{
     BuildImageOptions, CreateImageOptions, PushImageOptions, RemoveImageOptions, TagImageOptions,
 };
 use bollard::Docker;
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
+
+use docker::{call_error, DockerContainers};
 
 /// The oldest Engine API spoken: Debian bookworm's engine 20.10.
 pub const MIN_API_VERSION: (u32, u32) = (1, 41);
@@ -42,7 +59,7 @@ pub enum EngineError {
         action: String,
         /// The engine's answer.
         #[source]
-        source: bollard::errors::Error,
+        source: CallError,
     },
 }
 
@@ -82,13 +99,24 @@ pub enum BuildEvent {
 pub struct Engine {
     docker: Docker,
     endpoint: String,
+    containers: Containers,
 }
 
-pub(crate) fn api_err(
+/// An engine call's failure, saying what was being done.
+pub(crate) fn api_err<E: Into<CallError>>(
     action: impl Into<String>,
-) -> impl FnOnce(bollard::errors::Error) -> EngineError {
+) -> impl FnOnce(E) -> EngineError {
     let action = action.into();
-    move |source| EngineError::Api { action, source }
+    move |source| EngineError::Api {
+        action,
+        source: source.into(),
+    }
+}
+
+impl From<bollard::errors::Error> for CallError {
+    fn from(e: bollard::errors::Error) -> Self {
+        call_error(e)
+    }
 }
 
 /// Lines of output a failure quotes: enough to show the error, not a whole build log.
@@ -106,9 +134,7 @@ pub(crate) fn keep_tail(lines: &mut Vec<String>, line: String) {
 fn garbled_archive(path: &str, e: &std::io::Error) -> EngineError {
     EngineError::Api {
         action: format!("reading the engine's archive of {path}"),
-        source: bollard::errors::Error::DockerStreamError {
-            error: e.to_string(),
-        },
+        source: CallError::new(containers::Failure::Other, e.to_string()),
     }
 }
 
@@ -145,7 +171,12 @@ impl Engine {
             return Err(EngineError::TooOld { endpoint, found });
         }
         tracing::debug!(%endpoint, api = %found, "connected to the engine");
-        Ok(Engine { docker, endpoint })
+        let containers = std::sync::Arc::new(DockerContainers::new(docker.clone()));
+        Ok(Engine {
+            docker,
+            endpoint,
+            containers,
+        })
     }
 
     /// Whether the engine answers now, within [`CONNECT_TIMEOUT`].
@@ -161,8 +192,14 @@ impl Engine {
         Ok(())
     }
 
-    /// The bollard client, for operations not wrapped here.
-    pub fn docker(&self) -> &Docker {
+    /// The containers, networks and logs of this engine, for the host's lifecycles.
+    pub(crate) fn containers(&self) -> Containers {
+        self.containers.clone()
+    }
+
+    /// The raw client, for skillhost's own tests (`skillhost::testing`) and the swarm
+    /// reads; nothing else outside this module may reach it.
+    pub(crate) fn client(&self) -> &Docker {
         &self.docker
     }
 
@@ -298,9 +335,10 @@ impl Engine {
             .map(|i| i.id)
             .ok_or_else(|| EngineError::Api {
                 action: format!("importing {reference}"),
-                source: bollard::errors::Error::DockerStreamError {
-                    error: "the engine reported no image after the import".into(),
-                },
+                source: CallError::new(
+                    containers::Failure::Other,
+                    "the engine reported no image after the import",
+                ),
             })
     }
 
@@ -472,6 +510,66 @@ impl Engine {
             }
         }
         Ok(None)
+    }
+
+    /// Every tag of every local image, as (tag, image ID) pairs.
+    pub(crate) async fn image_tags(&self) -> Result<Vec<(String, String)>, EngineError> {
+        let listed = self
+            .docker
+            .list_images(Some(bollard::query_parameters::ListImagesOptions::default()))
+            .await
+            .map_err(api_err("listing images"))?;
+        Ok(listed
+            .into_iter()
+            .flat_map(|image| {
+                let id = image.id;
+                image
+                    .repo_tags
+                    .into_iter()
+                    .map(move |tag| (tag, id.clone()))
+            })
+            .collect())
+    }
+
+    /// Remove the tag `tag` unless a container uses its image; the engine's refusal is the
+    /// error.
+    pub(crate) async fn remove_tag_unless_used(&self, tag: &str) -> Result<(), EngineError> {
+        let options = RemoveImageOptions {
+            force: false,
+            noprune: false,
+            ..Default::default()
+        };
+        self.docker
+            .remove_image(tag, Some(options), None)
+            .await
+            .map(drop)
+            .map_err(api_err(format!("removing {tag}")))
+    }
+
+    /// The images `tags` as one `docker save` archive, chunk by chunk.
+    pub(crate) fn save_images<'a>(
+        &'a self,
+        tags: &'a [&'a str],
+    ) -> impl Stream<Item = Result<bytes::Bytes, EngineError>> + 'a {
+        self.docker
+            .export_images(tags)
+            .map(|chunk| chunk.map_err(api_err("saving images")))
+    }
+
+    /// Load a `docker save` archive, read chunk by chunk.
+    pub(crate) async fn load_images(
+        &self,
+        archive: impl Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static,
+    ) -> Result<(), EngineError> {
+        let options = bollard::query_parameters::ImportImageOptions {
+            quiet: true,
+            ..Default::default()
+        };
+        let mut loading = self.docker.import_image_stream(options, archive, None);
+        while let Some(item) = loading.next().await {
+            item.map_err(api_err("loading images"))?;
+        }
+        Ok(())
     }
 
     /// Point `repo:tag` at `image`.
