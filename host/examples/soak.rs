@@ -58,10 +58,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::fs::read_to_string(&manifest)?.replace("name: FIXTURE", &format!("name: {SKILL}")),
     )?;
     let host = Arc::new(
-        Host::new(HostConfig {
-            skill_roots: vec![root.path().to_path_buf()],
-            ..HostConfig::default()
-        })
+        Host::new(HostConfig::new(vec![root.path().to_path_buf()]))
         .await?,
     );
     let warm = host.invoke(SKILL, "ok", json!({})).await;
@@ -91,10 +88,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let (host, wrong) = (host.clone(), wrong.clone());
             async move {
                 let (action, args, timeout, expected) = plan(i);
-                let options = InvokeOptions {
-                    timeout,
-                    ..Default::default()
-                };
+                let options = InvokeOptions::default().timeout(timeout);
                 let result = host.invoke_with(SKILL, action, args, options).await;
                 if result.status != expected
                     || (expected == Status::Ok

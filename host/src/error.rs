@@ -39,10 +39,6 @@ pub enum Error {
     /// The swarm's state could not be read.
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
-    /// The HTTP service could not start.
-    #[cfg(feature = "serve")]
-    #[error(transparent)]
-    Serve(#[from] crate::service::ServeError),
     /// The request itself is wrong: an unknown skill, conflicting options.
     #[error("{0}")]
     Usage(String),
@@ -71,6 +67,7 @@ impl Error {
                 crate::lock::LockError::Read { .. } | crate::lock::LockError::Invalid { .. } => {
                     exit_code::USAGE
                 }
+                crate::lock::LockError::Build(e) => e.status().exit_code(),
                 _ => exit_code::INFRASTRUCTURE,
             },
             Error::Ship(e) => match e {
@@ -82,11 +79,6 @@ impl Error {
             Error::Cluster(e) => match e {
                 crate::cluster::ClusterError::NoService(_) => exit_code::USAGE,
                 _ => exit_code::INFRASTRUCTURE,
-            },
-            #[cfg(feature = "serve")]
-            Error::Serve(e) => match e {
-                crate::service::ServeError::Listen { .. } => exit_code::INFRASTRUCTURE,
-                _ => exit_code::USAGE,
             },
         }
     }

@@ -21,24 +21,29 @@ use skillhost_api::{codes, Egress, InvocationResult, Status};
 
 use crate::build::ImageBuilder;
 use crate::catalog::Catalog;
-use crate::egress::PROXY_IMAGE;
+use crate::vocab::PROXY_IMAGE;
 use crate::engine::Engine;
 use crate::invoke::admission::{self, Admitted};
 use crate::invoke::images::{ImageResolver, ImageSource};
 use crate::invoke::route::{Router, RouterConfig};
 use crate::invoke::schemas::Schemas;
 use crate::invoke::{
-    classify, telemetry, workspace_mount, workspace_sweep, ImageState, InvokeOptions, Refusal,
+    classify, telemetry, workspace_mount, workspace_sweep, ImageState, InvokeOptions,
 };
 use crate::lifecycle::instance::Instance;
 use crate::lifecycle::leftovers;
 use crate::lock::{verify, LockFile};
+use crate::vocab::Refusal;
 use crate::manifest::{Network, WorkspaceMode};
 use crate::run::container::{RunOutcome, RunRequest};
 use crate::Error;
 
-/// How a [`Host`] is set up.
+/// How a [`Host`] is set up: [`HostConfig::new`] with the skills' directories, then a
+/// method per setting that is not its default, e.g.
+/// `HostConfig::new(vec!["skills".into()]).prewarm_cap(8)`. Fields may be added in any
+/// release, so it is not built as a struct literal outside this crate.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct HostConfig {
     /// Directories searched for skills.
     pub skill_roots: Vec<PathBuf>,
@@ -87,6 +92,70 @@ impl Default for HostConfig {
             locked: None,
             egress_network: "bridge".into(),
         }
+    }
+}
+
+impl HostConfig {
+    /// The defaults, searching `skill_roots` for skills.
+    pub fn new(skill_roots: Vec<PathBuf>) -> Self {
+        HostConfig {
+            skill_roots,
+            ..HostConfig::default()
+        }
+    }
+
+    /// Sets [`HostConfig::max_input_bytes`].
+    pub fn max_input_bytes(mut self, bytes: usize) -> Self {
+        self.max_input_bytes = bytes;
+        self
+    }
+
+    /// Sets [`HostConfig::log_limit_bytes`].
+    pub fn log_limit_bytes(mut self, bytes: usize) -> Self {
+        self.log_limit_bytes = bytes;
+        self
+    }
+
+    /// Sets [`HostConfig::build_images`].
+    pub fn build_images(mut self, build: bool) -> Self {
+        self.build_images = build;
+        self
+    }
+
+    /// Sets [`HostConfig::prewarm`].
+    pub fn prewarm(mut self, per_skill: BTreeMap<String, u32>) -> Self {
+        self.prewarm = per_skill;
+        self
+    }
+
+    /// Sets [`HostConfig::prewarm_cap`].
+    pub fn prewarm_cap(mut self, cap: usize) -> Self {
+        self.prewarm_cap = cap;
+        self
+    }
+
+    /// Sets [`HostConfig::prewarm_started`].
+    pub fn prewarm_started(mut self, started: bool) -> Self {
+        self.prewarm_started = started;
+        self
+    }
+
+    /// Sets [`HostConfig::allow_native`].
+    pub fn allow_native(mut self, allow: bool) -> Self {
+        self.allow_native = allow;
+        self
+    }
+
+    /// Sets [`HostConfig::locked`].
+    pub fn locked(mut self, lock: impl Into<Option<LockFile>>) -> Self {
+        self.locked = lock.into();
+        self
+    }
+
+    /// Sets [`HostConfig::egress_network`].
+    pub fn egress_network(mut self, network: impl Into<String>) -> Self {
+        self.egress_network = network.into();
+        self
     }
 }
 
@@ -140,7 +209,9 @@ impl Host {
                 for problem in &verification.problems {
                     tracing::error!("{problem}");
                 }
-                let catalog = Catalog::from_verified(&verification.verified);
+                // The manifest an image carries names the skill its lock entry pins.
+                let manifests = verification.verified.iter().map(|v| v.manifest.clone());
+                let catalog = Catalog::from_manifests(manifests);
                 if let Some(locked) = &verification.egress_proxy {
                     egress_proxy_image = locked.clone();
                 }

@@ -38,6 +38,7 @@ mod run;
 pub mod service;
 pub mod ship;
 mod sync;
+mod vocab;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing;
@@ -47,4 +48,5 @@ pub use skillhost_api::{InvocationError, InvocationPath, InvocationResult, Stats
 
 pub use error::Error;
 pub use host::{Host, HostConfig};
-pub use invoke::{ImageState, InvokeOptions, ProgressCallback, Refusal};
+pub use invoke::{ImageState, InvokeOptions};
+pub use vocab::{ProgressCallback, Refusal};

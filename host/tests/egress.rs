@@ -150,11 +150,8 @@ async fn egress_host(
     let manifest = dir.path().join(&name).join("skill.yaml");
     let text = std::fs::read_to_string(&manifest).unwrap();
     std::fs::write(&manifest, text.replace("run:\n", run)).unwrap();
-    let host = Host::new(HostConfig {
-        skill_roots: vec![dir.path().to_path_buf()],
-        egress_network: outbound.to_string(),
-        ..HostConfig::default()
-    })
+    let host = Host::new(HostConfig::new(vec![dir.path().to_path_buf()])
+        .egress_network(outbound.to_string()))
     .await
     .unwrap();
     if let Ok(state) = host.image_state(&name).await {
@@ -438,10 +435,7 @@ async fn a_killed_hosts_proxy_and_network_are_removed_by_the_next_host() {
     // A host that starts later finds the dead process's proxy and network, and removes
     // them with its container.
     let empty = tempfile::tempdir().unwrap();
-    let host = Host::new(HostConfig {
-        skill_roots: vec![empty.path().to_path_buf()],
-        ..HostConfig::default()
-    })
+    let host = Host::new(HostConfig::new(vec![empty.path().to_path_buf()]))
     .await
     .unwrap();
     host.shutdown().await;

@@ -18,10 +18,7 @@ const HELPER_SKILL: &str = "SKILLHOST_TEST_HELPER_SKILL";
 async fn helper_host_with_eight_invocations_in_flight() {
     let root = std::env::var(HELPER_ROOT).expect("started by the fault test");
     let skill = std::env::var(HELPER_SKILL).expect("started by the fault test");
-    let host = Host::new(HostConfig {
-        skill_roots: vec![root.into()],
-        ..HostConfig::default()
-    })
+    let host = Host::new(HostConfig::new(vec![root.into()]))
     .await
     .unwrap();
     let calls = (0..8).map(|_| {
@@ -38,10 +35,7 @@ async fn a_host_killed_mid_flight_leaves_containers_the_next_host_removes() {
     let cleanup = common::ImageCleanup::default();
     let name = common::unique_name("crash");
     let dir = common::copy_fixture("probe", &name);
-    let config = HostConfig {
-        skill_roots: vec![dir.path().to_path_buf()],
-        ..HostConfig::default()
-    };
+    let config = HostConfig::new(vec![dir.path().to_path_buf()]);
     // Build the image here, so the helper only invokes. Its call's container must be gone
     // before the helper's are counted: one still being removed would pass for the
     // helper's eighth, and vanish.

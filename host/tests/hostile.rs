@@ -11,10 +11,7 @@ use serde_json::json;
 use skillhost::{InvokeOptions, Status};
 
 fn short(seconds: u64) -> InvokeOptions {
-    InvokeOptions {
-        timeout: Some(Duration::from_secs(seconds)),
-        ..Default::default()
-    }
+    InvokeOptions::default().timeout(Duration::from_secs(seconds))
 }
 
 #[tokio::test]
@@ -223,10 +220,7 @@ fn sigterm_and_sigint_to_the_cli_remove_its_container() {
     };
     // Built first, so the signal lands during the invocation, not the image build.
     runtime.block_on(async {
-        let config = skillhost::HostConfig {
-            skill_roots: vec![dir.path().to_path_buf()],
-            ..Default::default()
-        };
+        let config = skillhost::HostConfig::new(vec![dir.path().to_path_buf()]);
         let host = skillhost::Host::new(config).await.unwrap();
         let warm = host.invoke(&name, "ok", json!({})).await;
         // Registered before the assertion, which shows the whole result when it fails.
@@ -285,10 +279,7 @@ async fn a_runsc_skill_runs_under_gvisor_or_is_refused_clearly() {
         .unwrap()
         .iter()
         .any(|r| r == "runsc");
-    let config = skillhost::HostConfig {
-        skill_roots: vec![dir.path().to_path_buf()],
-        ..Default::default()
-    };
+    let config = skillhost::HostConfig::new(vec![dir.path().to_path_buf()]);
     let host = skillhost::Host::new(config).await.unwrap();
     let result = host.invoke(&name, "whoami", json!({})).await;
     if let Some(image) = &result.image {

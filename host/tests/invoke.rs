@@ -21,12 +21,10 @@ async fn success_delivers_progress_and_output() {
     let host = probe.host().await;
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
-    let options = InvokeOptions {
-        on_progress: Some(Arc::new(move |p| {
+    let options = InvokeOptions::default()
+        .on_progress(Arc::new(move |p| {
             sink.lock().unwrap().push(p.message.clone())
-        })),
-        ..Default::default()
-    };
+        }));
     let result = host
         .invoke_with(&probe.name, "ok", json!({}), options)
         .await;
@@ -71,10 +69,7 @@ async fn a_sleeper_is_killed_at_the_deadline() {
     let host = probe.host().await;
     // The image is resolved first so the deadline measures the run alone.
     assert_status(&host.invoke(&probe.name, "ok", json!({})).await, Status::Ok);
-    let options = InvokeOptions {
-        timeout: Some(Duration::from_secs(2)),
-        ..Default::default()
-    };
+    let options = InvokeOptions::default().timeout(Duration::from_secs(2));
     let started = Instant::now();
     let result = host
         .invoke_with(&probe.name, "sleep", json!({"seconds": 100}), options)
@@ -234,10 +229,7 @@ async fn network_none_blocks_a_tcp_connect_that_bridge_allows() {
         .unwrap()
         .replace("network: none", "network: bridge");
     std::fs::write(&manifest, text).unwrap();
-    let host = Host::new(HostConfig {
-        skill_roots: vec![dir.path().to_path_buf()],
-        ..HostConfig::default()
-    })
+    let host = Host::new(HostConfig::new(vec![dir.path().to_path_buf()]))
     .await
     .unwrap();
     let bridged = host.invoke(&name, "connect", args).await;
@@ -285,10 +277,8 @@ async fn the_uid_is_the_manifests_even_when_the_image_says_root() {
 async fn only_allowlisted_env_reaches_the_skill() {
     let probe = Probe::acquire();
     let host = probe.host().await;
-    let options = InvokeOptions {
-        env: [("PROBE_GREETING".to_string(), "hello".to_string())].into(),
-        ..Default::default()
-    };
+    let options = InvokeOptions::default()
+        .env([("PROBE_GREETING".to_string(), "hello".to_string())].into());
     let result = host
         .invoke_with(&probe.name, "env", json!({}), options)
         .await;
@@ -312,10 +302,8 @@ async fn only_allowlisted_env_reaches_the_skill() {
             "{name} reached the container from elsewhere"
         );
     }
-    let options = InvokeOptions {
-        env: [("SECRET".to_string(), "x".to_string())].into(),
-        ..Default::default()
-    };
+    let options = InvokeOptions::default()
+        .env([("SECRET".to_string(), "x".to_string())].into());
     let refused = host
         .invoke_with(&probe.name, "env", json!({}), options)
         .await;
@@ -363,10 +351,7 @@ async fn rejections_happen_before_any_container_exists() {
             "rejected before even resolving the image"
         );
     }
-    let too_long = InvokeOptions {
-        timeout: Some(Duration::from_secs(11)),
-        ..Default::default()
-    };
+    let too_long = InvokeOptions::default().timeout(Duration::from_secs(11));
     let result = host
         .invoke_with(&probe.name, "ok", json!({}), too_long)
         .await;
@@ -463,10 +448,7 @@ async fn a_dropped_invocation_removes_its_container() {
     let cleanup = ImageCleanup::default();
     let name = unique_name("dropped");
     let dir = copy_fixture("probe", &name);
-    let host = Host::new(HostConfig {
-        skill_roots: vec![dir.path().to_path_buf()],
-        ..HostConfig::default()
-    })
+    let host = Host::new(HostConfig::new(vec![dir.path().to_path_buf()]))
     .await
     .unwrap();
     let warm = host.invoke(&name, "ok", json!({})).await;
@@ -488,10 +470,7 @@ async fn containers_of_dead_host_instances_are_removed_at_start() {
     let cleanup = ImageCleanup::default();
     let name = unique_name("leftover");
     let dir = copy_fixture("probe", &name);
-    let config = HostConfig {
-        skill_roots: vec![dir.path().to_path_buf()],
-        ..HostConfig::default()
-    };
+    let config = HostConfig::new(vec![dir.path().to_path_buf()]);
     let host = Host::new(config.clone()).await.unwrap();
     let image = host.invoke(&name, "ok", json!({})).await.image.unwrap();
     cleanup.add(&image);

@@ -39,12 +39,9 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 #[tokio::test]
 async fn prewarmed_containers_serve_once_each_and_are_replenished() {
     // Created-only containers: the path images without skillhost's init take.
-    let config = HostConfig {
-        skill_roots: vec![skills_dir()],
-        prewarm: BTreeMap::from([("echo".to_string(), 2)]),
-        prewarm_started: false,
-        ..HostConfig::default()
-    };
+    let config = HostConfig::new(vec![skills_dir()])
+        .prewarm(BTreeMap::from([("echo".to_string(), 2)]))
+        .prewarm_started(false);
     let host = Host::new(config).await.unwrap();
     host.prewarm("echo").await.unwrap();
     wait_until("prewarming 2", || host.prewarmed_ready("echo") == 2).await;
@@ -56,10 +53,7 @@ async fn prewarmed_containers_serve_once_each_and_are_replenished() {
         wait_until("replenishing", || host.prewarmed_ready("echo") == 2).await;
     }
     // Calls that bring configuration of their own cannot use a prewarmed container.
-    let options = InvokeOptions {
-        timeout: Some(Duration::from_secs(2)),
-        ..Default::default()
-    };
+    let options = InvokeOptions::default().timeout(Duration::from_secs(2));
     let result = host
         .invoke_with("echo", "say", json!({"text": "t"}), options)
         .await;
@@ -122,12 +116,9 @@ async fn started_prewarmed_containers_run_only_the_init_until_their_request() {
     let cleanup = ImageCleanup::default();
     let name = unique_name("started");
     let dir = copy_fixture("probe", &name);
-    let config = HostConfig {
-        skill_roots: vec![dir.path().to_path_buf()],
-        prewarm: BTreeMap::from([(name.clone(), 2)]),
-        prewarm_started: true,
-        ..HostConfig::default()
-    };
+    let config = HostConfig::new(vec![dir.path().to_path_buf()])
+        .prewarm(BTreeMap::from([(name.clone(), 2)]))
+        .prewarm_started(true);
     let host = Host::new(config).await.unwrap();
     host.prewarm(&name).await.unwrap();
     wait_until("prewarming 2", || host.prewarmed_ready(&name) == 2).await;
@@ -197,11 +188,8 @@ async fn a_prestarting_skill_runs_before_its_request_and_still_serves_one_call_p
         text.replace("  network: none\n", "  network: none\n  prestart: true\n"),
     )
     .unwrap();
-    let config = HostConfig {
-        skill_roots: vec![dir.path().to_path_buf()],
-        prewarm: BTreeMap::from([(name.clone(), 2)]),
-        ..HostConfig::default()
-    };
+    let config = HostConfig::new(vec![dir.path().to_path_buf()])
+        .prewarm(BTreeMap::from([(name.clone(), 2)]));
     let host = Host::new(config).await.unwrap();
     host.prewarm(&name).await.unwrap();
     wait_until("prewarming 2", || host.prewarmed_ready(&name) == 2).await;
@@ -241,10 +229,8 @@ async fn a_prestarting_skill_runs_before_its_request_and_still_serves_one_call_p
             &name,
             "env",
             json!({}),
-            InvokeOptions {
-                env: BTreeMap::from([("PROBE_GREETING".to_string(), "hi".to_string())]),
-                ..InvokeOptions::default()
-            },
+            InvokeOptions::default()
+                .env(BTreeMap::from([("PROBE_GREETING".to_string(), "hi".to_string())])),
         )
         .await;
     assert_status(&cold, Status::Ok);
@@ -297,10 +283,7 @@ async fn warm_workers_carry_state_until_retired_and_failures_discard_them() {
     );
 
     // Each failure discards the worker: the next request meets a fresh one.
-    let quick = InvokeOptions {
-        timeout: Some(Duration::from_secs(1)),
-        ..Default::default()
-    };
+    let quick = InvokeOptions::default().timeout(Duration::from_secs(1));
     let failures = [
         ("sleep", json!({"seconds": 30}), Status::Timeout),
         ("garbage", json!({}), Status::ProtocolError),
@@ -364,14 +347,8 @@ async fn native_mode_needs_the_host_and_the_caller_to_ask() {
         .status()
         .unwrap();
     assert!(built.success());
-    let native = InvokeOptions {
-        native: true,
-        ..Default::default()
-    };
-    let refusing = Host::new(HostConfig {
-        skill_roots: vec![skills_dir()],
-        ..HostConfig::default()
-    })
+    let native = InvokeOptions::default().native(true);
+    let refusing = Host::new(HostConfig::new(vec![skills_dir()]))
     .await
     .unwrap();
     let result = refusing
@@ -380,11 +357,7 @@ async fn native_mode_needs_the_host_and_the_caller_to_ask() {
     assert_eq!(result.status, Status::Rejected);
     assert!(result.error.unwrap().message.contains("allow_native"));
 
-    let trusting = Host::new(HostConfig {
-        skill_roots: vec![skills_dir()],
-        allow_native: true,
-        ..HostConfig::default()
-    })
+    let trusting = Host::new(HostConfig::new(vec![skills_dir()]).allow_native(true))
     .await
     .unwrap();
     let result = trusting
@@ -412,10 +385,7 @@ async fn native_mode_needs_the_host_and_the_caller_to_ask() {
 #[tokio::test]
 async fn echo_in_serve_mode_answers_from_one_worker() {
     let cleanup = ImageCleanup::default();
-    let config = HostConfig {
-        skill_roots: vec![workspace_root().join("host/benches/skills")],
-        ..HostConfig::default()
-    };
+    let config = HostConfig::new(vec![workspace_root().join("host/benches/skills")]);
     let host = Host::new(config).await.unwrap();
     for i in 0..20 {
         let text = format!("warm {i}");

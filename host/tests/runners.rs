@@ -12,20 +12,14 @@ use serde_json::{json, Value};
 use skillhost::{Host, HostConfig, InvokeOptions, Status};
 
 async fn bundled() -> Host {
-    Host::new(HostConfig {
-        skill_roots: vec![workspace_root().join("skills")],
-        ..HostConfig::default()
-    })
+    Host::new(HostConfig::new(vec![workspace_root().join("skills")]))
     .await
     .unwrap()
 }
 
 /// Run `args` with a deadline of `seconds`, insisting the action itself succeeded.
 async fn run(host: &Host, skill: &str, args: Value, seconds: u64) -> Value {
-    let options = InvokeOptions {
-        timeout: Some(Duration::from_secs(seconds)),
-        ..InvokeOptions::default()
-    };
+    let options = InvokeOptions::default().timeout(Duration::from_secs(seconds));
     let result = host.invoke_with(skill, "run", args, options).await;
     assert_eq!(result.status, Status::Ok, "{result:?}");
     result.output.unwrap()

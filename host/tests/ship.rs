@@ -64,11 +64,8 @@ fn lock_fixture(fixture: &str, prefix: &str, cleanup: &ImageCleanup) -> Locked {
 
 /// A host that runs `lock` and nothing else.
 fn locked_config(lock: &LockFile) -> HostConfig {
-    HostConfig {
-        skill_roots: vec![PathBuf::from("/nonexistent")],
-        locked: Some(lock.clone()),
-        ..HostConfig::default()
-    }
+    HostConfig::new(vec![PathBuf::from("/nonexistent")])
+        .locked(Some(lock.clone()))
 }
 
 /// `skillhost export --lock LOCK -o BUNDLE`, run from `cwd`.
@@ -454,10 +451,7 @@ async fn a_locked_host_refuses_an_image_that_is_not_the_locked_one() {
     host.shutdown().await;
 
     // Native mode needs sources, so a locked host refuses it at once.
-    let native = Host::new(HostConfig {
-        allow_native: true,
-        ..locked_config(&lock)
-    })
+    let native = Host::new(HostConfig::default().allow_native(true))
     .await
     .unwrap_err();
     assert!(native.to_string().contains("native"), "{native}");

@@ -163,10 +163,7 @@ async fn pool_full(host: &Host, skill: &str) {
 }
 
 fn host(roots: &[&Path], tweak: impl FnOnce(&mut HostConfig)) -> HostConfig {
-    let mut config = HostConfig {
-        skill_roots: roots.iter().map(|r| r.to_path_buf()).collect(),
-        ..HostConfig::default()
-    };
+    let mut config = HostConfig::new(roots.iter().map(|r| r.to_path_buf()).collect());
     tweak(&mut config);
     config
 }
@@ -227,10 +224,7 @@ async fn main() {
     let native = Host::new(host(&[&skills], |c| c.allow_native = true))
         .await
         .unwrap();
-    let native_options = InvokeOptions {
-        native: true,
-        ..Default::default()
-    };
+    let native_options = InvokeOptions::default().native(true);
 
     // The egress proxy's image, a base image like the others (debootstrap needs root).
     let images = skillhost::build::discover_base_images(&root.join("images")).unwrap();

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::engine::LocalImage;
 use crate::lifecycle::labels;
-use crate::run::exit_trailer::INIT_PATH;
+use crate::vocab::INIT_PATH;
 
 /// The static init binary, empty when the host was built for a non-Linux OS.
 static BINARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/skillhost-init"));

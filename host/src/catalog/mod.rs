@@ -124,18 +124,18 @@ impl Catalog {
         Ok(catalog)
     }
 
-    /// The skills of a lock whose images were verified, known from the manifests their
-    /// images carry. They have no source directory: `dir` is empty.
-    pub fn from_verified(verified: &[crate::lock::VerifiedSkill]) -> Catalog {
-        let skills = verified
-            .iter()
-            .map(|v| {
+    /// Skills known from their manifests alone (a lock's, read from the images it pins):
+    /// they have no source directory, so `dir` is empty.
+    pub fn from_manifests(manifests: impl IntoIterator<Item = Manifest>) -> Catalog {
+        let skills = manifests
+            .into_iter()
+            .map(|manifest| {
                 let skill = Skill {
-                    manifest: v.manifest.clone(),
+                    relative_dir: PathBuf::from(&manifest.name),
                     dir: PathBuf::new(),
-                    relative_dir: PathBuf::from(&v.entry.name),
+                    manifest,
                 };
-                (v.entry.name.clone(), skill)
+                (skill.manifest.name.clone(), skill)
             })
             .collect();
         Catalog {

@@ -32,10 +32,8 @@ pub(super) async fn run(
     format: Format,
 ) -> Result<i32, Error> {
     let engine = Engine::connect().await?;
-    let mut scope = GcScope {
-        dry_run: cli.dry_run,
-        ..GcScope::default()
-    };
+    let mut scope = GcScope::default();
+    scope.dry_run = cli.dry_run;
     for path in &cli.locks {
         let lock = LockFile::load(path)?;
         for pin in lock.pins() {

@@ -117,26 +117,21 @@ pub(super) async fn run(
         };
     }
     let locked = cli.locked.as_deref().map(LockFile::load).transpose()?;
-    let config = HostConfig {
-        skill_roots,
-        build_images: !cli.no_build,
-        locked,
-        allow_native: std::env::var("SKILLHOST_ALLOW_NATIVE").as_deref() == Ok("1"),
-        egress_network: cli
+    let config = HostConfig::new(skill_roots)
+        .build_images(!cli.no_build)
+        .locked(locked)
+        .allow_native(std::env::var("SKILLHOST_ALLOW_NATIVE").as_deref() == Ok("1"))
+        .egress_network(cli
             .egress_network
-            .unwrap_or_else(|| HostConfig::default().egress_network),
-        ..HostConfig::default()
-    };
+            .unwrap_or_else(|| HostConfig::default().egress_network));
     let host = Host::new(config).await?;
     let on_progress: ProgressCallback = Arc::new(print_progress);
-    let options = InvokeOptions {
-        timeout: cli.timeout,
-        env,
-        workspace: cli.workspace,
-        on_progress: Some(on_progress),
-        native: cli.native,
-        id: None,
-    };
+    let options = InvokeOptions::default()
+        .timeout(cli.timeout)
+        .env(env)
+        .workspace(cli.workspace)
+        .on_progress(on_progress)
+        .native(cli.native);
     // An interrupted invoke drops the invocation, whose guard removes the container
     // before we exit.
     let result = tokio::select! {

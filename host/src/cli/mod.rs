@@ -131,7 +131,12 @@ pub(crate) async fn run(args: Args) -> i32 {
         args.skills_dirs
     };
     let result = match args.command {
-        Command::Serve(cli) => serve::run(given_roots, cli, format).await,
+        Command::Serve(cli) => {
+            return match serve::run(given_roots, cli, format).await {
+                Ok(code) => code,
+                Err(e) => failed(format, &e, e.exit_code()),
+            };
+        }
         Command::Ready(cli) => ready::run(cli, format).await,
         Command::Lock(cli) => lock::run(&roots, cli, format).await,
         Command::Push(cli) => ship::run_push(cli, format).await,
@@ -160,14 +165,17 @@ pub(crate) async fn run(args: Args) -> i32 {
     };
     match result {
         Ok(code) => code,
-        Err(e) => {
-            if format == Format::Json {
-                output::json(&ErrorReport::new(e.to_string(), e.exit_code()));
-            }
-            errln!("error: {e}");
-            e.exit_code()
-        }
+        Err(e) => failed(format, &e, e.exit_code()),
     }
+}
+
+/// Report a command's failure (as JSON on stdout too, with `--format json`); its code.
+fn failed(format: Format, error: &dyn std::fmt::Display, code: i32) -> i32 {
+    if format == Format::Json {
+        output::json(&ErrorReport::new(error.to_string(), code));
+    }
+    errln!("error: {error}");
+    code
 }
 
 /// `skillhost token NAME`: the token on stdout, the entry to add on stderr's side.

@@ -5,15 +5,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use skillhost::engine::Engine;
-use skillhost::lock::LockFile;
 use skillhost::manifest::units::{ByteSize, HumanDuration};
-use skillhost::service::{Listeners, ServeSettings, Starting};
-use skillhost::ship::{pull, ShipObserver};
-use skillhost::{Error, Host, HostConfig};
+use skillhost::service::{ServeError, ServeSettings, Service};
 
 use super::invoke::Interrupts;
 use super::{output, Format};
@@ -154,32 +149,32 @@ fn size(text: &str) -> Result<ByteSize, String> {
 impl ServeCli {
     /// The flags' and environment's layer.
     fn settings(&self, skills_dirs: Vec<PathBuf>) -> ServeSettings {
-        ServeSettings {
-            socket: self.socket.clone(),
-            listen: self.listen,
-            tokens: self.tokens.clone(),
-            skills_dirs: (!skills_dirs.is_empty()).then_some(skills_dirs),
-            build: self.no_build.then_some(false),
-            locked: self.locked.clone(),
-            pull: self.pull.then_some(true),
-            mirror: self.mirror.clone(),
-            max_in_flight: self.max_in_flight,
-            max_in_flight_per_skill: self.max_in_flight_per_skill,
-            queue: self.queue,
-            queue_wait: self.queue_wait,
-            max_body: self.max_body,
-            header_timeout: self.header_timeout,
-            body_timeout: self.body_timeout,
-            max_connections: self.max_connections,
-            max_connections_per_peer: self.max_connections_per_peer,
-            grace: self.grace,
-            drain_notice: self.drain_notice,
-            keep_results: self.keep_results,
-            max_results: self.max_results,
-            prewarm_started: self.prewarm_created_only.then_some(false),
-            prewarm: (!self.prewarm.is_empty()).then(|| self.prewarm.iter().cloned().collect()),
-            egress_network: self.egress_network.clone(),
-        }
+        let mut settings = ServeSettings::default();
+        settings.socket = self.socket.clone();
+        settings.listen = self.listen;
+        settings.tokens = self.tokens.clone();
+        settings.skills_dirs = (!skills_dirs.is_empty()).then_some(skills_dirs);
+        settings.build = self.no_build.then_some(false);
+        settings.locked = self.locked.clone();
+        settings.pull = self.pull.then_some(true);
+        settings.mirror = self.mirror.clone();
+        settings.max_in_flight = self.max_in_flight;
+        settings.max_in_flight_per_skill = self.max_in_flight_per_skill;
+        settings.queue = self.queue;
+        settings.queue_wait = self.queue_wait;
+        settings.max_body = self.max_body;
+        settings.header_timeout = self.header_timeout;
+        settings.body_timeout = self.body_timeout;
+        settings.max_connections = self.max_connections;
+        settings.max_connections_per_peer = self.max_connections_per_peer;
+        settings.grace = self.grace;
+        settings.drain_notice = self.drain_notice;
+        settings.keep_results = self.keep_results;
+        settings.max_results = self.max_results;
+        settings.prewarm_started = self.prewarm_created_only.then_some(false);
+        settings.prewarm = (!self.prewarm.is_empty()).then(|| self.prewarm.iter().cloned().collect());
+        settings.egress_network = self.egress_network.clone();
+        settings
     }
 }
 
@@ -187,67 +182,28 @@ pub(super) async fn run(
     skills_dirs: Vec<PathBuf>,
     cli: ServeCli,
     format: Format,
-) -> Result<i32, Error> {
+) -> Result<i32, ServeError> {
     let mut interrupts = Interrupts::install()?;
     let file = match &cli.config {
-        Some(path) => {
-            ServeSettings::from_file(path).map_err(skillhost::service::ServeError::from)?
-        }
+        Some(path) => ServeSettings::from_file(path)?,
         None if Path::new(DEFAULT_CONFIG).exists() => {
-            ServeSettings::from_file(Path::new(DEFAULT_CONFIG))
-                .map_err(skillhost::service::ServeError::from)?
+            ServeSettings::from_file(Path::new(DEFAULT_CONFIG))?
         }
         None => ServeSettings::default(),
     };
-    let config = cli
-        .settings(skills_dirs)
-        .over(file)
-        .resolve()
-        .map_err(skillhost::service::ServeError::from)?;
-    let locked = config.locked.as_deref().map(LockFile::load).transpose()?;
+    let config = cli.settings(skills_dirs).over(file).resolve()?;
     if let Some(mirror) = &config.mirror {
         super::ship::check_registry("--mirror", mirror)?;
     }
-    // Bound first: while the engine is reached, the images pulled and the host started,
-    // callers are answered 503 host_starting instead of being refused.
-    let listeners = Listeners::bind(config.clone()).await?;
-    let starting = Starting::new("connecting to the engine");
-    let start = async {
-        let engine = Engine::connect().await?;
-        if let (true, Some(lock)) = (config.pull, &locked) {
-            pull_locked(&engine, lock, config.mirror.as_deref(), &starting).await?;
-        }
-        starting.set("reading the skills and checking their images");
-        Host::with_engine(
-            engine,
-            HostConfig {
-                skill_roots: config.skills_dirs.clone(),
-                build_images: config.build,
-                locked,
-                prewarm_started: config.prewarm_started,
-                prewarm: config.prewarm.clone(),
-                egress_network: config.egress_network.clone(),
-                ..HostConfig::default()
-            },
-        )
-        .await
+    let mut signal = None;
+    let interrupted = async {
+        signal = Some(interrupts.recv().await.0);
     };
-    let started = async {
-        tokio::select! {
-            host = start => Ok(host),
-            (name, _) = interrupts.recv() => Err(name),
-        }
+    let Some(service) = Service::start(config, interrupted).await? else {
+        let signal = signal.unwrap_or("a signal");
+        errln!("skillhost serve: {signal} while starting: stopped");
+        return Ok(0);
     };
-    let (listeners, host) = listeners.while_starting(&starting, started).await?;
-    let host = match host {
-        Ok(host) => host?,
-        Err(signal) => {
-            // No host yet, so no container of this process exists to remove.
-            errln!("skillhost serve: {signal} while starting: stopped");
-            return Ok(0);
-        }
-    };
-    let service = listeners.serve(host);
     let endpoints = service.endpoints();
     match format {
         Format::Json => output::json(&serde_json::json!({
@@ -281,40 +237,4 @@ pub(super) async fn run(
         _ = signals => {}
     }
     Ok(0)
-}
-
-/// `--pull`: every locked image this engine lacks, by digest, before the service takes
-/// calls (so its readiness, and a health check on it, wait for the images).
-async fn pull_locked(
-    engine: &Engine,
-    lock: &LockFile,
-    mirror: Option<&str>,
-    starting: &Starting,
-) -> Result<(), Error> {
-    let observer: ShipObserver = Arc::new(|name: &str, progress| {
-        tracing::debug!(image = name, ?progress, "pull");
-    });
-    let started = Instant::now();
-    let pins = lock.pins();
-    for (index, pin) in pins.iter().enumerate() {
-        starting.set(format!(
-            "pulling the locked images ({} of {}: {})",
-            index + 1,
-            pins.len(),
-            pin.name()
-        ));
-        let pinned = Instant::now();
-        let outcome = pull(engine, pin, mirror, &observer).await?.as_str();
-        errln!(
-            "skillhost serve: {} {} {outcome} ({:.2} s)",
-            pin.name(),
-            pin.image,
-            pinned.elapsed().as_secs_f64()
-        );
-    }
-    errln!(
-        "skillhost serve: every locked image is here ({:.2} s)",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
 }

@@ -62,10 +62,7 @@ pub(super) async fn run(roots: Vec<PathBuf>, cli: TestCli, format: Format) -> Re
     let builder = ImageBuilder::new(engine.clone(), progress.observer());
     let host = Host::with_engine(
         engine,
-        HostConfig {
-            skill_roots: roots,
-            ..HostConfig::default()
-        },
+        HostConfig::new(roots),
     )
     .await?;
     let mut reports = Vec::new();

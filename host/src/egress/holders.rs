@@ -22,12 +22,11 @@ use tokio::sync::Notify;
 use super::{Gateway, DNS_OPTIONS};
 use crate::engine::spec::{Confinement, ContainerSpec, Limits, LogKeeping, NetworkMode, Resolver};
 use crate::engine::Containers;
-use crate::invoke::Refusal;
+use crate::vocab::Refusal;
 use crate::lifecycle::instance::Instance;
 use crate::lifecycle::labels;
 use crate::lifecycle::reaper::Reaper;
 use crate::lifecycle::stock::Stock;
-use crate::run::container::start_container;
 use crate::sync::lock;
 
 /// Holders kept ready or being made per egress network. Two, so calls that come faster
@@ -196,7 +195,8 @@ impl Inner {
             .create(name, &spec)
             .await
             .map_err(|e| failed("creating", &e))?;
-        start_container(&self.engine, name)
+        self.engine
+            .start(name)
             .await
             .map_err(|e| failed("starting", &e))?;
         // Learnt once here, off every call's path.

@@ -24,7 +24,7 @@ use tokio::sync::OnceCell;
 use crate::engine::containers::CallError;
 use crate::engine::spec::{Confinement, ContainerSpec, Limits, LogKeeping, NetworkMode};
 use crate::engine::{ContainerEngine, Containers};
-use crate::invoke::Refusal;
+use crate::vocab::Refusal;
 use crate::lifecycle::instance::Instance;
 use crate::lifecycle::labels;
 use crate::manifest::egress::Destination;
@@ -33,8 +33,6 @@ use crate::sync::lock;
 pub(crate) use filter::allowlist_key;
 pub(crate) use holders::{Holder, Holders};
 
-/// The proxy's image, built from `images/egress-proxy` by `skillhost images build`.
-pub(crate) const PROXY_IMAGE: &str = "skillhost/egress-proxy:latest";
 /// The port the proxy listens on.
 pub(crate) const PROXY_PORT: u16 = 8888;
 /// How a container on an egress network resolves names: Docker's embedded server (which
@@ -323,6 +321,7 @@ mod tests {
     use super::*;
     use crate::engine::double::{FakeEngine, Script};
     use crate::lifecycle::reaper::Reaper;
+    use crate::vocab::PROXY_IMAGE;
 
     fn destinations() -> Vec<Destination> {
         vec![Destination::parse("api.example.com:443").unwrap()]

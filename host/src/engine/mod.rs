@@ -197,8 +197,9 @@ impl Engine {
         self.containers.clone()
     }
 
-    /// The raw client, for skillhost's own tests (`skillhost::testing`) and the swarm
-    /// reads; nothing else outside this module may reach it.
+    /// The raw client, for skillhost's own tests (`skillhost::testing`); nothing else
+    /// outside this module may reach it.
+    #[cfg(feature = "testing")]
     pub(crate) fn client(&self) -> &Docker {
         &self.docker
     }

@@ -11,7 +11,8 @@ use serde_json::Value;
 use skillhost_api::codes;
 
 use super::schemas::{violations, Schemas};
-use super::{workspace, InvokeOptions, Refusal};
+use super::{workspace, InvokeOptions};
+use crate::vocab::Refusal;
 use crate::catalog::{Catalog, Skill};
 
 /// A call that passed admission: what the rest of its path needs from the checks.

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::Value;
 use skillhost_api::{codes, InvocationError, InvocationResult, Stats, Status};
 
-use super::Refusal;
+use crate::vocab::Refusal;
 use crate::run::container::{HostKill, RunOutcome};
 
 /// Exit code of a process killed by SIGKILL (128 + 9), as the init process reports it.

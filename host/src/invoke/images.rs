@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use skillhost_api::codes;
 use tokio::sync::OnceCell;
 
-use super::run_as::{self, RunAs};
-use super::Refusal;
+use crate::run::run_as::{self, RunAs};
+use crate::vocab::Refusal;
 use crate::build::builder::{BuildError, ImageBuilder, ImageTarget};
 use crate::build::init_image;
 use crate::catalog::Skill;

@@ -6,9 +6,7 @@
 pub(crate) mod admission;
 pub(crate) mod classify;
 pub(crate) mod images;
-mod refusal;
 pub(crate) mod route;
-pub(crate) mod run_as;
 pub(crate) mod schemas;
 pub(crate) mod telemetry;
 pub(crate) mod workspace;
@@ -17,19 +15,18 @@ pub(crate) mod workspace_sweep;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use skill_sdk::Progress;
-
 pub use images::ImageState;
-pub use refusal::Refusal;
 
-/// Receives progress frames while an action runs.
-pub type ProgressCallback = Arc<dyn Fn(&Progress) + Send + Sync>;
+use crate::vocab::ProgressCallback;
 
-/// Per-invocation choices, each within what the manifest allows.
+/// Per-invocation choices, each within what the manifest allows: the default, then a
+/// method per choice, e.g. `InvokeOptions::default().timeout(Duration::from_secs(5))`.
+/// Fields may be added in any release, so it is not built as a struct literal outside
+/// this crate.
 #[derive(Clone, Default)]
+#[non_exhaustive]
 pub struct InvokeOptions {
     /// A deadline shorter than the manifest's timeout (never longer).
     pub timeout: Option<Duration>,
@@ -45,6 +42,44 @@ pub struct InvokeOptions {
     /// The invocation's id, for a caller that names it before it runs (the service's
     /// asynchronous invocations). Default: a new UUID.
     pub id: Option<String>,
+}
+
+impl InvokeOptions {
+    /// Sets [`InvokeOptions::timeout`].
+    pub fn timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.timeout = timeout.into();
+        self
+    }
+
+    /// Sets [`InvokeOptions::env`].
+    pub fn env(mut self, env: BTreeMap<String, String>) -> Self {
+        self.env = env;
+        self
+    }
+
+    /// Sets [`InvokeOptions::workspace`].
+    pub fn workspace(mut self, dir: impl Into<Option<PathBuf>>) -> Self {
+        self.workspace = dir.into();
+        self
+    }
+
+    /// Sets [`InvokeOptions::on_progress`].
+    pub fn on_progress(mut self, callback: ProgressCallback) -> Self {
+        self.on_progress = Some(callback);
+        self
+    }
+
+    /// Sets [`InvokeOptions::native`].
+    pub fn native(mut self, native: bool) -> Self {
+        self.native = native;
+        self
+    }
+
+    /// Sets [`InvokeOptions::id`].
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
 }
 
 impl std::fmt::Debug for InvokeOptions {

@@ -17,7 +17,8 @@ use skillhost_api::{codes, InvocationPath};
 use super::admission::Admitted;
 use super::images::{ImageResolver, SkillImage};
 use super::workspace_mount::{self, WorkspaceView};
-use super::{InvokeOptions, Refusal};
+use super::InvokeOptions;
+use crate::vocab::Refusal;
 use crate::catalog::Skill;
 use crate::egress::{Gateway, Gateways, Holder, Holders};
 use crate::engine::spec::ContainerSpec;
@@ -577,7 +578,7 @@ mod tests {
 
         use super::super::*;
         use crate::engine::double::{FakeEngine, Script};
-        use crate::invoke::run_as::RunAs;
+        use crate::run::run_as::RunAs;
         use crate::manifest::Manifest;
 
         const ANSWER: &[u8] = b"{\"type\":\"result\",\"id\":\"r-1\",\"ok\":true,\"output\":{}}\n";

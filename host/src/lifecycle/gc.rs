@@ -14,8 +14,10 @@ use serde::Serialize;
 use super::leftovers::{self, Judge};
 use crate::engine::{Engine, EngineError};
 
-/// What gc may remove and what it must keep.
+/// What gc may remove and what it must keep: the default (nothing in scope), with the
+/// sets filled in. Fields may be added in any release.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GcScope {
     /// The repositories it may prune, `skill-<name>`.
     pub repositories: BTreeSet<String>,

@@ -4,10 +4,9 @@
 use super::{LockError, LockedBase, LockedImage, LockedSkill, SourceState};
 use crate::build::{BuildError, ContentHash, ImageBuilder, ImageTarget};
 use crate::catalog::Skill;
-use crate::egress::PROXY_IMAGE;
+use crate::vocab::PROXY_IMAGE;
 use crate::engine::Engine;
 use crate::lifecycle::labels;
-use crate::Error;
 
 /// What the sources of `skill` give now. Builds nothing; base images must be present.
 pub async fn source_state(
@@ -30,7 +29,7 @@ pub async fn lock_skill(
     builder: &ImageBuilder,
     skill: &Skill,
     previous: Option<&LockedSkill>,
-) -> Result<LockedSkill, Error> {
+) -> Result<LockedSkill, LockError> {
     let plan = builder.plan(&ImageTarget::for_skill(skill)).await?;
     let report = builder.ensure_plan(&plan, false).await?;
     let image = builder
@@ -70,7 +69,7 @@ pub async fn lock_skill(
 pub async fn lock_egress_proxy(
     engine: &Engine,
     previous: Option<&LockedImage>,
-) -> Result<LockedImage, Error> {
+) -> Result<LockedImage, LockError> {
     let refused = |problem: &str| LockError::EgressProxy {
         image: PROXY_IMAGE.to_string(),
         problem: problem.to_string(),
@@ -89,7 +88,7 @@ pub async fn lock_egress_proxy(
     let image = format!("{repository}:{}", ContentHash(hash.clone()).tag());
     let tagged = engine.inspect_image(&image).await?;
     if tagged.as_ref().map(|i| &i.id) != Some(&latest.id) {
-        return Err(refused(&format!("is not the image tagged {image}")).into());
+        return Err(refused(&format!("is not the image tagged {image}")));
     }
     let same_image = previous.filter(|p| p.image_id == latest.id);
     Ok(LockedImage {

@@ -209,6 +209,12 @@ pub enum LockError {
         /// What is wrong.
         message: String,
     },
+    /// A skill's image could not be built to be pinned.
+    #[error(transparent)]
+    Build(#[from] crate::build::BuildError),
+    /// The engine could not be asked about an image.
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
 }
 
 const HEADER: &str =

@@ -15,7 +15,7 @@ use crate::egress::Gateway;
 use crate::engine::containers::{Attachment, CallError, Chunk, Output};
 use crate::engine::spec::ContainerSpec;
 use crate::engine::Containers;
-use crate::invoke::ProgressCallback;
+use crate::vocab::ProgressCallback;
 use crate::lifecycle::guard::ContainerGuard;
 use crate::lifecycle::reaper::Reaper;
 use crate::run::exit_trailer::{key_line, ExitReport, TrailerScanner};

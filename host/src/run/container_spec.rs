@@ -8,10 +8,10 @@ use crate::egress::{Gateway, DNS_OPTIONS};
 use crate::engine::spec::{
     BindMount, Confinement, ContainerSpec, Limits, LogKeeping, NetworkMode, Resolver,
 };
-use crate::invoke::run_as::RunAs;
+use crate::run::run_as::RunAs;
 use crate::manifest::units::ByteSize;
 use crate::manifest::{Manifest, Network, WorkspaceMode};
-use crate::run::exit_trailer::INIT_PATH;
+use crate::vocab::INIT_PATH;
 use crate::run::seccomp_profile::SECURITY_OPT;
 
 /// Where a caller's workspace directory appears inside the container.

@@ -8,9 +8,6 @@
 //! trailer on as the skill's own output, holding back only a tail that could be the start
 //! of a trailer, and reads the report. Without the key no one can write a trailer.
 
-/// The init's path inside every image skillhost builds.
-pub const INIT_PATH: &str = "/.skillhost-init";
-
 /// What the init reported about the skill's end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExitReport {

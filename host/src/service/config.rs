@@ -14,8 +14,12 @@ use crate::manifest::units::{ByteSize, HumanDuration, MIB};
 
 /// One layer of settings; every key is optional. The keys of `skillhost.toml` are these
 /// fields' names in kebab-case, e.g. `max-in-flight = 16`.
+///
+/// Fields may be added in any release: outside this crate a layer starts from
+/// [`ServeSettings::default`] and sets the keys it has.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ServeSettings {
     /// The unix socket to listen on.
     pub socket: Option<PathBuf>,
@@ -248,8 +252,10 @@ pub fn default_socket() -> PathBuf {
     }
 }
 
-/// A service's settings, every one decided.
+/// A service's settings, every one decided ([`ServeSettings::resolve`]). Fields may be
+/// added in any release.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct ServeConfig {
     /// The unix socket to listen on (mode 0600).
     pub socket: PathBuf,

@@ -19,6 +19,7 @@ mod invocations;
 mod listen;
 pub(crate) mod openapi;
 mod routes;
+mod start;
 mod starting;
 mod telemetry;
 mod tokens;
@@ -60,6 +61,20 @@ pub enum ServeError {
         /// Why.
         message: String,
     },
+    /// The host behind it could not start: its lock, the engine, a pull, its skills.
+    #[error(transparent)]
+    Host(#[from] crate::Error),
+}
+
+impl ServeError {
+    /// The process exit code this failure maps to.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ServeError::Config(_) | ServeError::Tokens(_) => skillhost_api::exit_code::USAGE,
+            ServeError::Listen { .. } => skillhost_api::exit_code::INFRASTRUCTURE,
+            ServeError::Host(e) => e.exit_code(),
+        }
+    }
 }
 
 /// What the handlers share.

@@ -73,10 +73,8 @@ pub fn writable_workspace() -> (tempfile::TempDir, skillhost::InvokeOptions) {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let options = skillhost::InvokeOptions {
-        workspace: Some(dir.path().to_path_buf()),
-        ..Default::default()
-    };
+    let options = skillhost::InvokeOptions::default()
+        .workspace(dir.path().to_path_buf());
     (dir, options)
 }
 
@@ -113,10 +111,7 @@ pub fn skillhost_test(root: &Path, args: &[&str], cleanup: &ImageCleanup) -> Out
 
 /// A host with the default configuration over the skills in `root`.
 pub async fn host_for(root: &Path) -> skillhost::Host {
-    let config = skillhost::HostConfig {
-        skill_roots: vec![root.to_path_buf()],
-        ..skillhost::HostConfig::default()
-    };
+    let config = skillhost::HostConfig::new(vec![root.to_path_buf()]);
     skillhost::Host::new(config)
         .await
         .expect("these tests need a Docker Engine")
