@@ -29,6 +29,8 @@ mod error;
 pub mod examples;
 mod host;
 mod invoke;
+#[cfg(test)]
+mod layering;
 pub mod lifecycle;
 pub mod lock;
 pub mod manifest;
@@ -38,10 +40,10 @@ mod run;
 pub mod service;
 pub mod ship;
 mod sync;
-mod vocab;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing;
+mod vocab;
 
 pub use skillhost_api as api;
 pub use skillhost_api::{InvocationError, InvocationPath, InvocationResult, Stats, Status};
