@@ -17,8 +17,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Discovers ./skills, connects to the engine, and removes leftovers of dead hosts.
     let host = Host::new(HostConfig::default()).await?;
-    let options = InvokeOptions::default()
-        .on_progress(Arc::new(|p| eprintln!("progress: {}", p.message)));
+    let options =
+        InvokeOptions::default().on_progress(Arc::new(|p| eprintln!("progress: {}", p.message)));
     let result = host.invoke_with(&skill, &action, args, options).await;
     // Removes the container, which the result did not wait for.
     host.shutdown().await;

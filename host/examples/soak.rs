@@ -57,10 +57,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         &manifest,
         std::fs::read_to_string(&manifest)?.replace("name: FIXTURE", &format!("name: {SKILL}")),
     )?;
-    let host = Arc::new(
-        Host::new(HostConfig::new(vec![root.path().to_path_buf()]))
-        .await?,
-    );
+    let host = Arc::new(Host::new(HostConfig::new(vec![root.path().to_path_buf()])).await?);
     let warm = host.invoke(SKILL, "ok", json!({})).await;
     assert_eq!(warm.status, Status::Ok, "{warm:?}");
 

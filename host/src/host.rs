@@ -21,7 +21,6 @@ use skillhost_api::{codes, Egress, InvocationResult, Status};
 
 use crate::build::ImageBuilder;
 use crate::catalog::Catalog;
-use crate::vocab::PROXY_IMAGE;
 use crate::engine::Engine;
 use crate::invoke::admission::{self, Admitted};
 use crate::invoke::images::{ImageResolver, ImageSource};
@@ -33,9 +32,10 @@ use crate::invoke::{
 use crate::lifecycle::instance::Instance;
 use crate::lifecycle::leftovers;
 use crate::lock::{verify, LockFile};
-use crate::vocab::Refusal;
 use crate::manifest::{Network, WorkspaceMode};
 use crate::run::container::{RunOutcome, RunRequest};
+use crate::vocab::Refusal;
+use crate::vocab::PROXY_IMAGE;
 use crate::Error;
 
 /// How a [`Host`] is set up: [`HostConfig::new`] with the skills' directories, then a

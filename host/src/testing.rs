@@ -12,11 +12,11 @@ pub use crate::build::init_image::init_command;
 pub use crate::engine::docker::create_body;
 pub use crate::engine::spec::{ContainerSpec, NetworkMode};
 pub use crate::engine::BuildRequest;
-pub use crate::run::run_as::RunAs;
 pub use crate::invoke::workspace_mount::can_make_views as can_make_workspace_views;
 pub use crate::lifecycle::guard::ContainerGuard;
 pub use crate::run::container::{RunError, RunOutcome, RunRequest};
 pub use crate::run::container_spec::{container_spec, ContainerInputs};
+pub use crate::run::run_as::RunAs;
 
 use crate::engine::Engine;
 pub use crate::run::exit_trailer::{new_key, ExitReport};

@@ -60,11 +60,7 @@ pub(super) async fn run(roots: Vec<PathBuf>, cli: TestCli, format: Format) -> Re
     let engine = Engine::connect().await?;
     let progress = Progress::new();
     let builder = ImageBuilder::new(engine.clone(), progress.observer());
-    let host = Host::with_engine(
-        engine,
-        HostConfig::new(roots),
-    )
-    .await?;
+    let host = Host::with_engine(engine, HostConfig::new(roots)).await?;
     let mut reports = Vec::new();
     for skill in with {
         let built = builder.ensure(&ImageTarget::for_skill(skill), false).await;

@@ -22,12 +22,12 @@ use tokio::sync::Notify;
 use super::{Gateway, DNS_OPTIONS};
 use crate::engine::spec::{Confinement, ContainerSpec, Limits, LogKeeping, NetworkMode, Resolver};
 use crate::engine::Containers;
-use crate::vocab::Refusal;
 use crate::lifecycle::instance::Instance;
 use crate::lifecycle::labels;
 use crate::lifecycle::reaper::Reaper;
 use crate::lifecycle::stock::Stock;
 use crate::sync::lock;
+use crate::vocab::Refusal;
 
 /// Holders kept ready or being made per egress network. Two, so calls that come faster
 /// than one holder is made still find one.

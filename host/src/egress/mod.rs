@@ -24,11 +24,11 @@ use tokio::sync::OnceCell;
 use crate::engine::containers::CallError;
 use crate::engine::spec::{Confinement, ContainerSpec, Limits, LogKeeping, NetworkMode};
 use crate::engine::{ContainerEngine, Containers};
-use crate::vocab::Refusal;
 use crate::lifecycle::instance::Instance;
 use crate::lifecycle::labels;
 use crate::manifest::egress::Destination;
 use crate::sync::lock;
+use crate::vocab::Refusal;
 
 pub(crate) use filter::allowlist_key;
 pub(crate) use holders::{Holder, Holders};

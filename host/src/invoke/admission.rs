@@ -12,8 +12,8 @@ use skillhost_api::codes;
 
 use super::schemas::{violations, Schemas};
 use super::{workspace, InvokeOptions};
-use crate::vocab::Refusal;
 use crate::catalog::{Catalog, Skill};
+use crate::vocab::Refusal;
 
 /// A call that passed admission: what the rest of its path needs from the checks.
 #[derive(Debug)]

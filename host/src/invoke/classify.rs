@@ -14,8 +14,8 @@ use std::time::Duration;
 use serde_json::Value;
 use skillhost_api::{codes, InvocationError, InvocationResult, Stats, Status};
 
-use crate::vocab::Refusal;
 use crate::run::container::{HostKill, RunOutcome};
+use crate::vocab::Refusal;
 
 /// Exit code of a process killed by SIGKILL (128 + 9), as the init process reports it.
 const SIGKILL_EXIT: i64 = 137;

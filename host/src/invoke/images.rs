@@ -12,8 +12,6 @@ use std::sync::{Arc, Mutex};
 use skillhost_api::codes;
 use tokio::sync::OnceCell;
 
-use crate::run::run_as::{self, RunAs};
-use crate::vocab::Refusal;
 use crate::build::builder::{BuildError, ImageBuilder, ImageTarget};
 use crate::build::init_image;
 use crate::catalog::Skill;
@@ -21,7 +19,9 @@ use crate::engine::{Engine, EngineError};
 use crate::lifecycle::instance::Instance;
 use crate::lifecycle::labels::{self, Role};
 use crate::lock::{verify, IntegrityProblem, LockFile, Verification};
+use crate::run::run_as::{self, RunAs};
 use crate::sync::lock;
+use crate::vocab::Refusal;
 
 /// A skill's image, as containers are made of it.
 #[derive(Debug, Clone)]

@@ -18,7 +18,6 @@ use super::admission::Admitted;
 use super::images::{ImageResolver, SkillImage};
 use super::workspace_mount::{self, WorkspaceView};
 use super::InvokeOptions;
-use crate::vocab::Refusal;
 use crate::catalog::Skill;
 use crate::egress::{Gateway, Gateways, Holder, Holders};
 use crate::engine::spec::ContainerSpec;
@@ -34,6 +33,7 @@ use crate::paths::serve_pool::{ServeError, ServePools};
 use crate::run::container::{run_attached, run_container, Attached, RunOutcome, RunRequest};
 use crate::run::container_spec::{container_spec, ContainerInputs};
 use crate::run::exit_trailer::new_key;
+use crate::vocab::Refusal;
 
 /// The path a call takes, decided before anything is made ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -578,8 +578,8 @@ mod tests {
 
         use super::super::*;
         use crate::engine::double::{FakeEngine, Script};
-        use crate::run::run_as::RunAs;
         use crate::manifest::Manifest;
+        use crate::run::run_as::RunAs;
 
         const ANSWER: &[u8] = b"{\"type\":\"result\",\"id\":\"r-1\",\"ok\":true,\"output\":{}}\n";
 

@@ -15,11 +15,11 @@ use crate::egress::Gateway;
 use crate::engine::containers::{Attachment, CallError, Chunk, Output};
 use crate::engine::spec::ContainerSpec;
 use crate::engine::Containers;
-use crate::vocab::ProgressCallback;
 use crate::lifecycle::guard::ContainerGuard;
 use crate::lifecycle::reaper::Reaper;
 use crate::run::exit_trailer::{key_line, ExitReport, TrailerScanner};
 use crate::run::frame_reader::{Decoded, FrameReader};
+use crate::vocab::ProgressCallback;
 
 /// After the container exits, how long to wait for the attach stream to end: it may
 /// never end on its own (see the engine adapter's notes), and all its data is already in
@@ -562,9 +562,30 @@ mod tests {
     use super::*;
     use crate::engine::double::{FakeEngine, Script};
 
-    fn request(timeout: Duration, output_limit: u64) -> RunRequest {
-        RunRequest {
-            stdin: b"{\"id\":\"r-1\"}\n".to_vec(),
+    const REQUEST: &[u8] = b"{\"id\":\"r-1\"}\n";
+    const RESULT: &[u8] =
+        b"{\"type\":\"result\",\"id\":\"r-1\",\"ok\":true,\"output\":{\"n\":1}}\n";
+
+    /// An engine whose containers run `script`, with a reaper on it.
+    fn engine(script: Script) -> (Arc<FakeEngine>, Containers, Reaper) {
+        let fake = FakeEngine::new(move |_, stdin| {
+            assert_eq!(stdin, REQUEST, "the request reaches stdin whole");
+            script.clone()
+        });
+        let containers: Containers = fake.clone();
+        let reaper = Reaper::new(containers.clone());
+        (fake, containers, reaper)
+    }
+
+    /// Run the request in a container named `name` with these bounds.
+    async fn run(
+        (containers, reaper): (&Containers, &Reaper),
+        name: &str,
+        timeout: Duration,
+        output_limit: u64,
+    ) -> Result<RunOutcome, RunError> {
+        let request = RunRequest {
+            stdin: REQUEST.to_vec(),
             request_id: "r-1".into(),
             timeout,
             output_limit,
@@ -573,39 +594,23 @@ mod tests {
             trailer_key: None,
             egress: None,
             egress_client: None,
-        }
-    }
-
-    const RESULT: &[u8] =
-        b"{\"type\":\"result\",\"id\":\"r-1\",\"ok\":true,\"output\":{\"n\":1}}\n";
-
-    fn engine(script: Script) -> (Arc<FakeEngine>, Containers) {
-        let fake = FakeEngine::new(move |_, stdin| {
-            assert_eq!(
-                stdin, b"{\"id\":\"r-1\"}\n",
-                "the request reaches stdin whole"
-            );
-            script.clone()
-        });
-        let containers: Containers = fake.clone();
-        (fake, containers)
+        };
+        let spec = ContainerSpec::default();
+        run_container(containers, reaper, name, &spec, request).await
     }
 
     #[tokio::test]
     async fn an_answer_is_read_to_its_result_and_the_container_removed() {
-        let (fake, containers) = engine(Script {
+        let (fake, containers, reaper) = engine(Script {
             stdout: RESULT.to_vec(),
             stderr: b"a log line\n".to_vec(),
             ..Default::default()
         });
-        let reaper = Reaper::new(containers.clone());
-        let spec = ContainerSpec::default();
-        let outcome = run_container(
-            &containers,
-            &reaper,
+        let outcome = run(
+            (&containers, &reaper),
             "c-1",
-            &spec,
-            request(Duration::from_secs(30), 1 << 20),
+            Duration::from_secs(30),
+            1 << 20,
         )
         .await
         .unwrap();
@@ -623,18 +628,15 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_container_past_its_deadline_is_killed_and_removed() {
-        let (fake, containers) = engine(Script {
+        let (fake, containers, reaper) = engine(Script {
             hang: true,
             ..Default::default()
         });
-        let reaper = Reaper::new(containers.clone());
-        let spec = ContainerSpec::default();
-        let outcome = run_container(
-            &containers,
-            &reaper,
+        let outcome = run(
+            (&containers, &reaper),
             "c-2",
-            &spec,
-            request(Duration::from_secs(5), 1 << 20),
+            Duration::from_secs(5),
+            1 << 20,
         )
         .await
         .unwrap();
@@ -647,38 +649,27 @@ mod tests {
 
     #[tokio::test]
     async fn output_past_the_limit_kills_the_container() {
-        let (fake, containers) = engine(Script {
+        let (fake, containers, reaper) = engine(Script {
             stdout: vec![b'x'; 4096],
             hang: true,
             ..Default::default()
         });
-        let reaper = Reaper::new(containers.clone());
-        let spec = ContainerSpec::default();
-        let outcome = run_container(
-            &containers,
-            &reaper,
-            "c-3",
-            &spec,
-            request(Duration::from_secs(30), 100),
-        )
-        .await
-        .unwrap();
+        let outcome = run((&containers, &reaper), "c-3", Duration::from_secs(30), 100)
+            .await
+            .unwrap();
         assert_eq!(outcome.host_kill, Some(HostKill::OutputLimit));
         assert!(fake.calls().contains(&"kill id-c-3".to_string()));
     }
 
     #[tokio::test]
     async fn a_failed_create_is_an_engine_error_and_leaves_nothing() {
-        let (fake, containers) = engine(Script::default());
+        let (fake, containers, reaper) = engine(Script::default());
         fake.fail("create", 1);
-        let reaper = Reaper::new(containers.clone());
-        let spec = ContainerSpec::default();
-        let err = run_container(
-            &containers,
-            &reaper,
+        let err = run(
+            (&containers, &reaper),
             "c-4",
-            &spec,
-            request(Duration::from_secs(30), 1 << 20),
+            Duration::from_secs(30),
+            1 << 20,
         )
         .await
         .unwrap_err();
@@ -688,18 +679,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_dropped_call_takes_its_container_with_it() {
-        let (fake, containers) = engine(Script {
+        let (fake, containers, reaper) = engine(Script {
             hang: true,
             ..Default::default()
         });
-        let reaper = Reaper::new(containers.clone());
-        let spec = ContainerSpec::default();
-        let call = run_container(
-            &containers,
-            &reaper,
+        let call = run(
+            (&containers, &reaper),
             "c-5",
-            &spec,
-            request(Duration::from_secs(60), 1 << 20),
+            Duration::from_secs(60),
+            1 << 20,
         );
         // The caller gives up while the skill still runs.
         assert!(tokio::time::timeout(Duration::from_millis(50), call)

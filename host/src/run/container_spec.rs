@@ -8,11 +8,11 @@ use crate::egress::{Gateway, DNS_OPTIONS};
 use crate::engine::spec::{
     BindMount, Confinement, ContainerSpec, Limits, LogKeeping, NetworkMode, Resolver,
 };
-use crate::run::run_as::RunAs;
 use crate::manifest::units::ByteSize;
 use crate::manifest::{Manifest, Network, WorkspaceMode};
-use crate::vocab::INIT_PATH;
+use crate::run::run_as::RunAs;
 use crate::run::seccomp_profile::SECURITY_OPT;
+use crate::vocab::INIT_PATH;
 
 /// Where a caller's workspace directory appears inside the container.
 pub const WORKSPACE_TARGET: &str = "/workspace";

@@ -1,7 +1,7 @@
 //! The four ways an invocation is served (cold, prewarmed, warm, native) give the same
 //! results, say which path served them, and leave no container behind.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -229,8 +229,10 @@ async fn a_prestarting_skill_runs_before_its_request_and_still_serves_one_call_p
             &name,
             "env",
             json!({}),
-            InvokeOptions::default()
-                .env(BTreeMap::from([("PROBE_GREETING".to_string(), "hi".to_string())])),
+            InvokeOptions::default().env(BTreeMap::from([(
+                "PROBE_GREETING".to_string(),
+                "hi".to_string(),
+            )])),
         )
         .await;
     assert_status(&cold, Status::Ok);
@@ -349,8 +351,8 @@ async fn native_mode_needs_the_host_and_the_caller_to_ask() {
     assert!(built.success());
     let native = InvokeOptions::default().native(true);
     let refusing = Host::new(HostConfig::new(vec![skills_dir()]))
-    .await
-    .unwrap();
+        .await
+        .unwrap();
     let result = refusing
         .invoke_with("echo", "say", json!({"text": "x"}), native.clone())
         .await;
@@ -358,8 +360,8 @@ async fn native_mode_needs_the_host_and_the_caller_to_ask() {
     assert!(result.error.unwrap().message.contains("allow_native"));
 
     let trusting = Host::new(HostConfig::new(vec![skills_dir()]).allow_native(true))
-    .await
-    .unwrap();
+        .await
+        .unwrap();
     let result = trusting
         .invoke_with("echo", "say", json!({"text": "in process"}), native.clone())
         .await;

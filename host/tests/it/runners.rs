@@ -3,7 +3,7 @@
 //! bound is full, finish before the host's deadline with what was printed, and collect
 //! only regular files. One test per bundled image: each removes the image it built.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -13,8 +13,8 @@ use skillhost::{Host, HostConfig, InvokeOptions, Status};
 
 async fn bundled() -> Host {
     Host::new(HostConfig::new(vec![workspace_root().join("skills")]))
-    .await
-    .unwrap()
+        .await
+        .unwrap()
 }
 
 /// Run `args` with a deadline of `seconds`, insisting the action itself succeeded.

@@ -1,7 +1,7 @@
 //! `skillhost lock` against the real engine: a deterministic lock of a deployment's
 //! images, and `--check` naming each skill and what moved when the sources change.
 
-mod common;
+use crate::common;
 
 use common::{copy_fixture, ensure_base_images, skillhost, unique_name, ImageCleanup};
 use skillhost::lock::LockFile;
@@ -97,6 +97,11 @@ async fn a_lock_pins_the_images_and_check_names_what_moved() {
             "skill {name}: content hash moved from {}",
             &entry.hash[..16]
         )),
+        "{stderr}"
+    );
+    // By name: the two files edited, and nothing else.
+    assert!(
+        stderr.contains(": changed file probe.py, changed file skill.yaml\n"),
         "{stderr}"
     );
     assert_eq!(

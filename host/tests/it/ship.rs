@@ -8,7 +8,7 @@
 // bound is for the library (Cargo.toml, [workspace.lints.clippy]).
 #![allow(clippy::too_many_lines)]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -64,8 +64,7 @@ fn lock_fixture(fixture: &str, prefix: &str, cleanup: &ImageCleanup) -> Locked {
 
 /// A host that runs `lock` and nothing else.
 fn locked_config(lock: &LockFile) -> HostConfig {
-    HostConfig::new(vec![PathBuf::from("/nonexistent")])
-        .locked(Some(lock.clone()))
+    HostConfig::new(vec![PathBuf::from("/nonexistent")]).locked(Some(lock.clone()))
 }
 
 /// `skillhost export --lock LOCK -o BUNDLE`, run from `cwd`.
@@ -163,11 +162,39 @@ async fn locked_images_go_through_a_registry_and_run_with_no_sources() {
     );
     assert!(names_from(&engine, &registry.address).await.is_empty());
 
-    // Another host: no image, no sources. The pull gives back the locked image ID.
+    // Another host: no image, no sources. `list --locked` says what is missing; the pull
+    // (from the same registry named as a mirror) gives back the locked image ID.
     remove_image(&engine, &entry.image_id).await;
     std::fs::remove_dir_all(dir.path().join(&name)).unwrap();
-    let pulled = cli(empty.path(), &["pull", "--lock", lock_arg]);
+    let listed = cli(
+        empty.path(),
+        &["--format", "json", "list", "--locked", lock_arg],
+    );
+    assert_eq!(listed.status.code(), Some(3), "{}", stderr(&listed));
+    let report: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(report["skills"][0]["present"], false, "{report}");
+    assert!(report["skills"][0]["problem"]
+        .as_str()
+        .unwrap()
+        .contains("not present"));
+    let pulled = cli(
+        empty.path(),
+        &["pull", "--lock", lock_arg, "--mirror", &registry.address],
+    );
     assert!(pulled.status.success(), "{}", stderr(&pulled));
+    let listed = cli(
+        empty.path(),
+        &["--format", "json", "list", "--locked", lock_arg],
+    );
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let report: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(report["skills"][0]["name"], name.as_str());
+    assert_eq!(report["skills"][0]["present"], true, "{report}");
+    let actions = report["skills"][0]["actions"].as_array().unwrap();
+    assert!(
+        actions.iter().any(|a| a == "echo"),
+        "read from the image: {report}"
+    );
     let local = engine.inspect_image(&entry.image).await.unwrap().unwrap();
     assert_eq!(local.id, entry.image_id, "the pull gave the locked image");
     assert!(names_from(&engine, &registry.address).await.is_empty());
@@ -451,9 +478,9 @@ async fn a_locked_host_refuses_an_image_that_is_not_the_locked_one() {
     host.shutdown().await;
 
     // Native mode needs sources, so a locked host refuses it at once.
-    let native = Host::new(HostConfig::default().allow_native(true))
-    .await
-    .unwrap_err();
+    let native = Host::new(locked_config(&lock).allow_native(true))
+        .await
+        .unwrap_err();
     assert!(native.to_string().contains("native"), "{native}");
 }
 

@@ -1,7 +1,7 @@
 //! skillhost's init on the real engine: the exit and OOM kill it reports match what the
 //! engine would say, a skill cannot forge its report, and images without it still run.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! A skill that attacks its sandbox, on the real engine: each attempt has an exact
 //! expected outcome, and nothing may be left behind.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! These images are the project's shared prerequisites (what `skillhost images build`
 //! makes for every skill built on them), so the test leaves them in place.
 
-mod common;
+use crate::common;
 
 use serde_json::Value;
 

@@ -2,7 +2,7 @@
 //! docs/examples/, and they work as the page says, against the real engine: each
 //! manifest's examples give the output or the error code they promise.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 
@@ -59,6 +59,17 @@ fn the_protocol_page_shows_each_example_file_whole() {
 }
 
 /// Run every example of the skill in `root` and check what each promises.
+#[test]
+fn the_production_page_shows_the_production_manifest_as_it_is() {
+    let page = std::fs::read_to_string(workspace_root().join("docs/production.md")).unwrap();
+    let file = std::fs::read_to_string(workspace_root().join("manifests/production.yaml")).unwrap();
+    let shown: String = file.lines().map(|line| format!("    {line}\n")).collect();
+    assert!(
+        page.contains(&format!("    # manifests/production.yaml\n{shown}")),
+        "docs/production.md should show manifests/production.yaml whole, indented:\n{shown}"
+    );
+}
+
 async fn run_examples(host: &Host, name: &str, cleanup: &ImageCleanup) {
     let skill = host.catalog().get(name).unwrap().clone();
     assert!(!skill.manifest.examples.is_empty());

@@ -3,7 +3,7 @@
 //! exit, an output off its schema, a Dockerfile that fails, a broken manifest) fails the
 //! run with a report that says where and why.
 
-mod common;
+use crate::common;
 
 use std::process::Output;
 

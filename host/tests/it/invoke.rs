@@ -1,6 +1,6 @@
 //! Invoking actions in hardened containers, on the real engine.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,10 +21,9 @@ async fn success_delivers_progress_and_output() {
     let host = probe.host().await;
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
-    let options = InvokeOptions::default()
-        .on_progress(Arc::new(move |p| {
-            sink.lock().unwrap().push(p.message.clone())
-        }));
+    let options = InvokeOptions::default().on_progress(Arc::new(move |p| {
+        sink.lock().unwrap().push(p.message.clone())
+    }));
     let result = host
         .invoke_with(&probe.name, "ok", json!({}), options)
         .await;
@@ -230,8 +229,8 @@ async fn network_none_blocks_a_tcp_connect_that_bridge_allows() {
         .replace("network: none", "network: bridge");
     std::fs::write(&manifest, text).unwrap();
     let host = Host::new(HostConfig::new(vec![dir.path().to_path_buf()]))
-    .await
-    .unwrap();
+        .await
+        .unwrap();
     let bridged = host.invoke(&name, "connect", args).await;
     cleanup.add(bridged.image.clone().unwrap());
     assert_status(&bridged, Status::Ok);
@@ -277,8 +276,8 @@ async fn the_uid_is_the_manifests_even_when_the_image_says_root() {
 async fn only_allowlisted_env_reaches_the_skill() {
     let probe = Probe::acquire();
     let host = probe.host().await;
-    let options = InvokeOptions::default()
-        .env([("PROBE_GREETING".to_string(), "hello".to_string())].into());
+    let options =
+        InvokeOptions::default().env([("PROBE_GREETING".to_string(), "hello".to_string())].into());
     let result = host
         .invoke_with(&probe.name, "env", json!({}), options)
         .await;
@@ -302,8 +301,7 @@ async fn only_allowlisted_env_reaches_the_skill() {
             "{name} reached the container from elsewhere"
         );
     }
-    let options = InvokeOptions::default()
-        .env([("SECRET".to_string(), "x".to_string())].into());
+    let options = InvokeOptions::default().env([("SECRET".to_string(), "x".to_string())].into());
     let refused = host
         .invoke_with(&probe.name, "env", json!({}), options)
         .await;
@@ -449,8 +447,8 @@ async fn a_dropped_invocation_removes_its_container() {
     let name = unique_name("dropped");
     let dir = copy_fixture("probe", &name);
     let host = Host::new(HostConfig::new(vec![dir.path().to_path_buf()]))
-    .await
-    .unwrap();
+        .await
+        .unwrap();
     let warm = host.invoke(&name, "ok", json!({})).await;
     cleanup.add(warm.image.clone().unwrap());
     let abandoned = tokio::time::timeout(

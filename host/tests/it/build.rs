@@ -1,6 +1,6 @@
 //! Building and reusing images on the real Docker Engine.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -45,6 +45,40 @@ async fn echo_builds_then_is_a_cache_hit() {
         steps_before,
         "a cache hit runs no compiler and no docker build"
     );
+}
+
+#[tokio::test]
+async fn an_untagged_build_of_the_same_sources_goes_when_this_build_takes_the_tag() {
+    let cleanup = ImageCleanup::default();
+    let (builder, _) = builder().await;
+    let name = unique_name("race");
+    let dir = copy_fixture("static-skill", &name);
+    let target = target_in(&dir, &name);
+    let plan = builder.plan(&target).await.unwrap();
+    cleanup.add(plan.image());
+    // What a build of the same sources in another process (another user, another
+    // temporary directory: no shared build lock) leaves when this build's tag wins: an
+    // untagged image with the same content hash.
+    let engine = skillhost::engine::Engine::connect().await.unwrap();
+    let repository = format!("skill-{name}");
+    let hash_label = format!("LABEL io.skillhost.hash={}", plan.hash().0);
+    let empty_rootfs = tar::Builder::new(Vec::new()).into_inner().unwrap();
+    let lost = engine
+        .import_image(empty_rootfs, &repository, "lost-race", vec![hash_label])
+        .await
+        .unwrap();
+    cleanup.add(lost.clone());
+    engine
+        .untag(&format!("{repository}:lost-race"))
+        .await
+        .unwrap();
+    let built = builder.ensure(&target, false).await.unwrap();
+    assert_eq!(built.cache, CacheOutcome::Built);
+    assert!(
+        engine.inspect_image(&lost).await.unwrap().is_none(),
+        "the lost build's image is removed"
+    );
+    assert!(engine.inspect_image(&built.image).await.unwrap().is_some());
 }
 
 #[tokio::test]
@@ -231,7 +265,7 @@ async fn a_missing_base_image_is_named_with_its_line() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("base image skillhost/not-built-anywhere:latest (Dockerfile line 2) is not present locally"),
+        err.contains("base image skillhost/not-built-anywhere:latest (Dockerfile line 2) is not on this engine"),
         "{err}"
     );
 }

@@ -1,7 +1,7 @@
 //! `skillhost new`: each template makes a skill that builds and passes `skillhost test`
 //! unchanged, against the real engine.
 
-mod common;
+use crate::common;
 
 use serde_json::Value;
 use skillhost::api::exit_code;

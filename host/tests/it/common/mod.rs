@@ -1,7 +1,5 @@
 //! Helpers shared by the integration tests, which run against the real Docker Engine.
 
-#![allow(dead_code)]
-
 pub mod probe;
 pub mod registry;
 pub mod service;
@@ -73,8 +71,7 @@ pub fn writable_workspace() -> (tempfile::TempDir, skillhost::InvokeOptions) {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let options = skillhost::InvokeOptions::default()
-        .workspace(dir.path().to_path_buf());
+    let options = skillhost::InvokeOptions::default().workspace(dir.path().to_path_buf());
     (dir, options)
 }
 

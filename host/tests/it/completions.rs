@@ -1,7 +1,7 @@
 //! `skillhost completions SHELL`: scripts generated from the parser, which the shells
 //! accept and which know every subcommand. No engine needed.
 
-mod common;
+use crate::common;
 
 use common::skillhost;
 

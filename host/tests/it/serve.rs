@@ -2,7 +2,7 @@
 //! socket and TCP, with the probe fixture skill. Every test ends with no container of the
 //! daemon's host left.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -106,6 +106,14 @@ async fn every_outcome_gets_its_http_status_and_a_result_body() {
         .await;
     assert_eq!(too_big.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(code(&too_big), "input_too_large");
+    // Refused by the service's reader, before the host: counted all the same.
+    let metrics = daemon.call(Method::GET, "/metrics", &[], None).await.body;
+    for line in [
+        "skillhost_rejected_total{code=\"invalid_request\"} 3",
+        "skillhost_rejected_total{code=\"input_too_large\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
 
     let no_route = daemon.call(Method::GET, "/v2/skills", &[], None).await;
     assert_eq!(no_route.status, StatusCode::NOT_FOUND);

@@ -124,6 +124,7 @@ impl Daemon {
     }
 
     /// The service's process id.
+    #[allow(dead_code)] // The soak binary's (tests/soak.rs), which shares these helpers.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
     }

@@ -1,6 +1,6 @@
 //! Host faults on the real engine: a host process killed with SIGKILL mid-flight.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -18,9 +18,7 @@ const HELPER_SKILL: &str = "SKILLHOST_TEST_HELPER_SKILL";
 async fn helper_host_with_eight_invocations_in_flight() {
     let root = std::env::var(HELPER_ROOT).expect("started by the fault test");
     let skill = std::env::var(HELPER_SKILL).expect("started by the fault test");
-    let host = Host::new(HostConfig::new(vec![root.into()]))
-    .await
-    .unwrap();
+    let host = Host::new(HostConfig::new(vec![root.into()])).await.unwrap();
     let calls = (0..8).map(|_| {
         let options = InvokeOptions::default();
         host.invoke_with(&skill, "sleep", json!({"seconds": 9}), options)
@@ -49,7 +47,7 @@ async fn a_host_killed_mid_flight_leaves_containers_the_next_host_removes() {
         .args([
             "--ignored",
             "--exact",
-            "helper_host_with_eight_invocations_in_flight",
+            "faults::helper_host_with_eight_invocations_in_flight",
         ])
         .env(HELPER_ROOT, dir.path())
         .env(HELPER_SKILL, &name)

@@ -3,7 +3,7 @@
 //! that tries every way out at once. Only the allowlisted names and ports answer, through
 //! the proxy; nothing else is reachable, not even by name, on every path.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -150,8 +150,9 @@ async fn egress_host(
     let manifest = dir.path().join(&name).join("skill.yaml");
     let text = std::fs::read_to_string(&manifest).unwrap();
     std::fs::write(&manifest, text.replace("run:\n", run)).unwrap();
-    let host = Host::new(HostConfig::new(vec![dir.path().to_path_buf()])
-        .egress_network(outbound.to_string()))
+    let host = Host::new(
+        HostConfig::new(vec![dir.path().to_path_buf()]).egress_network(outbound.to_string()),
+    )
     .await
     .unwrap();
     if let Ok(state) = host.image_state(&name).await {
@@ -436,8 +437,8 @@ async fn a_killed_hosts_proxy_and_network_are_removed_by_the_next_host() {
     // them with its container.
     let empty = tempfile::tempdir().unwrap();
     let host = Host::new(HostConfig::new(vec![empty.path().to_path_buf()]))
-    .await
-    .unwrap();
+        .await
+        .unwrap();
     host.shutdown().await;
     let left = others_networks(&docker).await;
     for (network, instance) in &made {
