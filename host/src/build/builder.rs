@@ -67,7 +67,7 @@ pub enum BuildError {
         source: HashError,
     },
     /// A base image the Dockerfile names is not present locally.
-    #[error("{name}: base image {reference} (Dockerfile line {line}) is not present locally, and no registry is used: build it with `skillhost images build` first")]
+    #[error("{name}: base image {reference} (Dockerfile line {line}) is not on this engine, and skillhost pulls no base image: {}", how_to_get(reference))]
     MissingBase {
         /// The image's name.
         name: String,
@@ -138,6 +138,18 @@ pub enum BuildError {
         /// The image's name.
         name: String,
     },
+}
+
+/// What makes a missing base image present: skillhost builds its own bases; any other is
+/// the operator's to load.
+fn how_to_get(reference: &str) -> &'static str {
+    if reference.starts_with("skillhost/") {
+        "build it with `skillhost images build` first"
+    } else {
+        "load it into the engine yourself (`docker pull` where a registry is reachable, else \
+         `docker load`), or build the skill FROM one of skillhost's own bases \
+         (skillhost/debian, skillhost/python; `skillhost images build` makes them)"
+    }
 }
 
 impl BuildError {
@@ -284,6 +296,12 @@ impl Plan {
     /// What the content hash covers, for people.
     pub fn covers(&self) -> Vec<String> {
         self.gathered.covers()
+    }
+
+    /// The parts the content hash is made of, each with its digest.
+    pub fn digests(&self) -> BTreeMap<String, String> {
+        let ids: Vec<String> = self.bases.iter().map(|(_, id)| id.clone()).collect();
+        self.gathered.digests(&ids)
     }
 
     /// `repository:tag`.
@@ -525,7 +543,10 @@ impl ImageBuilder {
                 .build_image(tar()?, &request, &mut on_event)
                 .await?
             {
-                Ok(id) => return Ok(id),
+                Ok(id) => {
+                    self.remove_lost_builds(plan, &id).await;
+                    return Ok(id);
+                }
                 Err(failure) if !rebuilt && lost_a_layer(&failure) => {
                     tracing::info!(
                         image = %image,
@@ -541,6 +562,27 @@ impl ImageBuilder {
                     })
                 }
             }
+        }
+    }
+}
+
+impl ImageBuilder {
+    /// Remove what another process built of this very image when the tag went to the
+    /// image `kept`: an untagged image with the same content hash. Costs nothing to the
+    /// build when it fails.
+    async fn remove_lost_builds(&self, plan: &Plan, kept: &str) {
+        match self
+            .engine
+            .remove_untagged(labels::HASH, &plan.hash.0, kept)
+            .await
+        {
+            Ok(removed) if !removed.is_empty() => tracing::info!(
+                image = %plan.image(),
+                ?removed,
+                "removed the untagged image of a concurrent build of the same sources"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(image = %plan.image(), "cannot look for untagged builds: {e}"),
         }
     }
 }
@@ -715,6 +757,30 @@ impl BuildLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_base_says_who_makes_it() {
+        let missing = |reference: &str| BuildError::MissingBase {
+            name: "t".into(),
+            reference: reference.into(),
+            line: 1,
+        };
+        let ours = missing("skillhost/python:latest").to_string();
+        assert!(
+            ours.ends_with("build it with `skillhost images build` first"),
+            "{ours}"
+        );
+        let theirs = missing("python:3.12-slim").to_string();
+        assert!(
+            theirs.contains("load it into the engine yourself"),
+            "{theirs}"
+        );
+        assert!(!theirs.contains("first"), "{theirs}");
+        assert_eq!(
+            missing("python:3.12-slim").status(),
+            Status::InfrastructureError
+        );
+    }
 
     #[test]
     fn only_a_layer_removed_under_the_build_is_worth_a_second_build() {

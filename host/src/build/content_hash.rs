@@ -176,6 +176,37 @@ impl GatheredInputs {
         covers
     }
 
+    /// What the hash is made of, one named part at a time (`file src/main.py`,
+    /// `dockerfile`, `input ../shared/lib.py`, `build arg VERSION`, `base image
+    /// debian:12`), each with a short digest (a base image with its ID): a lock keeps
+    /// them, so a check names what moved. Build arg values are digested, never shown.
+    pub fn digests(&self, base_ids: &[String]) -> BTreeMap<String, String> {
+        let short = |digest: &[u8]| hex::encode(&digest[..8]);
+        let mut parts = BTreeMap::new();
+        for (path, digest) in self.context.digests() {
+            parts.insert(format!("file {path}"), short(&digest));
+        }
+        if !self.dockerfile.is_empty() {
+            parts.insert(
+                "dockerfile".to_string(),
+                short(&Sha256::digest(self.dockerfile.as_bytes())),
+            );
+        }
+        for (path, digest) in &self.inputs {
+            parts.insert(format!("input {path}"), short(digest));
+        }
+        for (key, value) in &self.args {
+            parts.insert(
+                format!("build arg {key}"),
+                short(&Sha256::digest(value.as_bytes())),
+            );
+        }
+        for (base, id) in self.bases.iter().zip(base_ids) {
+            parts.insert(format!("base image {}", base.reference), id.clone());
+        }
+        parts
+    }
+
     /// The hash, given the local ID of each entry of [`Self::bases`], in order.
     pub fn hash(&self, base_ids: &[String]) -> ContentHash {
         assert_eq!(base_ids.len(), self.bases.len(), "one ID per base image");

@@ -162,6 +162,28 @@ impl Context {
         self.entries.iter().any(|e| e.path == path)
     }
 
+    /// Each entry's path and a digest of what the tar records of it (its kind, mode and
+    /// contents or link target), in path order: what tells which file moved.
+    pub(crate) fn digests(&self) -> impl Iterator<Item = (&str, [u8; 32])> + '_ {
+        use sha2::{Digest, Sha256};
+        self.entries.iter().map(|entry| {
+            let mut h = Sha256::new();
+            h.update(entry.mode.to_le_bytes());
+            match &entry.kind {
+                Kind::Dir => h.update(b"dir"),
+                Kind::File(bytes) => {
+                    h.update(b"file");
+                    h.update(bytes);
+                }
+                Kind::Symlink(target) => {
+                    h.update(b"symlink");
+                    h.update(target.as_os_str().as_encoded_bytes());
+                }
+            }
+            (entry.path.as_str(), h.finalize().into())
+        })
+    }
+
     /// The tar the engine receives; deterministic for equal contexts.
     pub fn to_tar(&self) -> std::io::Result<Vec<u8>> {
         let mut tar = tar::Builder::new(Vec::new());

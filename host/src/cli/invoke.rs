@@ -106,7 +106,7 @@ pub(super) async fn run(
             }
         };
         return match result {
-            Ok(result) => Ok(report(&result, format)),
+            Ok(result) => Ok(report(&result, format, cli.timeout)),
             Err(e) => {
                 if format == Format::Json {
                     output::json(&ErrorReport::new(e.to_string(), e.exit_code()));
@@ -121,9 +121,10 @@ pub(super) async fn run(
         .build_images(!cli.no_build)
         .locked(locked)
         .allow_native(std::env::var("SKILLHOST_ALLOW_NATIVE").as_deref() == Ok("1"))
-        .egress_network(cli
-            .egress_network
-            .unwrap_or_else(|| HostConfig::default().egress_network));
+        .egress_network(
+            cli.egress_network
+                .unwrap_or_else(|| HostConfig::default().egress_network),
+        );
     let host = Host::new(config).await?;
     let on_progress: ProgressCallback = Arc::new(print_progress);
     let options = InvokeOptions::default()
@@ -144,16 +145,28 @@ pub(super) async fn run(
     };
     // The result is known; removing its container must still finish before we exit.
     host.shutdown().await;
-    Ok(report(&result, format))
+    Ok(report(&result, format, cli.timeout))
 }
 
-/// Print the result for `format`; its exit code.
-fn report(result: &InvocationResult, format: Format) -> i32 {
+/// Print the result for `format`; its exit code. `timeout` is the caller's `--timeout`.
+fn report(result: &InvocationResult, format: Format, timeout: Option<Duration>) -> i32 {
     match format {
         Format::Json => output::json(result),
-        Format::Human => print_result(result),
+        Format::Human => print_result(result, timeout),
     }
     result.status.exit_code()
+}
+
+/// What to do next about a failed call: the author's hint, unless the caller's own
+/// `--timeout` ended it, which the manifest's limit has nothing to do with.
+fn hint(result: &InvocationResult, timeout: Option<Duration>) -> Option<String> {
+    match (result.status, timeout) {
+        (Status::Timeout, Some(timeout)) => Some(format!(
+            "this call's --timeout ({}) ended it; give it more time with --timeout, up to the manifest's run.limits.timeout",
+            humantime::format_duration(timeout)
+        )),
+        _ => skillhost::examples::author_hint(result).map(str::to_string),
+    }
 }
 
 fn print_progress(p: &skill_sdk::Progress) {
@@ -261,7 +274,7 @@ fn after_answer_warning(exit_code: Option<i64>, oom_killed: bool) -> Option<Stri
 
 /// The output for people: a process-like result (`stdout`/`stderr` fields) as its text,
 /// a string as itself, anything else as JSON. Failures go to stderr with the logs.
-fn print_result(result: &InvocationResult) {
+fn print_result(result: &InvocationResult, timeout: Option<Duration>) {
     if let Some(output) = &result.output {
         match output {
             Value::String(text) => outln!("{text}"),
@@ -298,7 +311,7 @@ fn print_result(result: &InvocationResult) {
             error.message,
             error.code
         );
-        if let Some(hint) = skillhost::examples::author_hint(result) {
+        if let Some(hint) = hint(result, timeout) {
             errln!("hint: {hint}");
         }
         if !result.logs.is_empty() {
@@ -316,6 +329,19 @@ fn print_result(result: &InvocationResult) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_timeout_the_caller_chose_points_at_its_own_flag() {
+        let mut result = InvocationResult::new("i", "python", "run");
+        result.status = Status::Timeout;
+        let chosen = hint(&result, Some(Duration::from_secs(2))).unwrap();
+        assert!(chosen.contains("--timeout (2s)"), "{chosen}");
+        let manifests = hint(&result, None).unwrap();
+        assert!(
+            manifests.contains("run.limits.timeout in skill.yaml"),
+            "{manifests}"
+        );
+    }
 
     #[test]
     fn an_ok_result_warns_of_a_bad_exit_after_the_answer() {

@@ -1,5 +1,6 @@
 //! `skillhost list`: the skills found, their versions and images, and whether each image
-//! is present; broken manifests too.
+//! is present; broken manifests too. With `--locked FILE`: the skills a lock pins, as a
+//! locked host sees them (read from the images, each checked against the lock).
 
 use std::path::PathBuf;
 
@@ -7,13 +8,25 @@ use skillhost::api::{exit_code, BrokenSkill, ListReport, ListedSkill, ProblemRep
 use skillhost::build::{plan, ImageBuilder, ImageTarget};
 use skillhost::catalog::Catalog;
 use skillhost::engine::Engine;
+use skillhost::lock::{verify, LockFile};
 use skillhost::manifest::ManifestError;
 use skillhost::Error;
 
 use super::progress::Progress;
 use super::{output, Format};
 
-pub(super) async fn run(roots: &[PathBuf], format: Format) -> Result<i32, Error> {
+#[derive(Debug, clap::Args)]
+pub(crate) struct ListCli {
+    /// List the skills this lock pins instead, as `serve --locked` would run them: read
+    /// from their images (no source is searched), each checked against the lock.
+    #[arg(long, value_name = "FILE")]
+    locked: Option<PathBuf>,
+}
+
+pub(super) async fn run(roots: &[PathBuf], cli: ListCli, format: Format) -> Result<i32, Error> {
+    if let Some(path) = &cli.locked {
+        return run_locked(path, format).await;
+    }
     let catalog = Catalog::discover(roots)?;
     let engine = match Engine::connect().await {
         Ok(engine) => Some(engine),
@@ -57,6 +70,56 @@ pub(super) async fn run(roots: &[PathBuf], format: Format) -> Result<i32, Error>
         exit_code::OK
     } else {
         exit_code::USAGE
+    })
+}
+
+/// `list --locked FILE`: each locked skill from its image; one whose image is missing or
+/// not the locked one is listed with the problem, and the exit code says so.
+async fn run_locked(path: &std::path::Path, format: Format) -> Result<i32, Error> {
+    let lock = LockFile::load(path)?;
+    let engine = Engine::connect().await?;
+    let verification = verify(&engine, &lock).await?;
+    let mut listed = Vec::new();
+    for entry in &lock.skills {
+        let verified = verification
+            .verified
+            .iter()
+            .find(|v| v.entry.name == entry.name);
+        let mut skill = match verified {
+            Some(v) => ListedSkill::new(
+                &entry.name,
+                v.manifest.version.to_string(),
+                &v.manifest.description,
+                String::new(),
+                v.manifest.actions.keys().cloned().collect(),
+            ),
+            None => ListedSkill::new(
+                &entry.name,
+                entry.version.clone(),
+                "",
+                String::new(),
+                Vec::new(),
+            ),
+        };
+        skill.image = Some(entry.image.clone());
+        skill.hash = Some(entry.hash.clone());
+        skill.present = Some(verified.is_some());
+        skill.problem = verification
+            .problems
+            .iter()
+            .find(|p| p.skill() == Some(entry.name.as_str()))
+            .map(ToString::to_string);
+        listed.push(skill);
+    }
+    let report = ListReport::new(listed, Vec::new());
+    match format {
+        Format::Json => output::json(&report),
+        Format::Human => print(&report),
+    }
+    Ok(if verification.problems.is_empty() {
+        exit_code::OK
+    } else {
+        exit_code::INFRASTRUCTURE
     })
 }
 

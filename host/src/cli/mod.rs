@@ -64,7 +64,7 @@ pub(crate) enum Format {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// List the skills found: version, content hash, whether the image is present.
-    List,
+    List(list::ListCli),
     /// Build or reuse the images of skills.
     Build(build::BuildCli),
     /// Start a skill from a template: manifest, Dockerfile, source, .dockerignore.
@@ -147,7 +147,7 @@ pub(crate) async fn run(args: Args) -> i32 {
             name,
             max_in_flight,
         } => Ok(token(&name, max_in_flight)),
-        Command::List => list::run(&roots, format).await,
+        Command::List(cli) => list::run(&roots, cli, format).await,
         Command::New(cli) => new::run(&given_roots, cli, format),
         Command::Build(cli) => build::run(&roots, cli, format).await,
         Command::Invoke(cli) => invoke::run(roots, cli, format).await,

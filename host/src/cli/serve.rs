@@ -26,7 +26,7 @@ skills-dirs, build, locked, pull, mirror, max-in-flight, max-in-flight-per-skill
 header-timeout, body-timeout, max-connections, max-connections-per-peer, grace, drain-notice, keep-results, max-results, prewarm-started, prewarm, egress-network.")]
 pub(crate) struct ServeCli {
     /// The unix socket to listen on, mode 0600 [key: socket]. Default:
-    /// $XDG_RUNTIME_DIR/skillhost/skillhost.sock, else skillhost-$USER/skillhost.sock in
+    /// $XDG_RUNTIME_DIR/skillhost/skillhost.sock, else skillhost-<uid>/skillhost.sock in
     /// the temporary directory.
     #[arg(long, env = "SKILLHOST_SOCKET")]
     socket: Option<PathBuf>,
@@ -172,7 +172,8 @@ impl ServeCli {
         settings.keep_results = self.keep_results;
         settings.max_results = self.max_results;
         settings.prewarm_started = self.prewarm_created_only.then_some(false);
-        settings.prewarm = (!self.prewarm.is_empty()).then(|| self.prewarm.iter().cloned().collect());
+        settings.prewarm =
+            (!self.prewarm.is_empty()).then(|| self.prewarm.iter().cloned().collect());
         settings.egress_network = self.egress_network.clone();
         settings
     }

@@ -36,10 +36,11 @@ pub(crate) struct PullCli {
     /// The lock file whose images are pulled, each by its recorded digest.
     #[arg(long)]
     lock: PathBuf,
-    /// Pull from this registry (a mirror) instead of the one each entry records; the
-    /// digests are the same.
-    #[arg(long)]
-    registry: Option<String>,
+    /// Pull from this registry, HOST:PORT (a mirror), instead of the one each entry
+    /// records; the digests are the same. `serve --pull --mirror` is the same choice.
+    /// (`--registry` is the old name, still accepted.)
+    #[arg(long, alias = "registry")]
+    mirror: Option<String>,
     /// Pull only these skills' images (`egress-proxy`: the egress proxy's) [default: all
     /// of the lock's].
     skills: Vec<String>,
@@ -131,8 +132,8 @@ pub(super) async fn run_push(cli: PushCli, format: Format) -> Result<i32, Error>
 }
 
 pub(super) async fn run_pull(cli: PullCli, format: Format) -> Result<i32, Error> {
-    if let Some(registry) = &cli.registry {
-        check_registry("--registry", registry)?;
+    if let Some(mirror) = &cli.mirror {
+        check_registry("--mirror", mirror)?;
     }
     let lock = LockFile::load(&cli.lock)?;
     let chosen = selected(&lock, &cli.skills)?;
@@ -143,7 +144,7 @@ pub(super) async fn run_pull(cli: PullCli, format: Format) -> Result<i32, Error>
     for id in chosen {
         let entry = pin_of(&lock, id)?;
         let started = Instant::now();
-        let pulled = pull(&engine, &entry, cli.registry.as_deref(), &observer).await;
+        let pulled = pull(&engine, &entry, cli.mirror.as_deref(), &observer).await;
         progress.finish(entry.name());
         let what = pulled?.as_str();
         let seconds = started.elapsed().as_secs_f64();

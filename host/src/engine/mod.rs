@@ -547,6 +547,47 @@ impl Engine {
             .map_err(api_err(format!("removing {tag}")))
     }
 
+    /// Remove the untagged images labelled `label=value`, but `keep`: what a build of the
+    /// same image in another process left when its tag was moved to this one's (two
+    /// processes whose build locks are not shared: another user, another temporary
+    /// directory). One a container still uses stays. Their IDs.
+    pub(crate) async fn remove_untagged(
+        &self,
+        label: &str,
+        value: &str,
+        keep: &str,
+    ) -> Result<Vec<String>, EngineError> {
+        let options = bollard::query_parameters::ListImagesOptions {
+            filters: Some(HashMap::from([
+                ("dangling".to_string(), vec!["true".to_string()]),
+                ("label".to_string(), vec![format!("{label}={value}")]),
+            ])),
+            ..Default::default()
+        };
+        let listed = self
+            .docker
+            .list_images(Some(options))
+            .await
+            .map_err(api_err("listing untagged images"))?;
+        let mut removed = Vec::new();
+        for image in listed.into_iter().filter(|i| i.id != keep) {
+            let options = RemoveImageOptions {
+                force: false,
+                noprune: false,
+                ..Default::default()
+            };
+            match self
+                .docker
+                .remove_image(&image.id, Some(options), None)
+                .await
+            {
+                Ok(_) => removed.push(image.id),
+                Err(e) => tracing::debug!(image = %image.id, "an untagged build stays: {e}"),
+            }
+        }
+        Ok(removed)
+    }
+
     /// The images `tags` as one `docker save` archive, chunk by chunk.
     pub(crate) fn save_images<'a>(
         &'a self,

@@ -136,6 +136,10 @@ pub(crate) fn next_step(result: &InvocationResult) -> Option<&'static str> {
         Status::SkillError if code == codes::BUILD_FAILED => {
             "fix the build, then run `skillhost test` again"
         }
+        Status::InfrastructureError if code == codes::BASE_IMAGE_MISSING => {
+            "the skill's Dockerfile starts FROM an image this engine does not have; the error \
+             says how to get it"
+        }
         Status::InfrastructureError => "the host could not run it; this is not the skill's fault",
         _ => return None,
     })

@@ -4,9 +4,9 @@
 use super::{LockError, LockedBase, LockedImage, LockedSkill, SourceState};
 use crate::build::{BuildError, ContentHash, ImageBuilder, ImageTarget};
 use crate::catalog::Skill;
-use crate::vocab::PROXY_IMAGE;
 use crate::engine::Engine;
 use crate::lifecycle::labels;
+use crate::vocab::PROXY_IMAGE;
 
 /// What the sources of `skill` give now. Builds nothing; base images must be present.
 pub async fn source_state(
@@ -20,6 +20,7 @@ pub async fn source_state(
         version: m.version.to_string(),
         protocol: m.protocol.to_string(),
         hash: plan.hash().0.clone(),
+        inputs: plan.digests(),
     })
 }
 
@@ -47,6 +48,7 @@ pub async fn lock_skill(
         protocol: m.protocol.to_string(),
         hash: plan.hash().0.clone(),
         covers: plan.covers(),
+        inputs: plan.digests(),
         image: report.image,
         image_id: image.id,
         platform: image.platform,

@@ -8,6 +8,7 @@
 mod make;
 mod verify;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -112,6 +113,11 @@ pub struct LockedSkill {
     pub hash: String,
     /// What the hash covers, for a reviewer.
     pub covers: Vec<String>,
+    /// Each part the hash is made of (`file src/main.py`, `dockerfile`, `base image
+    /// debian:12`, ...) with its digest, so `lock --check` names what moved. Empty in a
+    /// lock written before it was recorded.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, String>,
     /// `skill-<name>:<hash>`.
     pub image: String,
     /// The local image ID it was built as.
@@ -150,6 +156,8 @@ pub struct SourceState {
     pub protocol: String,
     /// Its content hash.
     pub hash: String,
+    /// The parts of the hash, each with its digest (see [`LockedSkill::inputs`]).
+    pub inputs: BTreeMap<String, String>,
 }
 
 /// One way the lock no longer matches the sources.
@@ -353,9 +361,10 @@ pub fn compare(lock: &LockFile, current: &[SourceState]) -> Vec<Drift> {
             drift.push(moved(
                 &now.name,
                 format!(
-                    "content hash moved from {} to {}: its sources, build inputs, args, base images or skillhost's init changed",
+                    "content hash moved from {} to {}: {}",
                     short(&locked.hash),
-                    short(&now.hash)
+                    short(&now.hash),
+                    what_moved(&locked.inputs, &now.inputs)
                 ),
             ));
         }
@@ -369,6 +378,35 @@ pub fn compare(lock: &LockFile, current: &[SourceState]) -> Vec<Drift> {
         }
     }
     drift
+}
+
+/// The parts of a content hash that differ between a lock and the sources, by name.
+fn what_moved(locked: &BTreeMap<String, String>, now: &BTreeMap<String, String>) -> String {
+    if locked.is_empty() {
+        return "its sources, build inputs, args, base images or skillhost's init changed \
+                (this lock records no digest per input: lock again, and the next check names \
+                what moved)"
+            .into();
+    }
+    let mut changes = Vec::new();
+    for (part, digest) in now {
+        match locked.get(part) {
+            None => changes.push(format!("added {part}")),
+            Some(was) if was != digest => changes.push(format!("changed {part}")),
+            Some(_) => {}
+        }
+    }
+    changes.extend(
+        locked
+            .keys()
+            .filter(|part| !now.contains_key(*part))
+            .map(|part| format!("removed {part}")),
+    );
+    if changes.is_empty() {
+        // Every part the same, yet another hash: the hashing scheme itself moved.
+        return "every input is the same: this skillhost hashes them differently".into();
+    }
+    changes.join(", ")
 }
 
 fn short(hash: &str) -> &str {
@@ -386,6 +424,7 @@ mod tests {
             protocol: "^1".into(),
             hash: hash.into(),
             covers: vec!["context".into()],
+            inputs: BTreeMap::new(),
             image: format!("skill-{name}:{}", &hash[..4]),
             image_id: "sha256:1".into(),
             platform: "linux/amd64".into(),
@@ -410,7 +449,46 @@ mod tests {
             version: "1.0.0".into(),
             protocol: "^1".into(),
             hash: hash.into(),
+            inputs: BTreeMap::new(),
         }
+    }
+
+    fn parts(items: &[(&str, &str)]) -> BTreeMap<String, String> {
+        items
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_moved_hash_names_the_inputs_that_moved() {
+        let mut entry = locked("a", "aaaa");
+        entry.inputs = parts(&[
+            ("file main.py", "11"),
+            ("file old.py", "22"),
+            ("dockerfile", "33"),
+            ("base image skillhost/python", "sha256:p1"),
+        ]);
+        let lock = LockFile::new(vec![entry]);
+        let mut now = state("a", "bbbb");
+        now.inputs = parts(&[
+            ("file main.py", "99"),
+            ("file new.py", "44"),
+            ("dockerfile", "33"),
+            ("base image skillhost/python", "sha256:p2"),
+        ]);
+        let drift = compare(&lock, &[now])[0].to_string();
+        assert!(
+            drift.ends_with(
+                "changed base image skillhost/python, changed file main.py, added file new.py, removed file old.py"
+            ),
+            "{drift}"
+        );
+        assert!(!drift.contains("dockerfile"), "{drift}");
+        // A lock from before the digests were kept says how to get them named.
+        let old = LockFile::new(vec![locked("a", "aaaa")]);
+        let drift = compare(&old, &[state("a", "bbbb")])[0].to_string();
+        assert!(drift.contains("lock again"), "{drift}");
     }
 
     #[test]

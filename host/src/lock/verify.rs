@@ -242,6 +242,7 @@ mod tests {
             protocol: "^1".into(),
             hash: "abc".into(),
             covers: vec![],
+            inputs: Default::default(),
             image: "skill-echo:abc".into(),
             image_id: "sha256:1111".into(),
             platform: "linux/amd64".into(),

@@ -245,9 +245,11 @@ pub fn default_socket() -> PathBuf {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("skillhost/skillhost.sock"),
         _ => {
             // Other users share this directory: the socket's own directory is made
-            // private, and its owner checked, when the socket is bound.
-            let user = std::env::var("USER").unwrap_or_else(|_| "user".into());
-            std::env::temp_dir().join(format!("skillhost-{user}/skillhost.sock"))
+            // private, and its owner checked, when the socket is bound. Named by the uid,
+            // which every process of the user has (`$USER` is unset under many service
+            // managers and in containers), as the Python client names it.
+            let uid = rustix::process::getuid().as_raw();
+            std::env::temp_dir().join(format!("skillhost-{uid}/skillhost.sock"))
         }
     }
 }

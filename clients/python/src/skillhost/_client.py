@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import getpass
 import json
 import os
 import tempfile
@@ -50,8 +49,9 @@ def default_server() -> str:
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime:
         return f"unix:{os.path.join(runtime, 'skillhost', 'skillhost.sock')}"
-    user = os.environ.get("USER") or getpass.getuser()
-    return f"unix:{os.path.join(tempfile.gettempdir(), f'skillhost-{user}', 'skillhost.sock')}"
+    # By the numeric uid, as the server names it: $USER is unset under many service
+    # managers and in containers.
+    return f"unix:{os.path.join(tempfile.gettempdir(), f'skillhost-{os.getuid()}', 'skillhost.sock')}"
 
 
 def _endpoint(server: str) -> Tuple[str, Optional[str]]:

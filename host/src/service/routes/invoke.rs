@@ -107,6 +107,7 @@ pub(crate) async fn invoke(
             codes::HOST_SHUTTING_DOWN,
             "the service is shutting down and takes no new calls; this one did not run",
         );
+        counted(&state, &result);
         return shutting_down_response(result, state.drain_notice);
     }
     let request = match body {
@@ -114,6 +115,7 @@ pub(crate) async fn invoke(
         Err(rejection) => {
             if let Some(deadline) = body_deadline::deadline_in(&rejection) {
                 let result = call.refused(codes::INVALID_REQUEST, deadline.to_string());
+                counted(&state, &result);
                 let mut response =
                     result_response_as(StatusCode::REQUEST_TIMEOUT, result, retry_after);
                 response
@@ -141,6 +143,7 @@ pub(crate) async fn invoke(
             } else {
                 call.refused(codes::INVALID_REQUEST, body_problem(&rejection))
             };
+            counted(&state, &result);
             return result_response_as(status, result, retry_after);
         }
     };
@@ -177,6 +180,14 @@ pub(crate) async fn invoke(
     ));
     let result = task.finish(&call).await;
     result_response(result, retry_after)
+}
+
+/// Count a call the service refused before it reached the host (which counts every call
+/// it runs), as the host counts its own refusals: `skillhost_invocations_total` with
+/// status `rejected` (or `infrastructure_error` while draining) and
+/// `skillhost_rejected_total` by code.
+fn counted(state: &AppState, result: &InvocationResult) {
+    crate::invoke::telemetry::record(state.host.catalog(), result, Duration::ZERO);
 }
 
 /// What was wrong with a body the JSON reader refused, for the caller.

@@ -15,7 +15,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use skillhost_api::codes;
-use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
 use super::http::error_response;
@@ -41,9 +41,12 @@ pub(crate) fn app(
         )
         .route("/metrics", get(probes::metrics))
         .route("/openapi.json", get(probes::openapi));
-    Router::new()
+    // A 503 is what `/readyz` answers while the host starts or drains: the probes stay
+    // outside the trace layer, which would warn of every one.
+    let probes = Router::new()
         .route("/healthz", get(probes::healthz))
-        .route("/readyz", get(probes::readyz))
+        .route("/readyz", get(probes::readyz));
+    Router::new()
         .merge(guarded(api, bound))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -54,8 +57,14 @@ pub(crate) fn app(
         ))
         .layer(axum::middleware::from_fn(utf8_path))
         // A 503 is an answer the service chose (a cancelled or failed call): worth a
-        // warning, not an error.
-        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::WARN)))
+        // warning, not an error, naming its method and route (the span, at the warning's
+        // level, is what carries them).
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::WARN))
+                .on_failure(DefaultOnFailure::new().level(Level::WARN)),
+        )
+        .merge(probes)
         .with_state(state)
 }
 
