@@ -42,7 +42,7 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_thousand_mixed_calls_get_exactly_their_answers_and_leave_nothing() {
+async fn mixed_calls_get_exactly_their_answers_and_leave_nothing() {
     let calls = calls();
     let probe = Probe::acquire();
     // Every call is admitted (64 callers, 16 running, 64 queued): the soak checks the
