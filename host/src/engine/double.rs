@@ -31,7 +31,11 @@ pub(crate) struct Script {
     pub(crate) hang: bool,
 }
 
-/// Decides each container's script from its spec and the stdin it read.
+/// How a serve-mode worker is told so (`SKILLHOST_MODE=serve`).
+const SERVE_MODE: &str = "SKILLHOST_MODE=serve";
+
+/// Decides each container's script from its spec and the stdin it read (a serve-mode
+/// worker's: one line).
 type Scripter = dyn Fn(&ContainerSpec, &[u8]) -> Script + Send + Sync;
 
 /// The double. Containers are known by name and by ID (`id-<name>`).
@@ -225,6 +229,10 @@ impl ContainerEngine for FakeEngine {
                 )
             };
             match stdin {
+                Some(stdin) if spec.env.iter().any(|e| e == SERVE_MODE) => {
+                    let scripter = self.scripter.clone();
+                    tokio::spawn(serve_lines(scripter, spec, stdin, output, exited));
+                }
                 Some(stdin) => {
                     let scripter = self.scripter.clone();
                     tokio::spawn(run_script(scripter, spec, stdin, output, exited));
@@ -414,6 +422,43 @@ impl ContainerEngine for FakeEngine {
         }
         .boxed()
     }
+}
+
+/// A serve-mode worker (`SKILLHOST_MODE=serve` in its environment): a script per line of
+/// stdin, each line's output written at once; it exits when a script exits non-zero or
+/// stdin ends, and hangs when a script hangs.
+async fn serve_lines(
+    scripter: Arc<Scripter>,
+    spec: ContainerSpec,
+    stdin: tokio::io::DuplexStream,
+    output: Option<mpsc::UnboundedSender<Chunk>>,
+    exited: watch::Sender<Option<i64>>,
+) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(stdin).lines();
+    let mut killed = exited.subscribe();
+    let code = loop {
+        let line = tokio::select! {
+            line = lines.next_line() => line,
+            _ = killed.wait_for(Option::is_some) => return,
+        };
+        let Ok(Some(line)) = line else { break 0 };
+        let script = scripter(&spec, line.as_bytes());
+        if let Some(output) = &output {
+            if !script.stdout.is_empty() {
+                let _ = output.send(Chunk::Stdout(Bytes::from(script.stdout)));
+            }
+        }
+        if script.hang {
+            let _ = killed.wait_for(Option::is_some).await;
+            return;
+        }
+        if script.exit != 0 {
+            break script.exit;
+        }
+    };
+    exited.send_if_modified(|exit| exit.replace(code).is_none());
+    drop(output);
 }
 
 /// Read stdin to its end, write the script's output, and exit (unless it hangs).

@@ -218,3 +218,108 @@ async fn sweep(inner: Weak<Inner>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::engine::double::{FakeEngine, Script};
+
+    /// Workers that answer each request line with a result, and die on the action `die`.
+    fn pools() -> (Arc<FakeEngine>, ServePools, Reaper) {
+        let fake = FakeEngine::new(|_, line| {
+            let request: serde_json::Value = serde_json::from_slice(line).unwrap();
+            if request["action"] == "die" {
+                return Script {
+                    exit: 1,
+                    ..Default::default()
+                };
+            }
+            let id = request["id"].as_str().unwrap();
+            Script {
+                stdout: format!(
+                    "{{\"type\":\"result\",\"id\":\"{id}\",\"ok\":true,\"output\":{{}}}}\n"
+                )
+                .into_bytes(),
+                ..Default::default()
+            }
+        });
+        let containers: Containers = fake.clone();
+        let reaper = Reaper::new(containers.clone());
+        (
+            fake.clone(),
+            ServePools::new(containers, reaper.clone()),
+            reaper,
+        )
+    }
+
+    fn request(id: &str, action: &str) -> RunRequest {
+        let line = format!("{{\"id\":\"{id}\",\"action\":\"{action}\"}}\n");
+        RunRequest {
+            stdin: line.into_bytes(),
+            request_id: id.into(),
+            timeout: Duration::from_secs(30),
+            output_limit: 1 << 20,
+            log_limit: 1024,
+            on_progress: None,
+            trailer_key: None,
+            egress: None,
+            egress_client: None,
+        }
+    }
+
+    fn worker_spec() -> ContainerSpec {
+        ContainerSpec {
+            env: vec!["SKILLHOST_MODE=serve".into()],
+            interactive: true,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_worker_answers_request_after_request_and_one_that_died_is_replaced() {
+        let (fake, pools, reaper) = pools();
+        let limits = Serve::default();
+        for id in ["r-1", "r-2", "r-3"] {
+            let (exchange, _) = pools
+                .exchange("echo", &limits, worker_spec, &request(id, "say"))
+                .await
+                .unwrap();
+            assert!(exchange.reusable, "{id}");
+            assert!(exchange.outcome.decoded.result.is_some(), "{id}");
+        }
+        assert_eq!(fake.containers().len(), 1, "one worker served all three");
+        assert_eq!(pools.idle("echo"), 1);
+
+        let (died, _) = pools
+            .exchange("echo", &limits, worker_spec, &request("r-4", "die"))
+            .await
+            .unwrap();
+        assert!(!died.reusable);
+        assert_eq!(died.outcome.exit_code, Some(1));
+        reaper.settled().await;
+        assert!(fake.containers().is_empty(), "the dead worker is removed");
+        let (next, _) = pools
+            .exchange("echo", &limits, worker_spec, &request("r-5", "say"))
+            .await
+            .unwrap();
+        assert!(next.reusable);
+        let creates = fake
+            .calls()
+            .iter()
+            .filter(|c| c.starts_with("create"))
+            .count();
+        assert_eq!(creates, 2, "a new worker for the call after the death");
+
+        pools.close();
+        reaper.settled().await;
+        assert!(fake.containers().is_empty());
+        assert!(matches!(
+            pools
+                .exchange("echo", &limits, worker_spec, &request("r-6", "say"))
+                .await,
+            Err(ServeError::Closed)
+        ));
+    }
+}
