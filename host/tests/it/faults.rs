@@ -111,16 +111,22 @@ async fn an_engine_stop_mid_call_is_infrastructure_error_not_a_crash() {
     let probe = common::probe::Probe::acquire();
     let host = std::sync::Arc::new(probe.host().await);
     let name = probe.name.clone();
+    // Named ahead, so its container is told from other tests' calls of the shared probe.
+    let invocation = common::unique_name("engine-stop");
     let call = {
         let (host, name) = (host.clone(), name.clone());
-        tokio::spawn(async move { host.invoke(&name, "sleep", json!({"seconds": 30})).await })
+        let options = skillhost::InvokeOptions::default().id(invocation.clone());
+        tokio::spawn(async move {
+            host.invoke_with(&name, "sleep", json!({"seconds": 30}), options)
+                .await
+        })
     };
     let engine = skillhost::engine::Engine::connect().await.unwrap();
     let options = bollard::query_parameters::ListContainersOptions {
         filters: Some(std::collections::HashMap::from([
             (
                 "label".to_string(),
-                vec![format!("io.skillhost.skill={name}")],
+                vec![format!("io.skillhost.invocation={invocation}")],
             ),
             ("status".to_string(), vec!["running".to_string()]),
         ])),

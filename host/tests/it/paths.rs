@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 use skillhost::{Host, HostConfig, InvocationPath, InvokeOptions, Status};
 
-use common::probe::{assert_status, containers_with_label};
+use common::probe::assert_status;
 use common::{
     copy_fixture, ensure_base_images, host_for, unique_name, workspace_root, ImageCleanup,
 };
@@ -20,9 +20,29 @@ fn skills_dir() -> PathBuf {
     workspace_root().join("skills")
 }
 
-/// Containers of a skill, whatever their role. Each test here uses skills of its own.
+/// Containers of a skill, whatever their role, made by this process's hosts (the CLI
+/// tests of other modules, which run beside these, call the bundled skills too).
 async fn held_for(skill: &str) -> usize {
-    containers_with_label("io.skillhost.skill", skill).await
+    let engine = skillhost::engine::Engine::connect().await.unwrap();
+    let options = bollard::query_parameters::ListContainersOptions {
+        all: true,
+        filters: Some(std::collections::HashMap::from([(
+            "label".to_string(),
+            vec![
+                format!("io.skillhost.skill={skill}"),
+                format!(
+                    "io.skillhost.instance={}",
+                    skillhost::testing::instance_id()
+                ),
+            ],
+        )])),
+        ..Default::default()
+    };
+    skillhost::testing::docker(&engine)
+        .list_containers(Some(options))
+        .await
+        .unwrap()
+        .len()
 }
 
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
