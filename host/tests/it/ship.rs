@@ -304,7 +304,17 @@ async fn a_service_that_pulls_answers_host_starting_until_its_images_are_here() 
     registry.pause();
     let mut service = Daemon::spawn(empty.path(), &["--locked", lock_arg, "--pull"], &[]);
     service.await_socket();
-    let ready = service.call(Method::GET, "/readyz", &[], None).await;
+    // The listeners answer before the engine is reached; the pull comes right after.
+    let connecting = "starting: connecting to the engine";
+    let started = std::time::Instant::now();
+    let ready = loop {
+        let ready = service.call(Method::GET, "/readyz", &[], None).await;
+        if ready.json()["problems"][0] != connecting || started.elapsed() > Duration::from_secs(30)
+        {
+            break ready;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
         ready.json()["problems"][0],
