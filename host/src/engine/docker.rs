@@ -71,9 +71,7 @@ impl DockerContainers {
 /// bollard's error in skillhost's terms.
 pub(crate) fn call_error(e: BollardError) -> CallError {
     let failure = match &e {
-        BollardError::DockerResponseServerError {
-            status_code: 404, ..
-        } => Failure::NotFound,
+        _ if is_not_found(&e) => Failure::NotFound,
         BollardError::RequestTimeoutError => Failure::Timeout,
         _ => Failure::Other,
     };
@@ -88,6 +86,11 @@ pub(crate) fn call_error(e: BollardError) -> CallError {
         message: e.to_string(),
         words,
     }
+}
+
+/// Whether the engine answered that it does not know what was named (404).
+pub(crate) fn is_not_found(e: &BollardError) -> bool {
+    status(e) == Some(404)
 }
 
 fn status(e: &BollardError) -> Option<u16> {
@@ -166,7 +169,7 @@ impl ContainerEngine for DockerContainers {
             let mut wait = docker.wait_container(&id, Some(condition));
             match wait.next().await {
                 Some(Ok(_) | Err(BollardError::DockerContainerWaitError { .. })) | None => Ok(()),
-                Some(Err(e)) if status(&e) == Some(404) => Ok(()),
+                Some(Err(e)) if is_not_found(&e) => Ok(()),
                 Some(Err(e)) => Err(call_error(e)),
             }
         }
@@ -220,7 +223,7 @@ impl ContainerEngine for DockerContainers {
                 Ok(container) => Ok(container.state.is_some_and(|state| {
                     state.running == Some(true) || state.restarting == Some(true)
                 })),
-                Err(e) if status(&e) == Some(404) => Ok(false),
+                Err(e) if is_not_found(&e) => Ok(false),
                 Err(e) => Err(call_error(e)),
             }
         }
@@ -452,7 +455,7 @@ async fn remove(docker: &Docker, id: &str) -> Result<(), CallError> {
         ..Default::default()
     };
     match docker.remove_container(id, Some(options)).await {
-        Err(e) if status(&e) == Some(404) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
         other => other.map_err(call_error),
     }
 }
@@ -465,7 +468,7 @@ async fn await_exit_recorded(docker: &Docker, id: &str) {
         signal: "KILL".into(),
     };
     if let Err(e) = docker.kill_container(id, Some(kill)).await {
-        if status(&e) == Some(404) {
+        if is_not_found(&e) {
             return;
         }
     }
@@ -497,7 +500,7 @@ async fn remove_once_present(
             .inspect_container(id, None::<InspectContainerOptions>)
             .await
         {
-            Err(e) if status(&e) == Some(404) => tokio::time::sleep(LOOK_AGAIN).await,
+            Err(e) if is_not_found(&e) => tokio::time::sleep(LOOK_AGAIN).await,
             _ => break,
         }
     }
@@ -506,7 +509,7 @@ async fn remove_once_present(
 
 async fn remove_network(docker: &Docker, name: &str) -> Result<(), CallError> {
     match docker.remove_network(name).await {
-        Err(e) if status(&e) == Some(404) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
         other => other.map_err(call_error),
     }
 }

@@ -25,7 +25,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::{Stream, StreamExt};
 
-use docker::{call_error, DockerContainers};
+use docker::{call_error, is_not_found, DockerContainers};
 
 /// The oldest Engine API spoken: Debian bookworm's engine 20.10.
 pub const MIN_API_VERSION: (u32, u32) = (1, 41);
@@ -136,16 +136,6 @@ fn garbled_archive(path: &str, e: &std::io::Error) -> EngineError {
         action: format!("reading the engine's archive of {path}"),
         source: CallError::new(containers::Failure::Other, e.to_string()),
     }
-}
-
-fn is_not_found(err: &bollard::errors::Error) -> bool {
-    matches!(
-        err,
-        bollard::errors::Error::DockerResponseServerError {
-            status_code: 404,
-            ..
-        }
-    )
 }
 
 impl Engine {
@@ -571,17 +561,8 @@ impl Engine {
             .map_err(api_err("listing untagged images"))?;
         let mut removed = Vec::new();
         for image in listed.into_iter().filter(|i| i.id != keep) {
-            let options = RemoveImageOptions {
-                force: false,
-                noprune: false,
-                ..Default::default()
-            };
-            match self
-                .docker
-                .remove_image(&image.id, Some(options), None)
-                .await
-            {
-                Ok(_) => removed.push(image.id),
+            match self.remove_tag_unless_used(&image.id).await {
+                Ok(()) => removed.push(image.id),
                 Err(e) => tracing::debug!(image = %image.id, "an untagged build stays: {e}"),
             }
         }

@@ -53,9 +53,7 @@ impl Engine {
             .await
         {
             Ok(service) => Ok(Some(service)),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(None),
+            Err(e) if super::docker::is_not_found(&e) => Ok(None),
             Err(e) => Err(api_err(format!("inspecting the service {name}"))(e)),
         }
     }

@@ -619,17 +619,7 @@ mod tests {
         }
 
         fn request() -> RunRequest {
-            RunRequest {
-                stdin: b"{}\n".to_vec(),
-                request_id: "r-1".into(),
-                timeout: Duration::from_secs(30),
-                output_limit: 1 << 20,
-                log_limit: 1024,
-                on_progress: None,
-                trailer_key: None,
-                egress: None,
-                egress_client: None,
-            }
+            RunRequest::for_test("r-1", b"{}\n".to_vec())
         }
 
         #[tokio::test]

@@ -256,17 +256,7 @@ mod tests {
 
     fn request(id: &str, action: &str) -> RunRequest {
         let line = format!("{{\"id\":\"{id}\",\"action\":\"{action}\"}}\n");
-        RunRequest {
-            stdin: line.into_bytes(),
-            request_id: id.into(),
-            timeout: Duration::from_secs(30),
-            output_limit: 1 << 20,
-            log_limit: 1024,
-            on_progress: None,
-            trailer_key: None,
-            egress: None,
-            egress_client: None,
-        }
+        RunRequest::for_test(id, line.into_bytes())
     }
 
     fn worker_spec() -> ContainerSpec {

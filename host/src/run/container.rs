@@ -53,6 +53,25 @@ pub struct RunRequest {
     pub egress_client: Option<IpAddr>,
 }
 
+#[cfg(test)]
+impl RunRequest {
+    /// A request for the unit tests: `stdin` as the request line of id `request_id`, 30 s
+    /// to answer, 1 MiB of output, 1 KiB of logs, nothing else.
+    pub(crate) fn for_test(request_id: &str, stdin: Vec<u8>) -> Self {
+        RunRequest {
+            stdin,
+            request_id: request_id.into(),
+            timeout: Duration::from_secs(30),
+            output_limit: 1 << 20,
+            log_limit: 1024,
+            on_progress: None,
+            trailer_key: None,
+            egress: None,
+            egress_client: None,
+        }
+    }
+}
+
 impl std::fmt::Debug for RunRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The request itself and the trailer key stay out of logs.
@@ -585,15 +604,9 @@ mod tests {
         output_limit: u64,
     ) -> Result<RunOutcome, RunError> {
         let request = RunRequest {
-            stdin: REQUEST.to_vec(),
-            request_id: "r-1".into(),
             timeout,
             output_limit,
-            log_limit: 1024,
-            on_progress: None,
-            trailer_key: None,
-            egress: None,
-            egress_client: None,
+            ..RunRequest::for_test("r-1", REQUEST.to_vec())
         };
         let spec = ContainerSpec::default();
         run_container(containers, reaper, name, &spec, request).await

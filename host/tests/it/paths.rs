@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 use skillhost::{Host, HostConfig, InvocationPath, InvokeOptions, Status};
 
-use common::probe::assert_status;
+use common::probe::{assert_status, containers_with_labels};
 use common::{
     copy_fixture, ensure_base_images, host_for, unique_name, workspace_root, ImageCleanup,
 };
@@ -23,26 +23,14 @@ fn skills_dir() -> PathBuf {
 /// Containers of a skill, whatever their role, made by this process's hosts (the CLI
 /// tests of other modules, which run beside these, call the bundled skills too).
 async fn held_for(skill: &str) -> usize {
-    let engine = skillhost::engine::Engine::connect().await.unwrap();
-    let options = bollard::query_parameters::ListContainersOptions {
-        all: true,
-        filters: Some(std::collections::HashMap::from([(
-            "label".to_string(),
-            vec![
-                format!("io.skillhost.skill={skill}"),
-                format!(
-                    "io.skillhost.instance={}",
-                    skillhost::testing::instance_id()
-                ),
-            ],
-        )])),
-        ..Default::default()
-    };
-    skillhost::testing::docker(&engine)
-        .list_containers(Some(options))
-        .await
-        .unwrap()
-        .len()
+    containers_with_labels(&[
+        format!("io.skillhost.skill={skill}"),
+        format!(
+            "io.skillhost.instance={}",
+            skillhost::testing::instance_id()
+        ),
+    ])
+    .await
 }
 
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {

@@ -120,16 +120,17 @@ pub fn remove_images_of(skill: &str) {
 
 /// intermediate containers carrying the skill label too; those are not counted.
 pub async fn containers_with_label(label: &str, value: &str) -> usize {
+    containers_with_labels(&[format!("{label}={value}")]).await
+}
+
+/// skillhost's containers, running or not, carrying every one of `labels` (`key=value`).
+pub async fn containers_with_labels(labels: &[String]) -> usize {
     let engine = Engine::connect().await.unwrap();
+    let mut wanted = labels.to_vec();
+    wanted.push("io.skillhost.managed=true".to_string());
     let options = ListContainersOptions {
         all: true,
-        filters: Some(HashMap::from([(
-            "label".to_string(),
-            vec![
-                format!("{label}={value}"),
-                "io.skillhost.managed=true".to_string(),
-            ],
-        )])),
+        filters: Some(HashMap::from([("label".to_string(), wanted)])),
         ..Default::default()
     };
     skillhost::testing::docker(&engine)
