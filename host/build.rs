@@ -10,6 +10,10 @@ fn main() {
     let source = manifest_dir.join("../init/src/main.rs");
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("skillhost-init");
     println!("cargo:rerun-if-changed={}", source.display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest_dir.join("../init/src/files.rs").display()
+    );
     // Containers run Linux; on another host OS the init is left out and skill containers
     // use the engine's init instead.
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {

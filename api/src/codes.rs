@@ -79,6 +79,22 @@ pub const PROTOCOL_ERROR: &str = "protocol_error";
 pub const OUTPUT_SCHEMA: &str = "output_schema";
 /// `crashed`: the skill exited without a result, for no reason above.
 pub const CRASHED: &str = "crashed";
+/// `rejected`: no open session of that id belongs to the caller (it never existed, it
+/// ended or expired, or another caller made it).
+pub const UNKNOWN_SESSION: &str = "unknown_session";
+/// `rejected`: the skill's manifest declares no `run.session`, or the session asked for
+/// is outside what it allows (a timeout above its ceiling, a variable not in `run.env`),
+/// or a call in a session asked for something a session call cannot have (its own
+/// environment, a workspace, native mode).
+pub const INVALID_SESSION: &str = "invalid_session";
+/// `rejected`: the host (or the caller's token) has as many open sessions as it allows;
+/// end one, or retry once one expires (HTTP 429 with Retry-After).
+pub const TOO_MANY_SESSIONS: &str = "too_many_sessions";
+/// `rejected`: the `process` session's process was lost before this call, for a reason
+/// no earlier result reported (the service restarted; the process died between calls).
+/// Nothing ran; a new process is ready with the session's files and none of its
+/// variables: set them up again and call again (HTTP 409).
+pub const SESSION_STATE_RESET: &str = "session_state_reset";
 
 /// Every code the host makes, with the status it comes with.
 pub const ALL: &[(&str, Status)] = &[
@@ -108,7 +124,44 @@ pub const ALL: &[(&str, Status)] = &[
     (PROTOCOL_ERROR, Status::ProtocolError),
     (OUTPUT_SCHEMA, Status::ProtocolError),
     (CRASHED, Status::Crashed),
+    (UNKNOWN_SESSION, Status::Rejected),
+    (INVALID_SESSION, Status::Rejected),
+    (TOO_MANY_SESSIONS, Status::Rejected),
+    (SESSION_STATE_RESET, Status::Rejected),
 ];
+
+/// The codes of a failed file operation on a session's workspace (a service error's
+/// `code`, or the library's `FileError`), each with its HTTP status.
+pub mod files {
+    /// 404: no such file, or a directory on its path is missing.
+    pub const NOT_FOUND: &str = "file_not_found";
+    /// 409: not a regular file with one link (a directory, a symbolic link, a FIFO, a
+    /// socket, a device, a hard-linked file), or a path through a symbolic link.
+    pub const NOT_A_FILE: &str = "not_a_file";
+    /// 409: a directory to delete is not empty.
+    pub const NOT_EMPTY: &str = "directory_not_empty";
+    /// 400: the path is absolute, has a `.`, `..` or empty component, a NUL, or is too
+    /// long.
+    pub const INVALID_PATH: &str = "invalid_path";
+    /// 413: the upload or the file is larger than a transfer may be.
+    pub const TOO_LARGE: &str = "file_too_large";
+    /// 507: the workspace is full (its size is the manifest's `run.session.workspace`).
+    pub const WORKSPACE_FULL: &str = "workspace_full";
+    /// 409: the skill made the file or a directory on its path unreadable to its own user
+    /// (`chmod 000`, say), or another error of the filesystem; the message has it.
+    pub const UNREADABLE: &str = "file_unreadable";
+
+    /// Every file operation code with its HTTP status.
+    pub const ALL: &[(&str, u16)] = &[
+        (NOT_FOUND, 404),
+        (NOT_A_FILE, 409),
+        (NOT_EMPTY, 409),
+        (INVALID_PATH, 400),
+        (TOO_LARGE, 413),
+        (WORKSPACE_FULL, 507),
+        (UNREADABLE, 409),
+    ];
+}
 
 /// The status the host gives `code`, or `None` for a code the host never makes (a
 /// skill's own).

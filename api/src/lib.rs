@@ -14,14 +14,18 @@ pub mod exit_code;
 mod report;
 mod result;
 mod service;
+mod session;
 mod test_report;
 
 pub use report::{BrokenSkill, ErrorDetail, ErrorReport, ListReport, ListedSkill, ProblemReport};
 pub use result::{
-    Denial, Egress, InvocationError, InvocationPath, InvocationResult, Stats, Status,
+    Denial, Egress, InvocationError, InvocationPath, InvocationResult, SessionCall, Stats, Status,
 };
 pub use service::{
     ActionInfo, Invocation, InvocationState, InvokeRequest, Readiness, ServiceError,
     ServiceErrorDetail, SkillInfo, SkillList,
+};
+pub use session::{
+    FileEntry, FileKind, FileList, SessionInfo, SessionKind, SessionList, SessionRequest,
 };
 pub use test_report::{ExampleFailure, ExampleReport, FailureKind, TestReport};

@@ -89,6 +89,9 @@ pub enum InvocationPath {
     Warm,
     /// In the host's own process, through the skill's native library: **no sandbox**.
     Native,
+    /// Inside a session: a fresh container with the session's workspace (`files`
+    /// sessions), or the session's own worker (`process` sessions).
+    Session,
 }
 
 impl InvocationPath {
@@ -99,6 +102,7 @@ impl InvocationPath {
             InvocationPath::Prewarmed => "prewarmed",
             InvocationPath::Warm => "warm",
             InvocationPath::Native => "native",
+            InvocationPath::Session => "session",
         }
     }
 }
@@ -194,6 +198,33 @@ pub struct InvocationResult {
     /// what it was allowed to reach. Absent for every other skill and for native calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress: Option<Egress>,
+    /// For a call made in a session: which, and whether the session's in-memory state was
+    /// lost. Absent for every other call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionCall>,
+}
+
+/// What a call made in a session says of it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SessionCall {
+    /// The session's id.
+    pub id: String,
+    /// True when this call cost a `process` session its process (a timeout, the memory
+    /// limit, a crash, a broken protocol): the next call starts a new one, with the
+    /// session's files but none of its variables. Never true in a `files` session.
+    pub state_reset: bool,
+}
+
+impl SessionCall {
+    /// A call in session `id`.
+    pub fn new(id: impl Into<String>, state_reset: bool) -> Self {
+        SessionCall {
+            id: id.into(),
+            state_reset,
+        }
+    }
 }
 
 /// The network a skill with an egress allowlist had on one call.
@@ -259,6 +290,7 @@ impl InvocationResult {
             logs_truncated: false,
             stats: Stats::default(),
             egress: None,
+            session: None,
         }
     }
 }

@@ -15,7 +15,7 @@ pub use crate::engine::BuildRequest;
 pub use crate::invoke::workspace_mount::can_make_views as can_make_workspace_views;
 pub use crate::lifecycle::guard::ContainerGuard;
 pub use crate::run::container::{RunError, RunOutcome, RunRequest};
-pub use crate::run::container_spec::{container_spec, ContainerInputs};
+pub use crate::run::container_spec::{container_spec, ContainerInputs, Workspace};
 pub use crate::run::run_as::RunAs;
 
 use crate::engine::Engine;

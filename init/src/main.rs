@@ -22,6 +22,11 @@
 //! what is unknown; OUTSIDE_SIGNAL is the last termination signal that came from outside
 //! the container (the engine stopping it), 0 if none did.
 //!
+//! Two more modes serve sessions (see the host's `session` module): `--hold` keeps a
+//! session's container, and so its workspace, alive doing nothing until it is stopped;
+//! `--files OP ...` is a workspace file operation the host runs in that container
+//! (`files.rs`).
+//!
 //! Standard library only (see Cargo.toml); the few libc calls std lacks are declared here.
 
 // Those libc calls are foreign functions, so calling them is `unsafe`; each call below
@@ -39,6 +44,8 @@ compile_error!(
     "skillhost-init declares the C library's sigaction and siginfo layouts for 64-bit x86 and Arm Linux only"
 );
 
+mod files;
+
 use std::io::Write;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -49,6 +56,8 @@ extern "C" {
     fn sigaction(signum: i32, act: *const SigAction, old: *mut SigAction) -> i32;
     fn kill(pid: i32, sig: i32) -> i32;
     fn read(fd: i32, buf: *mut u8, count: usize) -> isize;
+    fn pause() -> i32;
+    fn _exit(code: i32) -> !;
 }
 
 /// glibc's `struct sigaction` on 64-bit Linux.
@@ -163,8 +172,11 @@ fn main() -> ExitCode {
         Err(e) => return fail(&format!("cannot read /proc/self/status: {e}")),
     }
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    if argv.is_empty() {
-        return fail("no command to run");
+    match argv.first().map(String::as_str) {
+        None => return fail("no command to run"),
+        Some("--files") => return files::main(&argv[1..]),
+        Some("--hold") => hold(),
+        Some(_) => {}
     }
     let prestart = std::env::var_os(PRESTART_VAR).is_some_and(|v| v == "1");
     // Installed before the key is read: a stop that comes first ends the wait for it.
@@ -199,6 +211,31 @@ fn main() -> ExitCode {
     let mut stdout = std::io::stdout();
     let _ = stdout.write_all(&trailer).and_then(|()| stdout.flush());
     ExitCode::from(code)
+}
+
+extern "C" fn exit_now(_sig: i32, _info: *const SigInfo, _context: *mut u8) {
+    // SAFETY: _exit is async-signal-safe and ends the process at once.
+    unsafe { _exit(0) }
+}
+
+/// `--hold`: do nothing until stopped. As PID 1 the kernel would ignore a SIGTERM with no
+/// handler, so one is installed that ends the process.
+fn hold() -> ! {
+    let action = SigAction {
+        handler: exit_now as *const () as usize,
+        mask: [0; 16],
+        flags: SA_SIGINFO,
+        restorer: 0,
+    };
+    for signal in FORWARDED {
+        // SAFETY: `action` is a valid sigaction for this target (layout asserted above)
+        // and outlives the call; the old action is not asked for.
+        unsafe { sigaction(signal, &action, std::ptr::null_mut()) };
+    }
+    loop {
+        // SAFETY: pause takes no arguments; it returns after each caught signal.
+        unsafe { pause() };
+    }
 }
 
 /// The line of `/proc/self/status` that gives this process uid 0 or gid 0, as its real,

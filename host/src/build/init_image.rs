@@ -11,9 +11,12 @@ use crate::vocab::INIT_PATH;
 
 /// The static init binary, empty when the host was built for a non-Linux OS.
 static BINARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/skillhost-init"));
-/// Its source: what the content hash covers, since compilers differ in the bytes they
-/// make of it and an image built by one host must be found by another.
-const SOURCE: &str = include_str!("../../../init/src/main.rs");
+/// Its sources: what the content hash covers, since compilers differ in the bytes they
+/// make of them and an image built by one host must be found by another.
+const SOURCES: [&str; 2] = [
+    include_str!("../../../init/src/main.rs"),
+    include_str!("../../../init/src/files.rs"),
+];
 /// Where the binary goes in the build context.
 pub const CONTEXT_NAME: &str = ".skillhost-init";
 /// The [`crate::lifecycle::labels::INIT`] value: the trailer format of `exit_trailer`.
@@ -24,7 +27,12 @@ pub fn binary() -> Option<&'static [u8]> {
 }
 
 pub fn source_digest() -> [u8; 32] {
-    Sha256::digest(SOURCE.as_bytes()).into()
+    let mut digest = Sha256::new();
+    for source in SOURCES {
+        digest.update(source.len().to_le_bytes());
+        digest.update(source.as_bytes());
+    }
+    digest.finalize().into()
 }
 
 /// The Dockerfile with the init copied into its last stage, as the last instruction so

@@ -21,7 +21,7 @@ use skillhost_api::codes;
 use skillhost_api::Denial;
 use tokio::sync::OnceCell;
 
-use crate::engine::containers::CallError;
+use crate::engine::containers::{CallError, Leftovers};
 use crate::engine::spec::{Confinement, ContainerSpec, Limits, LogKeeping, NetworkMode};
 use crate::engine::{ContainerEngine, Containers};
 use crate::lifecycle::instance::Instance;
@@ -266,10 +266,14 @@ impl Drop for Gateways {
             return;
         }
         // Each proxy has its network's name.
-        if !self
-            .engine
-            .remove_blocking(names.clone(), names, Duration::ZERO)
-        {
+        if !self.engine.remove_blocking(
+            Leftovers {
+                containers: names.clone(),
+                networks: names,
+                volumes: Vec::new(),
+            },
+            Duration::ZERO,
+        ) {
             tracing::error!("could not remove this host's egress proxies; `skillhost gc` will");
         }
     }

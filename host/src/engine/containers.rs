@@ -15,7 +15,7 @@ use futures_util::future::BoxFuture;
 use futures_util::Stream;
 use tokio::io::AsyncWrite;
 
-use super::spec::ContainerSpec;
+use super::spec::{ContainerSpec, TmpfsVolume};
 
 /// The engine, as the host's lifecycles use it. Shared by every part of a host.
 pub(crate) type Containers = Arc<dyn ContainerEngine>;
@@ -57,16 +57,11 @@ pub(crate) trait ContainerEngine: Send + Sync + std::fmt::Debug {
     /// error.
     fn remove<'a>(&'a self, id: &'a str) -> Call<'a, ()>;
 
-    /// Remove containers, then networks, from a thread of the adapter's own, and block
-    /// until that is done: for `Drop`, which may run while the caller's runtime stops. A
-    /// container missing is looked for again while `patience` lasts (its create may still
-    /// be in flight). True when everything went.
-    fn remove_blocking(
-        &self,
-        containers: Vec<String>,
-        networks: Vec<String>,
-        patience: Duration,
-    ) -> bool;
+    /// Remove containers, then networks and volumes, from a thread of the adapter's own,
+    /// and block until that is done: for `Drop`, which may run while the caller's runtime
+    /// stops. A container missing is looked for again while `patience` lasts (its create
+    /// may still be in flight). True when everything went.
+    fn remove_blocking(&self, leftovers: Leftovers, patience: Duration) -> bool;
 
     /// Every container (running or not) or network with `label=value`.
     fn list<'a>(
@@ -105,6 +100,35 @@ pub(crate) trait ContainerEngine: Send + Sync + std::fmt::Debug {
     /// Follow a container's logs until a line holds `ready` (true) or they end (false),
     /// with everything seen.
     fn await_log<'a>(&'a self, container: &'a str, ready: &'a str) -> Call<'a, (bool, String)>;
+
+    /// Create a named tmpfs volume with `labels`.
+    fn create_volume<'a>(
+        &'a self,
+        name: &'a str,
+        volume: TmpfsVolume,
+        labels: HashMap<String, String>,
+    ) -> Call<'a, ()>;
+
+    /// Remove a volume; one already gone is not an error, one still in use is.
+    fn remove_volume<'a>(&'a self, name: &'a str) -> Call<'a, ()>;
+
+    /// Run `command` in the running container `container` as `user` (`uid:gid`), with its
+    /// stdin, stdout and stderr attached; its stdin closes once the writer half-closes it.
+    /// The process has the container's confinement.
+    fn exec<'a>(
+        &'a self,
+        container: &'a str,
+        command: &'a [String],
+        user: &'a str,
+    ) -> Call<'a, Attachment>;
+}
+
+/// What [`ContainerEngine::remove_blocking`] removes, by name or ID.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Leftovers {
+    pub(crate) containers: Vec<String>,
+    pub(crate) networks: Vec<String>,
+    pub(crate) volumes: Vec<String>,
 }
 
 /// A container or a network.
@@ -114,6 +138,8 @@ pub(crate) enum Resource {
     Container,
     /// Networks.
     Network,
+    /// Volumes.
+    Volume,
 }
 
 /// A listed container or network.

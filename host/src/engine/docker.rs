@@ -26,6 +26,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::VolumeCreateRequest;
 use bollard::models::{
     ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountBindOptions,
     MountBindOptionsPropagationEnum, MountType, NetworkConnectRequest, NetworkCreateRequest,
@@ -33,16 +35,18 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, InspectContainerOptions, InspectNetworkOptions,
-    KillContainerOptions, ListContainersOptions, ListNetworksOptions, LogsOptions,
-    RemoveContainerOptions, StartContainerOptions, WaitContainerOptions,
+    KillContainerOptions, ListContainersOptions, ListNetworksOptions, ListVolumesOptions,
+    LogsOptions, RemoveContainerOptions, RemoveVolumeOptions, StartContainerOptions,
+    WaitContainerOptions,
 };
 use bollard::Docker;
 use futures_util::{FutureExt, StreamExt, TryStreamExt};
 
 use super::containers::{
-    Attachment, Call, CallError, Chunk, ContainerEngine, ExitState, Failure, Labelled, Resource,
+    Attachment, Call, CallError, Chunk, ContainerEngine, ExitState, Failure, Labelled, Leftovers,
+    Output, Resource,
 };
-use super::spec::{ContainerSpec, LogKeeping, NetworkMode};
+use super::spec::{ContainerSpec, LogKeeping, NetworkMode, TmpfsVolume};
 use super::thread;
 
 /// Keeps Docker from giving the host an address on an internal network, through which a
@@ -132,19 +136,9 @@ impl ContainerEngine for DockerContainers {
                 .attach_container(id, Some(options))
                 .await
                 .map_err(call_error)?;
-            let output = io.output.filter_map(|item| async move {
-                match item {
-                    Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
-                        Some(Ok(Chunk::Stdout(message)))
-                    }
-                    Ok(LogOutput::StdErr { message }) => Some(Ok(Chunk::Stderr(message))),
-                    Ok(LogOutput::StdIn { .. }) => None,
-                    Err(e) => Some(Err(call_error(e))),
-                }
-            });
             Ok(Attachment {
                 input: io.input,
-                output: Box::pin(output),
+                output: chunks(io.output),
             })
         }
         .boxed()
@@ -234,20 +228,25 @@ impl ContainerEngine for DockerContainers {
         remove(&self.docker, id).boxed()
     }
 
-    fn remove_blocking(
-        &self,
-        containers: Vec<String>,
-        networks: Vec<String>,
-        patience: Duration,
-    ) -> bool {
+    fn remove_blocking(&self, leftovers: Leftovers, patience: Duration) -> bool {
         thread::run_blocking(move |docker| async move {
-            let removals = containers
+            let removals = leftovers
+                .containers
                 .iter()
                 .map(|id| remove_once_present(&docker, id, patience));
             let removed = futures_util::future::join_all(removals).await;
             let mut all = removed.iter().all(Result::is_ok);
-            for name in &networks {
+            for name in &leftovers.networks {
                 all &= remove_network(&docker, name).await.is_ok();
+            }
+            for name in &leftovers.volumes {
+                all &= match docker
+                    .remove_volume(name, None::<RemoveVolumeOptions>)
+                    .await
+                {
+                    Err(e) => is_not_found(&e),
+                    Ok(()) => true,
+                };
             }
             all
         })
@@ -287,6 +286,24 @@ impl ContainerEngine for DockerContainers {
                                 .map(|n| n.trim_start_matches('/').to_string())
                                 .unwrap_or_default(),
                             labels: c.labels.unwrap_or_default(),
+                        })
+                        .collect())
+                }
+                Resource::Volume => {
+                    let options = ListVolumesOptions { filters };
+                    let listed = self
+                        .docker
+                        .list_volumes(Some(options))
+                        .await
+                        .map_err(call_error)?;
+                    Ok(listed
+                        .volumes
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|v| Labelled {
+                            id: v.name.clone(),
+                            name: v.name,
+                            labels: v.labels,
                         })
                         .collect())
                 }
@@ -443,6 +460,101 @@ impl ContainerEngine for DockerContainers {
         }
         .boxed()
     }
+
+    fn create_volume<'a>(
+        &'a self,
+        name: &'a str,
+        volume: TmpfsVolume,
+        labels: HashMap<String, String>,
+    ) -> Call<'a, ()> {
+        async move {
+            let request = VolumeCreateRequest {
+                name: Some(name.to_string()),
+                driver: Some("local".into()),
+                driver_opts: Some(HashMap::from([
+                    ("type".to_string(), "tmpfs".to_string()),
+                    ("device".to_string(), "tmpfs".to_string()),
+                    ("o".to_string(), volume.options()),
+                ])),
+                labels: Some(labels),
+                ..Default::default()
+            };
+            self.docker
+                .create_volume(request)
+                .await
+                .map(drop)
+                .map_err(call_error)
+        }
+        .boxed()
+    }
+
+    fn remove_volume<'a>(&'a self, name: &'a str) -> Call<'a, ()> {
+        async move {
+            let options = RemoveVolumeOptions { force: false };
+            match self.docker.remove_volume(name, Some(options)).await {
+                Err(e) if is_not_found(&e) => Ok(()),
+                other => other.map_err(call_error),
+            }
+        }
+        .boxed()
+    }
+
+    fn exec<'a>(
+        &'a self,
+        container: &'a str,
+        command: &'a [String],
+        user: &'a str,
+    ) -> Call<'a, Attachment> {
+        async move {
+            let options = CreateExecOptions {
+                attach_stdin: Some(true),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                tty: Some(false),
+                cmd: Some(command.to_vec()),
+                user: Some(user.to_string()),
+                privileged: Some(false),
+                ..Default::default()
+            };
+            let created = self
+                .docker
+                .create_exec(container, options)
+                .await
+                .map_err(call_error)?;
+            match self
+                .docker
+                .start_exec(&created.id, None)
+                .await
+                .map_err(call_error)?
+            {
+                StartExecResults::Attached { output, input } => Ok(Attachment {
+                    input,
+                    output: chunks(output),
+                }),
+                StartExecResults::Detached => Err(CallError::new(
+                    Failure::Other,
+                    "the engine started the process detached",
+                )),
+            }
+        }
+        .boxed()
+    }
+}
+
+/// The engine's multiplexed output as chunks of stdout and stderr.
+fn chunks(
+    output: impl futures_util::Stream<Item = Result<LogOutput, BollardError>> + Send + 'static,
+) -> Output {
+    Box::pin(output.filter_map(|item| async move {
+        match item {
+            Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
+                Some(Ok(Chunk::Stdout(message)))
+            }
+            Ok(LogOutput::StdErr { message }) => Some(Ok(Chunk::Stderr(message))),
+            Ok(LogOutput::StdIn { .. }) => None,
+            Err(e) => Some(Err(call_error(e))),
+        }
+    }))
 }
 
 /// Remove a container and its anonymous volumes, once its exit is recorded; one already
@@ -572,8 +684,14 @@ fn host_config(spec: &ContainerSpec) -> HostConfig {
         dns: spec.dns.as_ref().map(|r| r.servers.clone()),
         dns_options: spec.dns.as_ref().map(|r| r.options.clone()),
         init: Some(spec.engine_init),
-        mounts: Some(spec.binds.iter().map(bind_mount).collect())
-            .filter(|m: &Vec<_>| !m.is_empty()),
+        mounts: Some(
+            spec.binds
+                .iter()
+                .map(bind_mount)
+                .chain(spec.volumes.iter().map(volume_mount))
+                .collect(),
+        )
+        .filter(|m: &Vec<_>| !m.is_empty()),
         log_config: match spec.log {
             LogKeeping::Default => None,
             LogKeeping::Nothing => Some(HostConfigLogConfig {
@@ -603,6 +721,21 @@ fn bind_mount(bind: &super::spec::BindMount) -> Mount {
         read_only: Some(bind.read_only),
         bind_options: Some(MountBindOptions {
             propagation: Some(MountBindOptionsPropagationEnum::RPRIVATE),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A named volume, read-write; the engine copies nothing of the image into it.
+fn volume_mount(volume: &super::spec::VolumeMount) -> Mount {
+    Mount {
+        target: Some(volume.target.clone()),
+        source: Some(volume.name.clone()),
+        typ: Some(MountType::VOLUME),
+        read_only: Some(false),
+        volume_options: Some(bollard::models::MountVolumeOptions {
+            no_copy: Some(true),
             ..Default::default()
         }),
         ..Default::default()
@@ -649,6 +782,10 @@ mod tests {
                 target: "/workspace".into(),
                 read_only: true,
             }],
+            volumes: vec![super::super::spec::VolumeMount {
+                name: "skillhost-session-s1".into(),
+                target: "/workspace".into(),
+            }],
             engine_init: false,
             log: LogKeeping::Nothing,
             runtime: Some("runsc".into()),
@@ -672,6 +809,12 @@ mod tests {
         assert_eq!(h.auto_remove, Some(false));
         let mounts = h.mounts.unwrap();
         assert_eq!(mounts[0].read_only, Some(true));
+        assert_eq!(mounts[1].typ, Some(MountType::VOLUME));
+        assert_eq!(mounts[1].source.as_deref(), Some("skillhost-session-s1"));
+        assert_eq!(
+            mounts[1].volume_options.as_ref().unwrap().no_copy,
+            Some(true)
+        );
         assert_eq!(
             mounts[0].bind_options.as_ref().unwrap().propagation,
             Some(MountBindOptionsPropagationEnum::RPRIVATE)
@@ -684,6 +827,21 @@ mod tests {
         assert_eq!(
             (h.pid_mode, h.userns_mode, h.publish_all_ports),
             (None, None, None)
+        );
+    }
+
+    #[test]
+    fn a_session_volume_is_a_sized_tmpfs_no_one_else_enters_and_nothing_runs_set_id_from() {
+        let options = TmpfsVolume {
+            bytes: 1 << 20,
+            inodes: 1024,
+            uid: 10001,
+            gid: 10002,
+        }
+        .options();
+        assert_eq!(
+            options,
+            "size=1048576,nr_inodes=1024,uid=10001,gid=10002,mode=0700,nosuid,nodev"
         );
     }
 

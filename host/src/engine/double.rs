@@ -13,9 +13,10 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch};
 
 use super::containers::{
-    Attachment, Call, CallError, Chunk, ContainerEngine, ExitState, Failure, Labelled, Resource,
+    Attachment, Call, CallError, Chunk, ContainerEngine, ExitState, Failure, Labelled, Leftovers,
+    Resource,
 };
-use super::spec::ContainerSpec;
+use super::spec::{ContainerSpec, TmpfsVolume};
 use crate::sync::lock;
 
 /// What a container does once started: read stdin to its end, write this, then exit.
@@ -54,6 +55,7 @@ impl std::fmt::Debug for FakeEngine {
 struct State {
     containers: HashMap<String, FakeContainer>,
     networks: HashMap<String, HashMap<String, String>>,
+    volumes: HashMap<String, HashMap<String, String>>,
     calls: Vec<String>,
     /// Calls (by their first word, e.g. `remove`) that fail this many more times.
     failing: HashMap<String, usize>,
@@ -317,13 +319,16 @@ impl ContainerEngine for FakeEngine {
         .boxed()
     }
 
-    fn remove_blocking(
-        &self,
-        containers: Vec<String>,
-        networks: Vec<String>,
-        _patience: Duration,
-    ) -> bool {
+    fn remove_blocking(&self, leftovers: Leftovers, _patience: Duration) -> bool {
+        let Leftovers {
+            containers,
+            networks,
+            volumes,
+        } = leftovers;
         let mut all = true;
+        for name in volumes {
+            lock(&self.state).volumes.remove(&name);
+        }
         for id in containers {
             all &= self.record("remove", &id).is_ok();
             lock(&self.state).containers.remove(Self::name_of(&id));
@@ -358,6 +363,7 @@ impl ContainerEngine for FakeEngine {
                     .filter_map(|(name, c)| labelled((name, &c.spec.labels)))
                     .collect(),
                 Resource::Network => state.networks.iter().filter_map(labelled).collect(),
+                Resource::Volume => state.volumes.iter().filter_map(labelled).collect(),
             };
             listed.sort_by(|a, b| a.name.cmp(&b.name));
             Ok(listed)
@@ -421,6 +427,83 @@ impl ContainerEngine for FakeEngine {
             Ok((true, ready.to_string()))
         }
         .boxed()
+    }
+
+    fn create_volume<'a>(
+        &'a self,
+        name: &'a str,
+        _volume: TmpfsVolume,
+        labels: HashMap<String, String>,
+    ) -> Call<'a, ()> {
+        async move {
+            self.record("create_volume", name)?;
+            lock(&self.state).volumes.insert(name.to_string(), labels);
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn remove_volume<'a>(&'a self, name: &'a str) -> Call<'a, ()> {
+        async move {
+            self.record("remove_volume", name)?;
+            let mut state = lock(&self.state);
+            let in_use = state
+                .containers
+                .values()
+                .any(|c| c.spec.volumes.iter().any(|v| v.name == name));
+            if in_use {
+                return Err(CallError::new(
+                    Failure::Other,
+                    format!("volume {name} is in use"),
+                ));
+            }
+            state.volumes.remove(name);
+            Ok(())
+        }
+        .boxed()
+    }
+
+    /// Runs the scripter on a copy of the container's spec whose command is `command`.
+    fn exec<'a>(
+        &'a self,
+        container: &'a str,
+        command: &'a [String],
+        _user: &'a str,
+    ) -> Call<'a, Attachment> {
+        async move {
+            self.record("exec", &format!("{container} {}", command.join(" ")))?;
+            let mut spec = lock(&self.state)
+                .containers
+                .get(Self::name_of(container))
+                .map(|c| c.spec.clone())
+                .ok_or_else(|| Self::not_found(container))?;
+            spec.cmd = Some(command.to_vec());
+            spec.env.retain(|e| e != SERVE_MODE);
+            let (ours, theirs) = tokio::io::duplex(1 << 16);
+            let (sender, receiver) = mpsc::unbounded_channel();
+            let (exited, _) = watch::channel(None);
+            tokio::spawn(run_script(
+                self.scripter.clone(),
+                spec,
+                theirs,
+                Some(sender),
+                exited,
+            ));
+            Ok(Attachment {
+                input: Box::pin(ours),
+                output: tokio_stream_of(receiver),
+            })
+        }
+        .boxed()
+    }
+}
+
+impl FakeEngine {
+    /// The volumes that exist.
+    pub(crate) fn volumes(&self) -> Vec<String> {
+        let mut names: Vec<String> = lock(&self.state).volumes.keys().cloned().collect();
+        names.sort();
+        names
     }
 }
 

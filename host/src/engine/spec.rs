@@ -38,6 +38,8 @@ pub struct ContainerSpec {
     pub tmpfs: HashMap<String, String>,
     /// Bind mounts, each private to the container.
     pub binds: Vec<BindMount>,
+    /// Named volumes the engine made ([`crate::engine::containers::ContainerEngine::create_volume`]).
+    pub volumes: Vec<VolumeMount>,
     /// The engine's init as PID 1 (reaping, signals) when the image brings none.
     pub engine_init: bool,
     /// What the engine keeps of the container's output.
@@ -106,6 +108,42 @@ pub struct BindMount {
     pub target: String,
     /// Whether the container may only read it.
     pub read_only: bool,
+}
+
+/// A named volume mounted into the container, read-write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeMount {
+    /// The volume's name.
+    pub name: String,
+    /// Where it appears in the container.
+    pub target: String,
+}
+
+/// A volume of memory the kernel sizes: a tmpfs that the engine mounts while a container
+/// uses it, with writes past `bytes` or `inodes` refused (`ENOSPC`) inside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TmpfsVolume {
+    /// Its size.
+    pub bytes: u64,
+    /// Most files and directories.
+    pub inodes: u64,
+    /// The owner of its root directory, which no one else may enter (mode 0700).
+    pub uid: u32,
+    /// The group of its root directory.
+    pub gid: u32,
+}
+
+impl TmpfsVolume {
+    /// The mount options: sized, owned, and never set-id or a device.
+    pub fn options(&self) -> String {
+        let TmpfsVolume {
+            bytes,
+            inodes,
+            uid,
+            gid,
+        } = self;
+        format!("size={bytes},nr_inodes={inodes},uid={uid},gid={gid},mode=0700,nosuid,nodev")
+    }
 }
 
 /// What the engine keeps of a container's output.

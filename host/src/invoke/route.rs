@@ -31,7 +31,7 @@ use crate::paths::native::{self, NativeLibraries, NativeLibrary};
 use crate::paths::prewarm_pool::PrewarmPool;
 use crate::paths::serve_pool::{ServeError, ServePools};
 use crate::run::container::{run_attached, run_container, Attached, RunOutcome, RunRequest};
-use crate::run::container_spec::{container_spec, ContainerInputs};
+use crate::run::container_spec::{container_spec, ContainerInputs, Workspace};
 use crate::run::exit_trailer::new_key;
 use crate::vocab::Refusal;
 
@@ -473,7 +473,7 @@ impl Router {
             run_as: image.run_as,
             labels: labels::for_container(&manifest.name, Role::Invocation(id), &self.instance),
             env: &options.env,
-            workspace: workspace.map(|dir| (dir, manifest.run.workspace)),
+            workspace: workspace.map(|dir| Workspace::Dir(dir, manifest.run.workspace)),
             init_command: image.init_command.as_deref(),
             egress: egress.as_deref(),
             holder: holder.as_ref().map(|h| h.name.as_str()),

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::reaper::Reaper;
+use crate::engine::containers::Leftovers;
 use crate::engine::Containers;
 
 /// How long a container whose create was abandoned may take to appear.
@@ -66,7 +67,13 @@ impl Drop for ContainerGuard {
             CREATE_IN_FLIGHT
         };
         let id = std::mem::take(&mut self.id);
-        if !self.engine.remove_blocking(vec![id], Vec::new(), patience) {
+        if !self.engine.remove_blocking(
+            Leftovers {
+                containers: vec![id],
+                ..Leftovers::default()
+            },
+            patience,
+        ) {
             tracing::error!("could not remove an abandoned container; `skillhost gc` will");
         }
     }

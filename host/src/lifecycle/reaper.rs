@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use crate::engine::containers::Leftovers;
 use crate::engine::Containers;
 use crate::sync::lock;
 
@@ -45,6 +46,11 @@ impl Reaper {
     /// Remember a container (by name or id) that must not outlive this host.
     pub(crate) fn track(&self, id: &str) {
         lock(&self.shared.live).insert(id.to_string());
+    }
+
+    /// Forget a container removed some other way.
+    pub(crate) fn forget(&self, id: &str) {
+        lock(&self.shared.live).remove(id);
     }
 
     /// Remove the container in the background.
@@ -136,7 +142,13 @@ impl Drop for Shared {
         if ids.is_empty() {
             return;
         }
-        if !self.engine.remove_blocking(ids, Vec::new(), Duration::ZERO) {
+        if !self.engine.remove_blocking(
+            Leftovers {
+                containers: ids,
+                ..Leftovers::default()
+            },
+            Duration::ZERO,
+        ) {
             tracing::error!("could not remove every container of this host; `skillhost gc` will");
         }
     }

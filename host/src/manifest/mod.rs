@@ -16,8 +16,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use model::{
-    Action, Build, Example, Limits, Manifest, Matching, Mode, Native, Network, Run, Serve, User,
-    WorkspaceMode, DEFAULT_USER,
+    Action, Build, Example, Limits, Manifest, Matching, Mode, Native, Network, Run, Serve,
+    SessionMode, SessionSettings, User, WorkspaceMode, DEFAULT_USER,
 };
 pub use validate::is_skill_name as is_valid_name;
 

@@ -116,6 +116,79 @@ pub struct Run {
     /// Serve mode's worker limits.
     #[serde(default)]
     pub serve: Serve,
+    /// Whether and how the skill takes sessions; absent, it takes none.
+    #[serde(default)]
+    pub session: Option<SessionSettings>,
+}
+
+/// `run.session`: how a session of the skill keeps what its calls leave behind, and for
+/// how long. Every container of a session is hardened and limited as a plain call's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSettings {
+    /// `files` or `process`.
+    pub mode: SessionMode,
+    /// A session no call or file operation touched for this long ends; a caller may ask
+    /// for less.
+    #[serde(default = "default_session_idle")]
+    pub idle_timeout: HumanDuration,
+    /// The longest idle timeout a caller may ask for; `idle_timeout` when absent.
+    #[serde(default)]
+    pub max_idle_timeout: Option<HumanDuration>,
+    /// A session ends this long after it was made, however busy; a caller may ask for
+    /// less.
+    #[serde(default = "default_session_lifetime")]
+    pub lifetime: HumanDuration,
+    /// The longest lifetime a caller may ask for; `lifetime` when absent.
+    #[serde(default)]
+    pub max_lifetime: Option<HumanDuration>,
+    /// The workspace's size: the kernel refuses writes past it (`ENOSPC`).
+    #[serde(default = "default_session_workspace")]
+    pub workspace: ByteSize,
+}
+
+impl SessionSettings {
+    /// The longest idle timeout a caller may ask for.
+    pub fn idle_ceiling(&self) -> HumanDuration {
+        self.max_idle_timeout.unwrap_or(self.idle_timeout)
+    }
+
+    /// The longest lifetime a caller may ask for.
+    pub fn lifetime_ceiling(&self) -> HumanDuration {
+        self.max_lifetime.unwrap_or(self.lifetime)
+    }
+}
+
+/// What persists across the calls of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionMode {
+    /// Files: each call is a fresh container with the session's workspace at
+    /// `/workspace`; processes end with their call.
+    Files,
+    /// Files and memory: the session owns one container in which the skill runs as a
+    /// long-lived worker (serve mode) for this session alone.
+    Process,
+}
+
+impl SessionMode {
+    /// `files` or `process`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionMode::Files => "files",
+            SessionMode::Process => "process",
+        }
+    }
+}
+
+fn default_session_idle() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(600))
+}
+fn default_session_lifetime() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(3600))
+}
+fn default_session_workspace() -> ByteSize {
+    ByteSize(64 * MIB)
 }
 
 /// How invocations map to containers.
@@ -448,6 +521,7 @@ impl Default for Run {
             prewarm: 0,
             prestart: false,
             serve: Serve::default(),
+            session: None,
         }
     }
 }

@@ -28,6 +28,25 @@ examples:
 "#;
 
 #[test]
+fn a_session_takes_its_defaults_and_ceilings() {
+    let text = GOOD.replace(
+        "  env: [LANG]\n",
+        "  env: [LANG]\n  session: {mode: process, idle_timeout: 2m, max_lifetime: 4h}\n",
+    );
+    let m = Manifest::parse(&text).unwrap();
+    let session = m.run.session.unwrap();
+    assert_eq!(session.mode, SessionMode::Process);
+    assert_eq!(
+        session.idle_ceiling().0.as_secs(),
+        120,
+        "the default is the ceiling"
+    );
+    assert_eq!(session.lifetime.0.as_secs(), 3600);
+    assert_eq!(session.lifetime_ceiling().0.as_secs(), 4 * 3600);
+    assert_eq!(session.workspace.0, 64 * MIB);
+}
+
+#[test]
 fn the_design_example_parses() {
     let m = Manifest::parse(GOOD).unwrap();
     assert_eq!(m.name, "echo");
@@ -434,6 +453,39 @@ fn manifests_asking_for_more_privilege_are_refused_with_the_field_named() {
             run_extra("mode: serve\n  prestart: true"),
             "run.prestart",
             "one-shot mode",
+        ),
+        (
+            "session default above its ceiling",
+            run_extra("session: {mode: files, idle_timeout: 10m, max_idle_timeout: 1m}"),
+            "run.session.max_idle_timeout",
+            "give at least idle_timeout",
+        ),
+        (
+            "session of an unknown mode",
+            run_extra("session: {mode: notebook}"),
+            "run.session.mode",
+            "unknown variant `notebook`",
+        ),
+        (
+            "session workspace too small",
+            run_extra("session: {mode: files, workspace: 4k}"),
+            "run.session.workspace",
+            "out of range",
+        ),
+        (
+            "session of a networked skill",
+            variant(
+                "network: none\n",
+                "network: bridge\n  session: {mode: files}\n",
+            ),
+            "run.session.mode",
+            "network: none",
+        ),
+        (
+            "session key misspelt",
+            run_extra("session: {mode: files, idle: 1m}"),
+            "run.session.idle",
+            "unknown field",
         ),
         (
             "too many prewarmed",

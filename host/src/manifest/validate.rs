@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use super::locate::{FieldPath, Segment};
 use super::units::{GIB, MIB};
-use super::{host_protocol_version, Build, Limits, Manifest, Matching, Mode, Network, Run, Serve};
+use super::{
+    host_protocol_version, Build, Limits, Manifest, Matching, Mode, Network, Run, Serve,
+    SessionSettings,
+};
 
 type Problems = Vec<(FieldPath, String)>;
 
@@ -19,6 +22,12 @@ pub const MAX_PREWARM: u32 = 32;
 pub const MAX_WORKERS: u32 = 64;
 /// Most destinations one egress allowlist names.
 pub const MAX_EGRESS: usize = 64;
+/// The smallest session workspace: room for a few files.
+pub const MIN_SESSION_WORKSPACE: u64 = MIB;
+/// The largest session workspace. It is memory (a tmpfs), so it is bounded as one.
+pub const MAX_SESSION_WORKSPACE: u64 = 16 * GIB;
+/// The longest a session may last.
+pub const MAX_SESSION_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 
 fn path(parts: &[&str]) -> FieldPath {
     parts.iter().map(|p| Segment::Key(p.to_string())).collect()
@@ -296,6 +305,60 @@ fn run(r: &Run, c: &mut Checks) {
         "prestart applies to one-shot mode; serve mode keeps its workers running".into(),
     );
     serve(&r.serve, c);
+    if let Some(session) = &r.session {
+        self::session(session, r, c);
+    }
+}
+
+/// `run.session`: defaults within their ceilings, a workspace within bounds, and a
+/// network no other session shares.
+fn session(s: &SessionSettings, r: &Run, c: &mut Checks) {
+    let field = |name: &str| path(&["run", "session", name]);
+    for (name, default, ceiling) in [
+        ("idle_timeout", s.idle_timeout, s.idle_ceiling()),
+        ("lifetime", s.lifetime, s.lifetime_ceiling()),
+    ] {
+        c.check(
+            !default.0.is_zero() && default.0 <= MAX_SESSION_LIFETIME,
+            field(name),
+            format!("{default} is out of range: give a duration above 0 and at most 7 days"),
+        );
+        c.check(
+            ceiling.0 >= default.0 && ceiling.0 <= MAX_SESSION_LIFETIME,
+            field(&format!("max_{name}")),
+            format!(
+                "{ceiling} is out of range: give at least {name} ({default}) and at most 7 days"
+            ),
+        );
+    }
+    c.check(
+        s.idle_timeout.0 <= s.lifetime_ceiling().0,
+        field("idle_timeout"),
+        format!(
+            "an idle timeout of {} outlasts every lifetime a session may have ({})",
+            s.idle_timeout,
+            s.lifetime_ceiling()
+        ),
+    );
+    c.check(
+        (MIN_SESSION_WORKSPACE..=MAX_SESSION_WORKSPACE).contains(&s.workspace.0),
+        field("workspace"),
+        format!(
+            "{} is out of range: give a size from 1MiB to 16GiB",
+            s.workspace
+        ),
+    );
+    c.check(
+        r.network == Network::None,
+        field("mode"),
+        "sessions are for skills with `network: none`: a session's containers must not share a network with another session's".into(),
+    );
+    c.check(
+        r.mode == Mode::Oneshot,
+        field("mode"),
+        "sessions are for one-shot skills: a serve-mode skill's workers are shared by every caller"
+            .into(),
+    );
 }
 
 /// `run.serve`.

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::egress::{Gateway, DNS_OPTIONS};
 use crate::engine::spec::{
-    BindMount, Confinement, ContainerSpec, Limits, LogKeeping, NetworkMode, Resolver,
+    BindMount, Confinement, ContainerSpec, Limits, LogKeeping, NetworkMode, Resolver, VolumeMount,
 };
 use crate::manifest::units::ByteSize;
 use crate::manifest::{Manifest, Network, WorkspaceMode};
@@ -32,8 +32,8 @@ pub struct ContainerInputs<'a> {
     pub labels: HashMap<String, String>,
     /// Already checked against the manifest's `run.env`.
     pub env: &'a BTreeMap<String, String>,
-    /// Canonical host directory, already checked, and its mode.
-    pub workspace: Option<(&'a Path, WorkspaceMode)>,
+    /// What appears at `/workspace`, if anything.
+    pub workspace: Option<Workspace<'a>>,
     /// The image's command, to run under skillhost's init (which the image has); `None`
     /// runs the image's own command under the engine's init.
     pub init_command: Option<&'a [String]>,
@@ -43,6 +43,15 @@ pub struct ContainerInputs<'a> {
     /// A network holder on the gateway's network whose namespace the container joins,
     /// with its resolver settings, instead of getting an endpoint of its own.
     pub holder: Option<&'a str>,
+}
+
+/// What a container gets at `/workspace`.
+#[derive(Debug, Clone, Copy)]
+pub enum Workspace<'a> {
+    /// A caller's canonical host directory, already checked, in the manifest's mode.
+    Dir(&'a Path, WorkspaceMode),
+    /// A session's volume, read-write.
+    Volume(&'a str),
 }
 
 /// The variables that send HTTP clients through the egress proxy, in both spellings.
@@ -154,11 +163,17 @@ pub fn container_spec(inputs: &ContainerInputs<'_>) -> ContainerSpec {
             shm: Some(SHM_BYTES),
         },
         tmpfs: tmpfs(&limits.tmpfs),
-        binds: inputs
-            .workspace
-            .map(|(dir, mode)| workspace_mount(dir, mode))
-            .into_iter()
-            .collect(),
+        binds: match inputs.workspace {
+            Some(Workspace::Dir(dir, mode)) => vec![workspace_mount(dir, mode)],
+            _ => Vec::new(),
+        },
+        volumes: match inputs.workspace {
+            Some(Workspace::Volume(name)) => vec![VolumeMount {
+                name: name.to_string(),
+                target: WORKSPACE_TARGET.into(),
+            }],
+            _ => Vec::new(),
+        },
         // PID 1 reaps and passes signals on: skillhost's init where there is one.
         engine_init: inputs.init_command.is_none(),
         // Output is read over attach and capped there; the engine keeps no copy.
@@ -178,7 +193,7 @@ mod tests {
         Manifest::parse(&text).unwrap()
     }
 
-    fn body(m: &Manifest, workspace: Option<(&Path, WorkspaceMode)>) -> ContainerSpec {
+    fn body(m: &Manifest, workspace: Option<Workspace<'_>>) -> ContainerSpec {
         let env = BTreeMap::from([("LANG".to_string(), "C".to_string())]);
         container_spec(&ContainerInputs {
             manifest: m,
@@ -364,7 +379,7 @@ mod tests {
     fn a_workspace_is_the_only_bind_and_read_only_unless_rw() {
         let m = manifest("  workspace: rw\n");
         for (mode, read_only) in [(WorkspaceMode::Ro, true), (WorkspaceMode::Rw, false)] {
-            let b = body(&m, Some((Path::new("/srv/work"), mode)));
+            let b = body(&m, Some(Workspace::Dir(Path::new("/srv/work"), mode)));
             assert_eq!(
                 b.binds,
                 vec![BindMount {
@@ -374,6 +389,23 @@ mod tests {
                 }]
             );
             assert_eq!(b.working_dir.as_deref(), Some(WORKSPACE_TARGET));
+            assert!(b.volumes.is_empty());
         }
+    }
+
+    #[test]
+    fn a_session_volume_is_mounted_read_write_and_binds_nothing() {
+        let m = manifest("  session: {mode: files}\n");
+        let b = body(&m, Some(Workspace::Volume("skillhost-session-abc")));
+        assert!(b.binds.is_empty());
+        assert_eq!(
+            b.volumes,
+            vec![VolumeMount {
+                name: "skillhost-session-abc".into(),
+                target: WORKSPACE_TARGET.into(),
+            }]
+        );
+        assert_eq!(b.working_dir.as_deref(), Some(WORKSPACE_TARGET));
+        assert!(b.confinement.read_only_root && b.confinement.drop_all_capabilities);
     }
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use proptest::prelude::*;
 use skill_sdk::Frame;
 use skillhost::manifest::{Manifest, WorkspaceMode};
-use skillhost::testing::{container_spec, create_body, ContainerInputs, RunAs};
+use skillhost::testing::{container_spec, create_body, ContainerInputs, RunAs, Workspace};
 
 /// A manifest from the whole space of valid values, in a random order of keys.
 fn manifest_text() -> impl Strategy<Value = String> {
@@ -64,7 +64,7 @@ proptest! {
     fn every_valid_manifest_yields_a_hardened_container(text in manifest_text()) {
         let manifest = Manifest::parse(&text).map_err(|p| TestCaseError::fail(format!("{p:?}\n{text}")))?;
         let workspace = (manifest.run.workspace != WorkspaceMode::None)
-            .then_some((Path::new("/srv/work"), manifest.run.workspace));
+            .then_some(Workspace::Dir(Path::new("/srv/work"), manifest.run.workspace));
         // What reaches the engine: the spec, through the engine adapter.
         let body = create_body(&container_spec(&ContainerInputs {
             manifest: &manifest,
