@@ -38,6 +38,7 @@ mod paths;
 mod run;
 #[cfg(feature = "serve")]
 pub mod service;
+pub mod session;
 pub mod ship;
 mod sync;
 #[cfg(feature = "testing")]
@@ -49,6 +50,6 @@ pub use skillhost_api as api;
 pub use skillhost_api::{InvocationError, InvocationPath, InvocationResult, Stats, Status};
 
 pub use error::Error;
-pub use host::{Host, HostConfig};
+pub use host::{Host, HostConfig, Session};
 pub use invoke::{ImageState, InvokeOptions};
 pub use vocab::{ProgressCallback, Refusal};

@@ -10,6 +10,10 @@ The manifest prestarts this runner: it waits on stdin with its imports done, and
 child is a fork of it that runs the code as `python3 -c` would, so no interpreter starts
 on the request's path. With PYTHONHASHSEED given, which only a new interpreter honours,
 the child execs `python3 -c` instead.
+
+In a `process` session (SKILLHOST_MODE=serve), the runner answers request after request
+and runs each `code` in itself, in one `__main__` namespace, like a notebook's cells:
+variables, imports and functions stay for the next request. See `Session`.
 """
 
 import atexit
@@ -84,6 +88,29 @@ def encode(path):
     except UnicodeDecodeError:
         return {"content": base64.b64encode(data).decode("ascii"), "encoding": "base64",
                 "truncated": truncated}
+
+
+def write_files(workdir, files):
+    """Write the request's files; a message when one is outside the work directory."""
+    for name, content in files.items():
+        path = inside(workdir, name)
+        if path is None:
+            return f"file {name!r} is outside the work directory"
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(content)
+    return None
+
+
+def changed_files(workdir, before):
+    """The regular files created or changed since `before`, encoded, up to MAX_FILES."""
+    files = {}
+    for path, stamp in sorted(snapshot(workdir).items()):
+        if before.get(path) != stamp and len(files) < MAX_FILES:
+            encoded = encode(path)
+            if encoded is not None:
+                files[os.path.relpath(path, workdir)] = encoded
+    return files
 
 
 def kill_group(pgid):
@@ -217,13 +244,9 @@ def run(request):
         return fail(request_id, "invalid_args", "code must be a string")
     workdir = "/workspace" if os.access("/workspace", os.W_OK) else "/tmp/work"
     os.makedirs(workdir, exist_ok=True)
-    for name, content in (args.get("files") or {}).items():
-        path = inside(workdir, name)
-        if path is None:
-            return fail(request_id, "invalid_args", f"file {name!r} is outside the work directory")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(content)
+    written = write_files(workdir, args.get("files") or {})
+    if written is not None:
+        return fail(request_id, "invalid_args", written)
     before = snapshot(workdir)
 
     # Leave a second for the answer: past the deadline the host kills everything.
@@ -257,12 +280,7 @@ def run(request):
     _, status = os.waitpid(pid, 0)
     exit_code = os.waitstatus_to_exitcode(status)
 
-    files = {}
-    for path, stamp in sorted(snapshot(workdir).items()):
-        if before.get(path) != stamp and len(files) < MAX_FILES:
-            encoded = encode(path)
-            if encoded is not None:
-                files[os.path.relpath(path, workdir)] = encoded
+    files = changed_files(workdir, before)
     send({"type": "result", "id": request_id, "ok": True, "output": {
         "stdout": stdout.decode("utf-8", "replace"),
         "stderr": stderr.decode("utf-8", "replace"),
@@ -273,17 +291,188 @@ def run(request):
     }})
 
 
-def main():
-    line = sys.stdin.readline()
+class Timeout(BaseException):
+    """Raised in a session's code when its time is up; not an Exception, so a bare
+    `except Exception` in the code does not swallow it."""
+
+
+class Session:
+    """A `process` session: the code of every request runs in this process, in one
+    namespace. The protocol keeps private copies of stdin and stdout; while code runs,
+    its fds 1 and 2 are pipes whose output is captured, and fd 0 is /dev/null (its
+    `stdin` argument is `sys.stdin`). A request's time is enforced by SIGALRM raising
+    `Timeout` in the code; code that ignores it (a C call that never returns) is killed
+    with the container by the host at the deadline, and the session's state with it."""
+
+    def __init__(self):
+        self.requests = os.fdopen(os.dup(0), "r", encoding="utf-8")
+        self.answers = os.fdopen(os.dup(1), "w", encoding="utf-8")
+        self.stderr_fd = os.dup(2)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1):
+            os.dup2(devnull, fd)
+        os.close(devnull)
+        self.main = types.ModuleType("__main__")
+        self.main.__builtins__ = builtins
+        sys.modules["__main__"] = self.main
+        sys.argv = [""]
+        sys.path.insert(0, "")
+
+    def send(self, frame):
+        self.answers.write(json.dumps(frame) + "\n")
+        self.answers.flush()
+
+    def serve(self):
+        import signal
+
+        def alarm(_signum, _frame):
+            raise Timeout()
+
+        signal.signal(signal.SIGALRM, alarm)
+        for line in self.requests:
+            request = parse(line)
+            if isinstance(request, dict) and "frame" in request:
+                self.send(request["frame"])
+            else:
+                self.send(self.run(request))
+
+    def run(self, request):
+        request_id = request["id"]
+        args = request.get("args") or {}
+        code = args.get("code")
+        if not isinstance(code, str):
+            return failure(request_id, "invalid_args", "code must be a string")
+        workdir = "/workspace" if os.access("/workspace", os.W_OK) else "/tmp/work"
+        os.makedirs(workdir, exist_ok=True)
+        os.chdir(workdir)
+        written = write_files(workdir, args.get("files") or {})
+        if written is not None:
+            return failure(request_id, "invalid_args", written)
+        before = snapshot(workdir)
+        deadline_ms = request.get("deadline_ms")
+        timeout = max(0.5, deadline_ms / 1000 - 1.0) if deadline_ms else None
+        stdout, stderr, dropped, timed_out, exit_code = self.execute(code, args.get("stdin", ""), timeout)
+        return {"type": "result", "id": request_id, "ok": True, "output": {
+            "stdout": stdout.decode("utf-8", "replace"),
+            "stderr": stderr.decode("utf-8", "replace"),
+            "exit_code": exit_code,
+            "timed_out": timed_out,
+            "truncated": dropped,
+            "files": changed_files(workdir, before),
+        }}
+
+    def execute(self, code, stdin, timeout):
+        import io
+        import signal
+
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        capture = Capture(out_r, err_r)
+        capture.start()
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        os.close(out_w)
+        os.close(err_w)
+        saved = (sys.stdin, sys.stdout, sys.stderr)
+        sys.stdin = io.StringIO(stdin)
+        # Line-buffered both: what the code prints interleaves with what its
+        # subprocesses print as a notebook shows it.
+        sys.stdout = open(1, "w", encoding="utf-8", buffering=1, closefd=False)
+        sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False)
+        timed_out, exit_code = False, 0
+        if timeout is not None:
+            signal.setitimer(signal.ITIMER_REAL, timeout)
+        try:
+            exec(compile(code, "<cell>", "exec"), self.main.__dict__)
+        except Timeout:
+            timed_out, exit_code = True, 1
+            print(f"Timeout: the code ran past its {timeout:.1f}s", file=sys.stderr)
+        except SystemExit as exit:
+            exit_code = exit_status(exit)
+        except BaseException as error:
+            traceback.print_exception(type(error), error, error.__traceback__.tb_next)
+            exit_code = 1
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except BaseException:
+                    pass
+            sys.stdin, sys.stdout, sys.stderr = saved
+            devnull = os.open(os.devnull, os.O_RDWR)
+            os.dup2(devnull, 1)
+            os.close(devnull)
+            os.dup2(self.stderr_fd, 2)
+        stdout, stderr, dropped = capture.finish()
+        return stdout, stderr, dropped, timed_out, exit_code
+
+
+class Capture(threading.Thread):
+    """Reads a session's code's stdout and stderr while it runs, keeping up to
+    CAPTURE_LIMIT of each; once the code is done, reads on for GRACE at most, as what the
+    code started may still hold the pipes."""
+
+    def __init__(self, out_r, err_r):
+        super().__init__(daemon=True)
+        self.fds = (out_r, err_r)
+        self.kept = {out_r: bytearray(), err_r: bytearray()}
+        self.dropped = False
+        self.stop_at = None
+
+    def run(self):
+        poller = select.poll()
+        open_fds = set(self.fds)
+        for fd in self.fds:
+            poller.register(fd, select.POLLIN)
+        while open_fds:
+            if self.stop_at is not None and time.monotonic() >= self.stop_at:
+                break
+            for fd, _event in poller.poll(50):
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    poller.unregister(fd)
+                    open_fds.discard(fd)
+                    continue
+                room = CAPTURE_LIMIT - len(self.kept[fd])
+                self.kept[fd].extend(chunk[:room])
+                self.dropped |= len(chunk) > room
+
+    def finish(self):
+        self.stop_at = time.monotonic() + GRACE
+        self.join()
+        for fd in self.fds:
+            os.close(fd)
+        out, err = self.fds
+        return bytes(self.kept[out]), bytes(self.kept[err]), self.dropped
+
+
+def failure(request_id, code, message):
+    return {"type": "result", "id": request_id, "ok": False,
+            "error": {"code": code, "message": message}}
+
+
+def parse(line):
+    """A request, or {"frame": ...} with the failure to answer instead."""
     try:
         request = json.loads(line)
         request_id = request["id"]
     except (ValueError, KeyError, TypeError) as e:
-        return fail("", "bad_request", f"malformed request: {e}")
+        return {"frame": failure("", "bad_request", f"malformed request: {e}")}
     if str(request.get("protocol", "")).split(".")[0] != "1":
-        return fail(request_id, "unsupported_protocol", "this skill speaks protocol 1.x")
+        return {"frame": failure(request_id, "unsupported_protocol", "this skill speaks protocol 1.x")}
     if request.get("action") != "run":
-        return fail(request_id, "unknown_action", f"no action {request.get('action')!r}; this skill has: run")
+        return {"frame": failure(request_id, "unknown_action",
+                                 f"no action {request.get('action')!r}; this skill has: run")}
+    return request
+
+
+def main():
+    if os.environ.get("SKILLHOST_MODE") == "serve":
+        return Session().serve()
+    request = parse(sys.stdin.readline())
+    if "frame" in request:
+        return send(request["frame"])
     run(request)
 
 

@@ -25,6 +25,17 @@ pub(crate) const MANIFEST: &str = "io.skillhost.manifest";
 /// On images that carry skillhost's init; the value is the trailer format it writes.
 pub(crate) const INIT: &str = "io.skillhost.init";
 
+/// On every container and the volume of a session: the session's id.
+pub(crate) const SESSION: &str = "io.skillhost.session";
+/// On a session's keeper container and its volume: the session's record, as JSON, from
+/// which a host that starts after this one's death adopts it.
+pub(crate) const SESSION_RECORD: &str = "io.skillhost.session.record";
+
+/// The name of session `id`'s workspace volume.
+pub(crate) fn session_volume(id: &str) -> String {
+    format!("skillhost-session-{id}")
+}
+
 /// On an egress network and its proxy: the allowlist's key.
 pub(crate) const EGRESS: &str = "io.skillhost.egress";
 
@@ -77,6 +88,11 @@ pub(crate) enum Role<'a> {
     Worker,
     /// Never started: made to read files of its image (the users a skill may run as).
     Lookup,
+    /// Holds session `id`'s workspace mounted for the session's life, doing nothing; file
+    /// operations run in it.
+    SessionKeeper(&'a str),
+    /// Session `id`'s own worker (a `process` session).
+    SessionWorker(&'a str),
 }
 
 impl<'a> Role<'a> {
@@ -87,6 +103,8 @@ impl<'a> Role<'a> {
             Role::Prewarmed => "prewarmed",
             Role::Worker => "worker",
             Role::Lookup => "lookup",
+            Role::SessionKeeper(_) => "session-keeper",
+            Role::SessionWorker(_) => "session-worker",
         }
     }
 }
@@ -113,6 +131,16 @@ pub(crate) fn container_name(skill: &str, role: Role<'_>) -> String {
         Role::Prewarmed => format!("skillhost-{skill}-pw-{}", random_suffix()),
         Role::Worker => format!("skillhost-{skill}-w-{}", random_suffix()),
         Role::Lookup => format!("skillhost-{skill}-lookup-{}", random_suffix()),
+        Role::SessionKeeper(id) => format!(
+            "skillhost-{skill}-sk-{}-{}",
+            id.get(..8).unwrap_or(id),
+            random_suffix()
+        ),
+        Role::SessionWorker(id) => format!(
+            "skillhost-{skill}-sw-{}-{}",
+            id.get(..8).unwrap_or(id),
+            random_suffix()
+        ),
     }
 }
 

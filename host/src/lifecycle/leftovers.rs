@@ -8,7 +8,8 @@ use crate::lifecycle::instance::{self, Instance, Liveness};
 use crate::lifecycle::labels;
 
 /// Remove every managed container whose host instance is dead. Containers of live
-/// instances, and of other machines sharing the engine, are left alone.
+/// instances, and of other machines sharing the engine, are left alone, and so are the
+/// keepers of sessions, which a host that serves sessions adopts (`session::adopt`).
 pub(crate) async fn reap_dead_instances(
     engine: &dyn ContainerEngine,
 ) -> Result<Vec<String>, EngineError> {
@@ -42,6 +43,10 @@ pub(crate) async fn dead_instances_containers(
         .map_err(api_err("listing skillhost containers"))?;
     let mut dead = Vec::new();
     for container in containers {
+        // A session's keeper holds its files for the host that adopts it.
+        if container.labels.contains_key(labels::SESSION_RECORD) {
+            continue;
+        }
         let instance = container.labels.get(labels::INSTANCE);
         if judge.dead(instance.map(String::as_str)).await {
             dead.push(container.id);
@@ -67,7 +72,8 @@ impl<'d> Judge<'d> {
         }
     }
 
-    async fn dead(&mut self, instance: Option<&str>) -> bool {
+    /// Whether the host process `instance` is gone.
+    pub(crate) async fn dead(&mut self, instance: Option<&str>) -> bool {
         // Unlabelled by an instance: nobody will ever claim it.
         let Some(instance) = instance else {
             return true;

@@ -21,5 +21,6 @@ mod paths;
 mod properties;
 mod runners;
 mod serve;
+mod sessions;
 mod ship;
 mod test_command;

@@ -7,7 +7,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::{cleanup_if_built_now, workspace_root, ImageCleanup};
+use common::{cleanup_if_built_now, workspace_root, BundledImage};
 use serde_json::{json, Value};
 use skillhost::{Host, HostConfig, InvokeOptions, Status};
 
@@ -63,7 +63,7 @@ async fn check(skill: &str, cases: Vec<Case>) {
 
 #[tokio::test]
 async fn python_answers_when_the_code_ends_whatever_it_left_running() {
-    let _cleanup: ImageCleanup = cleanup_if_built_now("python");
+    let _cleanup: BundledImage = cleanup_if_built_now("python");
     check(
         "python",
         vec![
@@ -100,7 +100,7 @@ async fn python_answers_when_the_code_ends_whatever_it_left_running() {
 
 #[tokio::test]
 async fn shell_answers_when_the_command_ends_whatever_it_left_running() {
-    let _cleanup: ImageCleanup = cleanup_if_built_now("shell");
+    let _cleanup: BundledImage = cleanup_if_built_now("shell");
     check(
         "shell",
         vec![

@@ -245,24 +245,55 @@ pub fn run_ok(args: &[&str]) -> std::process::Output {
     out
 }
 
-/// Removes a bundled skill's image after the test when the test was what built it.
-pub fn cleanup_if_built_now(skill: &str) -> ImageCleanup {
+/// A bundled skill's image in use by a test. Tests of one process share it: the first
+/// to take it notes whether it was already there, and the last to let it go removes it
+/// when the tests built it, even when they failed.
+pub struct BundledImage {
+    skill: String,
+}
+
+/// Per bundled skill: the tests using its image, and its tag when tests built it.
+static BUNDLED: Mutex<Vec<(String, usize, ImageCleanup)>> = Mutex::new(Vec::new());
+
+/// Take a bundled skill's image for the length of a test (see [`BundledImage`]).
+pub fn cleanup_if_built_now(skill: &str) -> BundledImage {
     ensure_base_images();
-    let cleanup = ImageCleanup::default();
-    let out = skillhost()
-        .args(["list", "--format", "json"])
-        .output()
-        .unwrap();
-    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let entry = listed["skills"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == skill)
-        .unwrap()
-        .clone();
-    if entry["present"] == false {
-        cleanup.add(entry["image"].as_str().unwrap());
+    let mut shared = BUNDLED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(entry) = shared.iter_mut().find(|(name, _, _)| name == skill) {
+        entry.1 += 1;
+    } else {
+        let cleanup = ImageCleanup::default();
+        let out = skillhost()
+            .args(["list", "--format", "json"])
+            .output()
+            .unwrap();
+        let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let entry = listed["skills"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == skill)
+            .unwrap()
+            .clone();
+        if entry["present"] == false {
+            cleanup.add(entry["image"].as_str().unwrap());
+        }
+        shared.push((skill.to_string(), 1, cleanup));
     }
-    cleanup
+    BundledImage {
+        skill: skill.to_string(),
+    }
+}
+
+impl Drop for BundledImage {
+    fn drop(&mut self) {
+        let mut shared = BUNDLED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = shared.iter().position(|(name, _, _)| *name == self.skill) {
+            shared[at].1 -= 1;
+            if shared[at].1 == 0 {
+                // Its drop removes the tag.
+                shared.remove(at);
+            }
+        }
+    }
 }

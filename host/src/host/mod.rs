@@ -10,6 +10,10 @@
 //! # Ok(()) }
 //! ```
 
+mod sessions;
+
+pub use sessions::Session;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,6 +38,7 @@ use crate::lifecycle::leftovers;
 use crate::lock::{verify, LockFile};
 use crate::manifest::{Network, WorkspaceMode};
 use crate::run::container::{RunOutcome, RunRequest};
+use crate::session::{Limits as SessionLimits, Sessions};
 use crate::vocab::Refusal;
 use crate::vocab::PROXY_IMAGE;
 use crate::Error;
@@ -76,6 +81,16 @@ pub struct HostConfig {
     /// (`run.network.egress`) reach their destinations: Docker's default `bridge`, or
     /// one an operator made (with its own firewall rules, say).
     pub egress_network: String,
+    /// Most sessions open on this host at once.
+    pub max_sessions: usize,
+    /// Most sessions one owner (a service token) may have open at once.
+    pub max_sessions_per_owner: usize,
+    /// Largest file a session's upload or download may move, in bytes.
+    pub max_session_file_bytes: u64,
+    /// Adopt, at start, the sessions of host processes that are gone (what a restarted
+    /// service does). Off by default: a host that does not serve sessions leaves them to
+    /// one that does.
+    pub adopt_sessions: bool,
 }
 
 impl Default for HostConfig {
@@ -91,6 +106,10 @@ impl Default for HostConfig {
             allow_native: false,
             locked: None,
             egress_network: "bridge".into(),
+            max_sessions: 64,
+            max_sessions_per_owner: 64,
+            max_session_file_bytes: 256 * 1024 * 1024,
+            adopt_sessions: false,
         }
     }
 }
@@ -157,6 +176,25 @@ impl HostConfig {
         self.egress_network = network.into();
         self
     }
+
+    /// Sets [`HostConfig::max_sessions`] and [`HostConfig::max_sessions_per_owner`].
+    pub fn max_sessions(mut self, in_all: usize, per_owner: usize) -> Self {
+        self.max_sessions = in_all;
+        self.max_sessions_per_owner = per_owner;
+        self
+    }
+
+    /// Sets [`HostConfig::max_session_file_bytes`].
+    pub fn max_session_file_bytes(mut self, bytes: u64) -> Self {
+        self.max_session_file_bytes = bytes;
+        self
+    }
+
+    /// Sets [`HostConfig::adopt_sessions`].
+    pub fn adopt_sessions(mut self, adopt: bool) -> Self {
+        self.adopt_sessions = adopt;
+        self
+    }
 }
 
 /// Runs skills' actions in fresh hardened containers.
@@ -168,6 +206,7 @@ pub struct Host {
     log_limit_bytes: usize,
     images: ImageResolver,
     router: Router,
+    sessions: Sessions,
 }
 
 impl Host {
@@ -226,6 +265,18 @@ impl Host {
             workspace_mount::reap_dead_views();
         }
         let instance = Instance::on_engine(containers.as_ref()).await;
+        let sessions = Sessions::new(
+            containers.clone(),
+            instance.clone(),
+            SessionLimits {
+                max_open: config.max_sessions,
+                max_per_owner: config.max_sessions_per_owner,
+                max_file_bytes: config.max_session_file_bytes,
+            },
+        );
+        if config.adopt_sessions {
+            sessions.adopt(&catalog).await;
+        }
         let router = Router::new(
             containers,
             instance.clone(),
@@ -246,6 +297,7 @@ impl Host {
             log_limit_bytes: config.log_limit_bytes,
             images: ImageResolver::new(engine, instance, source),
             router,
+            sessions,
         })
     }
 
@@ -464,12 +516,15 @@ impl Host {
     /// holders being made for the next cold calls are made. Results do not wait for it;
     /// a caller about to count containers does.
     pub async fn settled(&self) {
-        self.router.settled().await
+        self.router.settled().await;
+        self.sessions.settled().await
     }
 
-    /// Retire workers and prewarmed containers and remove everything this host holds.
-    /// Dropping the host does the same, blocking; a process about to exit calls this.
+    /// End every session, retire workers and prewarmed containers, and remove everything
+    /// this host holds. Dropping the host does the same for containers, blocking; a
+    /// process about to exit calls this.
     pub async fn shutdown(&self) {
+        self.sessions.shutdown().await;
         self.router.shutdown().await
     }
 }
