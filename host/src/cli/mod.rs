@@ -84,7 +84,7 @@ enum Command {
     /// Load a bundle's images after checking every one against its lock.
     Import(ship::ImportCli),
     /// Serve the skills over HTTP (unix socket, and TCP with tokens) until SIGTERM.
-    Serve(serve::ServeCli),
+    Serve(Box<serve::ServeCli>),
     /// Tell whether a running `skillhost serve` is ready (exit 0) or not (exit 3, and why).
     Ready(ready::ReadyCli),
     /// Make a bearer token for `serve --listen`: prints the token and its tokens-file entry.
@@ -132,7 +132,7 @@ pub(crate) async fn run(args: Args) -> i32 {
     };
     let result = match args.command {
         Command::Serve(cli) => {
-            return match serve::run(given_roots, cli, format).await {
+            return match serve::run(given_roots, *cli, format).await {
                 Ok(code) => code,
                 Err(e) => failed(format, &e, e.exit_code()),
             };

@@ -112,6 +112,17 @@ pub(crate) struct ServeCli {
     /// Most asynchronous invocations remembered [key: max-results; default 1000].
     #[arg(long, env = "SKILLHOST_MAX_RESULTS")]
     max_results: Option<usize>,
+    /// Sessions open at once, over all tokens [key: max-sessions; default 64].
+    #[arg(long, env = "SKILLHOST_MAX_SESSIONS")]
+    max_sessions: Option<usize>,
+    /// Sessions one token may have open at once [key: max-sessions-per-token; default:
+    /// max-sessions].
+    #[arg(long, env = "SKILLHOST_MAX_SESSIONS_PER_TOKEN")]
+    max_sessions_per_token: Option<usize>,
+    /// Largest file a session's upload or download may move [key: max-file; default
+    /// 256MiB].
+    #[arg(long, env = "SKILLHOST_MAX_FILE", value_parser = size)]
+    max_file: Option<ByteSize>,
     /// NAME=K: keep K prewarmed containers of skill NAME, over its manifest's run.prewarm;
     /// repeat for several [key: prewarm = {NAME = K}]. Pools fill at start.
     #[arg(
@@ -171,6 +182,9 @@ impl ServeCli {
         settings.drain_notice = self.drain_notice;
         settings.keep_results = self.keep_results;
         settings.max_results = self.max_results;
+        settings.max_sessions = self.max_sessions;
+        settings.max_sessions_per_token = self.max_sessions_per_token;
+        settings.max_file = self.max_file;
         settings.prewarm_started = self.prewarm_created_only.then_some(false);
         settings.prewarm =
             (!self.prewarm.is_empty()).then(|| self.prewarm.iter().cloned().collect());

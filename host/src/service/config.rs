@@ -68,6 +68,12 @@ pub struct ServeSettings {
     pub drain_notice: Option<HumanDuration>,
     /// How long a finished asynchronous invocation's result is kept.
     pub keep_results: Option<HumanDuration>,
+    /// Sessions open at once, over all tokens.
+    pub max_sessions: Option<usize>,
+    /// Sessions one token may have open at once.
+    pub max_sessions_per_token: Option<usize>,
+    /// Largest file a session's upload or download may move.
+    pub max_file: Option<ByteSize>,
     /// Most asynchronous invocations remembered at once, running or finished.
     pub max_results: Option<usize>,
     /// Prewarmed containers are started up to skillhost's init (default true).
@@ -152,6 +158,9 @@ impl ServeSettings {
             grace: self.grace.or(lower.grace),
             drain_notice: self.drain_notice.or(lower.drain_notice),
             keep_results: self.keep_results.or(lower.keep_results),
+            max_sessions: self.max_sessions.or(lower.max_sessions),
+            max_sessions_per_token: self.max_sessions_per_token.or(lower.max_sessions_per_token),
+            max_file: self.max_file.or(lower.max_file),
             max_results: self.max_results.or(lower.max_results),
             prewarm_started: self.prewarm_started.or(lower.prewarm_started),
             prewarm: self.prewarm.or(lower.prewarm),
@@ -188,6 +197,7 @@ impl ServeSettings {
             });
         }
         let max_in_flight = positive("max-in-flight", self.max_in_flight, 16)?;
+        let max_sessions = positive("max-sessions", self.max_sessions, 64)?;
         let duration = |value: Option<HumanDuration>, default: u64| {
             value.map_or(Duration::from_secs(default), |d| d.0)
         };
@@ -231,6 +241,13 @@ impl ServeSettings {
             drain_notice: duration(self.drain_notice, 1),
             keep_results: duration(self.keep_results, 600),
             max_results: positive("max-results", self.max_results, 1000)?,
+            max_sessions,
+            max_sessions_per_token: positive(
+                "max-sessions-per-token",
+                self.max_sessions_per_token,
+                max_sessions,
+            )?,
+            max_file: self.max_file.map_or(256 * MIB, |b| b.0),
             prewarm_started: self.prewarm_started.unwrap_or(true),
             egress_network: self.egress_network.unwrap_or_else(|| "bridge".into()),
             prewarm: self.prewarm.unwrap_or_default(),
@@ -299,6 +316,12 @@ pub struct ServeConfig {
     pub drain_notice: Duration,
     /// How long a finished asynchronous result is kept.
     pub keep_results: Duration,
+    /// Sessions open at once, over all tokens.
+    pub max_sessions: usize,
+    /// Sessions one token may have open at once.
+    pub max_sessions_per_token: usize,
+    /// Largest file a session's upload or download may move, in bytes.
+    pub max_file: u64,
     /// Most asynchronous invocations remembered at once.
     pub max_results: usize,
     /// Start prewarmed containers up to skillhost's init.

@@ -12,19 +12,44 @@ use skillhost_api::{codes, InvocationResult, ServiceError, Status};
 /// refusal is 4xx by what was wrong; overload 429; any other infrastructure failure 503.
 pub(crate) fn status_of(result: &InvocationResult) -> StatusCode {
     let code = result.error.as_ref().map(|e| e.code.as_str());
-    match (result.status, code) {
-        (Status::Rejected, Some(codes::UNKNOWN_SKILL | codes::UNKNOWN_ACTION)) => {
-            StatusCode::NOT_FOUND
-        }
+    status_for(result.status, code)
+}
+
+/// The HTTP status of an outcome with `status` and `code`.
+fn status_for(status: Status, code: Option<&str>) -> StatusCode {
+    match (status, code) {
+        (
+            Status::Rejected,
+            Some(codes::UNKNOWN_SKILL | codes::UNKNOWN_ACTION | codes::UNKNOWN_SESSION),
+        ) => StatusCode::NOT_FOUND,
+        (Status::Rejected, Some(codes::SESSION_STATE_RESET)) => StatusCode::CONFLICT,
+        (Status::Rejected, Some(codes::TOO_MANY_SESSIONS))
+        | (Status::InfrastructureError, Some(codes::OVERLOADED)) => StatusCode::TOO_MANY_REQUESTS,
         (Status::Rejected, Some(codes::INPUT_TOO_LARGE)) => StatusCode::PAYLOAD_TOO_LARGE,
         (Status::Rejected, Some(codes::INVALID_ARGS | codes::INVALID_SCHEMA)) => {
             StatusCode::UNPROCESSABLE_ENTITY
         }
         (Status::Rejected, _) => StatusCode::BAD_REQUEST,
-        (Status::InfrastructureError, Some(codes::OVERLOADED)) => StatusCode::TOO_MANY_REQUESTS,
         (Status::InfrastructureError, _) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::OK,
     }
+}
+
+/// A refusal of something other than a call (making or finding a session) as a service
+/// error, with the status its code has in a result; a build that failed is 500, as the
+/// service could not make what was asked.
+pub(crate) fn refusal_response(refusal: &crate::Refusal, retry_after: u64) -> Response {
+    let status = match status_for(refusal.status, Some(refusal.code)) {
+        StatusCode::OK => StatusCode::INTERNAL_SERVER_ERROR,
+        other => other,
+    };
+    let mut response = error_response(status, refusal.code, refusal.message.clone());
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+    }
+    response
 }
 
 /// A result as its response. An overloaded call says when to retry.
@@ -106,6 +131,22 @@ mod tests {
             status_of(&refused(codes::INVALID_REQUEST)),
             StatusCode::BAD_REQUEST
         );
+        assert_eq!(
+            status_of(&refused(codes::UNKNOWN_SESSION)),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            status_of(&refused(codes::SESSION_STATE_RESET)),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            status_of(&refused(codes::TOO_MANY_SESSIONS)),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        let limited = refusal_response(&Refusal::new(codes::TOO_MANY_SESSIONS, "m"), 0);
+        assert_eq!(limited.headers()[header::RETRY_AFTER], "1");
+        let built = refusal_response(&Refusal::new(codes::BUILD_FAILED, "m"), 0);
+        assert_eq!(built.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[test]

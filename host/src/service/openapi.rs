@@ -7,7 +7,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::routes::{invocations, invoke, probes, skills};
+use super::routes::{invocations, invoke, probes, sessions, skills};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,6 +23,16 @@ use super::routes::{invocations, invoke, probes, skills};
         invoke::invoke,
         invocations::show,
         invocations::delete,
+        sessions::create,
+        sessions::list,
+        sessions::show,
+        sessions::keep_alive,
+        sessions::delete,
+        sessions::invoke,
+        sessions::list_files,
+        sessions::get_file,
+        sessions::put_file,
+        sessions::delete_file,
         probes::healthz,
         probes::readyz,
         probes::metrics,
@@ -33,6 +43,7 @@ use super::routes::{invocations, invoke, probes, skills};
         (name = "skills", description = "The skills this service runs, with their actions' JSON Schemas"),
         (name = "invoke", description = "Run an action"),
         (name = "invocations", description = "Asynchronous invocations"),
+        (name = "sessions", description = "Sessions: a skill's sandbox that keeps its files (and, for process sessions, its interpreter) across calls, for the caller that made it"),
         (name = "probes", description = "Health, readiness, metrics and this document"),
     )
 )]
@@ -56,7 +67,12 @@ impl Modify for BearerToken {
             )
             .build();
         for item in openapi.paths.paths.values_mut() {
-            let operations = [&mut item.get, &mut item.post, &mut item.delete];
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+            ];
             for operation in operations.into_iter().flatten() {
                 if operation.security.is_some() {
                     operation
@@ -80,7 +96,12 @@ impl Modify for WhileStarting {
         const STARTING: &str = "`host_starting` (a ServiceError): the service is still starting (pulling its images, starting its host); nothing ran, retry after the Retry-After seconds";
         let service_error = || RefOr::Ref(Ref::from_schema_name("ServiceError"));
         for item in openapi.paths.paths.values_mut() {
-            let operations = [&mut item.get, &mut item.post, &mut item.delete];
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+            ];
             for operation in operations.into_iter().flatten() {
                 if operation.security.is_none() {
                     continue;

@@ -22,6 +22,11 @@ impl ServeConfig {
             prewarm_started: self.prewarm_started,
             prewarm: self.prewarm.clone(),
             egress_network: self.egress_network.clone(),
+            max_sessions: self.max_sessions,
+            max_sessions_per_owner: self.max_sessions_per_token,
+            max_session_file_bytes: self.max_file,
+            // A service started again serves the sessions its predecessor left.
+            adopt_sessions: true,
             ..HostConfig::default()
         }
     }

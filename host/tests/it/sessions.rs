@@ -215,3 +215,281 @@ async fn an_idle_session_goes_within_its_timeout_and_two_seconds() {
     assert_eq!(result.error.unwrap().code, codes::UNKNOWN_SESSION);
     host.shutdown().await;
 }
+
+/// Removes every container and volume of the sessions it names, even when the test
+/// failed: a service killed on purpose leaves its sessions for the next one to adopt.
+#[derive(Default)]
+struct SessionCleanup(std::sync::Mutex<Vec<String>>);
+
+impl SessionCleanup {
+    fn add(&self, id: &str) {
+        self.0.lock().unwrap().push(id.to_string());
+    }
+}
+
+impl Drop for SessionCleanup {
+    fn drop(&mut self) {
+        let ids = std::mem::take(&mut *self.0.lock().unwrap());
+        skillhost::testing::on_engine_thread(move |docker| async move {
+            for id in ids {
+                let label = format!("io.skillhost.session={id}");
+                for failure in common::remove_containers(&docker, "label", &label).await {
+                    eprintln!("cleanup: cannot remove {failure}");
+                }
+                let volume = format!("skillhost-session-{id}");
+                let _ = docker
+                    .remove_volume(
+                        &volume,
+                        None::<bollard::query_parameters::RemoveVolumeOptions>,
+                    )
+                    .await;
+            }
+        });
+    }
+}
+
+#[tokio::test]
+async fn fifty_sessions_at_once_each_keep_their_own_files_and_leave_nothing() {
+    let _image = cleanup_if_built_now("shell");
+    let host = bundled().await;
+    let opened = futures_util::future::join_all(
+        (0..50).map(|_| host.open_session(SessionRequest::new("shell"))),
+    )
+    .await;
+    let sessions: Vec<Session<'_>> = opened.into_iter().map(Result::unwrap).collect();
+    let writes = sessions
+        .iter()
+        .enumerate()
+        .map(|(i, s)| async move { s.write_file("n.txt", format!("{i}").as_bytes()).await });
+    for written in futures_util::future::join_all(writes).await {
+        written.unwrap();
+    }
+    for (i, session) in sessions.iter().enumerate() {
+        let back = session
+            .read_file("n.txt")
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(back, format!("{i}").into_bytes(), "session {i}");
+    }
+    assert_eq!(host.open_sessions(), 50);
+    let ids: Vec<String> = sessions.iter().map(|s| s.id().to_string()).collect();
+    host.shutdown().await;
+    for id in ids {
+        assert_eq!(remains(&id).await, (0, 0), "session {id}");
+    }
+}
+
+mod over_http {
+    use super::*;
+
+    use common::service::{Daemon, Reply};
+    use hyper::body::Bytes;
+    use hyper::{Method, StatusCode};
+
+    struct Caller<'d> {
+        daemon: &'d Daemon,
+        bearer: String,
+    }
+
+    impl Caller<'_> {
+        async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+            let body = body.map(|b| b.to_string()).unwrap_or_default();
+            self.daemon
+                .call_tcp(
+                    method,
+                    path,
+                    &[
+                        ("authorization", &self.bearer),
+                        ("content-type", "application/json"),
+                    ],
+                    Some(&body),
+                )
+                .await
+        }
+
+        async fn open(&self, body: Value, cleanup: &SessionCleanup) -> String {
+            let made = self.call(Method::POST, "/v1/sessions", Some(body)).await;
+            assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+            let id = made.json()["id"].as_str().unwrap().to_string();
+            cleanup.add(&id);
+            assert_eq!(made.headers["location"], format!("/v1/sessions/{id}"));
+            id
+        }
+
+        /// The ids of the caller's sessions, sorted.
+        async fn listed(&self) -> Vec<String> {
+            let listed = self.call(Method::GET, "/v1/sessions", None).await.json();
+            let mut ids: Vec<String> = listed["sessions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["id"].as_str().unwrap().to_string())
+                .collect();
+            ids.sort();
+            ids
+        }
+
+        async fn invoke(&self, id: &str, args: Value) -> Reply {
+            let path = format!("/v1/sessions/{id}/actions/run:invoke");
+            self.call(Method::POST, &path, Some(json!({ "args": args })))
+                .await
+        }
+
+        async fn put(&self, id: &str, path: &str, bytes: Vec<u8>) -> Reply {
+            self.daemon
+                .call_bytes_tcp(
+                    Method::PUT,
+                    &format!("/v1/sessions/{id}/files/{path}"),
+                    &[("authorization", &self.bearer)],
+                    Bytes::from(bytes),
+                )
+                .await
+        }
+    }
+
+    fn daemon(tokens: &std::path::Path) -> Daemon {
+        let skills = workspace_root().join("skills");
+        Daemon::start(
+            &skills,
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--tokens",
+                tokens.to_str().unwrap(),
+            ],
+        )
+    }
+
+    /// Another token's calls on `py` and `sh` find nothing.
+    async fn sees_none_of_it(bob: &Caller<'_>, py: &str, sh: &str) {
+        for (method, path) in [
+            (Method::GET, format!("/v1/sessions/{py}")),
+            (Method::DELETE, format!("/v1/sessions/{py}")),
+            (Method::GET, format!("/v1/sessions/{py}/files")),
+            (Method::GET, format!("/v1/sessions/{sh}/files/a.txt")),
+            (Method::POST, format!("/v1/sessions/{py}:keepalive")),
+        ] {
+            let reply = bob.call(method.clone(), &path, None).await;
+            assert_eq!(reply.status, StatusCode::NOT_FOUND, "{method} {path}");
+            assert_eq!(reply.json()["error"]["code"], "unknown_session");
+        }
+        let foreign = bob.invoke(py, json!({"code": "print(x)"})).await;
+        assert_eq!(foreign.status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            bob.put(sh, "a.txt", b"x".to_vec()).await.status,
+            StatusCode::NOT_FOUND
+        );
+        assert!(bob.listed().await.is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_session_is_its_tokens_alone_and_outlives_a_killed_service() {
+        let _python = cleanup_if_built_now("python");
+        let _shell = cleanup_if_built_now("shell");
+        let cleanup = SessionCleanup::default();
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = dir.path().join("tokens.toml");
+        let (alice_token, alice_entry) = skillhost::service::new_token("alice", None);
+        let (bob_token, bob_entry) = skillhost::service::new_token("bob", None);
+        std::fs::write(&tokens, [alice_entry, bob_entry].join("\n")).unwrap();
+        let first = daemon(&tokens);
+        let alice = Caller {
+            daemon: &first,
+            bearer: format!("Bearer {alice_token}"),
+        };
+        let bob = Caller {
+            daemon: &first,
+            bearer: format!("Bearer {bob_token}"),
+        };
+
+        let py = alice.open(json!({"skill": "python"}), &cleanup).await;
+        let sh = alice.open(json!({"skill": "shell"}), &cleanup).await;
+        let short = alice
+            .open(json!({"skill": "shell", "max_lifetime_ms": 4000}), &cleanup)
+            .await;
+        let set = alice.invoke(&py, json!({"code": "x = 41"})).await;
+        assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+        assert_eq!(set.result().session.unwrap().id, py);
+
+        sees_none_of_it(&bob, &py, &sh).await;
+
+        // A binary file in and out, byte for byte.
+        let data: Vec<u8> = (0..1u32 << 20)
+            .map(|i| (i.wrapping_mul(40_503) >> 7) as u8)
+            .collect();
+        let put = alice.put(&sh, "data/blob.bin", data.clone()).await;
+        assert_eq!(put.status, StatusCode::NO_CONTENT, "{}", put.body);
+        let got = alice
+            .call(
+                Method::GET,
+                &format!("/v1/sessions/{sh}/files/data/blob.bin"),
+                None,
+            )
+            .await;
+        assert_eq!(got.status, StatusCode::OK);
+        assert_eq!(got.headers["x-file-mode"], "0644");
+        assert_eq!(Sha256::digest(&got.bytes), Sha256::digest(&data));
+        let escape = alice
+            .call(
+                Method::GET,
+                &format!("/v1/sessions/{sh}/files/..%2Fetc%2Fpasswd"),
+                None,
+            )
+            .await;
+        assert_eq!(escape.status, StatusCode::BAD_REQUEST, "{}", escape.body);
+        assert_eq!(
+            alice.put(&py, "kept.txt", b"kept".to_vec()).await.status,
+            StatusCode::NO_CONTENT
+        );
+
+        // The service is killed; its sessions wait for the next one.
+        first.signal("KILL");
+        let mut first = first;
+        first.wait(Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(4500)).await;
+        let second = daemon(&tokens);
+        let alice = Caller {
+            daemon: &second,
+            bearer: format!("Bearer {alice_token}"),
+        };
+        let mut expected = vec![py.clone(), sh.clone()];
+        expected.sort();
+        assert_eq!(alice.listed().await, expected, "the expired one was reaped");
+        assert_eq!(remains(&short).await, (0, 0));
+        let got = alice
+            .call(
+                Method::GET,
+                &format!("/v1/sessions/{sh}/files/data/blob.bin"),
+                None,
+            )
+            .await;
+        assert_eq!(
+            Sha256::digest(&got.bytes),
+            Sha256::digest(&data),
+            "files survive"
+        );
+        // The process session's first call says its process was restarted, and runs
+        // nothing; then the session goes on, with its files.
+        let reset = alice.invoke(&py, json!({"code": "print(x)"})).await;
+        assert_eq!(reset.status, StatusCode::CONFLICT, "{}", reset.body);
+        assert_eq!(reset.result().error.unwrap().code, "session_state_reset");
+        let after = alice
+            .invoke(
+                &py,
+                json!({"code": "print(open('kept.txt').read(), 'x' in globals())"}),
+            )
+            .await;
+        assert_eq!(after.result().output.unwrap()["stdout"], "kept False\n");
+
+        for id in [&py, &sh] {
+            let ended = alice
+                .call(Method::DELETE, &format!("/v1/sessions/{id}"), None)
+                .await;
+            assert_eq!(ended.status, StatusCode::NO_CONTENT);
+            assert_eq!(remains(id).await, (0, 0));
+        }
+    }
+}

@@ -18,7 +18,10 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures_util::Stream;
 use serde_json::Value;
-use skillhost_api::{codes, Invocation, InvocationResult, InvocationState, InvokeRequest};
+use skillhost_api::{
+    codes, Invocation, InvocationPath, InvocationResult, InvocationState, InvokeRequest,
+    SessionCall,
+};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -34,17 +37,27 @@ use crate::{InvokeOptions, ProgressCallback, Refusal};
 
 /// The call, as the route and body named it.
 #[derive(Debug, Clone)]
-struct Call {
-    id: String,
-    skill: String,
-    action: String,
+pub(crate) struct Call {
+    pub(crate) id: String,
+    pub(crate) skill: String,
+    pub(crate) action: String,
+    /// The session it runs in, and the caller who owns that session.
+    pub(crate) session: Option<(String, Arc<str>)>,
 }
 
 impl Call {
     /// A result for this call that ran nothing, with this host code.
-    fn refused(&self, code: &'static str, message: impl Into<String>) -> InvocationResult {
+    pub(crate) fn refused(
+        &self,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> InvocationResult {
         let mut result = InvocationResult::new(&self.id, &self.skill, &self.action);
         Refusal::new(code, message).apply_to(&mut result);
+        if let Some((session, _)) = &self.session {
+            result.path = InvocationPath::Session;
+            result.session = Some(SessionCall::new(session, false));
+        }
         result
     }
 }
@@ -100,14 +113,27 @@ pub(crate) async fn invoke(
         id: uuid::Uuid::new_v4().to_string(),
         skill,
         action: action.to_string(),
+        session: None,
     };
+    handle(&state, call, &caller, &headers, body).await
+}
+
+/// Serve `call` (a plain one, or one in a session): refused while draining or for an
+/// unreadable body, then admitted through the gate and answered as the headers ask.
+pub(crate) async fn handle(
+    state: &Arc<AppState>,
+    call: Call,
+    caller: &Caller,
+    headers: &HeaderMap,
+    body: Result<Json<InvokeRequest>, JsonRejection>,
+) -> Response {
     let retry_after = state.gate.retry_after();
     if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
         let result = call.refused(
             codes::HOST_SHUTTING_DOWN,
             "the service is shutting down and takes no new calls; this one did not run",
         );
-        counted(&state, &result);
+        counted(state, &result);
         return shutting_down_response(result, state.drain_notice);
     }
     let request = match body {
@@ -115,7 +141,7 @@ pub(crate) async fn invoke(
         Err(rejection) => {
             if let Some(deadline) = body_deadline::deadline_in(&rejection) {
                 let result = call.refused(codes::INVALID_REQUEST, deadline.to_string());
-                counted(&state, &result);
+                counted(state, &result);
                 let mut response =
                     result_response_as(StatusCode::REQUEST_TIMEOUT, result, retry_after);
                 response
@@ -143,7 +169,7 @@ pub(crate) async fn invoke(
             } else {
                 call.refused(codes::INVALID_REQUEST, body_problem(&rejection))
             };
-            counted(&state, &result);
+            counted(state, &result);
             return result_response_as(status, result, retry_after);
         }
     };
@@ -155,29 +181,23 @@ pub(crate) async fn invoke(
     };
     let ticket = match state.gate.enter(&call.skill, caller.quota.as_ref()) {
         Ok(ticket) => ticket,
-        Err(overload) => return overloaded(&state, &call, overload),
+        Err(overload) => return overloaded(state, &call, overload),
     };
     if prefers(
-        &headers,
+        headers,
         header::HeaderName::from_static("prefer"),
         "respond-async",
     ) {
-        return start_async(&state, ticket, call, request.args, options);
+        return start_async(state, ticket, call, request.args, options);
     }
     let pass = match ticket.wait().await {
         Ok(pass) => pass,
-        Err(overload) => return overloaded(&state, &call, overload),
+        Err(overload) => return overloaded(state, &call, overload),
     };
-    if prefers(&headers, header::ACCEPT, "text/event-stream") {
-        return stream(&state, pass, call, request.args, options);
+    if prefers(headers, header::ACCEPT, "text/event-stream") {
+        return stream(state, pass, call, request.args, options);
     }
-    let task = OwnedCall(spawn_call(
-        &state,
-        pass,
-        call.clone(),
-        request.args,
-        options,
-    ));
+    let task = OwnedCall(spawn_call(state, pass, call.clone(), request.args, options));
     let result = task.finish(&call).await;
     result_response(result, retry_after)
 }
@@ -264,8 +284,21 @@ async fn run_call(
     options: InvokeOptions,
 ) -> InvocationResult {
     let _pass = pass;
+    let host = &state.host;
+    let run = async {
+        match &call.session {
+            None => {
+                host.invoke_with(&call.skill, &call.action, args, options)
+                    .await
+            }
+            Some((id, owner)) => match host.session_as(Some(owner), id) {
+                Ok(session) => session.invoke_with(&call.action, args, options).await,
+                Err(refusal) => call.refused(refusal.code, refusal.message),
+            },
+        }
+    };
     tokio::select! {
-        result = state.host.invoke_with(&call.skill, &call.action, args, options) => result,
+        result = run => result,
         _ = state.cancel.cancelled() => call.refused(
             codes::CANCELLED,
             "the service stopped before the call finished; its container was removed",

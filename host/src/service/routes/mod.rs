@@ -3,6 +3,7 @@
 pub(crate) mod invocations;
 pub(crate) mod invoke;
 pub(crate) mod probes;
+pub(crate) mod sessions;
 pub(crate) mod skills;
 
 use std::sync::Arc;
@@ -38,6 +39,21 @@ pub(crate) fn app(
         .route(
             "/v1/invocations/{id}",
             get(invocations::show).delete(invocations::delete),
+        )
+        .route("/v1/sessions", post(sessions::create).get(sessions::list))
+        .route(
+            "/v1/sessions/{id}",
+            get(sessions::show)
+                .delete(sessions::delete)
+                .post(sessions::keep_alive),
+        )
+        .route("/v1/sessions/{id}/actions/{action}", post(sessions::invoke))
+        .route("/v1/sessions/{id}/files", get(sessions::list_files))
+        .route(
+            "/v1/sessions/{id}/files/{*path}",
+            get(sessions::get_file)
+                .put(sessions::put_file)
+                .delete(sessions::delete_file),
         )
         .route("/metrics", get(probes::metrics))
         .route("/openapi.json", get(probes::openapi));

@@ -31,6 +31,9 @@ pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: String,
+    /// The body's bytes, as sent.
+    #[allow(dead_code)] // The soak binary's (tests/soak.rs), which shares these helpers.
+    pub bytes: Bytes,
 }
 
 impl Reply {
@@ -137,6 +140,18 @@ impl Daemon {
         headers: &[(&str, &str)],
         body: Option<&str>,
     ) -> Reply {
+        let body = Bytes::from(body.unwrap_or_default().to_string());
+        self.call_bytes(method, path, headers, body).await
+    }
+
+    /// A request with a body of any bytes on the unix socket.
+    pub async fn call_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Reply {
         let stream = tokio::net::UnixStream::connect(&self.socket).await.unwrap();
         send(TokioIo::new(stream), method, path, headers, body).await
     }
@@ -148,6 +163,21 @@ impl Daemon {
         path: &str,
         headers: &[(&str, &str)],
         body: Option<&str>,
+    ) -> Reply {
+        let address = self.tcp.as_deref().expect("the daemon listens on TCP");
+        let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        let body = Bytes::from(body.unwrap_or_default().to_string());
+        send(TokioIo::new(stream), method, path, headers, body).await
+    }
+
+    /// A request with a body of any bytes on the TCP address.
+    #[allow(dead_code)] // The soak binary's (tests/soak.rs), which shares these helpers.
+    pub async fn call_bytes_tcp(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
     ) -> Reply {
         let address = self.tcp.as_deref().expect("the daemon listens on TCP");
         let stream = tokio::net::TcpStream::connect(address).await.unwrap();
@@ -241,13 +271,7 @@ impl Drop for Daemon {
     }
 }
 
-async fn send<T>(
-    io: T,
-    method: Method,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&str>,
-) -> Reply
+async fn send<T>(io: T, method: Method, path: &str, headers: &[(&str, &str)], body: Bytes) -> Reply
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -260,9 +284,7 @@ where
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let request = request
-        .body(Full::new(Bytes::from(body.unwrap_or_default().to_string())))
-        .unwrap();
+    let request = request.body(Full::new(body)).unwrap();
     let response = sender.send_request(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
@@ -271,6 +293,7 @@ where
         status,
         headers,
         body: String::from_utf8_lossy(&bytes).into_owned(),
+        bytes,
     }
 }
 
