@@ -67,6 +67,11 @@ pub(crate) struct InvokeCli {
     /// http://HOST:PORT (with the token in SKILLHOST_TOKEN). Same result, same exit code.
     #[arg(long, env = "SKILLHOST_SERVER", conflicts_with_all = ["workspace", "no_build", "native", "locked"])]
     server: Option<Server>,
+    /// Run in this session of the service (`skillhost session new`); SKILL is then the
+    /// session's own and may be given as `-`. Without --server, the local service's
+    /// socket.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["workspace", "no_build", "native", "locked"])]
+    session: Option<String>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -84,14 +89,22 @@ pub(super) async fn run(
     let mut interrupts = Interrupts::install()?;
     let args = read_args(cli.inline.as_deref(), cli.args_file.as_deref())?;
     let env = parse_env(&cli.env)?;
-    if let Some(server) = &cli.server {
+    let server = match (&cli.server, &cli.session) {
+        (None, Some(_)) => Some(Server::local()),
+        (server, _) => server.clone(),
+    };
+    if let Some(server) = &server {
         let mut request = InvokeRequest::new(args);
         request.timeout_ms = cli.timeout.map(|t| t.as_millis() as u64);
         request.env = env;
         let token = std::env::var("SKILLHOST_TOKEN").ok();
+        let target = match &cli.session {
+            Some(id) => remote::Target::Session(id),
+            None => remote::Target::Skill(&cli.skill),
+        };
         let call = remote::invoke(
             server,
-            &cli.skill,
+            target,
             &cli.action,
             &request,
             token.as_deref(),

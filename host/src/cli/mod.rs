@@ -16,6 +16,7 @@ mod progress;
 mod ready;
 mod remote;
 mod serve;
+mod session;
 mod ship;
 mod test;
 
@@ -85,6 +86,9 @@ enum Command {
     Import(ship::ImportCli),
     /// Serve the skills over HTTP (unix socket, and TCP with tokens) until SIGTERM.
     Serve(Box<serve::ServeCli>),
+    /// Sessions of a running `skillhost serve`: make, list and end them; copy files in and
+    /// out (calls in one: `skillhost invoke - ACTION --session ID`).
+    Session(session::SessionCli),
     /// Tell whether a running `skillhost serve` is ready (exit 0) or not (exit 3, and why).
     Ready(ready::ReadyCli),
     /// Make a bearer token for `serve --listen`: prints the token and its tokens-file entry.
@@ -138,6 +142,7 @@ pub(crate) async fn run(args: Args) -> i32 {
             };
         }
         Command::Ready(cli) => ready::run(cli, format).await,
+        Command::Session(cli) => return session::run(cli, format).await,
         Command::Lock(cli) => lock::run(&roots, cli, format).await,
         Command::Push(cli) => ship::run_push(cli, format).await,
         Command::Pull(cli) => ship::run_pull(cli, format).await,

@@ -9,7 +9,7 @@ use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper::{header, Request, StatusCode};
+use hyper::{header, Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use skillhost::api::{InvocationResult, InvokeRequest, Readiness, ServiceError};
 
@@ -44,6 +44,13 @@ impl FromStr for Server {
         Err(format!(
             "{text:?} is not a server address: use unix:PATH or http://HOST:PORT"
         ))
+    }
+}
+
+impl Server {
+    /// The local service's default unix socket.
+    pub(crate) fn local() -> Server {
+        Server::Unix(skillhost::service::default_socket())
     }
 }
 
@@ -93,10 +100,19 @@ impl RemoteError {
     }
 }
 
+/// What a remote call is sent to: a skill, or a session (which knows its skill).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Target<'a> {
+    /// `skill`'s action.
+    Skill(&'a str),
+    /// The action in session `id`.
+    Session(&'a str),
+}
+
 /// Send the call and wait for its result, handing each progress frame to `on_progress`.
 pub(crate) async fn invoke(
     server: &Server,
-    skill: &str,
+    target: Target<'_>,
     action: &str,
     request: &InvokeRequest,
     token: Option<&str>,
@@ -107,11 +123,18 @@ pub(crate) async fn invoke(
         message,
     };
     let body = serde_json::to_vec(request).map_err(|e| unreachable(e.to_string()))?;
-    let path = format!(
-        "/v1/skills/{}/actions/{}:invoke",
-        encode(skill),
-        encode(action)
-    );
+    let path = match target {
+        Target::Skill(skill) => format!(
+            "/v1/skills/{}/actions/{}:invoke",
+            encode(skill),
+            encode(action)
+        ),
+        Target::Session(id) => format!(
+            "/v1/sessions/{}/actions/{}:invoke",
+            encode(id),
+            encode(action)
+        ),
+    };
     let mut builder = Request::post(path)
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::ACCEPT, "text/event-stream");
@@ -160,6 +183,87 @@ pub(crate) async fn invoke(
     match serde_json::from_slice::<InvocationResult>(&body) {
         Ok(result) => Ok(result),
         Err(_) => Err(refusal(server, status, &body)),
+    }
+}
+
+/// One request with `body` (of `content_type` when given), the response unread.
+pub(crate) async fn request(
+    server: &Server,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    content_type: Option<&str>,
+    body: Bytes,
+) -> Result<hyper::Response<hyper::body::Incoming>, RemoteError> {
+    let host = match server {
+        Server::Unix(_) => "skillhost",
+        Server::Tcp(authority) => authority.as_str(),
+    };
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, host);
+    if let Some(token) = token {
+        builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    if let Some(content_type) = content_type {
+        builder = builder.header(header::CONTENT_TYPE, content_type);
+    }
+    let request = builder
+        .body(Full::new(body))
+        .map_err(|e| RemoteError::Unreachable {
+            server: server.to_string(),
+            message: e.to_string(),
+        })?;
+    connect_and_send(server, request).await
+}
+
+/// A request with an optional JSON body whose answer, when it succeeds, is JSON `T`
+/// (`None` for an empty answer, e.g. 204); the service's error otherwise.
+pub(crate) async fn json<T: serde::de::DeserializeOwned>(
+    server: &Server,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&serde_json::Value>,
+) -> Result<Option<T>, RemoteError> {
+    let (content_type, bytes) = match body {
+        Some(value) => (Some("application/json"), Bytes::from(value.to_string())),
+        None => (None, Bytes::new()),
+    };
+    let response = request(server, method, path, token, content_type, bytes).await?;
+    let status = response.status();
+    let body = read_body(server, response).await?;
+    if !status.is_success() {
+        return Err(refusal(server, status, &body));
+    }
+    if body.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|_| garbled(server, status, &body))
+}
+
+/// A path of segments, each percent-encoded, after `prefix`.
+pub(crate) fn path_of(prefix: &str, segments: &[&str]) -> String {
+    let mut path = prefix.to_string();
+    for segment in segments {
+        path.push('/');
+        path.push_str(&encode(segment));
+    }
+    path
+}
+
+/// The service's own error in a failed response.
+pub(crate) async fn failure(
+    server: &Server,
+    response: hyper::Response<hyper::body::Incoming>,
+) -> RemoteError {
+    let status = response.status();
+    match read_body(server, response).await {
+        Ok(body) => refusal(server, status, &body),
+        Err(e) => e,
     }
 }
 

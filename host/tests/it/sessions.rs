@@ -493,3 +493,79 @@ mod over_http {
         }
     }
 }
+
+/// `skillhost session` and `invoke --session` against a running service.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_makes_fills_calls_in_and_ends_a_session_of_a_service() {
+    let _image = cleanup_if_built_now("shell");
+    let cleanup = SessionCleanup::default();
+    let daemon = common::service::Daemon::start(&workspace_root().join("skills"), &[]);
+    let server = format!("unix:{}", daemon.socket.display());
+    let cli = |args: &[&str]| {
+        let out = common::skillhost()
+            .args(args)
+            .args(["--server", &server])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "skillhost {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let id = cli(&["session", "new", "shell", "--idle-timeout", "5m"])
+        .trim()
+        .to_string();
+    cleanup.add(&id);
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("in.txt");
+    std::fs::write(&local, "from the caller\n").unwrap();
+    let target = format!("{id}:in/in.txt");
+    cli(&["session", "cp", local.to_str().unwrap(), &target]);
+    let ran = cli(&[
+        "--format",
+        "json",
+        "invoke",
+        "-",
+        "run",
+        "--session",
+        &id,
+        "--args",
+        r#"{"command": "tr a-z A-Z < in/in.txt > out.txt"}"#,
+    ]);
+    let result: Value = serde_json::from_str(&ran).unwrap();
+    assert_eq!(result["status"], "ok", "{ran}");
+    assert_eq!(result["session"]["id"], id.as_str());
+    let back = dir.path().join("out.txt");
+    cli(&[
+        "session",
+        "cp",
+        &format!("{id}:out.txt"),
+        back.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "FROM THE CALLER\n");
+    let files: Value =
+        serde_json::from_str(&cli(&["--format", "json", "session", "files", &id])).unwrap();
+    let paths: Vec<&str> = files["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["in", "in/in.txt", "out.txt"]);
+    assert!(cli(&["session", "list"]).contains(&id));
+    cli(&["session", "end", &id]);
+    assert_eq!(cli(&["session", "list"]), "");
+    let gone = common::skillhost()
+        .args(["session", "show", &id, "--server", &server])
+        .output()
+        .unwrap();
+    assert_eq!(
+        gone.status.code(),
+        Some(2),
+        "unknown_session is the caller's to fix"
+    );
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("unknown_session"));
+    drop(daemon);
+}
