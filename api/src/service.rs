@@ -31,7 +31,9 @@ pub struct InvokeRequest {
 }
 
 /// A non-negative whole number, written as an integer or as a float with no fraction.
-fn whole_milliseconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+pub(crate) fn whole_milliseconds<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<u64>, D::Error> {
     use serde::de::Error;
     match Option::<serde_json::Number>::deserialize(d)? {
         None => Ok(None),
@@ -41,7 +43,7 @@ fn whole_milliseconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u
                 Ok(Some(f as u64))
             }
             _ => Err(D::Error::custom(format!(
-                "timeout_ms must be a whole number of milliseconds, not {n}"
+                "a duration must be a whole number of milliseconds, not {n}"
             ))),
         },
     }

@@ -20,7 +20,11 @@ pub struct SessionRequest {
     pub idle_timeout_ms: Option<u64>,
     /// End the session this long after it was made, however busy; at most the manifest's
     /// ceiling. Default: the manifest's `run.session.lifetime`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::service::whole_milliseconds"
+    )]
     pub max_lifetime_ms: Option<u64>,
     /// Environment variables for every container of the session; each name must be in
     /// the manifest's `run.env`.

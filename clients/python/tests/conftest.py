@@ -120,3 +120,30 @@ def start_service(skills: Path) -> Iterator:
 @pytest.fixture
 def probe() -> str:
     return PROBE
+
+
+@pytest.fixture(scope="session")
+def bundled_service() -> Iterator[Service]:
+    """A service over the repository's bundled skills (python and shell take sessions);
+    the images this run built for them are removed at the end."""
+    assert BINARY.exists(), f"{BINARY} is missing: run `cargo build -p skillhost` first"
+    subprocess.run([str(BINARY), "images", "build"], cwd=REPO, check=True, capture_output=True)
+    listed = json.loads(subprocess.run(
+        [str(BINARY), "--skills-dir", str(REPO / "skills"), "--format", "json", "list"],
+        cwd=REPO, check=True, capture_output=True, text=True,
+    ).stdout)
+    built_here = [s["image"] for s in listed["skills"]
+                  if s["name"] in ("python", "shell") and not s["present"]]
+    svc = Service(REPO / "skills", [])
+    try:
+        yield svc
+    finally:
+        svc.stop()
+        volumes = subprocess.run(
+            ["docker", "volume", "ls", "-q", "--filter", f"label=io.skillhost.instance={svc.instance}"],
+            capture_output=True, text=True,
+        ).stdout.split()
+        if volumes:
+            subprocess.run(["docker", "volume", "rm", "-f", *volumes], capture_output=True)
+        if built_here:
+            subprocess.run(["docker", "rmi", "-f", *built_here], capture_output=True)

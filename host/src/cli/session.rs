@@ -142,7 +142,7 @@ async fn command(
             show(info, format, |info| out!("{}", line(info)));
         }
         SessionCommand::KeepAlive { id } => {
-            let path = format!("{}:keepalive", session(&id));
+            let path = format!("{}/keepalive", session(&id));
             let info: Option<SessionInfo> =
                 remote::json(server, Method::POST, &path, token, None).await?;
             show(info, format, |info| out!("{}", line(info)));

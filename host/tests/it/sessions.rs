@@ -370,7 +370,7 @@ mod over_http {
             (Method::DELETE, format!("/v1/sessions/{py}")),
             (Method::GET, format!("/v1/sessions/{py}/files")),
             (Method::GET, format!("/v1/sessions/{sh}/files/a.txt")),
-            (Method::POST, format!("/v1/sessions/{py}:keepalive")),
+            (Method::POST, format!("/v1/sessions/{py}/keepalive")),
         ] {
             let reply = bob.call(method.clone(), &path, None).await;
             assert_eq!(reply.status, StatusCode::NOT_FOUND, "{method} {path}");

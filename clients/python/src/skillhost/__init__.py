@@ -5,9 +5,22 @@
     with Client() as client:  # SKILLHOST_SERVER, or the service's default socket
         result = client.invoke("echo", "say", {"text": "hi"})
         print(result.status, result.output)
+
+        with client.session("python") as session:  # variables and files persist
+            session.invoke("run", {"code": "x = 41"})
+            print(session.invoke("run", {"code": "print(x + 1)"}).output["stdout"])
+            session.files.write("data.csv", b"a,b\n1,2\n")
 """
 
-from ._client import AsyncClient, Client, default_server
+from ._client import (
+    AsyncClient,
+    AsyncSession,
+    AsyncSessionFiles,
+    Client,
+    Session,
+    SessionFiles,
+    default_server,
+)
 from ._errors import (
     InvocationFailed,
     NotFound,
@@ -15,6 +28,7 @@ from ._errors import (
     Rejected,
     ServiceError,
     ServiceUnreachable,
+    SessionStateReset,
     SkillFailed,
     SkillhostError,
     Unauthorized,
@@ -22,12 +36,15 @@ from ._errors import (
 )
 from ._models import (
     ActionInfo,
+    FileEntry,
     Invocation,
     InvocationError,
     InvocationPath,
     InvocationResult,
     InvocationState,
     Progress,
+    SessionInfo,
+    SessionKind,
     SkillInfo,
     Stats,
     Status,
@@ -36,7 +53,10 @@ from ._models import (
 __all__ = [
     "ActionInfo",
     "AsyncClient",
+    "AsyncSession",
+    "AsyncSessionFiles",
     "Client",
+    "FileEntry",
     "Invocation",
     "InvocationError",
     "InvocationFailed",
@@ -49,6 +69,11 @@ __all__ = [
     "Rejected",
     "ServiceError",
     "ServiceUnreachable",
+    "Session",
+    "SessionFiles",
+    "SessionInfo",
+    "SessionKind",
+    "SessionStateReset",
     "SkillFailed",
     "SkillInfo",
     "SkillhostError",

@@ -31,11 +31,20 @@ from ._errors import (
     Rejected,
     ServiceError,
     ServiceUnreachable,
+    SessionStateReset,
     SkillhostError,
     Unauthorized,
     Unavailable,
 )
-from ._models import Invocation, InvocationResult, InvocationState, Progress, SkillInfo
+from ._models import (
+    FileEntry,
+    Invocation,
+    InvocationResult,
+    InvocationState,
+    Progress,
+    SessionInfo,
+    SkillInfo,
+)
 
 ProgressCallback = Callable[[Progress], None]
 Event = Union[Progress, InvocationResult]
@@ -68,6 +77,34 @@ def _endpoint(server: str) -> Tuple[str, Optional[str]]:
 
 def _invoke_path(skill: str, action: str) -> str:
     return f"/v1/skills/{quote(skill, safe='')}/actions/{quote(action, safe='')}:invoke"
+
+
+def _session_path(id: str, *rest: str) -> str:
+    """`/v1/sessions/{id}` and more segments, each encoded (a file path's `/` kept)."""
+    return "/".join([f"/v1/sessions/{quote(id, safe='')}", *(quote(r, safe="/:") for r in rest)])
+
+
+def _session_body(
+    skill: str,
+    idle_timeout_ms: Optional[int],
+    max_lifetime_ms: Optional[int],
+    env: Optional[Mapping[str, str]],
+) -> Dict[str, Any]:
+    body: Dict[str, Any] = {"skill": skill}
+    if idle_timeout_ms is not None:
+        body["idle_timeout_ms"] = idle_timeout_ms
+    if max_lifetime_ms is not None:
+        body["max_lifetime_ms"] = max_lifetime_ms
+    if env:
+        body["env"] = dict(env)
+    return body
+
+
+def _ok(response: httpx.Response, *expected: int) -> httpx.Response:
+    """The response when its status is one of `expected`; else the service's error."""
+    if response.status_code not in expected:
+        raise _service_error(response)
+    return response
 
 
 def _invoke_body(
@@ -114,6 +151,8 @@ def _result_of(response: httpx.Response) -> InvocationResult:
         raise Overloaded(status, result, 1.0 if retry_after is None else retry_after)
     if status >= 500:
         raise Unavailable(status, result, retry_after)
+    if result.error is not None and result.error.code == "session_state_reset":
+        raise SessionStateReset(status, result)
     raise Rejected(status, result)
 
 
@@ -257,12 +296,15 @@ class Client:
     ) -> InvocationResult:
         """Run an action and return its result, whatever its status. Raises `Rejected`,
         `Overloaded` or `Unavailable` when the call did not run to an answer."""
+        body = _invoke_body(args, timeout_ms, env)
+        return self._invoke_at(_invoke_path(skill, action), body, on_progress)
+
+    def _invoke_at(
+        self, path: str, body: Dict[str, Any], on_progress: Optional[ProgressCallback]
+    ) -> InvocationResult:
         if on_progress is None:
-            response = self._request(
-                "POST", _invoke_path(skill, action), json=_invoke_body(args, timeout_ms, env)
-            )
-            return _result_of(response)
-        for event in self.events(skill, action, args, timeout_ms=timeout_ms, env=env):
+            return _result_of(self._request("POST", path, json=body))
+        for event in self._events_at(path, body):
             if isinstance(event, Progress):
                 on_progress(event)
             else:
@@ -280,12 +322,15 @@ class Client:
     ) -> Iterator[Event]:
         """Progress frames as they arrive, then the result (the last item). Leaving the
         loop early closes the connection, which cancels the call."""
+        return self._events_at(_invoke_path(skill, action), _invoke_body(args, timeout_ms, env))
+
+    def _events_at(self, path: str, body: Dict[str, Any]) -> Iterator[Event]:
         try:
             with connect_sse(
                 self._http,
                 "POST",
-                _invoke_path(skill, action),
-                json=_invoke_body(args, timeout_ms, env),
+                path,
+                json=body,
                 headers={"accept": "text/event-stream"},
             ) as source:
                 if not _is_stream(source.response):
@@ -371,6 +416,101 @@ class Client:
         data = _json(response)
         return bool(data.get("ready")), list(data.get("problems", []))
 
+    def session(
+        self,
+        skill: str,
+        *,
+        idle_timeout_ms: Optional[int] = None,
+        max_lifetime_ms: Optional[int] = None,
+        env: Optional[Mapping[str, str]] = None,
+    ) -> "Session":
+        """Make a session of `skill` (its manifest declares `run.session`). Use it as a
+        context manager: the session ends when the block does, also on an exception."""
+        body = _session_body(skill, idle_timeout_ms, max_lifetime_ms, env)
+        response = _ok(self._request("POST", "/v1/sessions", json=body), 201)
+        return Session(self, SessionInfo.from_json(_json(response)))
+
+    def get_session(self, id: str) -> "Session":
+        """An open session of this caller, by id (to reconnect); `NotFound` otherwise."""
+        response = _ok(self._request("GET", _session_path(id)), 200)
+        return Session(self, SessionInfo.from_json(_json(response)))
+
+    def sessions(self) -> List[SessionInfo]:
+        """This caller's open sessions, oldest first."""
+        response = _ok(self._request("GET", "/v1/sessions"), 200)
+        return [SessionInfo.from_json(s) for s in _json(response)["sessions"]]
+
+
+class Session:
+    """An open session: `invoke` runs in it, `files` reads and writes its workspace.
+    `close()` (or leaving the `with` block) ends it; so does its idle timeout."""
+
+    def __init__(self, client: Client, info: SessionInfo) -> None:
+        self.client = client
+        self.info = info
+        self.id = info.id
+        self.files = SessionFiles(self)
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def invoke(
+        self,
+        action: str,
+        args: Optional[Mapping[str, Any]] = None,
+        *,
+        timeout_ms: Optional[int] = None,
+        on_progress: Optional[ProgressCallback] = None,
+    ) -> InvocationResult:
+        """Run an action in the session; see `Client.invoke`. `SessionStateReset` when a
+        process session's process was lost before this call (nothing ran)."""
+        path = _session_path(self.id, "actions", f"{action}:invoke")
+        return self.client._invoke_at(path, _invoke_body(args, timeout_ms, None), on_progress)
+
+    def keep_alive(self) -> SessionInfo:
+        """Reset the idle clock; the new deadlines."""
+        response = _ok(self.client._request("POST", _session_path(self.id, "keepalive")), 200)
+        self.info = SessionInfo.from_json(_json(response))
+        return self.info
+
+    def close(self) -> None:
+        """End the session (its containers and workspace are removed); one already gone
+        (expired) is not an error."""
+        response = self.client._request("DELETE", _session_path(self.id))
+        if response.status_code not in (204, 404):
+            raise _service_error(response)
+
+
+class SessionFiles:
+    """A session's workspace: whole files in and out, as bytes."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def write(self, path: str, data: bytes) -> None:
+        """Write `data` to `path` (relative; missing directories are made)."""
+        path = _session_path(self._session.id, "files", path)
+        _ok(self._session.client._request("PUT", path, content=data), 204)
+
+    def read(self, path: str) -> bytes:
+        """The bytes of the regular file at `path`; a link, FIFO or device is refused."""
+        path = _session_path(self._session.id, "files", path)
+        return _ok(self._session.client._request("GET", path), 200).content
+
+    def list(self) -> List[FileEntry]:
+        """Every entry of the workspace, depth first."""
+        path = _session_path(self._session.id, "files")
+        listing = _json(_ok(self._session.client._request("GET", path), 200))
+        return [FileEntry.from_json(f) for f in listing["files"]]
+
+    def delete(self, path: str) -> None:
+        """Remove a file, a link or an empty directory."""
+        path = _session_path(self._session.id, "files", path)
+        _ok(self._session.client._request("DELETE", path), 204)
+
 
 class AsyncClient:
     """The asyncio twin of `Client`, with the same methods as coroutines."""
@@ -432,12 +572,15 @@ class AsyncClient:
     ) -> InvocationResult:
         """See `Client.invoke`. Cancelling the task closes the connection, which cancels
         the call and removes its container."""
+        body = _invoke_body(args, timeout_ms, env)
+        return await self._invoke_at(_invoke_path(skill, action), body, on_progress)
+
+    async def _invoke_at(
+        self, path: str, body: Dict[str, Any], on_progress: Optional[ProgressCallback]
+    ) -> InvocationResult:
         if on_progress is None:
-            response = await self._request(
-                "POST", _invoke_path(skill, action), json=_invoke_body(args, timeout_ms, env)
-            )
-            return _result_of(response)
-        async for event in self.events(skill, action, args, timeout_ms=timeout_ms, env=env):
+            return _result_of(await self._request("POST", path, json=body))
+        async for event in self._events_at(path, body):
             if isinstance(event, Progress):
                 on_progress(event)
             else:
@@ -454,12 +597,17 @@ class AsyncClient:
         env: Optional[Mapping[str, str]] = None,
     ) -> AsyncIterator[Event]:
         """See `Client.events`."""
+        path, body = _invoke_path(skill, action), _invoke_body(args, timeout_ms, env)
+        async for event in self._events_at(path, body):
+            yield event
+
+    async def _events_at(self, path: str, body: Dict[str, Any]) -> AsyncIterator[Event]:
         try:
             async with aconnect_sse(
                 self._http,
                 "POST",
-                _invoke_path(skill, action),
-                json=_invoke_body(args, timeout_ms, env),
+                path,
+                json=body,
                 headers={"accept": "text/event-stream"},
             ) as source:
                 if not _is_stream(source.response):
@@ -543,5 +691,121 @@ class AsyncClient:
         data = _json(response)
         return bool(data.get("ready")), list(data.get("problems", []))
 
+    def session(
+        self,
+        skill: str,
+        *,
+        idle_timeout_ms: Optional[int] = None,
+        max_lifetime_ms: Optional[int] = None,
+        env: Optional[Mapping[str, str]] = None,
+    ) -> "AsyncSession":
+        """A session of `skill`, made when entered: `async with client.session(...) as s:`
+        (or `await client.session(...).open()`); it ends when the block does."""
+        return AsyncSession(self, _session_body(skill, idle_timeout_ms, max_lifetime_ms, env))
 
-__all__ = ["AsyncClient", "Client", "default_server"]
+    async def get_session(self, id: str) -> "AsyncSession":
+        """See `Client.get_session`."""
+        response = _ok(await self._request("GET", _session_path(id)), 200)
+        session = AsyncSession(self, {})
+        session._opened(SessionInfo.from_json(_json(response)))
+        return session
+
+    async def sessions(self) -> List[SessionInfo]:
+        """See `Client.sessions`."""
+        response = _ok(await self._request("GET", "/v1/sessions"), 200)
+        return [SessionInfo.from_json(s) for s in _json(response)["sessions"]]
+
+
+class AsyncSession:
+    """The asyncio twin of `Session`."""
+
+    def __init__(self, client: AsyncClient, body: Dict[str, Any]) -> None:
+        self.client = client
+        self._body = body
+        self.info: Optional[SessionInfo] = None
+        self.id = ""
+        self.files = AsyncSessionFiles(self)
+
+    def _opened(self, info: SessionInfo) -> None:
+        self.info = info
+        self.id = info.id
+
+    async def open(self) -> "AsyncSession":
+        """Make the session (once)."""
+        if not self.id:
+            response = _ok(await self.client._request("POST", "/v1/sessions", json=self._body), 201)
+            self._opened(SessionInfo.from_json(_json(response)))
+        return self
+
+    async def __aenter__(self) -> "AsyncSession":
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def invoke(
+        self,
+        action: str,
+        args: Optional[Mapping[str, Any]] = None,
+        *,
+        timeout_ms: Optional[int] = None,
+        on_progress: Optional[ProgressCallback] = None,
+    ) -> InvocationResult:
+        """See `Session.invoke`."""
+        path = _session_path(self.id, "actions", f"{action}:invoke")
+        body = _invoke_body(args, timeout_ms, None)
+        return await self.client._invoke_at(path, body, on_progress)
+
+    async def keep_alive(self) -> SessionInfo:
+        """See `Session.keep_alive`."""
+        path = _session_path(self.id, "keepalive")
+        response = _ok(await self.client._request("POST", path), 200)
+        self._opened(SessionInfo.from_json(_json(response)))
+        return SessionInfo.from_json(_json(response))
+
+    async def close(self) -> None:
+        """See `Session.close`."""
+        if not self.id:
+            return
+        response = await self.client._request("DELETE", _session_path(self.id))
+        if response.status_code not in (204, 404):
+            raise _service_error(response)
+
+
+class AsyncSessionFiles:
+    """The asyncio twin of `SessionFiles`."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def write(self, path: str, data: bytes) -> None:
+        """See `SessionFiles.write`."""
+        path = _session_path(self._session.id, "files", path)
+        _ok(await self._session.client._request("PUT", path, content=data), 204)
+
+    async def read(self, path: str) -> bytes:
+        """See `SessionFiles.read`."""
+        path = _session_path(self._session.id, "files", path)
+        return _ok(await self._session.client._request("GET", path), 200).content
+
+    async def list(self) -> List[FileEntry]:
+        """See `SessionFiles.list`."""
+        path = _session_path(self._session.id, "files")
+        listing = _json(_ok(await self._session.client._request("GET", path), 200))
+        return [FileEntry.from_json(f) for f in listing["files"]]
+
+    async def delete(self, path: str) -> None:
+        """See `SessionFiles.delete`."""
+        path = _session_path(self._session.id, "files", path)
+        _ok(await self._session.client._request("DELETE", path), 204)
+
+
+__all__ = [
+    "AsyncClient",
+    "AsyncSession",
+    "AsyncSessionFiles",
+    "Client",
+    "Session",
+    "SessionFiles",
+    "default_server",
+]

@@ -64,6 +64,12 @@ class Rejected(InvocationFailed):
     action, bad arguments, bad options, a body too large)."""
 
 
+class SessionStateReset(Rejected):
+    """409 `session_state_reset`: the process session's process was lost before this call
+    (the service restarted, or the process died between calls). Nothing ran; the session
+    goes on with its files and none of its variables: set them up again and call again."""
+
+
 class Overloaded(InvocationFailed):
     """429: the service is at its limits; retry after `retry_after` seconds."""
 

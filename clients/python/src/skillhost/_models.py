@@ -28,6 +28,7 @@ class InvocationPath(str, enum.Enum):
     PREWARMED = "prewarmed"
     WARM = "warm"
     NATIVE = "native"
+    SESSION = "session"
 
 
 class InvocationState(str, enum.Enum):
@@ -94,6 +95,10 @@ class InvocationResult:
     egress_allowed: Optional[List[str]] = None
     # What its egress proxy refused on this call: destination ("host:port") -> requests.
     egress_denied: Optional[Dict[str, int]] = None
+    # For a call in a session: its id, and whether the call cost a process session its
+    # process (its variables are gone; its files are kept).
+    session_id: Optional[str] = None
+    state_reset: bool = False
 
     @property
     def ok(self) -> bool:
@@ -112,6 +117,7 @@ class InvocationResult:
     def from_json(cls, data: Mapping[str, Any]) -> "InvocationResult":
         error = data.get("error")
         egress = data.get("egress")
+        session = data.get("session") or {}
         return cls(
             id=data["id"],
             skill=data["skill"],
@@ -133,6 +139,8 @@ class InvocationResult:
                 if egress
                 else None
             ),
+            session_id=session.get("id"),
+            state_reset=bool(session.get("state_reset", False)),
         )
 
 
@@ -223,4 +231,64 @@ class Invocation:
             action=data["action"],
             state=InvocationState(data["state"]),
             result=InvocationResult.from_json(result) if result else None,
+        )
+
+
+class SessionKind(str, enum.Enum):
+    """What persists across a session's calls."""
+
+    FILES = "files"
+    PROCESS = "process"
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """A session: its skill, image, mode and deadlines (milliseconds since the epoch)."""
+
+    id: str
+    skill: str
+    image: str
+    mode: SessionKind
+    created_at_ms: int
+    idle_timeout_ms: int
+    max_lifetime_ms: int
+    idle_deadline_ms: int
+    lifetime_deadline_ms: int
+    workspace_bytes: int
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "SessionInfo":
+        return cls(
+            id=data["id"],
+            skill=data["skill"],
+            image=data["image"],
+            mode=SessionKind(data["mode"]),
+            created_at_ms=data["created_at_ms"],
+            idle_timeout_ms=data["idle_timeout_ms"],
+            max_lifetime_ms=data["max_lifetime_ms"],
+            idle_deadline_ms=data["idle_deadline_ms"],
+            lifetime_deadline_ms=data["lifetime_deadline_ms"],
+            workspace_bytes=data["workspace_bytes"],
+        )
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One entry of a session's workspace. `kind` is file, directory, symlink, fifo,
+    socket or device; only files are read. `mode` has no set-id bits."""
+
+    path: str
+    kind: str
+    size: int
+    mode: int
+    modified_ms: int
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "FileEntry":
+        return cls(
+            path=data["path"],
+            kind=data["kind"],
+            size=data["size"],
+            mode=data["mode"],
+            modified_ms=data["modified_ms"],
         )

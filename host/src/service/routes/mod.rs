@@ -43,10 +43,9 @@ pub(crate) fn app(
         .route("/v1/sessions", post(sessions::create).get(sessions::list))
         .route(
             "/v1/sessions/{id}",
-            get(sessions::show)
-                .delete(sessions::delete)
-                .post(sessions::keep_alive),
+            get(sessions::show).delete(sessions::delete),
         )
+        .route("/v1/sessions/{id}/keepalive", post(sessions::keep_alive))
         .route("/v1/sessions/{id}/actions/{action}", post(sessions::invoke))
         .route("/v1/sessions/{id}/files", get(sessions::list_files))
         .route(

@@ -113,8 +113,8 @@ pub(crate) async fn show(
     }
 }
 
-/// Reset the session's idle clock: `POST /v1/sessions/{id}:keepalive`.
-#[utoipa::path(post, path = "/v1/sessions/{id}:keepalive", tag = "sessions",
+/// Reset the session's idle clock.
+#[utoipa::path(post, path = "/v1/sessions/{id}/keepalive", tag = "sessions",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The session")),
     responses(
@@ -124,18 +124,11 @@ pub(crate) async fn show(
 pub(crate) async fn keep_alive(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
-    Path(target): Path<String>,
+    Path(id): Path<String>,
 ) -> Response {
-    let Some(id) = target.strip_suffix(":keepalive") else {
-        return error_response(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no route POST /v1/sessions/{target}: keep a session alive at /v1/sessions/{{id}}:keepalive"),
-        );
-    };
     match state
         .host
-        .session_as(Some(&caller.name), id)
+        .session_as(Some(&caller.name), &id)
         .and_then(|s| s.keep_alive())
     {
         Ok(info) => Json(info).into_response(),
