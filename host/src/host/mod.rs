@@ -483,7 +483,25 @@ impl Host {
         let found = self.catalog.get(skill).ok_or_else(|| {
             Refusal::new(codes::UNKNOWN_SKILL, format!("no skill named {skill:?}"))
         })?;
-        self.router.prewarm(found, &self.images).await
+        self.router.prewarm(found, &self.images).await?;
+        self.refill_spare_sessions(found).await
+    }
+
+    /// Make the spare sessions of a skill that takes sessions, as many as it has
+    /// prewarmed containers.
+    async fn refill_spare_sessions(&self, skill: &crate::catalog::Skill) -> Result<(), Refusal> {
+        if skill.manifest.run.session.is_none() {
+            return Ok(());
+        }
+        let image = self.images.resolve(skill).await?;
+        self.sessions
+            .refill(skill, &image, self.router.prewarm_target(skill));
+        Ok(())
+    }
+
+    /// Spare sessions of `skill` ready to open without making a container.
+    pub fn spare_sessions_ready(&self, skill: &str) -> usize {
+        self.sessions.spares_ready(skill)
     }
 
     /// Fill the prewarm pool of every skill that has one (by its manifest or the host's
@@ -495,7 +513,11 @@ impl Host {
             if self.router.prewarm_target(skill) == 0 {
                 continue;
             }
-            if let Err(refusal) = self.router.prewarm(skill, &self.images).await {
+            let prewarmed = match self.router.prewarm(skill, &self.images).await {
+                Ok(()) => self.refill_spare_sessions(skill).await,
+                Err(refusal) => Err(refusal),
+            };
+            if let Err(refusal) = prewarmed {
                 failed.push((skill.name().to_string(), refusal));
             }
         }

@@ -76,8 +76,10 @@ impl Host {
         )?;
         self.images.check_runtime(skill).await?;
         let image = self.images.resolve(skill).await?;
+        // As many spare sessions as the skill has prewarmed containers.
+        let spares = self.router.prewarm_target(skill);
         self.sessions
-            .open(skill, &image, terms, owner.map(str::to_string))
+            .open(skill, &image, terms, owner.map(str::to_string), spares)
             .await
     }
 

@@ -93,6 +93,18 @@ pub(crate) enum Role<'a> {
     SessionKeeper(&'a str),
     /// Session `id`'s own worker (a `process` session).
     SessionWorker(&'a str),
+    /// A keeper made ahead, for a session not asked for yet: it carries no record.
+    SessionSpare(&'a str),
+    /// Never started: carries the record of session `id`, whose keeper was made ahead.
+    SessionRecord(&'a str),
+}
+
+impl Role<'_> {
+    /// Whether a container of this role holds a session's workspace or record, which a
+    /// host that serves sessions adopts instead of removing.
+    pub(crate) fn keeps_a_session(label: &str) -> bool {
+        matches!(label, "session-keeper" | "session-spare" | "session-record")
+    }
 }
 
 impl<'a> Role<'a> {
@@ -105,6 +117,8 @@ impl<'a> Role<'a> {
             Role::Lookup => "lookup",
             Role::SessionKeeper(_) => "session-keeper",
             Role::SessionWorker(_) => "session-worker",
+            Role::SessionSpare(_) => "session-spare",
+            Role::SessionRecord(_) => "session-record",
         }
     }
 }
@@ -138,6 +152,16 @@ pub(crate) fn container_name(skill: &str, role: Role<'_>) -> String {
         ),
         Role::SessionWorker(id) => format!(
             "skillhost-{skill}-sw-{}-{}",
+            id.get(..8).unwrap_or(id),
+            random_suffix()
+        ),
+        Role::SessionSpare(id) => format!(
+            "skillhost-{skill}-ss-{}-{}",
+            id.get(..8).unwrap_or(id),
+            random_suffix()
+        ),
+        Role::SessionRecord(id) => format!(
+            "skillhost-{skill}-sr-{}-{}",
             id.get(..8).unwrap_or(id),
             random_suffix()
         ),

@@ -44,7 +44,8 @@ pub(crate) async fn dead_instances_containers(
     let mut dead = Vec::new();
     for container in containers {
         // A session's keeper holds its files for the host that adopts it.
-        if container.labels.contains_key(labels::SESSION_RECORD) {
+        let role = container.labels.get(labels::INVOCATION);
+        if role.is_some_and(|role| labels::Role::keeps_a_session(role)) {
             continue;
         }
         let instance = container.labels.get(labels::INSTANCE);

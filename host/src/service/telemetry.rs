@@ -62,6 +62,16 @@ fn describe() {
     metrics::describe_gauge!(PREWARM_READY, "Prewarmed containers ready, by skill.");
     metrics::describe_gauge!(WARM_WORKERS, "Idle warm workers, by skill.");
     metrics::describe_gauge!(ASYNC, "Asynchronous invocations remembered, by state.");
+    metrics::describe_gauge!(SPARES, "Spare sessions ready to open, by skill.");
+    metrics::describe_gauge!(crate::session::OPEN, "Open sessions, by skill.");
+    metrics::describe_counter!(
+        crate::session::ENDED,
+        "Sessions ended, by skill and why: closed, idle, lifetime, shutdown, lost."
+    );
+    metrics::describe_counter!(
+        crate::session::RESETS,
+        "Process sessions whose process was lost and restarted, by skill."
+    );
 }
 
 /// Calls refused for load, by reason.
@@ -71,6 +81,7 @@ const QUEUED: &str = "skillhost_queued";
 const PREWARM_READY: &str = "skillhost_prewarm_ready";
 const WARM_WORKERS: &str = "skillhost_warm_workers";
 const ASYNC: &str = "skillhost_async_invocations";
+const SPARES: &str = "skillhost_session_spares_ready";
 
 /// The metrics as Prometheus text, the gauges read now.
 pub(crate) fn render(state: &AppState) -> Option<String> {
@@ -82,6 +93,8 @@ pub(crate) fn render(state: &AppState) -> Option<String> {
             .set(state.host.prewarmed_ready(name) as f64);
         metrics::gauge!(WARM_WORKERS, "skill" => name.clone())
             .set(state.host.idle_workers(name) as f64);
+        metrics::gauge!(SPARES, "skill" => name.clone())
+            .set(state.host.spare_sessions_ready(name) as f64);
     }
     let (running, finished) = state.invocations.counts();
     metrics::gauge!(ASYNC, "state" => "running").set(running as f64);

@@ -17,6 +17,7 @@ pub(crate) mod adopt;
 pub(crate) mod expiry;
 pub mod files;
 pub(crate) mod record;
+pub(crate) mod spares;
 pub(crate) mod terms;
 
 use std::collections::BTreeMap;
@@ -35,6 +36,7 @@ use crate::invoke::images::SkillImage;
 use crate::lifecycle::instance::Instance;
 use crate::lifecycle::labels::{self, Role};
 use crate::lifecycle::reaper::Reaper;
+use crate::lifecycle::stock::Stock;
 use crate::manifest::SessionMode;
 use crate::paths::serve_worker::Worker;
 use crate::run::container::{run_container, RunOutcome, RunRequest};
@@ -88,6 +90,8 @@ pub(crate) struct Open {
     keeper: String,
     last_used: Mutex<SystemTime>,
     slot: tokio::sync::Mutex<Slot>,
+    /// The container that carries the record of a session whose keeper was a spare.
+    record_holder: Mutex<Option<String>>,
     /// Calls and file operations under way: an idle session is one with none.
     busy: AtomicUsize,
     ready: AtomicBool,
@@ -103,6 +107,7 @@ impl Open {
                 worker: None,
                 unreported,
             }),
+            record_holder: Mutex::new(None),
             busy: AtomicUsize::new(0),
             ready: AtomicBool::new(false),
         }
@@ -184,6 +189,8 @@ struct Inner {
     instance: Instance,
     limits: Limits,
     open: Mutex<BTreeMap<String, Arc<Open>>>,
+    /// Sessions made ahead, per skill.
+    spares: Mutex<Stock<spares::Spare>>,
     closed: AtomicBool,
 }
 
@@ -204,6 +211,7 @@ impl Sessions {
             instance,
             limits,
             open: Mutex::default(),
+            spares: Mutex::default(),
             closed: AtomicBool::new(false),
         });
         expiry::spawn(Arc::downgrade(&inner));
@@ -253,55 +261,65 @@ impl Sessions {
         lock(&self.inner.open).len()
     }
 
-    /// Make a session of `skill` in `image` for `owner`.
+    /// Make a session of `skill` in `image` for `owner`: a spare one when one is ready
+    /// (and the session asks for no variables), else a new one; then keep `spares` spare
+    /// sessions of the skill.
     pub(crate) async fn open(
         &self,
         skill: &Skill,
         image: &SkillImage,
         terms: Terms,
         owner: Option<String>,
+        spares: usize,
     ) -> Result<SessionInfo, Refusal> {
-        let settings = terms::settings(skill)?;
-        let Some(init_command) = image.init_command.clone() else {
-            return Err(Refusal::new(
-                codes::INVALID_SESSION,
-                format!(
-                    "image {} has no skillhost init, which sessions need: rebuild it with this version of skillhost",
-                    image.reference
-                ),
-            ));
+        let spare = if terms.env.is_empty() {
+            self.take_spare(skill.name(), &image.reference).await
+        } else {
+            None
         };
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let record = Record {
-            id: id.clone(),
-            skill: skill.name().to_string(),
-            owner,
-            mode: settings.mode,
-            image: image.reference.clone(),
-            uid: image.run_as.uid,
-            gid: image.run_as.gid,
-            init_command,
-            env: terms.env,
-            created_ms: terms::epoch_ms(SystemTime::now()),
-            idle_timeout_ms: terms.idle_timeout.as_millis() as u64,
-            lifetime_ms: terms.lifetime.as_millis() as u64,
-            workspace_bytes: settings.workspace.0,
+        let id = spare.as_ref().map_or_else(
+            || uuid::Uuid::new_v4().simple().to_string(),
+            |spare| spare.id.clone(),
+        );
+        let record = Record::new(id.clone(), skill, image, terms, owner)?;
+        let opened = match spare {
+            Some(spare) => self.claim(skill, record, spare),
+            None => self.open_new(skill, record).await,
         };
-        let keeper = labels::container_name(skill.name(), Role::SessionKeeper(&id));
+        if spares > 0 {
+            self.refill(skill, image, spares);
+        }
+        opened
+    }
+
+    /// A new session: its volume, keeper and worker made now.
+    async fn open_new(&self, skill: &Skill, record: Record) -> Result<SessionInfo, Refusal> {
+        let keeper = labels::container_name(skill.name(), Role::SessionKeeper(&record.id));
         let open = Arc::new(Open::new(record, keeper, None));
         self.reserve(&open)?;
-        match self.make(skill, &open).await {
-            Ok(()) => {
-                open.ready.store(true, Ordering::SeqCst);
-                metrics::gauge!(OPEN, "skill" => skill.name().to_string()).increment(1.0);
-                Ok(open.info())
+        let role = Role::SessionKeeper(&open.record.id);
+        match self
+            .inner
+            .make(skill, &open.record, &open.keeper, role)
+            .await
+        {
+            Ok(worker) => {
+                open.slot.lock().await.worker = worker;
+                Ok(self.opened(&open))
             }
             Err(refusal) => {
-                lock(&self.inner.open).remove(&id);
+                lock(&self.inner.open).remove(&open.record.id);
                 self.inner.dismantle(&open).await;
                 Err(refusal)
             }
         }
+    }
+
+    /// Count `open` as ready and describe it.
+    fn opened(&self, open: &Open) -> SessionInfo {
+        open.ready.store(true, Ordering::SeqCst);
+        metrics::gauge!(OPEN, "skill" => open.record.skill.clone()).increment(1.0);
+        open.info()
     }
 
     /// Count `open` against the limits, or refuse it.
@@ -337,30 +355,6 @@ impl Sessions {
             ));
         }
         sessions.insert(open.record.id.clone(), open.clone());
-        Ok(())
-    }
-
-    /// The volume, the keeper and (for a `process` session) the worker.
-    async fn make(&self, skill: &Skill, open: &Arc<Open>) -> Result<(), Refusal> {
-        let inner = &self.inner;
-        let record = &open.record;
-        let volume = TmpfsVolume {
-            bytes: record.workspace_bytes,
-            inodes: (record.workspace_bytes / BYTES_PER_INODE).max(1024),
-            uid: record.uid,
-            gid: record.gid,
-        };
-        let volume_labels = record.volume_labels(&inner.instance);
-        inner
-            .engine
-            .create_volume(&record.volume(), volume, volume_labels)
-            .await
-            .map_err(engine_refusal("creating the session's workspace"))?;
-        inner.start_keeper(skill, record, &open.keeper).await?;
-        if record.mode == SessionMode::Process {
-            let mut slot = open.slot.lock().await;
-            slot.worker = Some(inner.start_worker(skill, record).await?);
-        }
         Ok(())
     }
 
@@ -442,6 +436,8 @@ impl Sessions {
     /// End every session and stop making new ones.
     pub(crate) async fn shutdown(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
+        let spares = lock(&self.inner.spares).close();
+        futures_util::future::join_all(spares.into_iter().map(|s| self.inner.discard(s))).await;
         let all: Vec<Arc<Open>> = lock(&self.inner.open).values().cloned().collect();
         let ends = all
             .iter()
@@ -475,14 +471,45 @@ impl Inner {
         })
     }
 
-    /// Create and start a keeper named `name` for `record`'s volume.
+    /// The volume, a keeper named `keeper` in `role`, and (for a `process` session) the
+    /// worker; what was made before a failure is the caller's to dismantle.
+    async fn make(
+        &self,
+        skill: &Skill,
+        record: &Record,
+        keeper: &str,
+        role: Role<'_>,
+    ) -> Result<Option<Worker>, Refusal> {
+        let volume = TmpfsVolume {
+            bytes: record.workspace_bytes,
+            inodes: (record.workspace_bytes / BYTES_PER_INODE).max(1024),
+            uid: record.uid,
+            gid: record.gid,
+        };
+        self.engine
+            .create_volume(
+                &record.volume(),
+                volume,
+                record.volume_labels(&self.instance),
+            )
+            .await
+            .map_err(engine_refusal("creating the session's workspace"))?;
+        self.start_keeper(skill, record, keeper, role).await?;
+        if record.mode == SessionMode::Process {
+            return Ok(Some(self.start_worker(skill, record).await?));
+        }
+        Ok(None)
+    }
+
+    /// Create and start a keeper named `name` in `role` for `record`'s volume.
     async fn start_keeper(
         &self,
         skill: &Skill,
         record: &Record,
         name: &str,
+        role: Role<'_>,
     ) -> Result<(), Refusal> {
-        let mut spec = self.spec(skill, record, Role::SessionKeeper(&record.id));
+        let mut spec = self.spec(skill, record, role);
         spec.cmd = Some(vec!["--hold".into()]);
         spec.interactive = false;
         self.reaper.track(name);
@@ -534,6 +561,10 @@ impl Inner {
 
     /// Remove what `open` is made of, whatever of it exists.
     async fn dismantle(&self, open: &Open) {
+        let holder = lock(&open.record_holder).take();
+        if let Some(holder) = holder {
+            self.remove_container(&holder).await;
+        }
         if let Ok(mut slot) = open.slot.try_lock() {
             if let Some(worker) = slot.worker.take() {
                 self.remove_container(&worker.name).await;
@@ -606,6 +637,9 @@ impl Drop for Inner {
         let mut leftovers = Leftovers::default();
         for session in open.values() {
             leftovers.containers.push(session.keeper.clone());
+            leftovers
+                .containers
+                .extend(lock(&session.record_holder).take());
             if let Ok(mut slot) = session.slot.try_lock() {
                 if let Some(worker) = slot.worker.take() {
                     leftovers.containers.push(worker.name.clone());
@@ -725,7 +759,7 @@ mod tests {
         let sessions = sessions(&fake, 8);
         let skill = skill("files");
         let info = sessions
-            .open(&skill, &image(), terms(60_000), Some("alice".into()))
+            .open(&skill, &image(), terms(60_000), Some("alice".into()), 0)
             .await
             .unwrap();
         let volume = labels::session_volume(&info.id);
@@ -766,7 +800,7 @@ mod tests {
         let sessions = sessions(&fake, 1);
         let skill = skill("files");
         let info = sessions
-            .open(&skill, &image(), terms(60_000), Some("alice".into()))
+            .open(&skill, &image(), terms(60_000), Some("alice".into()), 0)
             .await
             .unwrap();
         for owner in [Some("bob"), None] {
@@ -776,7 +810,7 @@ mod tests {
             assert!(sessions.close(&info.id, owner).await.is_err());
         }
         let refused = sessions
-            .open(&skill, &image(), terms(60_000), Some("alice".into()))
+            .open(&skill, &image(), terms(60_000), Some("alice".into()), 0)
             .await
             .unwrap_err();
         assert_eq!(refused.code, codes::TOO_MANY_SESSIONS);
@@ -791,7 +825,7 @@ mod tests {
         let sessions = sessions(&fake, 8);
         let skill = skill("process");
         let info = sessions
-            .open(&skill, &image(), terms(60_000), None)
+            .open(&skill, &image(), terms(60_000), None, 0)
             .await
             .unwrap();
         let open = sessions.get(&info.id, None).unwrap();
@@ -838,16 +872,65 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_spare_is_taken_without_a_create_and_its_record_follows() {
+        let fake = engine();
+        let sessions = sessions(&fake, 8);
+        let skill = skill("process");
+        sessions.refill(&skill, &image(), 1);
+        while sessions.spares_ready("py") == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let before = fake.calls().len();
+        let info = sessions
+            .open(&skill, &image(), terms(60_000), Some("alice".into()), 1)
+            .await
+            .unwrap();
+        let on_the_callers_path = &fake.calls()[before..];
+        assert!(
+            !on_the_callers_path.iter().any(|c| c.starts_with("create ")),
+            "{on_the_callers_path:?}"
+        );
+        let open = sessions.get(&info.id, Some("alice")).unwrap();
+        assert!(open.keeper().contains("-ss-"), "the spare's keeper");
+        let ran = sessions
+            .run(&skill, &open, request("r-1", "run"))
+            .await
+            .unwrap();
+        assert!(!ran.state_reset, "the spare's worker answers");
+        // The record goes on a container of its own, and a new spare is made.
+        while lock(&open.record_holder).is_none() || sessions.spares_ready("py") == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let holder = lock(&open.record_holder).clone().unwrap();
+        let record = Record::from_labels(&fake.spec(&holder).unwrap().labels).unwrap();
+        assert_eq!(
+            (record.id.as_str(), record.owner.as_deref()),
+            (info.id.as_str(), Some("alice"))
+        );
+        sessions.close(&info.id, Some("alice")).await.unwrap();
+        assert!(
+            fake.spec(&holder).is_none(),
+            "the record goes with the session"
+        );
+        sessions.shutdown().await;
+        assert!(
+            fake.volumes().is_empty() && fake.containers().is_empty(),
+            "{:?}",
+            fake.containers()
+        );
+    }
+
+    #[tokio::test]
     async fn an_idle_session_ends_on_its_own_but_not_while_busy() {
         let fake = engine();
         let sessions = sessions(&fake, 8);
         let skill = skill("files");
         let idle = sessions
-            .open(&skill, &image(), terms(300), None)
+            .open(&skill, &image(), terms(300), None, 0)
             .await
             .unwrap();
         let busy = sessions
-            .open(&skill, &image(), terms(300), None)
+            .open(&skill, &image(), terms(300), None, 0)
             .await
             .unwrap();
         let held = sessions.get(&busy.id, None).unwrap().busy();

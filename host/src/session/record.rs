@@ -6,10 +6,16 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use skillhost_api::codes;
+
+use super::terms::Terms;
+use crate::catalog::Skill;
+use crate::invoke::images::SkillImage;
 use crate::lifecycle::instance::Instance;
 use crate::lifecycle::labels::{self, Role};
 use crate::manifest::SessionMode;
 use crate::run::run_as::RunAs;
+use crate::vocab::Refusal;
 
 /// A session's record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +39,41 @@ pub(crate) struct Record {
 }
 
 impl Record {
+    /// Session `id` of `skill` in `image` on `terms`, made now for `owner`.
+    pub(crate) fn new(
+        id: String,
+        skill: &Skill,
+        image: &SkillImage,
+        terms: Terms,
+        owner: Option<String>,
+    ) -> Result<Record, Refusal> {
+        let settings = super::terms::settings(skill)?;
+        let Some(init_command) = image.init_command.clone() else {
+            return Err(Refusal::new(
+                codes::INVALID_SESSION,
+                format!(
+                    "image {} has no skillhost init, which sessions need: rebuild it with this version of skillhost",
+                    image.reference
+                ),
+            ));
+        };
+        Ok(Record {
+            id,
+            skill: skill.name().to_string(),
+            owner,
+            mode: settings.mode,
+            image: image.reference.clone(),
+            uid: image.run_as.uid,
+            gid: image.run_as.gid,
+            init_command,
+            env: terms.env,
+            created_ms: super::terms::epoch_ms(SystemTime::now()),
+            idle_timeout_ms: terms.idle_timeout.as_millis() as u64,
+            lifetime_ms: terms.lifetime.as_millis() as u64,
+            workspace_bytes: settings.workspace.0,
+        })
+    }
+
     pub(crate) fn run_as(&self) -> RunAs {
         RunAs {
             uid: self.uid,
@@ -48,12 +89,12 @@ impl Record {
         labels::session_volume(&self.id)
     }
 
-    /// The labels of the session's volume and keeper: the usual four for a container
-    /// of `role`, the session's id and this record.
+    /// The labels of a container of the session in `role`: the usual four, the
+    /// session's id, and this record on a keeper or a record holder.
     pub(crate) fn labels(&self, role: Role<'_>, instance: &Instance) -> HashMap<String, String> {
         let mut labels = labels::for_container(&self.skill, role, instance);
         labels.insert(labels::SESSION.to_string(), self.id.clone());
-        if matches!(role, Role::SessionKeeper(_)) {
+        if matches!(role, Role::SessionKeeper(_) | Role::SessionRecord(_)) {
             // Serializing plain data cannot fail.
             let record = serde_json::to_string(self).unwrap_or_default();
             labels.insert(labels::SESSION_RECORD.to_string(), record);

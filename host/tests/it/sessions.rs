@@ -350,6 +350,7 @@ mod over_http {
         }
     }
 
+    /// A service of the bundled skills on TCP, with a spare python session.
     fn daemon(tokens: &std::path::Path) -> Daemon {
         let skills = workspace_root().join("skills");
         Daemon::start(
@@ -359,8 +360,26 @@ mod over_http {
                 "127.0.0.1:0",
                 "--tokens",
                 tokens.to_str().unwrap(),
+                "--prewarm",
+                "python=1",
             ],
         )
+    }
+
+    /// Wait until the service holds a spare python session.
+    async fn spare_ready(caller: &Caller<'_>) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let metrics = caller.call(Method::GET, "/metrics", None).await.body;
+            if metrics.contains("skillhost_session_spares_ready{skill=\"python\"} 1") {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no spare session:\n{metrics}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Another token's calls on `py` and `sh` find nothing.
@@ -405,6 +424,8 @@ mod over_http {
             bearer: format!("Bearer {bob_token}"),
         };
 
+        // The python session takes the spare: the service keeps its record apart.
+        spare_ready(&alice).await;
         let py = alice.open(json!({"skill": "python"}), &cleanup).await;
         let sh = alice.open(json!({"skill": "shell"}), &cleanup).await;
         let short = alice

@@ -267,6 +267,22 @@ impl Drop for Daemon {
             for failure in remove_containers(&docker, "label", &label).await {
                 eprintln!("cleanup: cannot remove {failure}");
             }
+            // Session workspaces it made (spares among them).
+            let options = bollard::query_parameters::ListVolumesOptions {
+                filters: Some(std::collections::HashMap::from([(
+                    "label".to_string(),
+                    vec![label],
+                )])),
+            };
+            let volumes = docker.list_volumes(Some(options)).await.ok();
+            for volume in volumes.and_then(|v| v.volumes).unwrap_or_default() {
+                let _ = docker
+                    .remove_volume(
+                        &volume.name,
+                        None::<bollard::query_parameters::RemoveVolumeOptions>,
+                    )
+                    .await;
+            }
         });
     }
 }
