@@ -1,7 +1,8 @@
 """`print(1+1)` from Python: skillhost's python skill through the Python client, against a
 hardened `docker run` of `python3 -c 'print(1+1)'` and, where it installs from PyPI,
 llm-sandbox running the same code in a fresh session, all on the same local python image
-and in the same run.
+and in the same run. Then sessions: opening a python session (a spare, on the unix
+socket), one step `x += 1` in it, and llm-sandbox's session (open, one run, close).
 
     python3 -m venv /tmp/bench-venv
     /tmp/bench-venv/bin/pip install ./clients/python 'llm-sandbox[docker]'
@@ -83,12 +84,61 @@ class Service:
         self.process.wait(timeout=60)
 
 
-def pool_full(client: Client, count: int = 2) -> None:
-    line = f'skillhost_prewarm_ready{{skill="python"}} {count}'
+def gauge_reaches(client: Client, gauge: str, count: int = 2) -> None:
+    """Wait until the service's `gauge` for the python skill is `count`."""
+    line = f'{gauge}{{skill="python"}} {count}'
     deadline = time.monotonic() + 120
     while line not in client._http.get("/metrics").text:
-        assert time.monotonic() < deadline, "the python prewarm pool did not fill"
+        assert time.monotonic() < deadline, f"{gauge} of python did not reach {count}"
         time.sleep(0.02)
+
+
+def pool_full(client: Client) -> None:
+    gauge_reaches(client, "skillhost_prewarm_ready")
+
+
+def spares_full(client: Client) -> None:
+    gauge_reaches(client, "skillhost_session_spares_ready")
+
+
+def sessions(client: Client, rounds: int) -> List[tuple]:
+    """Opening a python session (from the spares), and one step in one."""
+    opened: List[float] = []
+    for _ in range(rounds):
+        spares_full(client)
+        started = time.perf_counter()
+        session = client.session("python")
+        opened.append((time.perf_counter() - started) * 1000)
+        session.close()
+    spares_full(client)
+    steps: List[float] = []
+    with client.session("python") as session:
+        session.invoke("run", {"code": "x = 0"}).raise_for_status()
+        for i in range(rounds * 5):
+            started = time.perf_counter()
+            result = session.invoke("run", {"code": "x += 1"})
+            steps.append((time.perf_counter() - started) * 1000)
+            assert result.ok and result.path.value == "session", result
+        assert session.invoke("run", {"code": "print(x)"}).output["stdout"] == f"{rounds * 5}\n"
+    return [("skillhost: open a python session (a spare), unix socket", opened),
+            ("skillhost: one step `x += 1` in a python session, HTTP", steps)]
+
+
+def llm_sandbox_open_run_close() -> Optional[Callable[[], float]]:
+    """llm-sandbox's session, whole: open, one run, close."""
+    try:
+        from llm_sandbox import SandboxSession
+    except ImportError:
+        return None
+
+    def run() -> float:
+        started = time.perf_counter()
+        with SandboxSession(lang="python", image=LLM_SANDBOX_IMAGE, keep_template=True,
+                            skip_environment_setup=True, verbose=False) as session:
+            assert session.run("x = 1\nprint(x + 1)").stdout.strip() == "2"
+        return (time.perf_counter() - started) * 1000
+
+    return run
 
 
 def llm_sandbox_session() -> Optional[Callable[[], float]]:
@@ -151,6 +201,12 @@ def main() -> None:
                 to_result.append(sandbox())
                 whole.append((time.perf_counter() - started) * 1000)
 
+        session_rows = sessions(client, args.rounds)
+        whole_session = llm_sandbox_open_run_close() if sandbox is not None else None
+        if whole_session is not None:
+            session_rows.append(("llm-sandbox: a session (open, one run, close)",
+                                  [whole_session() for _ in range(args.llm_sandbox_rounds)]))
+
         base = statistics.median(docker)
         print(f"\n`print(1+1)` on {IMAGE}; {args.rounds} rounds "
               f"({args.llm_sandbox_rounds} for llm-sandbox)\n")
@@ -164,6 +220,11 @@ def main() -> None:
         for name, samples in rows:
             median = statistics.median(samples)
             print(f"| {name} | {median:.1f} | {percentile(samples, 95):.1f} | {median / base:.3f}x |")
+        print(f"\nSessions; {args.rounds} opens, {args.rounds * 5} steps\n")
+        print("| | median ms | p95 ms |")
+        print("|---|---:|---:|")
+        for name, samples in session_rows:
+            print(f"| {name} | {statistics.median(samples):.1f} | {percentile(samples, 95):.1f} |")
     finally:
         client.close()
         service.stop()

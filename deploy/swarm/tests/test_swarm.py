@@ -253,6 +253,14 @@ def registry_task_healthy() -> bool:
     return "(healthy)" in names
 
 
+def network_removed(name: str) -> bool:
+    """Whether network `name` is gone; when it is not, one more try at removing it."""
+    if name not in run("docker", "network", "ls", "--format", "{{.Name}}").split():
+        return True
+    run("docker", "network", "rm", name, check=False)
+    return False
+
+
 def stack_containers(stack: str) -> List[str]:
     return run("docker", "ps", "-aq", "--filter", f"label=com.docker.stack.namespace={stack}",
                check=False).split()
@@ -344,11 +352,13 @@ def cluster() -> Iterator[Cluster]:
             assert refused.returncode == 2, refused
             assert "host mode" in refused.stderr and f"{registry_port} (ingress)" \
                 in refused.stderr, refused.stderr
-            run("docker", "stack", "rm", REGISTRY_STACK)
+            # The engine may refuse the network while the task still stops ("in use by
+            # task"): it is removed again once the containers are gone.
+            run("docker", "stack", "rm", REGISTRY_STACK, check=False)
             wait_for("the registry's containers to go",
                      lambda: not stack_containers(REGISTRY_STACK), within=60)
-            wait_for("the registry's network to go", lambda: f"{REGISTRY_STACK}_default" not in run(
-                "docker", "network", "ls", "--format", "{{.Name}}").split(), within=60)
+            wait_for("the registry's network to go",
+                     lambda: network_removed(f"{REGISTRY_STACK}_default"), within=60)
             deploy_registry(registry_port, publish_mode)
             wait_for("the registry in host mode", lambda: registry_answers(registry_port))
         registry = f"127.0.0.1:{registry_port}"

@@ -23,6 +23,9 @@ pub const MAX_LISTED: usize = 10_000;
 const MAX_LISTING_BYTES: usize = 8 << 20;
 /// Most bytes of the helper's stderr kept for a message.
 const MAX_STDERR: usize = 4096;
+/// How long the helper may take to answer once it has its input: it reads or writes one
+/// file of a tmpfs, or lists one.
+const ANSWER_BOUND: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A failed file operation: a [`codes::files`] code (or `unknown_session`,
 /// `engine_error`, `host_shutting_down`) and what was wrong.
@@ -176,8 +179,23 @@ impl Helper {
         Ok((helper, io.input))
     }
 
-    /// Read up to the header line; what follows it stays in `rest`.
+    /// Read up to the header line, waiting at most [`ANSWER_BOUND`]; what follows it
+    /// stays in `rest`.
     async fn header(&mut self) -> Result<Header, FileError> {
+        tokio::time::timeout(ANSWER_BOUND, self.read_header())
+            .await
+            .unwrap_or_else(|_| {
+                Err(FileError::new(
+                    codes::ENGINE_ERROR,
+                    format!(
+                        "the workspace's file helper did not answer within {} s",
+                        ANSWER_BOUND.as_secs()
+                    ),
+                ))
+            })
+    }
+
+    async fn read_header(&mut self) -> Result<Header, FileError> {
         let mut line = Vec::new();
         loop {
             match self.output.next().await {
@@ -350,20 +368,22 @@ pub(crate) async fn write(
         if n == 0 {
             break;
         }
-        sent += n as u64;
-        if sent > max {
+        if sent + n as u64 > max {
+            // Enough for the helper to see more than it allows, so it removes what it
+            // wrote and says so, without waiting for the rest.
+            let room = (max + 1 - sent) as usize;
+            let _ = input.write_all(&buffer[..room]).await;
             too_large = true;
             break;
         }
+        sent += n as u64;
         if input.write_all(&buffer[..n]).await.is_err() {
             // The helper stopped reading: its header says why.
             break;
         }
     }
     if too_large {
-        // The helper sees more than it allows, too, and removes what it wrote.
-        let _ = input.write_all(&buffer[..1]).await;
-        drop(input);
+        let _ = input.shutdown().await;
         let _ = helper.header().await;
         return Err(FileError::new(
             codes::files::TOO_LARGE,

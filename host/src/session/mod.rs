@@ -272,18 +272,18 @@ impl Sessions {
         owner: Option<String>,
         spares: usize,
     ) -> Result<SessionInfo, Refusal> {
-        let spare = if terms.env.is_empty() {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let mut record = Record::new(id, skill, image, terms, owner)?;
+        let spare = if record.env.is_empty() {
             self.take_spare(skill.name(), &image.reference).await
         } else {
             None
         };
-        let id = spare.as_ref().map_or_else(
-            || uuid::Uuid::new_v4().simple().to_string(),
-            |spare| spare.id.clone(),
-        );
-        let record = Record::new(id.clone(), skill, image, terms, owner)?;
         let opened = match spare {
-            Some(spare) => self.claim(skill, record, spare),
+            Some(spare) => {
+                record.id = spare.id.clone();
+                self.claim(skill, record, spare)
+            }
             None => self.open_new(skill, record).await,
         };
         if spares > 0 {
@@ -412,7 +412,13 @@ impl Sessions {
         if !reusable {
             inner.reaper.remove_later(&worker.name);
             slot.worker = None;
-            metrics::counter!(RESETS, "skill" => record.skill.clone()).increment(1);
+            if exchanged.is_ok() {
+                metrics::counter!(RESETS, "skill" => record.skill.clone()).increment(1);
+            } else {
+                // This call's result is the engine's failure: the next call says the
+                // process was lost (and counts it).
+                slot.unreported = Some("the engine failed the call before it".into());
+            }
         }
         let exchange = exchanged?;
         Ok(SessionRun {

@@ -590,3 +590,34 @@ async fn the_cli_makes_fills_calls_in_and_ends_a_session_of_a_service() {
     assert!(String::from_utf8_lossy(&gone.stderr).contains("unknown_session"));
     drop(daemon);
 }
+
+#[tokio::test]
+async fn an_upload_or_download_past_the_hosts_limit_is_refused_and_leaves_nothing() {
+    let _image = cleanup_if_built_now("shell");
+    let config =
+        HostConfig::new(vec![workspace_root().join("skills")]).max_session_file_bytes(1000);
+    let host = Host::new(config).await.unwrap();
+    let session = host
+        .open_session(SessionRequest::new("shell"))
+        .await
+        .unwrap();
+    let id = session.id().to_string();
+    let too_big = session
+        .write_file("big.bin", &[7u8; 2000][..])
+        .await
+        .unwrap_err();
+    assert_eq!(too_big.code, codes::files::TOO_LARGE, "{too_big}");
+    assert!(
+        session.list_files().await.unwrap().files.is_empty(),
+        "nothing half-written"
+    );
+    shell(&session, "head -c 2000 /dev/zero > made.bin").await;
+    let too_big = session.read_file("made.bin").await.unwrap_err();
+    assert_eq!(too_big.code, codes::files::TOO_LARGE, "{too_big}");
+    session
+        .write_file("small.bin", &[7u8; 1000][..])
+        .await
+        .unwrap();
+    host.shutdown().await;
+    assert_eq!(remains(&id).await, (0, 0));
+}
