@@ -34,6 +34,7 @@ from ._errors import (
     Unauthorized,
     Unavailable,
 )
+from ._tools import FORMATS, ToolResult, split_tool_name, tool_name
 from ._models import (
     ActionInfo,
     FileEntry,
@@ -51,6 +52,7 @@ from ._models import (
 )
 
 __all__ = [
+    "FORMATS",
     "ActionInfo",
     "AsyncClient",
     "AsyncSession",
@@ -79,7 +81,10 @@ __all__ = [
     "SkillhostError",
     "Stats",
     "Status",
+    "ToolResult",
     "Unauthorized",
     "Unavailable",
     "default_server",
+    "split_tool_name",
+    "tool_name",
 ]

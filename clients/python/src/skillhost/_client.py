@@ -36,6 +36,7 @@ from ._errors import (
     Unauthorized,
     Unavailable,
 )
+from ._tools import ToolResult, split_tool_name, tool_definitions, tool_result
 from ._models import (
     FileEntry,
     Invocation,
@@ -406,9 +407,20 @@ class Client:
             raise _service_error(response)
         return SkillInfo.from_json(_json(response))
 
-    def tools(self) -> List[Dict[str, Any]]:
-        """Every action of every skill as a tool definition for a model."""
-        return [tool for skill in self.skills() for tool in skill.tools()]
+    def tools(self, format: str = "generic") -> List[Dict[str, Any]]:
+        """Every action of every skill as a tool definition for a model, in `format`:
+        `generic`, `openai`, `anthropic` or `mcp` (see `skillhost.FORMATS`)."""
+        return tool_definitions(self.skills(), format)
+
+    def call_tool(self, name: str, arguments: Optional[Mapping[str, Any]] = None) -> ToolResult:
+        """Run a model's tool call (`skill__action` with its arguments): what the model
+        should see, and the full result. A refusal (bad arguments, say) is an error the
+        model can read, not an exception; an overloaded or unavailable service raises."""
+        skill, action = split_tool_name(name)
+        try:
+            return tool_result(self.invoke(skill, action, arguments or {}))
+        except Rejected as refused:
+            return tool_result(refused.result)
 
     def ready(self) -> Tuple[bool, List[str]]:
         """Whether the service takes calls, and if not, why."""
@@ -684,6 +696,20 @@ class AsyncClient:
         if response.status_code != 200:
             raise _service_error(response)
         return SkillInfo.from_json(_json(response))
+
+    async def tools(self, format: str = "generic") -> List[Dict[str, Any]]:
+        """See `Client.tools`."""
+        return tool_definitions(await self.skills(), format)
+
+    async def call_tool(
+        self, name: str, arguments: Optional[Mapping[str, Any]] = None
+    ) -> ToolResult:
+        """See `Client.call_tool`."""
+        skill, action = split_tool_name(name)
+        try:
+            return tool_result(await self.invoke(skill, action, arguments or {}))
+        except Rejected as refused:
+            return tool_result(refused.result)
 
     async def ready(self) -> Tuple[bool, List[str]]:
         """See `Client.ready`."""

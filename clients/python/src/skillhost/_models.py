@@ -179,17 +179,12 @@ class SkillInfo:
     image_present: Optional[bool] = None
     problem: Optional[str] = None
 
-    def tools(self) -> List[Dict[str, Any]]:
-        """Each action as a tool definition for a model: a name, a description and the
-        JSON Schema of its parameters (the shape most LLM APIs take)."""
-        return [
-            {
-                "name": f"{self.name}__{action}",
-                "description": info.description or self.description,
-                "parameters": info.input or {"type": "object"},
-            }
-            for action, info in self.actions.items()
-        ]
+    def tools(self, format: str = "generic") -> List[Dict[str, Any]]:
+        """Each action as a tool definition for a model, in `format` (see
+        `Client.tools`)."""
+        from ._tools import tool_definitions
+
+        return tool_definitions([self], format)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "SkillInfo":
