@@ -16,6 +16,7 @@ mod result;
 mod service;
 mod session;
 mod test_report;
+pub mod tools;
 
 pub use report::{BrokenSkill, ErrorDetail, ErrorReport, ListReport, ListedSkill, ProblemReport};
 pub use result::{
@@ -29,3 +30,4 @@ pub use session::{
     FileEntry, FileKind, FileList, SessionInfo, SessionKind, SessionList, SessionRequest,
 };
 pub use test_report::{ExampleFailure, ExampleReport, FailureKind, TestReport};
+pub use tools::{ToolAnnotations, ToolFormat, ToolList};

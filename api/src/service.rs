@@ -136,6 +136,12 @@ pub struct ActionInfo {
     pub input: Option<Value>,
     /// The JSON Schema of its output, when declared.
     pub output: Option<Value>,
+    /// Its name as a tool for a model (`{skill}__{action}`, see [`crate::tools`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// What its manifest makes true of it as a tool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<crate::tools::ToolAnnotations>,
 }
 
 impl ActionInfo {
@@ -149,6 +155,8 @@ impl ActionInfo {
             description: description.into(),
             input,
             output,
+            tool: None,
+            annotations: None,
         }
     }
 }

@@ -8,7 +8,7 @@ pub(crate) const LAYERS: &[&[&str]] = &[
     &["sync", "vocab"],
     &["manifest", "engine"],
     &["lifecycle"],
-    &["catalog"],
+    &["catalog", "tools"],
     &["build"],
     &["egress"],
     &["run"],
@@ -20,6 +20,7 @@ pub(crate) const LAYERS: &[&[&str]] = &[
     &["error"],
     &["host"],
     &["examples"],
+    &["mcp"],
     &["service"],
     &["testing"],
 ];

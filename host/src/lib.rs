@@ -34,6 +34,8 @@ mod layering;
 pub mod lifecycle;
 pub mod lock;
 pub mod manifest;
+#[cfg(feature = "serve")]
+pub mod mcp;
 mod paths;
 mod run;
 #[cfg(feature = "serve")]
@@ -44,6 +46,7 @@ mod sync;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing;
+mod tools;
 mod vocab;
 
 pub use skillhost_api as api;

@@ -9,14 +9,31 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
-from typing import Iterator, List
+from typing import Callable, Iterator, List, Tuple
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
 BINARY = Path(os.environ.get("SKILLHOST_BIN", REPO / "target" / "debug" / "skillhost"))
 PROBE = f"it-py-probe-{os.getpid()}"
+
+
+def wait_for(condition: Callable[[], bool], what: str, limit: float = 20.0) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {limit}s"
+        time.sleep(0.05)
+
+
+def make_token(directory: Path, name: str = "py") -> Tuple[str, Path]:
+    """A new bearer token, and a tokens file in `directory` that holds its entry."""
+    made = subprocess.run([str(BINARY), "token", name], capture_output=True, text=True, check=True)
+    entry = "\n".join(l for l in made.stderr.splitlines() if not l.startswith("#"))
+    tokens = directory / "tokens.toml"
+    tokens.write_text(entry + "\n")
+    return made.stdout.strip(), tokens
 
 
 class Service:

@@ -7,6 +7,7 @@ import threading
 import time
 
 import httpx
+from conftest import make_token, wait_for
 import pytest
 
 import skillhost
@@ -23,13 +24,6 @@ from skillhost import (
     Status,
     Unauthorized,
 )
-
-
-def wait_for(condition, what: str, limit: float = 20.0) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} did not happen within {limit}s"
-        time.sleep(0.05)
 
 
 def test_invoke_returns_a_typed_result(service, probe):
@@ -119,14 +113,7 @@ async def test_the_asyncio_client_invokes_streams_and_cancels(service, probe):
 
 
 def test_tcp_needs_the_token(start_service, probe, tmp_path):
-    import subprocess
-    from conftest import BINARY
-
-    made = subprocess.run([str(BINARY), "token", "py"], capture_output=True, text=True, check=True)
-    token = made.stdout.strip()
-    entry = "\n".join(l for l in made.stderr.splitlines() if not l.startswith("#"))
-    tokens = tmp_path / "tokens.toml"
-    tokens.write_text(entry + "\n")
+    token, tokens = make_token(tmp_path)
     svc = start_service("--listen", "127.0.0.1:0", "--tokens", str(tokens))
     with Client(svc.tcp, token="skh_wrong") as client:
         with pytest.raises(Unauthorized, match="invalid_token"):

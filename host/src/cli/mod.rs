@@ -11,6 +11,7 @@ mod images;
 mod invoke;
 mod list;
 mod lock;
+mod mcp;
 mod new;
 mod progress;
 mod ready;
@@ -89,6 +90,9 @@ enum Command {
     /// Sessions of a running `skillhost serve`: make, list and end them; copy files in and
     /// out (calls in one: `skillhost invoke - ACTION --session ID`).
     Session(session::SessionCli),
+    /// Speak MCP on stdin and stdout: every skill action a tool, for an MCP client that
+    /// starts servers as commands (see docs/mcp.md).
+    Mcp(mcp::McpCli),
     /// Tell whether a running `skillhost serve` is ready (exit 0) or not (exit 3, and why).
     Ready(ready::ReadyCli),
     /// Make a bearer token for `serve --listen`: prints the token and its tokens-file entry.
@@ -156,6 +160,7 @@ pub(crate) async fn run(args: Args) -> i32 {
         Command::New(cli) => new::run(&given_roots, cli, format),
         Command::Build(cli) => build::run(&roots, cli, format).await,
         Command::Invoke(cli) => invoke::run(roots, cli, format).await,
+        Command::Mcp(cli) => mcp::run(roots, cli).await,
         Command::Test(cli) => test::run(roots, cli, format).await,
         Command::Gc(cli) => gc::run(&roots, !given_roots.is_empty(), cli, format).await,
         Command::Completions { shell } => Ok(completions(shell)),

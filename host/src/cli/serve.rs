@@ -137,13 +137,23 @@ pub(crate) struct ServeCli {
     /// [key: prewarm-started = false].
     #[arg(long, env = "SKILLHOST_PREWARM_CREATED_ONLY")]
     prewarm_created_only: bool,
+    /// A browser origin whose requests /mcp answers, e.g. https://app.example.com:443;
+    /// repeat for several [key: mcp-allowed-origins; default none: a request that sends
+    /// an Origin is refused].
+    #[arg(
+        long = "mcp-allowed-origin",
+        value_name = "ORIGIN",
+        env = "SKILLHOST_MCP_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    mcp_allowed_origins: Vec<String>,
 }
 
 fn duration(text: &str) -> Result<HumanDuration, String> {
     HumanDuration::parse(text).map_err(|e| e.to_string())
 }
 
-fn prewarm_pair(text: &str) -> Result<(String, u32), String> {
+pub(super) fn prewarm_pair(text: &str) -> Result<(String, u32), String> {
     let (name, count) = text
         .split_once('=')
         .ok_or_else(|| format!("{text:?}: give NAME=K, e.g. echo=4"))?;
@@ -189,6 +199,8 @@ impl ServeCli {
         settings.prewarm =
             (!self.prewarm.is_empty()).then(|| self.prewarm.iter().cloned().collect());
         settings.egress_network = self.egress_network.clone();
+        settings.mcp_allowed_origins =
+            (!self.mcp_allowed_origins.is_empty()).then(|| self.mcp_allowed_origins.clone());
         settings
     }
 }

@@ -79,6 +79,21 @@ fn problems(text: &str) -> Vec<Problem> {
 }
 
 #[test]
+fn an_action_whose_tool_name_is_too_long_for_the_chat_apis_is_refused() {
+    let long = "a".repeat(60);
+    let text =
+        format!("name: {long}\nversion: 0.1.0\nprotocol: '1'\nactions: {{go: {{}}, run: {{}}}}\n");
+    let found = problems(&text);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].field, "actions.run");
+    assert!(
+        found[0].message.contains("at most 64"),
+        "{}",
+        found[0].message
+    );
+}
+
+#[test]
 fn bad_manifests_each_get_their_own_located_error() {
     let cases: Vec<(&str, String, &str, &str, Option<usize>)> = vec![
         // (case, text, field, message fragment, line)

@@ -411,6 +411,16 @@ fn actions<'m>(m: &'m Manifest, c: &mut Checks) -> Schemas<'m> {
                 "{name:?} is not a valid action name: use lowercase letters, digits, '_' and '-'"
             ),
         );
+        let tool = skillhost_api::tools::tool_name(&m.name, name);
+        c.check(
+            tool.len() <= skillhost_api::tools::MAX_TOOL_NAME,
+            field.clone(),
+            format!(
+                "the action's tool name {tool:?} is {} characters; the chat APIs and MCP clients take at most {}: shorten the skill's or the action's name",
+                tool.len(),
+                skillhost_api::tools::MAX_TOOL_NAME
+            ),
+        );
         for (key, schema) in [
             ("input", Some(&action.input)),
             ("output", action.output.as_ref()),

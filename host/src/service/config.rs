@@ -82,6 +82,9 @@ pub struct ServeSettings {
     pub prewarm: Option<BTreeMap<String, u32>>,
     /// The network egress proxies reach the outside through (default `bridge`).
     pub egress_network: Option<String>,
+    /// Browser origins whose requests `/mcp` answers, e.g. `https://app.example.com:443`
+    /// (default none: a request with an `Origin` header is refused).
+    pub mcp_allowed_origins: Option<Vec<String>>,
 }
 
 /// A settings file that could not be used, naming it and what was wrong.
@@ -165,6 +168,7 @@ impl ServeSettings {
             prewarm_started: self.prewarm_started.or(lower.prewarm_started),
             prewarm: self.prewarm.or(lower.prewarm),
             egress_network: self.egress_network.or(lower.egress_network),
+            mcp_allowed_origins: self.mcp_allowed_origins.or(lower.mcp_allowed_origins),
         }
     }
 
@@ -251,6 +255,7 @@ impl ServeSettings {
             prewarm_started: self.prewarm_started.unwrap_or(true),
             egress_network: self.egress_network.unwrap_or_else(|| "bridge".into()),
             prewarm: self.prewarm.unwrap_or_default(),
+            mcp_allowed_origins: self.mcp_allowed_origins.unwrap_or_default(),
         })
     }
 }
@@ -330,6 +335,8 @@ pub struct ServeConfig {
     pub prewarm: BTreeMap<String, u32>,
     /// The network egress proxies reach the outside through.
     pub egress_network: String,
+    /// Browser origins whose requests `/mcp` answers.
+    pub mcp_allowed_origins: Vec<String>,
 }
 
 impl Default for ServeConfig {

@@ -89,9 +89,14 @@ pub(crate) struct AppState {
     pub(crate) cancel: CancellationToken,
     /// Every invocation task, so shutdown can wait for them.
     pub(crate) tasks: TaskTracker,
+    /// Ends `/mcp`'s streams and sessions at shutdown, once no call runs (an idle MCP
+    /// client's open stream would otherwise hold its connection for the whole grace).
+    pub(crate) mcp_streams: CancellationToken,
     pub(crate) metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Largest accepted request body, in bytes.
     pub(crate) max_body: usize,
+    /// The browser origins `/mcp` answers (`mcp-allowed-origins`).
+    pub(crate) mcp_origins: Vec<String>,
     /// How long new calls are answered 503 after the stop signal, before the listeners
     /// close.
     pub(crate) drain_notice: Duration,
@@ -233,9 +238,11 @@ impl Listeners {
             invocations: Invocations::new(config.keep_results, config.max_results),
             draining: AtomicBool::new(false),
             cancel: CancellationToken::new(),
+            mcp_streams: CancellationToken::new(),
             tasks: TaskTracker::new(),
             metrics: telemetry::recorder(),
             max_body: config.max_body,
+            mcp_origins: config.mcp_allowed_origins.clone(),
             drain_notice: config.drain_notice,
             readiness: std::sync::Mutex::new(None),
         });
@@ -317,8 +324,9 @@ impl Service {
             }
         });
         let drained = async {
-            let _ = (&mut closed).await;
             state.tasks.wait().await;
+            state.mcp_streams.cancel();
+            let _ = (&mut closed).await;
         };
         tokio::select! {
             _ = drained => tracing::info!("every call finished"),
@@ -328,6 +336,7 @@ impl Service {
             _ = stop.now.cancelled() => tracing::warn!("stopping now; cancelling every call"),
         }
         state.cancel.cancel();
+        state.mcp_streams.cancel();
         // Cancelled calls answer at once; their connections get a moment to send it
         // before the process ends.
         let _ = tokio::time::timeout(Duration::from_secs(2), state.tasks.wait()).await;

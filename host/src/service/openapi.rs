@@ -13,13 +13,14 @@ use super::routes::{invocations, invoke, probes, sessions, skills};
 #[openapi(
     info(
         title = "skillhost",
-        description = "Run untrusted skills in hardened Docker containers. The unix socket needs no token (its mode is 0600); a TCP listener needs a bearer token on every route but /healthz and /readyz.",
+        description = "Run untrusted skills in hardened Docker containers. The unix socket needs no token (its mode is 0600); a TCP listener needs a bearer token on every route but /healthz and /readyz. /mcp (not described here) is the Model Context Protocol's Streamable HTTP endpoint, behind the same caller check: every skill action a tool.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     components(schemas(skillhost_api::ServiceError)),
     paths(
         skills::list,
         skills::show,
+        skills::tools,
         invoke::invoke,
         invocations::show,
         invocations::delete,
@@ -40,7 +41,7 @@ use super::routes::{invocations, invoke, probes, sessions, skills};
     ),
     modifiers(&BearerToken, &WhileStarting),
     tags(
-        (name = "skills", description = "The skills this service runs, with their actions' JSON Schemas"),
+        (name = "skills", description = "The skills this service runs, with their actions' JSON Schemas, and the actions as tool definitions for a model"),
         (name = "invoke", description = "Run an action"),
         (name = "invocations", description = "Asynchronous invocations"),
         (name = "sessions", description = "Sessions: a skill's sandbox that keeps its files (and, for process sessions, its interpreter) across calls, for the caller that made it"),

@@ -192,6 +192,9 @@ struct Inner {
     /// Sessions made ahead, per skill.
     spares: Mutex<Stock<spares::Spare>>,
     closed: AtomicBool,
+    /// Held (shared) by every session being ended, so shutdown waits for the ends it did
+    /// not start (a close on another task) before the process may exit.
+    ending: tokio::sync::RwLock<()>,
 }
 
 /// What a call in a session did, for its result.
@@ -213,6 +216,7 @@ impl Sessions {
             open: Mutex::default(),
             spares: Mutex::default(),
             closed: AtomicBool::new(false),
+            ending: tokio::sync::RwLock::new(()),
         });
         expiry::spawn(Arc::downgrade(&inner));
         Sessions { inner }
@@ -449,6 +453,7 @@ impl Sessions {
             .iter()
             .map(|open| self.inner.end(open, Ending::Shutdown));
         futures_util::future::join_all(ends).await;
+        drop(self.inner.ending.write().await);
         self.inner.reaper.settled().await;
         self.inner.reaper.shutdown().await;
     }
@@ -552,6 +557,7 @@ impl Inner {
 
     /// End `open`: its worker, its keeper, then its volume.
     async fn end(&self, open: &Arc<Open>, why: Ending) {
+        let _ending = self.ending.read().await;
         let removed = lock(&self.open).remove(&open.record.id).is_some();
         if !removed {
             return;

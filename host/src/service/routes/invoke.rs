@@ -202,6 +202,42 @@ pub(crate) async fn handle(
     result_response(result, retry_after)
 }
 
+/// Run `call` as a synchronous invoke runs (refused while draining, admitted through the
+/// gate with the caller's quota, run as a task owned by this future), for a front end
+/// whose answer is not an HTTP response: MCP's `tools/call`. Dropping the future removes
+/// the call's container.
+pub(crate) async fn run_admitted(
+    state: &Arc<AppState>,
+    call: Call,
+    caller: &Caller,
+    args: Value,
+    options: InvokeOptions,
+) -> InvocationResult {
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        let result = call.refused(
+            codes::HOST_SHUTTING_DOWN,
+            "the service is shutting down and takes no new calls; this one did not run",
+        );
+        counted(state, &result);
+        return result;
+    }
+    let admitted = match state.gate.enter(&call.skill, caller.quota.as_ref()) {
+        Ok(ticket) => ticket.wait().await,
+        Err(overload) => Err(overload),
+    };
+    match admitted {
+        Ok(pass) => {
+            OwnedCall(spawn_call(state, pass, call.clone(), args, options))
+                .finish(&call)
+                .await
+        }
+        Err(overload) => {
+            metrics::counter!(OVERLOADED, "reason" => overload.as_str()).increment(1);
+            overload_result(state, &call, overload)
+        }
+    }
+}
+
 /// Count a call the service refused before it reached the host (which counts every call
 /// it runs), as the host counts its own refusals: `skillhost_invocations_total` with
 /// status `rejected` (or `infrastructure_error` while draining) and

@@ -2,6 +2,7 @@
 
 pub(crate) mod invocations;
 pub(crate) mod invoke;
+pub(crate) mod mcp;
 pub(crate) mod probes;
 pub(crate) mod sessions;
 pub(crate) mod skills;
@@ -54,8 +55,10 @@ pub(crate) fn app(
                 .put(sessions::put_file)
                 .delete(sessions::delete_file),
         )
+        .route("/v1/tools", get(skills::tools))
         .route("/metrics", get(probes::metrics))
-        .route("/openapi.json", get(probes::openapi));
+        .route("/openapi.json", get(probes::openapi))
+        .merge(mcp::router(state.clone(), listener_of(bound)));
     // A 503 is what `/readyz` answers while the host starts or drains: the probes stay
     // outside the trace layer, which would warn of every one.
     let probes = Router::new()
@@ -81,6 +84,14 @@ pub(crate) fn app(
         )
         .merge(probes)
         .with_state(state)
+}
+
+/// What `bound` listens on, for `/mcp`'s `Host` check.
+fn listener_of(bound: &Bound) -> mcp::Listener {
+    match bound {
+        Bound::Unix(..) => mcp::Listener::Unix,
+        Bound::Tcp(_, address, _) => mcp::Listener::Tcp(*address),
+    }
 }
 
 /// `api` behind the caller check of `bound`: a bearer token on TCP, the socket's owner on

@@ -3,11 +3,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use skillhost_api::{ActionInfo, ServiceError, SkillInfo, SkillList};
+use serde::Deserialize;
+use skillhost_api::tools::tool_definitions;
+use skillhost_api::{ServiceError, SkillInfo, SkillList, ToolFormat, ToolList};
 
 use crate::catalog::Skill;
 use crate::service::http::error_response;
@@ -52,26 +54,8 @@ pub(crate) async fn show(State(state): State<Arc<AppState>>, Path(name): Path<St
 }
 
 async fn describe(state: &AppState, skill: &Skill) -> SkillInfo {
-    let manifest = &skill.manifest;
-    let actions = manifest
-        .actions
-        .iter()
-        .map(|(name, action)| {
-            let info = ActionInfo::new(
-                &action.description,
-                Some(action.input.clone()),
-                action.output.clone(),
-            );
-            (name.clone(), info)
-        })
-        .collect();
-    let mut info = SkillInfo::new(
-        &manifest.name,
-        manifest.version.to_string(),
-        &manifest.description,
-        actions,
-    );
-    match state.host.image_state(&manifest.name).await {
+    let mut info = crate::tools::skill_info(&skill.manifest);
+    match state.host.image_state(&skill.manifest.name).await {
         Ok(image) => {
             info.hash = Some(image.hash);
             info.image = Some(image.image);
@@ -80,4 +64,44 @@ async fn describe(state: &AppState, skill: &Skill) -> SkillInfo {
         Err(refusal) => info.problem = Some(refusal.message),
     }
     info
+}
+
+/// `GET /v1/tools`'s query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub(crate) struct ToolsQuery {
+    /// `generic` (the default), `openai`, `anthropic` or `mcp`.
+    format: Option<String>,
+}
+
+/// Every action of every skill as a tool definition for a model, in the shape of the
+/// API that takes it; a tool's name is `{skill}__{action}`.
+#[utoipa::path(get, path = "/v1/tools", tag = "skills", security(("bearer" = [])),
+    params(ToolsQuery),
+    responses(
+        (status = 200, description = "One tool definition per action", body = ToolList),
+        (status = 400, description = "An unknown format", body = ServiceError)))]
+pub(crate) async fn tools(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<ToolsQuery>,
+) -> Response {
+    let name = query.format.as_deref().unwrap_or("generic");
+    let Some((_, format)) = ToolFormat::ALL.iter().find(|(known, _)| *known == name) else {
+        let known: Vec<&str> = ToolFormat::ALL.iter().map(|(known, _)| *known).collect();
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            skillhost_api::codes::INVALID_REQUEST,
+            format!(
+                "unknown tool format {name:?}: use one of {}",
+                known.join(", ")
+            ),
+        );
+    };
+    let skills: Vec<SkillInfo> = state
+        .host
+        .catalog()
+        .skills
+        .values()
+        .map(|skill| crate::tools::skill_info(&skill.manifest))
+        .collect();
+    Json(ToolList::new(*format, tool_definitions(&skills, *format))).into_response()
 }
