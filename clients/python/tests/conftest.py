@@ -142,15 +142,14 @@ def probe() -> str:
 @pytest.fixture(scope="session")
 def bundled_service() -> Iterator[Service]:
     """A service over the repository's bundled skills (python and shell take sessions);
-    the images this run built for them are removed at the end."""
+    the images this run built for any of them are removed at the end."""
     assert BINARY.exists(), f"{BINARY} is missing: run `cargo build -p skillhost` first"
     subprocess.run([str(BINARY), "images", "build"], cwd=REPO, check=True, capture_output=True)
     listed = json.loads(subprocess.run(
         [str(BINARY), "--skills-dir", str(REPO / "skills"), "--format", "json", "list"],
         cwd=REPO, check=True, capture_output=True, text=True,
     ).stdout)
-    built_here = [s["image"] for s in listed["skills"]
-                  if s["name"] in ("python", "shell") and not s["present"]]
+    built_here = [s["image"] for s in listed["skills"] if not s["present"]]
     svc = Service(REPO / "skills", [])
     try:
         yield svc

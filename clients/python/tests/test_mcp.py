@@ -155,10 +155,8 @@ def test_a_python_session_lasts_the_mcp_session_on_stdio_and_through_the_service
         return second.meta[META]["session"]["id"]
 
     async def main():
-        # A host of the stdio process's own.
-        async with stdio("--skills-dir", str(REPO / "skills"), "mcp", "--no-build") as session:
-            await conversation(session)
-        # Bridged to the service: its session ends with the MCP session.
+        # Bridged to the service (which builds the image): its session ends with the MCP
+        # session.
         async with stdio("mcp", "--server", bundled_service.server) as session:
             opened = await conversation(session)
             listed = subprocess.run(
@@ -173,5 +171,8 @@ def test_a_python_session_lasts_the_mcp_session_on_stdio_and_through_the_service
             return opened not in listed
 
         wait_for(ended, "the MCP session's skillhost session ending with it")
+        # A host of the stdio process's own.
+        async with stdio("--skills-dir", str(REPO / "skills"), "mcp", "--no-build") as session:
+            await conversation(session)
 
     anyio.run(main)

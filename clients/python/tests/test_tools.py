@@ -36,6 +36,28 @@ def test_each_format_is_what_its_api_takes(service, probe):
     assert "outputSchema" not in mcp[f"{probe}__echo"]
     for name in names:
         assert len(name) <= 64 and name.replace("_", "").replace("-", "").isalnum(), name
+    assert mcp[f"{probe}__echo"]["annotations"] == {
+        "readOnlyHint": False, "destructiveHint": True, "openWorldHint": False}
+
+
+def test_the_service_gives_the_same_tools_as_the_client_makes(service):
+    import httpx
+
+    with Client(service.server) as client:
+        skills = client.skills()
+        made = {format: client.tools(format) for format in FORMATS}
+    transport = httpx.HTTPTransport(uds=str(service.socket))
+    with httpx.Client(transport=transport, base_url="http://localhost") as http:
+        for format in FORMATS:
+            served = http.get("/v1/tools", params={"format": format})
+            assert served.status_code == 200
+            assert served.json() == {"format": format, "tools": made[format]}, format
+        unknown = http.get("/v1/tools", params={"format": "gemini"})
+        assert unknown.status_code == 400
+        assert "generic, openai, anthropic, mcp" in unknown.json()["error"]["message"]
+    for skill in skills:
+        for action, info in skill.actions.items():
+            assert info.tool == tool_name(skill.name, action)
 
 
 def test_a_tool_call_runs_and_a_refusal_is_an_error_the_model_can_read(service, probe):

@@ -7,6 +7,9 @@
 //!
 //! - one echo call per path: cold, prewarmed (started up to the init), warm;
 //! - a whole `skillhost invoke --server` process against a prewarmed skill;
+//! - a warm echo as an MCP `tools/call`: through `/mcp`, through `skillhost mcp` on
+//!   stdio bridged to the service, and through `skillhost mcp` with a host of its own,
+//!   beside the same call through `/v1`;
 //! - throughput at concurrency 1, 16 and 64 (warm);
 //! - four times the admission limit: how many 429s, the p99 of the admitted, none lost;
 //! - the daemon's resident memory with 1,000 open connections.
@@ -20,9 +23,9 @@
 #[path = "../common/baseline.rs"]
 mod baseline;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -166,6 +169,32 @@ impl Connection {
         )
     }
 
+    /// POST one MCP message to `/mcp`; the `Mcp-Session-Id` it answers with, and the body.
+    async fn post_mcp(&mut self, body: &str, session: Option<&str>) -> (Option<String>, String) {
+        let mut request = Request::post("/mcp")
+            .header("host", "localhost")
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream");
+        if let Some(session) = session {
+            request = request
+                .header("mcp-session-id", session)
+                .header("mcp-protocol-version", "2025-11-25");
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap();
+        self.sender.ready().await.unwrap();
+        let response = self.sender.send_request(request).await.unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        let session = response
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (session, String::from_utf8_lossy(&body).into_owned())
+    }
+
     async fn get(&mut self, path: &str) -> String {
         let request = Request::get(path)
             .header("host", "bench")
@@ -175,6 +204,124 @@ impl Connection {
         let response = self.sender.send_request(request).await.unwrap();
         let body = response.into_body().collect().await.unwrap().to_bytes();
         String::from_utf8_lossy(&body).into_owned()
+    }
+}
+
+const MCP_INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"0"}}}"#;
+const MCP_INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+
+fn mcp_echo_call(id: u64) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo-serve__say","arguments":{{"text":"hi"}}}}}}"#
+    )
+}
+
+/// The JSON-RPC response in an MCP answer (a JSON body, or the `data:` of an SSE event),
+/// checked to be a tool result that is not an error.
+fn mcp_result(body: &str) -> serde_json::Value {
+    let json = body
+        .lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .map(str::trim)
+        .find(|data| data.contains("\"result\""))
+        .unwrap_or(body);
+    let message: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(message["result"]["isError"], false, "{message}");
+    message
+}
+
+/// An MCP session with the daemon's `/mcp`, on one keep-alive connection.
+struct McpHttp {
+    connection: Connection,
+    session: String,
+}
+
+impl McpHttp {
+    async fn open(daemon: &Daemon) -> McpHttp {
+        let mut connection = Connection::unix(daemon).await;
+        let (session, _) = connection.post_mcp(MCP_INITIALIZE, None).await;
+        let session = session.expect("an Mcp-Session-Id");
+        connection.post_mcp(MCP_INITIALIZED, Some(&session)).await;
+        McpHttp {
+            connection,
+            session,
+        }
+    }
+
+    async fn call(&mut self, id: u64) -> Duration {
+        let started = Instant::now();
+        let (_, body) = self
+            .connection
+            .post_mcp(&mcp_echo_call(id), Some(&self.session))
+            .await;
+        let elapsed = started.elapsed();
+        mcp_result(&body);
+        elapsed
+    }
+}
+
+/// `skillhost mcp` as an MCP client starts it: JSON-RPC lines on its stdin and stdout.
+struct McpStdio {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl McpStdio {
+    fn start(args: &[&str]) -> McpStdio {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_skillhost"))
+            .args(args)
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut mcp = McpStdio {
+            child,
+            stdin,
+            stdout,
+        };
+        mcp.send(MCP_INITIALIZE);
+        mcp.answer();
+        mcp.send(MCP_INITIALIZED);
+        mcp
+    }
+
+    fn send(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// The next response (notifications skipped).
+    fn answer(&mut self) -> serde_json::Value {
+        loop {
+            let mut line = String::new();
+            assert!(self.stdout.read_line(&mut line).unwrap() > 0, "skillhost mcp exited");
+            let message: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if message.get("id").is_some() {
+                return message;
+            }
+        }
+    }
+
+    fn call(&mut self, id: u64) -> Duration {
+        let started = Instant::now();
+        self.send(&mcp_echo_call(id));
+        let message = self.answer();
+        let elapsed = started.elapsed();
+        assert_eq!(message["result"]["isError"], false, "{message}");
+        elapsed
+    }
+
+    /// Close stdin, as a client does, and wait for it to remove what it made.
+    fn stop(self) {
+        let McpStdio {
+            mut child, stdin, ..
+        } = self;
+        drop(stdin);
+        let _ = child.wait();
     }
 }
 
@@ -250,6 +397,9 @@ async fn main() {
             "64",
             "--queue",
             "256",
+            // The memory figure holds 1,000 connections from this one peer.
+            "--max-connections-per-peer",
+            "2048",
         ],
         Some(&tokens),
     );
@@ -316,6 +466,28 @@ async fn main() {
     }
     let docker_median = percentile(&docker, 50);
 
+    // The same warm call as an MCP tools/call, interleaved with /v1's so both meet the
+    // same machine.
+    let mut mcp_http = McpHttp::open(&fast).await;
+    let mut bridged = McpStdio::start(&["mcp", "--server", &server]);
+    let echo_serve_root = bench_skills.to_string_lossy().into_owned();
+    let mut own = McpStdio::start(&["--skills-dir", &echo_serve_root, "mcp"]);
+    // First calls start the workers of the stdio process's own host.
+    for id in 1..=4 {
+        own.call(id);
+    }
+    let mcp_rounds = fast_rounds / 3;
+    let (mut v1_mcp, mut over_http, mut over_bridge, mut over_own) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for id in 10..10 + mcp_rounds as u64 {
+        v1_mcp.push(fast_unix.invoke("echo-serve").await.2);
+        over_http.push(mcp_http.call(id).await);
+        over_bridge.push(bridged.call(id));
+        over_own.push(own.call(id));
+    }
+    bridged.stop();
+    own.stop();
+
     println!("\n## One echo call through the service\n");
     println!("Rounds: {latency_rounds} (cold, prewarmed, CLI), {fast_rounds} (warm).\n");
     println!("| path | median ms | p95 ms | median / docker run |");
@@ -336,6 +508,27 @@ async fn main() {
         &cli,
         docker_median,
     );
+
+    println!("\n## A warm echo as an MCP tools/call\n");
+    println!(
+        "Rounds: {mcp_rounds}, each path in turn. Added: the median over `/v1`'s in the same rounds.\n"
+    );
+    println!("| path | median ms | p95 ms | added to /v1 ms |");
+    println!("|---|---:|---:|---:|");
+    let v1_median = ms(percentile(&v1_mcp, 50));
+    for (name, samples) in [
+        ("`/v1` invoke, unix socket", &v1_mcp),
+        ("`/mcp` tools/call, unix socket, one MCP session", &over_http),
+        ("`skillhost mcp --server` (stdio bridged to `/mcp`)", &over_bridge),
+        ("`skillhost mcp` with a host of its own (stdio)", &over_own),
+    ] {
+        let median = ms(percentile(samples, 50));
+        println!(
+            "| {name} | {median:.2} | {:.2} | {:+.2} |",
+            ms(percentile(samples, 95)),
+            median - v1_median
+        );
+    }
 
     println!("\n## Throughput, warm (echo-serve, 4 workers), unix socket\n");
     println!("| concurrency | calls/s |");

@@ -164,6 +164,11 @@ class ActionInfo:
     description: str
     input: Optional[Dict[str, Any]] = None
     output: Optional[Dict[str, Any]] = None
+    #: Its name as a tool (`skill__action`), as the service gives it.
+    tool: Optional[str] = None
+    #: The MCP tool annotations its manifest makes true (`readOnlyHint`,
+    #: `destructiveHint`, `openWorldHint`).
+    annotations: Optional[Dict[str, Any]] = None
 
 
 @dataclass(frozen=True)
@@ -197,6 +202,8 @@ class SkillInfo:
                     description=a.get("description", ""),
                     input=a.get("input"),
                     output=a.get("output"),
+                    tool=a.get("tool"),
+                    annotations=a.get("annotations"),
                 )
                 for name, a in (data.get("actions") or {}).items()
             },

@@ -39,7 +39,10 @@ def tool_definitions(skills: List[SkillInfo], format: str) -> List[Dict[str, Any
       (Chat Completions' tools);
     - `anthropic`: `{"name", "description", "input_schema"}` (the Messages API's tools);
     - `mcp`: `{"name", "description", "inputSchema"}`, with `outputSchema` where the
-      action declares an output (an MCP server's `tools/list`).
+      action declares an output and the manifest's `annotations` (an MCP server's
+      `tools/list`).
+
+    The same shapes as the service's `GET /v1/tools?format=...`.
     """
     if format not in FORMATS:
         raise ValueError(f"unknown tool format {format!r}: use one of {', '.join(FORMATS)}")
@@ -58,6 +61,8 @@ def tool_definitions(skills: List[SkillInfo], format: str) -> List[Dict[str, Any
                 tool = {"name": name, "description": description, "inputSchema": schema}
                 if info.output is not None:
                     tool["outputSchema"] = info.output
+                if info.annotations:
+                    tool["annotations"] = info.annotations
                 tools.append(tool)
             else:
                 tools.append({"name": name, "description": description, "parameters": schema})
