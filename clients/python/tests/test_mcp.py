@@ -113,6 +113,9 @@ def test_every_status_but_ok_is_a_tool_error_the_model_can_read(skills: Path, pr
 
 def test_mcp_over_tcp_needs_the_token_and_a_cancel_removes_the_container(start_service, probe, tmp_path):
     token, tokens = make_token(tmp_path)
+    (tmp_path / "other").mkdir()
+    other, other_tokens = make_token(tmp_path / "other", "other")
+    tokens.write_text(tokens.read_text() + other_tokens.read_text())
     svc = start_service("--listen", "127.0.0.1:0", "--tokens", str(tokens))
     url = f"{svc.tcp}/mcp"
     initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -127,6 +130,18 @@ def test_mcp_over_tcp_needs_the_token_and_a_cancel_removes_the_container(start_s
     browser = httpx2.post(url, json=initialize, headers={
         **accept, "Authorization": f"Bearer {token}", "Origin": "http://evil.example"})
     assert browser.status_code == 403
+    # An MCP session answers only the token that made it.
+    made = httpx2.post(url, json=initialize, headers={**accept, "Authorization": f"Bearer {token}"})
+    assert made.status_code == 200
+    mcp_session = made.headers["mcp-session-id"]
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+    in_session = {**accept, "mcp-session-id": mcp_session, "mcp-protocol-version": "2025-11-25"}
+    theirs = httpx2.post(url, json=listing, headers={**in_session, "Authorization": f"Bearer {other}"})
+    assert theirs.status_code == 404
+    deleted = httpx2.delete(url, headers={**in_session, "Authorization": f"Bearer {other}"})
+    assert deleted.status_code == 404
+    ours = httpx2.post(url, json=listing, headers={**in_session, "Authorization": f"Bearer {token}"})
+    assert ours.status_code == 200 and "tools" in ours.text
 
     async def main():
         async with over_http(url, token) as session:
@@ -140,6 +155,21 @@ def test_mcp_over_tcp_needs_the_token_and_a_cancel_removes_the_container(start_s
             wait_for(lambda: svc.containers() == 0, "the cancelled call's container removal")
             still = await session.call_tool(f"{probe}__echo", {"data": "after"})
             assert not still.is_error
+        # `skillhost mcp --server` bridges stdio to the same /mcp, with the token.
+        params = StdioServerParameters(command=str(BINARY), args=["mcp", "--server", svc.tcp],
+                                       env={"SKILLHOST_TOKEN": token})
+        async with stdio_client(params) as (read, write):
+            async with ClientSession(read, write) as bridged:
+                await bridged.initialize()
+                ran = await bridged.call_tool(f"{probe}__echo", {"data": "bridged"})
+                assert ran.structured_content["data"] == "bridged"
+        # Without the token the bridge cannot start the conversation.
+        params = StdioServerParameters(command=str(BINARY), args=["mcp", "--server", svc.tcp],
+                                       env={"SKILLHOST_TOKEN": "skh_wrong"})
+        with pytest.raises(Exception):
+            async with stdio_client(params) as (read, write):
+                async with ClientSession(read, write, read_timeout_seconds=20) as refused:
+                    await refused.initialize()
 
     anyio.run(main)
 
@@ -158,7 +188,16 @@ def test_a_python_session_lasts_the_mcp_session_on_stdio_and_through_the_service
         # Bridged to the service (which builds the image): its session ends with the MCP
         # session.
         async with stdio("mcp", "--server", bundled_service.server) as session:
-            opened = await conversation(session)
+            ended_early = await conversation(session)
+            # The session ends under the conversation (as an idle timeout would end it):
+            # the next call runs in a new one, and the model is told what was lost.
+            subprocess.run([str(BINARY), "session", "end", ended_early, "--server",
+                            bundled_service.server], check=True, capture_output=True)
+            fresh = await session.call_tool("python__run", {"code": "print('fresh')"})
+            assert not fresh.is_error, text(fresh)
+            assert "ran in a new one" in text(fresh)
+            opened = fresh.meta[META]["session"]["id"]
+            assert opened != ended_early
             listed = subprocess.run(
                 [str(BINARY), "--format", "json", "session", "list", "--server", bundled_service.server],
                 capture_output=True, text=True, check=True).stdout

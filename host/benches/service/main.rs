@@ -298,7 +298,10 @@ impl McpStdio {
     fn answer(&mut self) -> serde_json::Value {
         loop {
             let mut line = String::new();
-            assert!(self.stdout.read_line(&mut line).unwrap() > 0, "skillhost mcp exited");
+            assert!(
+                self.stdout.read_line(&mut line).unwrap() > 0,
+                "skillhost mcp exited"
+            );
             let message: serde_json::Value = serde_json::from_str(&line).unwrap();
             if message.get("id").is_some() {
                 return message;
@@ -518,8 +521,14 @@ async fn main() {
     let v1_median = ms(percentile(&v1_mcp, 50));
     for (name, samples) in [
         ("`/v1` invoke, unix socket", &v1_mcp),
-        ("`/mcp` tools/call, unix socket, one MCP session", &over_http),
-        ("`skillhost mcp --server` (stdio bridged to `/mcp`)", &over_bridge),
+        (
+            "`/mcp` tools/call, unix socket, one MCP session",
+            &over_http,
+        ),
+        (
+            "`skillhost mcp --server` (stdio bridged to `/mcp`)",
+            &over_bridge,
+        ),
         ("`skillhost mcp` with a host of its own (stdio)", &over_own),
     ] {
         let median = ms(percentile(samples, 50));

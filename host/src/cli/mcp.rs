@@ -6,15 +6,16 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use hyper::Method;
 use rmcp::service::{RoleClient, RoleServer};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{IntoTransport, StreamableHttpClientTransport, Transport};
-use skillhost::api::exit_code;
+use skillhost::api::{exit_code, SkillList};
 use skillhost::lock::LockFile;
 use skillhost::{Error, Host, HostConfig};
 
 use super::invoke::Interrupts;
-use super::remote::Server;
+use super::remote::{self, Server};
 use super::serve::prewarm_pair;
 use super::usage;
 
@@ -49,6 +50,14 @@ pub(super) async fn run(skill_roots: Vec<PathBuf>, cli: McpCli) -> Result<i32, E
     let mut interrupts = Interrupts::install()?;
     if let Some(server) = &cli.server {
         let token = std::env::var("SKILLHOST_TOKEN").ok();
+        // Reach the service (and have it take the token) before the client's first
+        // message, so a wrong address or token is said at once, in its own words.
+        let checked =
+            remote::json::<SkillList>(server, Method::GET, "/v1/skills", token.as_deref(), None);
+        if let Err(e) = checked.await {
+            errln!("error: {e}");
+            return Ok(e.exit_code());
+        }
         return tokio::select! {
             bridged = bridge(server, token) => match bridged {
                 Ok(()) => Ok(exit_code::OK),

@@ -115,14 +115,14 @@ impl<F: Front> McpServer<F> {
 
     /// Run `call`, in the skill's session of this conversation when the skill takes
     /// sessions and the request belongs to one; a session that ended (idle, lifetime) is
-    /// replaced once, and the model told.
+    /// replaced once, with a note for the model.
     async fn run(
         &self,
         extensions: &Extensions,
         owner: Option<String>,
         mut call: ToolCall,
         in_session: bool,
-    ) -> Result<InvocationResult, rmcp::model::CallToolResult> {
+    ) -> Result<(InvocationResult, Option<&'static str>), rmcp::model::CallToolResult> {
         let takes_sessions = self
             .front
             .host()
@@ -130,35 +130,43 @@ impl<F: Front> McpServer<F> {
             .get(&call.skill)
             .is_some_and(|skill| skill.manifest.run.session.is_some());
         if !(takes_sessions && in_session) {
-            return Ok(self.front.run(extensions, owner, call).await);
+            return Ok((self.front.run(extensions, owner, call).await, None));
         }
-        let (id, _) = self
-            .conversation
-            .session(&call.skill, &owner, false)
-            .await?;
-        call.session = Some(id);
-        let args = call.args.clone();
-        let options = call.options.clone();
+        let id = self.conversation.session(&call.skill, &owner, None).await?;
+        call.session = Some(id.clone());
+        let retry = ToolCall {
+            skill: call.skill.clone(),
+            action: call.action.clone(),
+            session: None,
+            args: call.args.clone(),
+            options: call.options.clone(),
+        };
         let result = self.front.run(extensions, owner.clone(), call).await;
         let gone = result
             .error
             .as_ref()
             .is_some_and(|e| e.code == codes::UNKNOWN_SESSION);
         if !gone {
-            return Ok(result);
+            return Ok((result, None));
         }
-        let skill = result.skill.clone();
-        let (id, _) = self.conversation.session(&skill, &owner, true).await?;
-        let call = ToolCall {
-            skill,
-            action: result.action.clone(),
+        let id = self
+            .conversation
+            .session(&retry.skill, &owner, Some(&id))
+            .await?;
+        let retry = ToolCall {
             session: Some(id),
-            args,
-            options,
+            ..retry
         };
-        Ok(self.front.run(extensions, owner, call).await)
+        let result = self.front.run(extensions, owner, retry).await;
+        Ok((result, Some(SESSION_REPLACED)))
     }
 }
+
+/// Said to the model when its session had ended and a new one served the call.
+const SESSION_REPLACED: &str = "The earlier session of this skill had ended (it was idle too long or reached its lifetime), so this call ran in a new one: variables and files from earlier calls are gone.";
+
+/// Said to the model when the call cost a process session its interpreter.
+const STATE_RESET: &str = "The session's process was restarted: variables from earlier calls are gone; its files are kept.";
 
 impl<F: Front> ServerHandler for McpServer<F> {
     fn get_info(&self) -> ServerConfig {
@@ -219,14 +227,10 @@ impl<F: Front> ServerHandler for McpServer<F> {
             result
         };
         let tool = tokio::select! {
-            result = run => match result {
-                Ok(result) => {
-                    let note = result
-                        .session
-                        .as_ref()
-                        .filter(|s| s.state_reset)
-                        .map(|_| "The session's process was restarted: variables from earlier calls are gone; its files are kept.");
-                    results::tool_result(&result, note)
+            ran = run => match ran {
+                Ok((result, note)) => {
+                    let reset = result.session.as_ref().is_some_and(|s| s.state_reset);
+                    results::tool_result(&result, note.or(reset.then_some(STATE_RESET)))
                 }
                 Err(refused) => refused,
             },
@@ -292,19 +296,19 @@ struct Conversation {
 }
 
 impl Conversation {
-    /// The open session of `skill` for `owner`, opened now if there is none (or, with
-    /// `afresh`, in place of the one recorded); a tool error the model can read when it
-    /// cannot be opened.
+    /// The open session of `skill` for `owner`, opened now if there is none, or in place
+    /// of `ended` when that is the one recorded (a concurrent call may have replaced it
+    /// already); a tool error the model can read when it cannot be opened.
     async fn session(
         &self,
         skill: &str,
         owner: &Option<String>,
-        afresh: bool,
-    ) -> Result<(String, bool), rmcp::model::CallToolResult> {
+        ended: Option<&str>,
+    ) -> Result<String, rmcp::model::CallToolResult> {
         let mut sessions = self.sessions.lock().await;
-        if !afresh {
-            if let Some((id, _)) = sessions.get(skill) {
-                return Ok((id.clone(), false));
+        if let Some((id, _)) = sessions.get(skill) {
+            if ended != Some(id.as_str()) {
+                return Ok(id.clone());
             }
         }
         match self
@@ -314,7 +318,7 @@ impl Conversation {
         {
             Ok(info) => {
                 sessions.insert(skill.to_string(), (info.id.clone(), owner.clone()));
-                Ok((info.id, true))
+                Ok(info.id)
             }
             Err(refusal) => Err(results::refused(
                 refusal.status.as_str(),

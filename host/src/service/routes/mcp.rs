@@ -208,3 +208,29 @@ impl Front for ServiceFront {
         run_admitted(&self.state, routed, &caller, call.args, call.options).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_check_names_loopback_and_the_bound_address_unless_bound_to_all() {
+        let token = tokio_util::sync::CancellationToken::new();
+        let unix = transport_config(Listener::Unix, &[], token.clone());
+        assert!(unix.allowed_hosts.contains(&"localhost".to_string()));
+        assert!(unix.allowed_origins.is_empty());
+
+        let bound = transport_config(
+            Listener::Tcp("10.0.0.5:8080".parse().unwrap()),
+            &["https://app.example.com:443".to_string()],
+            token.clone(),
+        );
+        for host in ["127.0.0.1", "10.0.0.5", "10.0.0.5:8080"] {
+            assert!(bound.allowed_hosts.contains(&host.to_string()), "{host}");
+        }
+        assert_eq!(bound.allowed_origins, ["https://app.example.com:443"]);
+
+        let all = transport_config(Listener::Tcp("0.0.0.0:8080".parse().unwrap()), &[], token);
+        assert!(all.allowed_hosts.is_empty(), "no Host check");
+    }
+}
