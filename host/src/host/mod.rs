@@ -91,6 +91,10 @@ pub struct HostConfig {
     /// service does). Off by default: a host that does not serve sessions leaves them to
     /// one that does.
     pub adopt_sessions: bool,
+    /// Recorded with every session this host makes; a host adopts only the sessions of
+    /// its own scope, so two services on one engine never take each other's (a service
+    /// uses its unix socket's path). `None` by default.
+    pub session_scope: Option<String>,
 }
 
 impl Default for HostConfig {
@@ -110,6 +114,7 @@ impl Default for HostConfig {
             max_sessions_per_owner: 64,
             max_session_file_bytes: 256 * 1024 * 1024,
             adopt_sessions: false,
+            session_scope: None,
         }
     }
 }
@@ -187,6 +192,12 @@ impl HostConfig {
     /// Sets [`HostConfig::max_session_file_bytes`].
     pub fn max_session_file_bytes(mut self, bytes: u64) -> Self {
         self.max_session_file_bytes = bytes;
+        self
+    }
+
+    /// Sets [`HostConfig::session_scope`].
+    pub fn session_scope(mut self, scope: impl Into<Option<String>>) -> Self {
+        self.session_scope = scope.into();
         self
     }
 
@@ -273,6 +284,7 @@ impl Host {
                 max_per_owner: config.max_sessions_per_owner,
                 max_file_bytes: config.max_session_file_bytes,
             },
+            config.session_scope.clone(),
         );
         if config.adopt_sessions {
             sessions.adopt(&catalog).await;

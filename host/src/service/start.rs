@@ -27,6 +27,8 @@ impl ServeConfig {
             max_session_file_bytes: self.max_file,
             // A service started again serves the sessions its predecessor left.
             adopt_sessions: true,
+            // Two services on one engine are told apart by their sockets.
+            session_scope: Some(format!("serve:{}", self.socket.display())),
             ..HostConfig::default()
         }
     }

@@ -72,6 +72,14 @@ pub(super) async fn adopt(inner: &Inner, catalog: &Catalog) {
         let Some(carrier) = found.keeper.as_ref().or(found.holders.first()) else {
             continue;
         };
+        // Another service's (two on one engine): its own restart adopts it.
+        if found
+            .record
+            .as_ref()
+            .is_some_and(|r| r.scope != inner.scope)
+        {
+            continue;
+        }
         let instance = carrier.labels.get(labels::INSTANCE).map(String::as_str);
         if !judge.dead(instance).await {
             continue;

@@ -195,6 +195,8 @@ struct Inner {
     /// Held (shared) by every session being ended, so shutdown waits for the ends it did
     /// not start (a close on another task) before the process may exit.
     ending: tokio::sync::RwLock<()>,
+    /// Recorded with each session; only sessions of this scope are adopted.
+    scope: Option<String>,
 }
 
 /// What a call in a session did, for its result.
@@ -206,7 +208,12 @@ pub(crate) struct SessionRun {
 }
 
 impl Sessions {
-    pub(crate) fn new(engine: Containers, instance: Instance, limits: Limits) -> Self {
+    pub(crate) fn new(
+        engine: Containers,
+        instance: Instance,
+        limits: Limits,
+        scope: Option<String>,
+    ) -> Self {
         let reaper = Reaper::new(engine.clone());
         let inner = Arc::new(Inner {
             engine,
@@ -217,6 +224,7 @@ impl Sessions {
             spares: Mutex::default(),
             closed: AtomicBool::new(false),
             ending: tokio::sync::RwLock::new(()),
+            scope,
         });
         expiry::spawn(Arc::downgrade(&inner));
         Sessions { inner }
@@ -278,6 +286,7 @@ impl Sessions {
     ) -> Result<SessionInfo, Refusal> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let mut record = Record::new(id, skill, image, terms, owner)?;
+        record.scope = self.inner.scope.clone();
         let spare = if record.env.is_empty() {
             self.take_spare(skill.name(), &image.reference).await
         } else {
@@ -745,7 +754,7 @@ mod tests {
             max_per_owner,
             max_file_bytes: 1 << 20,
         };
-        Sessions::new(engine, Instance::current(), limits)
+        Sessions::new(engine, Instance::current(), limits, None)
     }
 
     fn terms(idle_ms: u64) -> Terms {

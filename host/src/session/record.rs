@@ -36,6 +36,10 @@ pub(crate) struct Record {
     pub(crate) idle_timeout_ms: u64,
     pub(crate) lifetime_ms: u64,
     pub(crate) workspace_bytes: u64,
+    /// The scope of the host that made it (a service's socket): only a host of the same
+    /// scope adopts it. Absent in records of earlier versions, and for library hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) scope: Option<String>,
 }
 
 impl Record {
@@ -71,6 +75,7 @@ impl Record {
             idle_timeout_ms: terms.idle_timeout.as_millis() as u64,
             lifetime_ms: terms.lifetime.as_millis() as u64,
             workspace_bytes: settings.workspace.0,
+            scope: None,
         })
     }
 
@@ -138,6 +143,7 @@ mod tests {
             idle_timeout_ms: 60_000,
             lifetime_ms: 3_600_000,
             workspace_bytes: 1 << 20,
+            scope: Some("serve:/run/skillhost.sock".into()),
         }
     }
 

@@ -102,7 +102,8 @@ impl Inner {
             env: Default::default(),
         };
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let record = Record::new(id.clone(), skill, image, terms, None).ok()?;
+        let mut record = Record::new(id.clone(), skill, image, terms, None).ok()?;
+        record.scope = self.scope.clone();
         let keeper = labels::container_name(skill.name(), Role::SessionSpare(&id));
         match self
             .make(skill, &record, &keeper, Role::SessionSpare(&id))

@@ -351,19 +351,19 @@ mod over_http {
     }
 
     /// A service of the bundled skills on TCP, with a spare python session.
+    fn daemon_flags(tokens: &std::path::Path) -> Vec<&str> {
+        vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--tokens",
+            tokens.to_str().unwrap(),
+            "--prewarm",
+            "python=1",
+        ]
+    }
+
     fn daemon(tokens: &std::path::Path) -> Daemon {
-        let skills = workspace_root().join("skills");
-        Daemon::start(
-            &skills,
-            &[
-                "--listen",
-                "127.0.0.1:0",
-                "--tokens",
-                tokens.to_str().unwrap(),
-                "--prewarm",
-                "python=1",
-            ],
-        )
+        Daemon::start(&workspace_root().join("skills"), &daemon_flags(tokens))
     }
 
     /// Wait until the service holds a spare python session.
@@ -404,6 +404,8 @@ mod over_http {
         assert!(bob.listed().await.is_empty());
     }
 
+    // One scenario, read top to bottom: two tokens, a kill, another service, a restart.
+    #[allow(clippy::too_many_lines)]
     #[tokio::test(flavor = "multi_thread")]
     async fn a_session_is_its_tokens_alone_and_outlives_a_killed_service() {
         let _python = cleanup_if_built_now("python");
@@ -471,7 +473,22 @@ mod over_http {
         let mut first = first;
         first.wait(Duration::from_secs(10));
         tokio::time::sleep(Duration::from_millis(4500)).await;
-        let second = daemon(&tokens);
+        // Another service on the same engine takes none of them: only the next one on
+        // this service's socket does.
+        let other = daemon(&tokens);
+        let other_alice = Caller {
+            daemon: &other,
+            bearer: format!("Bearer {alice_token}"),
+        };
+        assert_eq!(other_alice.listed().await, Vec::<String>::new());
+        let mut other = other;
+        other.signal("TERM");
+        other.wait(Duration::from_secs(60));
+        let second = Daemon::restart_of(
+            &first,
+            &workspace_root().join("skills"),
+            &daemon_flags(&tokens),
+        );
         let alice = Caller {
             daemon: &second,
             bearer: format!("Bearer {alice_token}"),

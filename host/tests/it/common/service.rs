@@ -66,6 +66,27 @@ impl Daemon {
     pub fn spawn(root: &Path, flags: &[&str], env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("skillhost.sock");
+        Daemon::spawn_at(dir, socket, root, flags, env)
+    }
+
+    /// A service in `earlier`'s place: on its socket, as a service restarted after
+    /// `earlier` died is (its sessions are recorded under the socket), and wait until it
+    /// listens.
+    #[allow(dead_code)] // The soak binary's (tests/soak.rs), which shares these helpers.
+    pub fn restart_of(earlier: &Daemon, root: &Path, flags: &[&str]) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let mut daemon = Daemon::spawn_at(dir, earlier.socket.clone(), root, flags, &[]);
+        daemon.await_listening();
+        daemon
+    }
+
+    fn spawn_at(
+        dir: tempfile::TempDir,
+        socket: std::path::PathBuf,
+        root: &Path,
+        flags: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_skillhost"))
             .arg("--skills-dir")
             .arg(root)
