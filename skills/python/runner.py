@@ -1,7 +1,9 @@
 """The python skill: run untrusted Python code, speaking skillhost protocol v1.
 
-One request line arrives on stdin; one result frame leaves on stdout. The code runs in
-a child process, in a process group of its own, whose output is captured up to a bound.
+One request line arrives on stdin; one result frame leaves on stdout: `ok` when the code
+finished normally (exit 0), otherwise a failure whose code says what happened
+(`code_exit`, `code_timeout`, `code_memory`, `code_killed`, `code_output_limit`) and
+whose details are the same output. The code runs in a child process, in a process group of its own, whose output is captured up to a bound.
 The answer never waits on more than the code's own run: when its main process ends, the
 rest of its group gets a short grace and is then killed; when a capture bound is full,
 or the time is up, the whole group is killed at once, and what was printed is kept.
@@ -22,6 +24,7 @@ import builtins
 import json
 import os
 import select
+import signal
 import stat
 import sys
 import threading
@@ -90,16 +93,110 @@ def encode(path):
                 "truncated": truncated}
 
 
+def file_bytes(name, content):
+    """A request file's bytes: a string is UTF-8 text, `{"base64": ...}` any bytes; a
+    ValueError naming the file otherwise."""
+    if isinstance(content, str):
+        return content.encode("utf-8")
+    if isinstance(content, dict) and set(content) == {"base64"} and isinstance(content["base64"], str):
+        try:
+            return base64.b64decode(content["base64"], validate=True)
+        except ValueError:
+            raise ValueError(f"file {name!r}: its base64 is not valid") from None
+    raise ValueError(f"file {name!r}: give a string (UTF-8 text) or {{\"base64\": \"...\"}}")
+
+
 def write_files(workdir, files):
-    """Write the request's files; a message when one is outside the work directory."""
+    """Write the request's files; a message when one is outside the work directory or
+    its content is neither text nor base64."""
     for name, content in files.items():
         path = inside(workdir, name)
         if path is None:
             return f"file {name!r} is outside the work directory"
+        try:
+            data = file_bytes(name, content)
+        except ValueError as e:
+            return str(e)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(content)
+        with open(path, "wb") as f:
+            f.write(data)
     return None
+
+
+def cgroup_value(paths):
+    """The first of `paths` (file, key) that reads: a key's number in a flat-keyed file,
+    or a file's whole number (key None); None when none does."""
+    for path, key in paths:
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError:
+            continue
+        try:
+            if key is None:
+                return int(text.strip())
+            for line in text.splitlines():
+                name, _, value = line.partition(" ")
+                if name == key:
+                    return int(value)
+        except ValueError:
+            continue
+    return None
+
+
+def oom_kills():
+    """How many processes the kernel has killed for memory in this container (cgroup v2
+    or v1); None where the count cannot be read."""
+    return cgroup_value([("/sys/fs/cgroup/memory.events", "oom_kill"),
+                         ("/sys/fs/cgroup/memory/memory.oom_control", "oom_kill")])
+
+
+def memory_limit():
+    return cgroup_value([("/sys/fs/cgroup/memory.max", None),
+                         ("/sys/fs/cgroup/memory/memory.limit_in_bytes", None)])
+
+
+def last_line(text):
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def did_not_finish(output, timeout, ooms_before):
+    """Why the code did not finish normally, as (code, message); None when it did
+    (docs/results.md, "Code that did not finish normally")."""
+    if output["timed_out"]:
+        return "code_timeout", f"the code ran past its time ({timeout:.1f}s) and was stopped"
+    if output["truncated"]:
+        return ("code_output_limit", f"the code printed more than {CAPTURE_LIMIT >> 20} MiB "
+                "on stdout or stderr and was stopped")
+    exit_code = output["exit_code"]
+    ooms_after = oom_kills()
+    if ooms_before is not None and ooms_after is not None and ooms_after > ooms_before:
+        limit = memory_limit()
+        within = f" ({limit >> 20} MiB)" if limit and limit < 1 << 50 else ""
+        return "code_memory", f"the code was killed for memory: it went past the skill's memory limit{within}"
+    if exit_code < 0:
+        try:
+            name = signal.Signals(-exit_code).name
+        except ValueError:
+            name = f"signal {-exit_code}"
+        return "code_killed", f"the code was killed by {name}"
+    if exit_code > 0:
+        message = f"the code exited with status {exit_code}"
+        last = last_line(output["stderr"])
+        return "code_exit", f"{message}: {last}" if last else message
+    return None
+
+
+def answer(request_id, output, timeout, ooms_before):
+    """The result frame for the code's `output`: ok when it finished normally, else a
+    failure whose details are the same output."""
+    problem = did_not_finish(output, timeout, ooms_before)
+    if problem is None:
+        return {"type": "result", "id": request_id, "ok": True, "output": output}
+    code, message = problem
+    return {"type": "result", "id": request_id, "ok": False,
+            "error": {"code": code, "message": message, "details": output}}
 
 
 def changed_files(workdir, before):
@@ -252,6 +349,7 @@ def run(request):
     # Leave a second for the answer: past the deadline the host kills everything.
     deadline_ms = request.get("deadline_ms")
     timeout = max(0.5, deadline_ms / 1000 - 1.0) if deadline_ms else None
+    ooms_before = oom_kills()
     stdin_r, stdin_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -280,15 +378,14 @@ def run(request):
     _, status = os.waitpid(pid, 0)
     exit_code = os.waitstatus_to_exitcode(status)
 
-    files = changed_files(workdir, before)
-    send({"type": "result", "id": request_id, "ok": True, "output": {
+    send(answer(request_id, {
         "stdout": stdout.decode("utf-8", "replace"),
         "stderr": stderr.decode("utf-8", "replace"),
         "exit_code": exit_code,
         "timed_out": timed_out,
         "truncated": dropped,
-        "files": files,
-    }})
+        "files": changed_files(workdir, before),
+    }, timeout, ooms_before))
 
 
 class Timeout(BaseException):
@@ -351,15 +448,16 @@ class Session:
         before = snapshot(workdir)
         deadline_ms = request.get("deadline_ms")
         timeout = max(0.5, deadline_ms / 1000 - 1.0) if deadline_ms else None
+        ooms_before = oom_kills()
         stdout, stderr, dropped, timed_out, exit_code = self.execute(code, args.get("stdin", ""), timeout)
-        return {"type": "result", "id": request_id, "ok": True, "output": {
+        return answer(request_id, {
             "stdout": stdout.decode("utf-8", "replace"),
             "stderr": stderr.decode("utf-8", "replace"),
             "exit_code": exit_code,
             "timed_out": timed_out,
             "truncated": dropped,
             "files": changed_files(workdir, before),
-        }}
+        }, timeout, ooms_before)
 
     def execute(self, code, stdin, timeout):
         import io

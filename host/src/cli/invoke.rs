@@ -285,13 +285,25 @@ fn after_answer_warning(exit_code: Option<i64>, oom_killed: bool) -> Option<Stri
     }
 }
 
+/// Whether `value` is a process's output: a `stdout` string (and maybe `stderr`).
+fn process_like(value: &Value) -> bool {
+    value.get("stdout").is_some_and(Value::is_string)
+}
+
 /// The output for people: a process-like result (`stdout`/`stderr` fields) as its text,
-/// a string as itself, anything else as JSON. Failures go to stderr with the logs.
+/// a string as itself, anything else as JSON. A failure's process-like details (code
+/// that did not finish normally) are printed the same way, then the failure on stderr
+/// with the logs.
 fn print_result(result: &InvocationResult, timeout: Option<Duration>) {
-    if let Some(output) = &result.output {
+    let failed_process = result
+        .error
+        .as_ref()
+        .and_then(|e| e.details.as_ref())
+        .filter(|details| process_like(details));
+    if let Some(output) = result.output.as_ref().or(failed_process) {
         match output {
             Value::String(text) => outln!("{text}"),
-            Value::Object(fields) if fields.get("stdout").is_some_and(Value::is_string) => {
+            fields if process_like(fields) => {
                 out!("{}", fields["stdout"].as_str().unwrap_or_default());
                 if let Some(stderr) = fields.get("stderr").and_then(Value::as_str) {
                     err!("{stderr}");

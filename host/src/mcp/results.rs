@@ -22,7 +22,15 @@ pub(crate) fn tool_result(result: &InvocationResult, note: Option<&str>) -> Call
         serde_json::to_string(&result.output).unwrap_or_else(|e| e.to_string())
     } else {
         match &result.error {
-            Some(error) => format!("{} ({}): {}", result.status, error.code, error.message),
+            // The details (a code runner's stdout, stderr and exit code, say) are what
+            // the model needs to see why.
+            Some(error) => match &error.details {
+                Some(details) => format!(
+                    "{} ({}): {}\n\n{details}",
+                    result.status, error.code, error.message
+                ),
+                None => format!("{} ({}): {}", result.status, error.code, error.message),
+            },
             None => result.status.to_string(),
         }
     };
@@ -133,5 +141,24 @@ mod tests {
             assert_eq!(text(&tool), format!("{status} ({code}): what went wrong"));
             assert_eq!(tool.meta.as_ref().unwrap().0[META_KEY]["code"], code);
         }
+    }
+
+    #[test]
+    fn a_failures_details_follow_its_message_for_the_model() {
+        let mut result = InvocationResult::new("id", "python", "run");
+        result.status = Status::SkillError;
+        result.error = Some(
+            InvocationError::new("code_exit", "the code exited with status 1").with_details(Some(
+                json!({"stdout": "", "stderr": "NameError", "exit_code": 1}),
+            )),
+        );
+        let tool = tool_result(&result, None);
+        assert_eq!(tool.is_error, Some(true));
+        let text = text(&tool);
+        assert!(
+            text.starts_with("skill_error (code_exit): the code exited with status 1\n\n{"),
+            "{text}"
+        );
+        assert!(text.contains(r#""stderr":"NameError""#), "{text}");
     }
 }

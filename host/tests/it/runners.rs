@@ -1,7 +1,9 @@
 //! The bundled python and shell skills against the real engine: they answer as soon as the
 //! user's main process ends (what it left running is killed), stop the code when a capture
-//! bound is full, finish before the host's deadline with what was printed, and collect
-//! only regular files. One test per bundled image: each removes the image it built.
+//! bound is full, finish before the host's deadline with what was printed, collect only
+//! regular files, take binary files in, and report code that did not finish normally as
+//! a failure, through the library, the JSON and the human CLI. Each test removes the
+//! bundled image it built.
 
 use crate::common;
 
@@ -19,10 +21,32 @@ async fn bundled() -> Host {
 
 /// Run `args` with a deadline of `seconds`, insisting the action itself succeeded.
 async fn run(host: &Host, skill: &str, args: Value, seconds: u64) -> Value {
+    run_expecting(host, skill, args, seconds, None).await
+}
+
+/// Run `args` with a deadline of `seconds`: the output when `failure` is `None`, else
+/// the failure's details, its code having to be `failure`.
+async fn run_expecting(
+    host: &Host,
+    skill: &str,
+    args: Value,
+    seconds: u64,
+    failure: Option<&str>,
+) -> Value {
     let options = InvokeOptions::default().timeout(Duration::from_secs(seconds));
     let result = host.invoke_with(skill, "run", args, options).await;
-    assert_eq!(result.status, Status::Ok, "{result:?}");
-    result.output.unwrap()
+    match failure {
+        None => {
+            assert_eq!(result.status, Status::Ok, "{result:?}");
+            result.output.unwrap()
+        }
+        Some(code) => {
+            assert_eq!(result.status, Status::SkillError, "{result:?}");
+            let error = result.error.unwrap();
+            assert_eq!(error.code, code, "{}", error.message);
+            error.details.expect("the output, as the failure's details")
+        }
+    }
 }
 
 struct Case {
@@ -39,7 +63,14 @@ async fn check(skill: &str, cases: Vec<Case>) {
         // A 20 s deadline, so a runner that waited for what the code left running would
         // time out; 5 s where the code is meant to.
         let seconds = if case.timed_out { 5 } else { 20 };
-        let out = run(&host, skill, case.args, seconds).await;
+        let failure = if case.timed_out {
+            Some("code_timeout")
+        } else if case.truncated {
+            Some("code_output_limit")
+        } else {
+            None
+        };
+        let out = run_expecting(&host, skill, case.args, seconds, failure).await;
         let stdout = out["stdout"].as_str().unwrap();
         assert!(
             stdout.starts_with(case.stdout_starts),
@@ -178,10 +209,205 @@ fn escape_sequences_reach_a_terminal_shown_not_obeyed() {
     );
     assert!(seen.contains(r"\x1b]0;owned\x07\x1b[2Jvisible"), "{seen:?}");
     assert!(seen.contains(r"\x1b[31mred"), "{seen:?}");
-    // The command's exit 3 is the run's, not the skill's: the skill itself answered.
+    // The command's exit 3 is said once, as the command's (the skill itself answered).
+    assert!(seen.contains("(code_exit)"), "{seen:?}");
     assert!(!seen.contains("warning:"), "{seen:?}");
 }
 
 fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// One way code can fail to finish normally, and what the caller must see.
+struct Failure {
+    args: Value,
+    timeout: Option<&'static str>,
+    code: &'static str,
+    message: &'static str,
+    stdout: &'static str,
+}
+
+/// Each failure through the human CLI (the code's output, one line naming what
+/// happened, exit 1) and the JSON (status `skill_error`, the code, the output as details).
+fn fails_visibly(skill: &str, failures: &[Failure]) {
+    let root = workspace_root().join("skills");
+    for failure in failures {
+        let args = failure.args.to_string();
+        let mut human = common::skillhost();
+        human.arg("--skills-dir").arg(&root);
+        human.args(["invoke", skill, "run", "--args", &args]);
+        let mut json = common::skillhost();
+        json.arg("--skills-dir").arg(&root);
+        json.args(["--format", "json", "invoke", skill, "run", "--args", &args]);
+        if let Some(timeout) = failure.timeout {
+            human.args(["--timeout", timeout]);
+            json.args(["--timeout", timeout]);
+        }
+        let seen = human.output().unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&seen.stdout),
+            String::from_utf8_lossy(&seen.stderr),
+        );
+        assert_eq!(seen.status.code(), Some(1), "{skill} {args}: {stderr}");
+        assert!(
+            stdout.starts_with(failure.stdout),
+            "{skill} {args}: {stdout:?}"
+        );
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("error: skill_error: ")
+                && last.contains(failure.message)
+                && last.ends_with(&format!("({})", failure.code)),
+            "{skill} {args}: {stderr}"
+        );
+
+        let answered = json.output().unwrap();
+        assert_eq!(answered.status.code(), Some(1));
+        let result: Value = serde_json::from_slice(&answered.stdout).unwrap();
+        assert_eq!(result["status"], "skill_error", "{result}");
+        assert_eq!(result["error"]["code"], failure.code, "{result}");
+        let details = &result["error"]["details"];
+        assert!(
+            details["stdout"]
+                .as_str()
+                .unwrap()
+                .starts_with(failure.stdout),
+            "{result}"
+        );
+        for field in ["stderr", "exit_code", "timed_out", "truncated", "files"] {
+            assert!(details.get(field).is_some(), "{field}: {result}");
+        }
+    }
+}
+
+/// A binary file in, the same bytes out (as the `files` of the result, base64).
+async fn binary_files_round_trip(host: &Host, skill: &str, copy: Value) {
+    use base64::Engine as _;
+    use sha2::{Digest, Sha256};
+    let data: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let base64 = base64::engine::general_purpose::STANDARD;
+    let mut args = copy.clone();
+    args["files"] = json!({"in.bin": {"base64": base64.encode(&data)}});
+    let out = run(host, skill, args, 20).await;
+    let file = &out["files"]["out.bin"];
+    assert_eq!(file["encoding"], "base64", "{skill}: {out}");
+    assert_eq!(file["truncated"], false);
+    let back = base64.decode(file["content"].as_str().unwrap()).unwrap();
+    assert_eq!(Sha256::digest(&back), Sha256::digest(&data), "{skill}");
+    // Content that is not base64 is the caller's mistake, named.
+    let mut args = copy;
+    args["files"] = json!({"in.bin": {"base64": "not base64!"}});
+    let bad = host.invoke(skill, "run", args).await;
+    assert_eq!(bad.status, Status::SkillError, "{skill}: {bad:?}");
+    let error = bad.error.unwrap();
+    assert_eq!(error.code, "invalid_args");
+    assert!(
+        error.message.contains("\"in.bin\"") || error.message.contains("'in.bin'"),
+        "{}",
+        error.message
+    );
+    assert!(error.message.contains("base64"), "{}", error.message);
+}
+
+#[tokio::test]
+async fn python_code_that_does_not_finish_normally_fails_visibly() {
+    let _cleanup: BundledImage = cleanup_if_built_now("python");
+    let host = bundled().await;
+    binary_files_round_trip(
+        &host,
+        "python",
+        json!({"code": "open('out.bin', 'wb').write(open('in.bin', 'rb').read())"}),
+    )
+    .await;
+    host.shutdown().await;
+    fails_visibly(
+        "python",
+        &[
+            Failure {
+                args: json!({"code": "print('partial')\nraise SystemExit(3)"}),
+                timeout: None,
+                code: "code_exit",
+                message: "the code exited with status 3",
+                stdout: "partial\n",
+            },
+            Failure {
+                args: json!({"code": "print('before')\nundefined_name"}),
+                timeout: None,
+                code: "code_exit",
+                message: "NameError: name 'undefined_name' is not defined",
+                stdout: "before\n",
+            },
+            Failure {
+                args: json!({"code": "import time\nprint('waiting', flush=True)\ntime.sleep(60)"}),
+                timeout: Some("2s"),
+                code: "code_timeout",
+                message: "the code ran past its time",
+                stdout: "waiting\n",
+            },
+            Failure {
+                args: json!({"code": "print('allocating', flush=True)\nb = bytearray(600 << 20)"}),
+                timeout: None,
+                code: "code_memory",
+                message: "killed for memory",
+                stdout: "allocating\n",
+            },
+            Failure {
+                args: json!({"code": "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)"}),
+                timeout: None,
+                code: "code_killed",
+                message: "killed by SIGSEGV",
+                stdout: "",
+            },
+            Failure {
+                args: json!({"code": "while True: print('y')"}),
+                timeout: None,
+                code: "code_output_limit",
+                message: "printed more than 1 MiB",
+                stdout: "y\ny\n",
+            },
+        ],
+    );
+}
+
+#[tokio::test]
+async fn shell_commands_that_do_not_finish_normally_fail_visibly() {
+    let _cleanup: BundledImage = cleanup_if_built_now("shell");
+    let host = bundled().await;
+    binary_files_round_trip(&host, "shell", json!({"command": "cp in.bin out.bin"})).await;
+    host.shutdown().await;
+    fails_visibly(
+        "shell",
+        &[
+            Failure {
+                args: json!({"command": "echo partial; ls /nowhere"}),
+                timeout: None,
+                code: "code_exit",
+                message: "the command exited with status 2: ls: cannot access '/nowhere'",
+                stdout: "partial\n",
+            },
+            Failure {
+                args: json!({"command": "echo waiting; sleep 60"}),
+                timeout: Some("2s"),
+                code: "code_timeout",
+                message: "the command ran past its time",
+                stdout: "waiting\n",
+            },
+            Failure {
+                args: json!({"command": "echo allocating; tail /dev/zero"}),
+                timeout: None,
+                code: "code_memory",
+                message: "killed for memory",
+                stdout: "allocating\n",
+            },
+            Failure {
+                args: json!({"command": "kill -SEGV $$"}),
+                timeout: None,
+                code: "code_killed",
+                message: "killed by SIGSEGV",
+                stdout: "",
+            },
+        ],
+    );
 }

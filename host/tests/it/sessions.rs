@@ -79,8 +79,25 @@ async fn a_python_session_keeps_its_variables_and_a_stuck_call_costs_them_visibl
     let looped = session
         .invoke_with("run", json!({"code": "while True: pass"}), options.clone())
         .await;
-    assert_eq!(ok(&looped)["timed_out"], true);
-    assert_eq!(ok(&python(&session, "print(x)").await)["stdout"], "2\n");
+    assert_eq!(looped.status, Status::SkillError, "{looped:?}");
+    let error = looped.error.as_ref().unwrap();
+    assert_eq!(error.code, "code_timeout", "{looped:?}");
+    assert_eq!(error.details.as_ref().unwrap()["timed_out"], true);
+    assert!(!looped.session.as_ref().unwrap().state_reset);
+    // An exception is the code's failure, not the session's: the state stays too.
+    let raised = python(&session, "x += 1\nraise ValueError('no')").await;
+    assert_eq!(
+        raised.error.as_ref().unwrap().code,
+        "code_exit",
+        "{raised:?}"
+    );
+    assert!(raised
+        .error
+        .as_ref()
+        .unwrap()
+        .message
+        .ends_with("ValueError: no"));
+    assert_eq!(ok(&python(&session, "print(x)").await)["stdout"], "3\n");
 
     // Code the runner cannot interrupt is killed at the deadline, and its state with it.
     let stuck = "import signal, time\nsignal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])\ntime.sleep(60)";

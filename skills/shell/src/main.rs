@@ -4,10 +4,14 @@
 //! the command itself: once /bin/sh ends, what it started gets a short grace and is then
 //! killed; a full capture bound or the time running out kills the whole group at once.
 //! Whatever was printed until then is kept.
+//!
+//! A command that finished normally (exit 0) is `ok`; one that did not fails with a code
+//! saying what happened (`code_exit`, `code_timeout`, `code_memory`, `code_killed`,
+//! `code_output_limit`; docs/results.md), the same output in the error's details.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Component, Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -15,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rustix::process::{kill_process_group, Pid, Signal};
 
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use skill_sdk::{ActionError, Context, Skill};
 
@@ -36,7 +41,37 @@ struct RunArgs {
     #[serde(default)]
     stdin: String,
     #[serde(default)]
-    files: BTreeMap<String, String>,
+    files: BTreeMap<String, FileIn>,
+}
+
+/// A request file's content: UTF-8 text, or any bytes as `{"base64": "..."}`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FileIn {
+    Text(String),
+    Bytes(Base64File),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Base64File {
+    base64: String,
+}
+
+impl FileIn {
+    fn bytes(&self, name: &str) -> Result<Vec<u8>, ActionError> {
+        match self {
+            FileIn::Text(text) => Ok(text.as_bytes().to_vec()),
+            FileIn::Bytes(file) => base64::engine::general_purpose::STANDARD
+                .decode(&file.base64)
+                .map_err(|e| {
+                    ActionError::new(
+                        "invalid_args",
+                        format!("file {name:?}: its base64 is not valid: {e}"),
+                    )
+                }),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -241,30 +276,11 @@ fn encode(path: &Path) -> std::io::Result<FileOut> {
             truncated,
         },
         Err(e) => FileOut {
-            content: base64(e.as_bytes()),
+            content: base64::engine::general_purpose::STANDARD.encode(e.as_bytes()),
             encoding: "base64",
             truncated,
         },
     })
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 fn run(args: RunArgs, ctx: &mut Context) -> Result<RunOutput, ActionError> {
@@ -277,10 +293,11 @@ fn run(args: RunArgs, ctx: &mut Context) -> Result<RunOutput, ActionError> {
                 format!("file {name:?} is outside the work directory"),
             )
         })?;
+        let bytes = content.bytes(name)?;
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::write(&path, content)?;
+        std::fs::write(&path, bytes)?;
     }
     let mut before = BTreeMap::new();
     snapshot(&dir, &mut before);
@@ -289,6 +306,7 @@ fn run(args: RunArgs, ctx: &mut Context) -> Result<RunOutput, ActionError> {
     let budget = ctx
         .deadline_ms()
         .map(|ms| Duration::from_millis(ms.saturating_sub(1000).max(500)));
+    let ooms_before = oom_kills();
     let mut child = Command::new("/bin/sh")
         .arg("-c")
         .arg(&args.command)
@@ -330,14 +348,142 @@ fn run(args: RunArgs, ctx: &mut Context) -> Result<RunOutput, ActionError> {
             }
         }
     }
-    Ok(RunOutput {
+    let output = RunOutput {
         stdout: String::from_utf8_lossy(&run.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&run.stderr).into_owned(),
         exit_code: run.status.code(),
         timed_out: run.timed_out,
         truncated: run.truncated,
         files,
+    };
+    let ended = Ended {
+        signal: run.status.signal(),
+        budget,
+        killed_for_memory: matches!((ooms_before, oom_kills()), (Some(b), Some(a)) if a > b),
+    };
+    match did_not_finish(&output, &ended) {
+        None => Ok(output),
+        Some((code, message)) => Err(ActionError::new(code, message)
+            .with_details(serde_json::to_value(&output).unwrap_or_default())),
+    }
+}
+
+/// How the command's run ended, besides its output.
+struct Ended {
+    /// The signal that ended /bin/sh, if one did.
+    signal: Option<i32>,
+    /// The command's own time.
+    budget: Option<Duration>,
+    /// The container's OOM-kill count rose during the run.
+    killed_for_memory: bool,
+}
+
+/// Why the command did not finish normally, as an error code and message; `None` when
+/// it did (docs/results.md, "Code that did not finish normally").
+fn did_not_finish(output: &RunOutput, ended: &Ended) -> Option<(&'static str, String)> {
+    if output.timed_out {
+        let budget = ended.budget.map_or(0.0, |b| b.as_secs_f64());
+        return Some((
+            "code_timeout",
+            format!("the command ran past its time ({budget:.1}s) and was stopped"),
+        ));
+    }
+    if output.truncated {
+        return Some((
+            "code_output_limit",
+            format!(
+                "the command printed more than {} MiB on stdout or stderr and was stopped",
+                CAPTURE_LIMIT >> 20
+            ),
+        ));
+    }
+    if ended.killed_for_memory {
+        let limit = memory_limit()
+            .filter(|l| *l < 1 << 50)
+            .map(|l| format!(" ({} MiB)", l >> 20))
+            .unwrap_or_default();
+        return Some((
+            "code_memory",
+            format!(
+                "the command was killed for memory: it went past the skill's memory limit{limit}"
+            ),
+        ));
+    }
+    if let Some(signal) = ended.signal {
+        return Some((
+            "code_killed",
+            format!("the command was killed by {}", signal_name(signal)),
+        ));
+    }
+    match output.exit_code {
+        Some(0) | None => None,
+        Some(code) => {
+            let last = output
+                .stderr
+                .lines()
+                .map(str::trim)
+                .rfind(|line| !line.is_empty())
+                .map(|line| format!(": {}", line.chars().take(300).collect::<String>()))
+                .unwrap_or_default();
+            Some((
+                "code_exit",
+                format!("the command exited with status {code}{last}"),
+            ))
+        }
+    }
+}
+
+fn signal_name(signal: i32) -> String {
+    let name = match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        31 => "SIGSYS",
+        _ => return format!("signal {signal}"),
+    };
+    name.to_string()
+}
+
+/// A number from the first of `paths` that reads: `key`'s value in a flat-keyed file,
+/// or the whole file's (key `None`).
+fn cgroup_value(paths: &[(&str, Option<&str>)]) -> Option<u64> {
+    paths.iter().find_map(|(path, key)| {
+        let text = std::fs::read_to_string(path).ok()?;
+        match key {
+            None => text.trim().parse().ok(),
+            Some(key) => text.lines().find_map(|line| {
+                let (name, value) = line.split_once(' ')?;
+                (name == *key).then(|| value.trim().parse().ok()).flatten()
+            }),
+        }
     })
+}
+
+/// Processes the kernel killed for memory in this container so far (cgroup v2 or v1).
+fn oom_kills() -> Option<u64> {
+    cgroup_value(&[
+        ("/sys/fs/cgroup/memory.events", Some("oom_kill")),
+        ("/sys/fs/cgroup/memory/memory.oom_control", Some("oom_kill")),
+    ])
+}
+
+fn memory_limit() -> Option<u64> {
+    cgroup_value(&[
+        ("/sys/fs/cgroup/memory.max", None),
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", None),
+    ])
 }
 
 fn main() {
@@ -348,13 +494,88 @@ fn main() {
 mod tests {
     use super::*;
 
+    fn output(exit_code: Option<i32>, stderr: &str) -> RunOutput {
+        RunOutput {
+            stdout: String::new(),
+            stderr: stderr.into(),
+            exit_code,
+            timed_out: false,
+            truncated: false,
+            files: BTreeMap::new(),
+        }
+    }
+
+    fn ended() -> Ended {
+        Ended {
+            signal: None,
+            budget: Some(Duration::from_millis(2500)),
+            killed_for_memory: false,
+        }
+    }
+
     #[test]
-    fn base64_matches_the_standard_alphabet() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(&[0xff, 0xfe, 0x00, 0x01]), "//4AAQ==");
+    fn a_command_that_did_not_finish_normally_says_what_happened() {
+        assert_eq!(did_not_finish(&output(Some(0), ""), &ended()), None);
+        let (code, message) =
+            did_not_finish(&output(Some(2), "ls: x: No such file\n\n"), &ended()).unwrap();
+        assert_eq!(code, "code_exit");
+        assert_eq!(
+            message,
+            "the command exited with status 2: ls: x: No such file"
+        );
+        let killed = Ended {
+            signal: Some(11),
+            ..ended()
+        };
+        assert_eq!(
+            did_not_finish(&output(None, ""), &killed).unwrap(),
+            (
+                "code_killed",
+                "the command was killed by SIGSEGV".to_string()
+            )
+        );
+        let memory = Ended {
+            signal: Some(9),
+            killed_for_memory: true,
+            ..ended()
+        };
+        assert_eq!(
+            did_not_finish(&output(None, ""), &memory).unwrap().0,
+            "code_memory"
+        );
+        let mut late = output(None, "");
+        late.timed_out = true;
+        assert_eq!(
+            did_not_finish(&late, &killed).unwrap(),
+            (
+                "code_timeout",
+                "the command ran past its time (2.5s) and was stopped".to_string()
+            )
+        );
+        let mut flood = output(None, "");
+        flood.truncated = true;
+        assert_eq!(
+            did_not_finish(&flood, &killed).unwrap().0,
+            "code_output_limit"
+        );
+    }
+
+    #[test]
+    fn a_file_is_text_or_base64_bytes() {
+        let args: RunArgs = serde_json::from_str(
+            r#"{"command": "true", "files": {"a.txt": "hi", "b.bin": {"base64": "AAH/"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(args.files["a.txt"].bytes("a.txt").unwrap(), b"hi");
+        assert_eq!(args.files["b.bin"].bytes("b.bin").unwrap(), [0, 1, 255]);
+        let bad: RunArgs =
+            serde_json::from_str(r#"{"command": "true", "files": {"c": {"base64": "!!"}}}"#)
+                .unwrap();
+        assert!(bad.files["c"].bytes("c").is_err());
+        assert!(serde_json::from_str::<RunArgs>(
+            r#"{"command": "true", "files": {"d": {"hex": "00"}}}"#
+        )
+        .is_err());
     }
 
     #[test]

@@ -86,5 +86,8 @@ def tool_result(result: InvocationResult) -> ToolResult:
     if result.ok:
         return ToolResult(json.dumps(result.output), False, result)
     error = result.error
-    detail = f" ({error.code}): {error.message}" if error else ""
-    return ToolResult(f"{result.status.value}{detail}", True, result)
+    text = f"{result.status.value} ({error.code}): {error.message}" if error else result.status.value
+    if error is not None and error.details is not None:
+        # A code runner's stdout, stderr and exit code, say: what the model needs to see why.
+        text += "\n\n" + json.dumps(error.details)
+    return ToolResult(text, True, result)
