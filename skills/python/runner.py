@@ -13,6 +13,11 @@ child is a fork of it that runs the code as `python3 -c` would, so no interprete
 on the request's path. With PYTHONHASHSEED given, which only a new interpreter honours,
 the child execs `python3 -c` instead.
 
+Figures the code leaves open in matplotlib (shown or not) come back as PNG images in
+`images`. A skill may name modules in SKILLHOST_PYTHON_PRELOAD (python-data does:
+pandas, matplotlib, ...): a prestarted runner imports them while it waits, so the code's
+own `import` of them costs nothing.
+
 In a `process` session (SKILLHOST_MODE=serve), the runner answers request after request
 and runs each `code` in itself, in one `__main__` namespace, like a notebook's cells:
 variables, imports and functions stay for the next request. See `Session`.
@@ -35,6 +40,8 @@ import types
 CAPTURE_LIMIT = 1 << 20  # bytes kept per stream
 FILE_LIMIT = 256 << 10  # bytes returned per file
 MAX_FILES = 64
+MAX_IMAGES = 16
+IMAGE_LIMIT = 2 << 20  # bytes of PNG per image
 # After the code's main process ends, how long what it started may still write.
 GRACE = 0.2
 # After the group is killed, how long to wait for the pipes to close (a process that
@@ -210,6 +217,81 @@ def changed_files(workdir, before):
     return files
 
 
+def preload():
+    """Import the modules SKILLHOST_PYTHON_PRELOAD names, while the runner waits for its
+    request: only when none is waiting yet (a prestarted container, made ahead), so a
+    cold call whose request is already here does not pay for imports its code may not
+    use. A module that cannot be imported is left for the code to find out."""
+    names = [n for n in os.environ.get("SKILLHOST_PYTHON_PRELOAD", "").split(",") if n]
+    if not names or select.select([0], [], [], 0)[0]:
+        return
+    import importlib
+    import warnings
+    for name in names:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                importlib.import_module(name)
+        except Exception:
+            pass
+
+
+def quiet_plots():
+    """Agg cannot show a window: the code's `plt.show()` is not a warning, its figures
+    come back as images."""
+    import warnings
+    warnings.filterwarnings("ignore", message=".*non-interactive, and thus cannot be shown")
+
+
+def figures():
+    """The figures matplotlib holds open, as PNG images, closed once taken; [] when the
+    code did not use pyplot."""
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is None:
+        return []
+    import io
+    images = []
+    for number in plt.get_fignums():
+        figure = plt.figure(number)
+        if len(images) < MAX_IMAGES:
+            buffer = io.BytesIO()
+            try:
+                figure.savefig(buffer, format="png")
+            except Exception as error:  # a figure the code broke: said, not fatal
+                print(f"figure {number} could not be drawn: {error}", file=sys.stderr)
+                plt.close(figure)
+                continue
+            data = buffer.getvalue()
+            width, height = figure.canvas.get_width_height()
+            if len(data) <= IMAGE_LIMIT:
+                images.append({"format": "png", "width": width, "height": height,
+                               "bytes": len(data), "base64": base64.b64encode(data).decode("ascii")})
+        plt.close(figure)
+    return images
+
+
+def write_figures(directory):
+    """In the code's process, at its end: its figures into `directory`, for the runner."""
+    try:
+        images = figures()
+    except Exception:
+        images = []
+    if images:
+        with open(os.path.join(directory, "images.json"), "w") as f:
+            json.dump(images, f)
+
+
+def read_figures(directory):
+    try:
+        with open(os.path.join(directory, "images.json")) as f:
+            images = json.load(f)
+    except (OSError, ValueError):
+        images = []
+    import shutil
+    shutil.rmtree(directory, ignore_errors=True)
+    return images
+
+
 def kill_group(pgid):
     try:
         os.killpg(pgid, 9)
@@ -284,7 +366,7 @@ def exit_status(exit):
     return 1
 
 
-def run_child(code, workdir, stdin_r, out_w, err_w, parent_ends):
+def run_child(code, workdir, stdin_r, out_w, err_w, parent_ends, figures_dir):
     """In the forked child: become `python3 -c CODE` in `workdir`, and never return."""
     status = 1
     try:
@@ -305,6 +387,7 @@ def run_child(code, workdir, stdin_r, out_w, err_w, parent_ends):
         main = types.ModuleType("__main__")
         main.__builtins__ = builtins
         sys.modules["__main__"] = main
+        quiet_plots()
         try:
             exec(compile(code, "<string>", "exec"), main.__dict__)
             status = 0
@@ -318,6 +401,8 @@ def run_child(code, workdir, stdin_r, out_w, err_w, parent_ends):
         for thread in threading.enumerate():
             if thread is not threading.main_thread() and not thread.daemon:
                 thread.join()
+        # Before the atexit functions: matplotlib's closes every figure.
+        write_figures(figures_dir)
         atexit._run_exitfuncs()
     except BaseException:
         try:
@@ -350,12 +435,14 @@ def run(request):
     deadline_ms = request.get("deadline_ms")
     timeout = max(0.5, deadline_ms / 1000 - 1.0) if deadline_ms else None
     ooms_before = oom_kills()
+    import tempfile
+    figures_dir = tempfile.mkdtemp(prefix=".skillhost-figures-", dir="/tmp")
     stdin_r, stdin_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        run_child(code, workdir, stdin_r, out_w, err_w, (stdin_w, out_r, err_r))
+        run_child(code, workdir, stdin_r, out_w, err_w, (stdin_w, out_r, err_r), figures_dir)
     try:
         # Set here as well, so the group exists before the parent may kill it.
         os.setpgid(pid, pid)
@@ -385,6 +472,7 @@ def run(request):
         "timed_out": timed_out,
         "truncated": dropped,
         "files": changed_files(workdir, before),
+        "images": read_figures(figures_dir),
     }, timeout, ooms_before))
 
 
@@ -426,6 +514,7 @@ class Session:
             raise Timeout()
 
         signal.signal(signal.SIGALRM, alarm)
+        quiet_plots()
         for line in self.requests:
             request = parse(line)
             if isinstance(request, dict) and "frame" in request:
@@ -449,7 +538,7 @@ class Session:
         deadline_ms = request.get("deadline_ms")
         timeout = max(0.5, deadline_ms / 1000 - 1.0) if deadline_ms else None
         ooms_before = oom_kills()
-        stdout, stderr, dropped, timed_out, exit_code = self.execute(code, args.get("stdin", ""), timeout)
+        stdout, stderr, dropped, timed_out, exit_code, images = self.execute(code, args.get("stdin", ""), timeout)
         return answer(request_id, {
             "stdout": stdout.decode("utf-8", "replace"),
             "stderr": stderr.decode("utf-8", "replace"),
@@ -457,6 +546,7 @@ class Session:
             "timed_out": timed_out,
             "truncated": dropped,
             "files": changed_files(workdir, before),
+            "images": images,
         }, timeout, ooms_before)
 
     def execute(self, code, stdin, timeout):
@@ -492,6 +582,10 @@ class Session:
             exit_code = 1
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
+            try:
+                images = figures()
+            except BaseException:
+                images = []
             for stream in (sys.stdout, sys.stderr):
                 try:
                     stream.flush()
@@ -503,7 +597,7 @@ class Session:
             os.close(devnull)
             os.dup2(self.stderr_fd, 2)
         stdout, stderr, dropped = capture.finish()
-        return stdout, stderr, dropped, timed_out, exit_code
+        return stdout, stderr, dropped, timed_out, exit_code, images
 
 
 class Capture(threading.Thread):
@@ -566,6 +660,7 @@ def parse(line):
 
 
 def main():
+    preload()
     if os.environ.get("SKILLHOST_MODE") == "serve":
         return Session().serve()
     request = parse(sys.stdin.readline())

@@ -517,6 +517,14 @@ impl ImageBuilder {
             context.stage(&dockerfile, with_init, 0o644);
             context.stage(init_image::CONTEXT_NAME, init.to_vec(), 0o755);
         }
+        let mut labels = plan.labels();
+        if let Some(labelled) = context
+            .file(&dockerfile)
+            .and_then(|text| dockerfile_with_labels(text, &labels))
+        {
+            context.stage(&dockerfile, labelled, 0o644);
+            labels.clear();
+        }
         let tar = || {
             context.to_tar().map_err(|source| BuildError::Inputs {
                 name: target.name.clone(),
@@ -531,7 +539,7 @@ impl ImageBuilder {
             tag: &image,
             dockerfile: &dockerfile,
             args: target.args.clone().into_iter().collect(),
-            labels: plan.labels(),
+            labels,
         };
         let observer = self.observer.clone();
         let name = target.name.clone();
@@ -665,6 +673,49 @@ fn stage_outputs(target: &ImageTarget, context: &mut Context) -> Result<(), Buil
     Ok(())
 }
 
+/// The Dockerfile with one `LABEL` instruction setting every label at its end: one build
+/// step, where the engine's `labels` option adds a step per label, each a commit that on
+/// some storage drivers (fuse-overlayfs) walks the whole image. `None` where the text
+/// cannot carry them safely (a Dockerfile with another escape character, a value with a
+/// line break): the engine's option sets them then.
+fn dockerfile_with_labels(dockerfile: &[u8], labels: &HashMap<String, String>) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(dockerfile).ok()?;
+    let escape_directive = text.lines().take_while(|l| l.starts_with('#')).any(|l| {
+        l.trim_start_matches('#')
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("escape")
+    });
+    let breaks = |v: &String| v.contains(['\n', '\r']);
+    if labels.is_empty() || escape_directive || labels.iter().any(|(k, v)| breaks(k) || breaks(v)) {
+        return None;
+    }
+    let quoted = |v: &str| {
+        let mut out = String::with_capacity(v.len() + 2);
+        out.push('"');
+        for c in v.chars() {
+            if matches!(c, '\\' | '"' | '$') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('"');
+        out
+    };
+    let mut sorted: Vec<_> = labels.iter().collect();
+    sorted.sort();
+    let mut out = text.to_string();
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str("# Added by skillhost: the image's labels, in one step.\nLABEL");
+    for (key, value) in sorted {
+        out.push_str(&format!(" {}={}", quoted(key), quoted(value)));
+    }
+    out.push('\n');
+    Some(out.into_bytes())
+}
+
 /// The digests of the files staged into the context that exist before the build (a
 /// target with outputs and no command, such as the skillhost image's own executable):
 /// they feed the hash like any input. A command's outputs do not exist yet when the
@@ -756,6 +807,31 @@ impl BuildLock {
 
 #[cfg(test)]
 mod tests {
+    use super::dockerfile_with_labels;
+
+    #[test]
+    fn labels_become_one_instruction_quoted_against_the_builders_expansion() {
+        let labels = std::collections::HashMap::from([
+            ("io.skillhost.skill".to_string(), "echo".to_string()),
+            (
+                "io.skillhost.manifest".to_string(),
+                r#"{"pattern":"^a\\d$","q":"say \"hi\""}"#.to_string(),
+            ),
+        ]);
+        let text = dockerfile_with_labels(b"FROM scratch\nCOPY a /a", &labels).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        let last = text.lines().last().unwrap();
+        assert_eq!(
+            last,
+            r#"LABEL "io.skillhost.manifest"="{\"pattern\":\"^a\\\\d\$\",\"q\":\"say \\\"hi\\\"\"}" "io.skillhost.skill"="echo""#
+        );
+        assert!(text.starts_with("FROM scratch\nCOPY a /a\n# Added by skillhost"));
+        // Another escape character, or a line break in a value: left to the engine.
+        assert!(dockerfile_with_labels(b"# escape=`\nFROM scratch\n", &labels).is_none());
+        let broken = std::collections::HashMap::from([("k".to_string(), "a\nb".to_string())]);
+        assert!(dockerfile_with_labels(b"FROM scratch\n", &broken).is_none());
+    }
+
     use super::*;
 
     #[test]

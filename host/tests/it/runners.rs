@@ -411,3 +411,65 @@ async fn shell_commands_that_do_not_finish_normally_fail_visibly() {
         ],
     );
 }
+
+/// python-data: pandas and matplotlib in one call give a PNG in `images`; a prewarmed
+/// (prestarted) container has the stack imported before the request arrives; nothing
+/// warns on stderr.
+#[tokio::test]
+async fn python_data_plots_with_pandas_and_its_prestarted_runner_has_the_stack_imported() {
+    use base64::Engine as _;
+    let _cleanup: BundledImage = cleanup_if_built_now("python-data");
+    let config = HostConfig::new(vec![workspace_root().join("skills")]).prewarm(
+        std::collections::BTreeMap::from([("python-data".to_string(), 1)]),
+    );
+    let host = Host::new(config).await.unwrap();
+    host.prewarm("python-data").await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while host.prewarmed_ready("python-data") < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no prewarmed python-data"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Time for the prestarted runner to import the stack while it waits.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let code = "import sys\nprint(all(m in sys.modules for m in ('pandas', 'matplotlib.pyplot', 'sklearn')))";
+    let result = host
+        .invoke("python-data", "run", json!({ "code": code }))
+        .await;
+    assert_eq!(
+        result.path,
+        skillhost::InvocationPath::Prewarmed,
+        "{result:?}"
+    );
+    assert_eq!(
+        result.output.as_ref().unwrap()["stdout"],
+        "True\n",
+        "{result:?}"
+    );
+
+    let plot = "import pandas as pd\nimport matplotlib.pyplot as plt\n\
+                df = pd.DataFrame({'x': range(10), 'y': [v * v for v in range(10)]})\n\
+                plt.figure(figsize=(4, 3), dpi=100)\ndf.plot(x='x', y='y', ax=plt.gca())\nplt.show()\nprint(len(df))";
+    let out = run(&host, "python-data", json!({ "code": plot }), 60).await;
+    assert_eq!(out["stdout"], "10\n");
+    assert_eq!(out["stderr"], "", "no library warns: {out}");
+    let images = out["images"].as_array().unwrap();
+    assert_eq!(images.len(), 1, "{out}");
+    let image = &images[0];
+    assert_eq!(image["format"], "png");
+    assert_eq!(
+        (image["width"].as_u64(), image["height"].as_u64()),
+        (Some(400), Some(300))
+    );
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(image["base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(image["bytes"].as_u64(), Some(png.len() as u64));
+    // IHDR holds the size the figure was drawn at.
+    assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 400);
+    assert_eq!(u32::from_be_bytes(png[20..24].try_into().unwrap()), 300);
+    host.shutdown().await;
+}
