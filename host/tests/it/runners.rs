@@ -473,3 +473,98 @@ async fn python_data_plots_with_pandas_and_its_prestarted_runner_has_the_stack_i
     assert_eq!(u32::from_be_bytes(png[20..24].try_into().unwrap()), 300);
     host.shutdown().await;
 }
+
+/// The node skill keeps the python skill's guarantees: a background process, a flood, a
+/// FIFO in its work directory and an endless loop each end promptly with what was
+/// printed; binary files round-trip; and its failures are visible.
+#[tokio::test]
+async fn node_answers_promptly_whatever_the_code_does_and_fails_visibly() {
+    let _cleanup: BundledImage = cleanup_if_built_now("node");
+    check(
+        "node",
+        vec![
+            Case {
+                name: "a background process in the group",
+                args: json!({"code": "require('child_process').spawn('sleep', ['1000'], {stdio: 'ignore'}).unref(); console.log('bye')"}),
+                stdout_starts: "bye\n",
+                timed_out: false,
+                truncated: false,
+            },
+            Case {
+                name: "a background process in a session of its own, holding the pipes",
+                args: json!({"code": "require('child_process').spawn('sleep', ['1000'], {detached: true, stdio: 'inherit'}).unref(); console.log('bye')"}),
+                stdout_starts: "bye\n",
+                timed_out: false,
+                truncated: false,
+            },
+            Case {
+                name: "a flood",
+                args: json!({"code": "while (true) console.log('y')"}),
+                stdout_starts: "y\ny\n",
+                timed_out: false,
+                truncated: true,
+            },
+            Case {
+                name: "an endless loop",
+                args: json!({"code": "console.log('start'); for (;;) {}"}),
+                stdout_starts: "start\n",
+                timed_out: true,
+                truncated: false,
+            },
+        ],
+    )
+    .await;
+    collects_regular_files_only(
+        "node",
+        json!({"code": "const cp = require('child_process'), fs = require('fs');\ncp.execSync('mkfifo f1');\nfs.symlinkSync('/dev/zero', 'z');\nfs.writeFileSync('real.txt', 'kept');\nconsole.log('made')"}),
+    )
+    .await;
+    let host = bundled().await;
+    binary_files_round_trip(
+        &host,
+        "node",
+        json!({"code": "const fs = require('fs'); fs.writeFileSync('out.bin', fs.readFileSync('in.bin'))"}),
+    )
+    .await;
+    host.shutdown().await;
+    fails_visibly(
+        "node",
+        &[
+            Failure {
+                args: json!({"code": "console.log('partial'); process.exit(3)"}),
+                timeout: None,
+                code: "code_exit",
+                message: "the code exited with status 3",
+                stdout: "partial\n",
+            },
+            Failure {
+                args: json!({"code": "console.log('before'); undefinedName"}),
+                timeout: None,
+                code: "code_exit",
+                message: "ReferenceError: undefinedName is not defined",
+                stdout: "before\n",
+            },
+            Failure {
+                args: json!({"code": "console.log('waiting'); setTimeout(() => {}, 60000)"}),
+                timeout: Some("2s"),
+                code: "code_timeout",
+                message: "the code ran past its time",
+                stdout: "waiting\n",
+            },
+            Failure {
+                args: json!({"code": "console.log('allocating'); const kept = []; for (;;) kept.push(Buffer.alloc(1 << 20, 1))"}),
+                timeout: None,
+                code: "code_memory",
+                message: "killed for memory",
+                stdout: "allocating\n",
+            },
+            Failure {
+                args: json!({"code": "process.kill(process.pid, 'SIGSEGV')"}),
+                timeout: None,
+                code: "code_killed",
+                message: "killed by SIGSEGV",
+                stdout: "",
+            },
+        ],
+    );
+}
