@@ -20,9 +20,31 @@ pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// One `docker run --rm -i` of `image` with skillhost's hardening, fed `request`; how
-/// long the whole process took.
+/// The limits a baseline container runs with, as the skill's manifest sets them.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub memory: &'static str,
+    pub cpus: &'static str,
+    pub pids: &'static str,
+    pub tmpfs: &'static str,
+}
+
+/// The echo skill's limits.
+pub const ECHO: Limits = Limits {
+    memory: "32m",
+    cpus: "0.5",
+    pids: "16",
+    tmpfs: "1m",
+};
+
+/// One `docker run --rm -i` of `image` with skillhost's hardening and echo's limits, fed
+/// `request`; how long the whole process took.
 pub fn docker_run(image: &str, seccomp: &Path, request: &[u8]) -> Duration {
+    docker_run_with(image, seccomp, request, ECHO)
+}
+
+/// [`docker_run`] with a skill's own limits.
+pub fn docker_run_with(image: &str, seccomp: &Path, request: &[u8], limits: Limits) -> Duration {
     let started = Instant::now();
     let mut child = Command::new("docker")
         .args([
@@ -39,20 +61,16 @@ pub fn docker_run(image: &str, seccomp: &Path, request: &[u8]) -> Duration {
         .arg(format!("seccomp={}", seccomp.display()))
         .args([
             "--memory",
-            "32m",
+            limits.memory,
             "--memory-swap",
-            "32m",
+            limits.memory,
             "--cpus",
-            "0.5",
+            limits.cpus,
             "--pids-limit",
-            "16",
+            limits.pids,
         ])
-        .args([
-            "--ulimit",
-            "nofile=1024:1024",
-            "--tmpfs",
-            "/tmp:rw,noexec,nosuid,nodev,size=1m",
-        ])
+        .args(["--ulimit", "nofile=1024:1024", "--tmpfs"])
+        .arg(format!("/tmp:rw,noexec,nosuid,nodev,size={}", limits.tmpfs))
         .args([
             "--shm-size",
             "1m",
@@ -76,9 +94,11 @@ pub fn docker_run(image: &str, seccomp: &Path, request: &[u8]) -> Duration {
     child.stdin.take().unwrap().write_all(request).unwrap();
     let out = child.wait_with_output().unwrap();
     let elapsed = started.elapsed();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("\"ok\":true"),
-        "{out:?}"
-    );
+    // The result frame is the last line: it must say the action succeeded.
+    let answered = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .any(|frame| frame["type"] == "result" && frame["ok"] == true);
+    assert!(answered, "{out:?}");
     elapsed
 }
