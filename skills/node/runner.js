@@ -333,16 +333,27 @@ function parse(line) {
 }
 
 let input = '';
-process.stdin.setEncoding('utf8');
-process.stdin.on('data', (data) => {
-  if (input === null) return;
-  input += data;
-  const end = input.indexOf('\n');
-  if (end === -1) return;
-  const line = input.slice(0, end);
+const take = (line) => {
   input = null;
   process.stdin.pause();
   const parsed = parse(line);
   if (parsed.frame) refuse(parsed.frame);
   run(parsed.request);
+};
+process.stdin.setEncoding('utf8');
+process.stdin.on('data', (data) => {
+  if (input === null) return;
+  input += data;
+  const end = input.indexOf('\n');
+  if (end !== -1) take(input.slice(0, end));
+});
+// A request without its line break is still the request; no request at all ends the
+// runner and the waiting code process with it.
+process.stdin.on('end', () => {
+  if (input === null) return;
+  if (input.trim() === '') {
+    killGroup();
+    process.exit(0);
+  }
+  take(input);
 });

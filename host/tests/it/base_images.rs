@@ -18,8 +18,8 @@ async fn base_images_build_once_and_run_as_non_root() {
     let names: Vec<&str> = first.iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        ["debian", "egress-proxy", "python"],
-        "debian first: the others are built on it"
+        ["debian", "egress-proxy", "node", "python", "python-data"],
+        "debian first: the others are built on it, and python before python-data"
     );
 
     let second = images_build();
@@ -41,8 +41,8 @@ async fn base_images_build_once_and_run_as_non_root() {
             "latest follows the newest build"
         );
     }
-    // The images that run something run it as non-root: python's skills, the proxy.
-    for name in ["python", "egress-proxy"] {
+    // The images that run something run it as non-root: the runners' skills, the proxy.
+    for name in ["python", "python-data", "node", "egress-proxy"] {
         let image = docker
             .inspect_image(&format!("skillhost/{name}:latest"))
             .await
