@@ -7,7 +7,17 @@ use std::collections::BTreeMap;
 use skillhost_api::tools::{tool_name, ToolAnnotations};
 use skillhost_api::{ActionInfo, SkillInfo};
 
+use crate::catalog::Catalog;
 use crate::manifest::{Manifest, Network, WorkspaceMode};
+
+/// Every skill of `catalog` as a caller sees it, in the catalog's order.
+pub(crate) fn catalog_info(catalog: &Catalog) -> Vec<SkillInfo> {
+    catalog
+        .skills
+        .values()
+        .map(|skill| skill_info(&skill.manifest))
+        .collect()
+}
 
 /// `manifest` as a caller sees it, without its image's state.
 pub(crate) fn skill_info(manifest: &Manifest) -> SkillInfo {

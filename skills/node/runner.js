@@ -51,8 +51,8 @@ function failure(id, code, message) {
 
 function inside(workdir, name) {
   const resolved = path.normalize(path.join(workdir, name));
-  return typeof name === 'string' && name !== '' && !path.isAbsolute(name) &&
-    resolved.startsWith(workdir + path.sep) ? resolved : null;
+  return name !== '' && !path.isAbsolute(name) && resolved.startsWith(workdir + path.sep)
+    ? resolved : null;
 }
 
 // A request file's bytes: a string is UTF-8 text, {base64} any bytes.
@@ -303,9 +303,9 @@ function run(request) {
   });
   if (timeoutMs !== null) {
     setTimeout(() => {
-      if (exit === null || !killed) {
-        timedOut = exit === null;
-        if (timedOut) killNow();
+      if (exit === null) {
+        timedOut = true;
+        killNow();
       }
     }, timeoutMs);
   }

@@ -34,6 +34,14 @@ struct Case {
 
 const POOL: u32 = 2;
 
+/// The limits of the python and node manifests.
+const RUNNER: Limits = Limits {
+    memory: "256m",
+    cpus: "1",
+    pids: "64",
+    tmpfs: "64m",
+};
+
 async fn pool_full(host: &Host, skill: &str, settle: Duration) {
     host.settled().await;
     while host.prewarmed_ready(skill) < POOL as usize {
@@ -61,23 +69,13 @@ async fn main() {
         Case {
             skill: "node",
             code: "console.log(1+1)",
-            limits: Limits {
-                memory: "256m",
-                cpus: "1",
-                pids: "64",
-                tmpfs: "64m",
-            },
+            limits: RUNNER,
             settle: Duration::from_millis(500),
         },
         Case {
             skill: "python",
             code: "print(1+1)",
-            limits: Limits {
-                memory: "256m",
-                cpus: "1",
-                pids: "64",
-                tmpfs: "64m",
-            },
+            limits: RUNNER,
             settle: Duration::from_millis(500),
         },
     ];

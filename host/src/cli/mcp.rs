@@ -122,18 +122,17 @@ async fn pump(
     mut local: impl Transport<RoleServer>,
     mut remote: impl Transport<RoleClient>,
 ) -> Result<(), String> {
-    let unreachable = |e: &dyn std::fmt::Display| e.to_string();
     loop {
         tokio::select! {
             message = local.receive() => match message {
-                Some(message) => remote.send(message).await.map_err(|e| unreachable(&e))?,
+                Some(message) => remote.send(message).await.map_err(|e| e.to_string())?,
                 None => break,
             },
             message = remote.receive() => match message {
-                Some(message) => local.send(message).await.map_err(|e| unreachable(&e))?,
+                Some(message) => local.send(message).await.map_err(|e| e.to_string())?,
                 None => {
                     let _ = local.close().await;
-                    return Err(unreachable(&"the service closed the connection"));
+                    return Err("the service closed the connection".into());
                 }
             },
         }

@@ -25,7 +25,7 @@ use crate::invoke::InvokeOptions;
 use crate::vocab::ProgressCallback;
 
 /// One tool call, as the handler hands it to its front end.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct ToolCall {
     pub(crate) skill: String,
     pub(crate) action: String,
@@ -55,12 +55,7 @@ pub(crate) trait Front: Send + Sync + 'static {
 
 /// Every action of the host's skills as an MCP tool.
 pub(crate) fn tools(host: &Host) -> Vec<Tool> {
-    let skills: Vec<_> = host
-        .catalog()
-        .skills
-        .values()
-        .map(|skill| crate::tools::skill_info(&skill.manifest))
-        .collect();
+    let skills = crate::tools::catalog_info(host.catalog());
     tool_definitions(&skills, ToolFormat::Mcp)
         .into_iter()
         .filter_map(
@@ -134,13 +129,7 @@ impl<F: Front> McpServer<F> {
         }
         let id = self.conversation.session(&call.skill, &owner, None).await?;
         call.session = Some(id.clone());
-        let retry = ToolCall {
-            skill: call.skill.clone(),
-            action: call.action.clone(),
-            session: None,
-            args: call.args.clone(),
-            options: call.options.clone(),
-        };
+        let mut retry = call.clone();
         let result = self.front.run(extensions, owner.clone(), call).await;
         let gone = result
             .error
@@ -149,14 +138,11 @@ impl<F: Front> McpServer<F> {
         if !gone {
             return Ok((result, None));
         }
-        let id = self
-            .conversation
-            .session(&retry.skill, &owner, Some(&id))
-            .await?;
-        let retry = ToolCall {
-            session: Some(id),
-            ..retry
-        };
+        retry.session = Some(
+            self.conversation
+                .session(&retry.skill, &owner, Some(&id))
+                .await?,
+        );
         let result = self.front.run(extensions, owner, retry).await;
         Ok((result, Some(SESSION_REPLACED)))
     }

@@ -285,8 +285,8 @@ impl Sessions {
         spares: usize,
     ) -> Result<SessionInfo, Refusal> {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let mut record = Record::new(id, skill, image, terms, owner)?;
-        record.scope = self.inner.scope.clone();
+        let scope = self.inner.scope.clone();
+        let mut record = Record::new(id, skill, image, terms, owner, scope)?;
         let spare = if record.env.is_empty() {
             self.take_spare(skill.name(), &image.reference).await
         } else {

@@ -43,13 +43,15 @@ pub(crate) struct Record {
 }
 
 impl Record {
-    /// Session `id` of `skill` in `image` on `terms`, made now for `owner`.
+    /// Session `id` of `skill` in `image` on `terms`, made now for `owner` by a host of
+    /// `scope`.
     pub(crate) fn new(
         id: String,
         skill: &Skill,
         image: &SkillImage,
         terms: Terms,
         owner: Option<String>,
+        scope: Option<String>,
     ) -> Result<Record, Refusal> {
         let settings = super::terms::settings(skill)?;
         let Some(init_command) = image.init_command.clone() else {
@@ -75,7 +77,7 @@ impl Record {
             idle_timeout_ms: terms.idle_timeout.as_millis() as u64,
             lifetime_ms: terms.lifetime.as_millis() as u64,
             workspace_bytes: settings.workspace.0,
-            scope: None,
+            scope,
         })
     }
 

@@ -102,8 +102,7 @@ impl Inner {
             env: Default::default(),
         };
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let mut record = Record::new(id.clone(), skill, image, terms, None).ok()?;
-        record.scope = self.scope.clone();
+        let record = Record::new(id.clone(), skill, image, terms, None, self.scope.clone()).ok()?;
         let keeper = labels::container_name(skill.name(), Role::SessionSpare(&id));
         match self
             .make(skill, &record, &keeper, Role::SessionSpare(&id))

@@ -8,7 +8,7 @@
 //! who made it: another token's requests with its `Mcp-Session-Id` are 404, as an
 //! unknown session's are.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -133,7 +133,7 @@ async fn owned_sessions(
     let response = next.run(request).await;
     if let Some(id) = response.headers().get(SESSION_HEADER).and_then(header_text) {
         // Forget the sessions the manager ended (idle, deleted) before recording one.
-        let live: Vec<String> = owners
+        let live: HashSet<String> = owners
             .manager
             .sessions
             .read()

@@ -96,12 +96,6 @@ pub(crate) async fn tools(
             ),
         );
     };
-    let skills: Vec<SkillInfo> = state
-        .host
-        .catalog()
-        .skills
-        .values()
-        .map(|skill| crate::tools::skill_info(&skill.manifest))
-        .collect();
+    let skills = crate::tools::catalog_info(state.host.catalog());
     Json(ToolList::new(*format, tool_definitions(&skills, *format))).into_response()
 }
