@@ -9,10 +9,10 @@ fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let source = manifest_dir.join("../init/src/main.rs");
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("skillhost-init");
-    println!("cargo:rerun-if-changed={}", source.display());
+    // The whole directory: a module added to the init rebuilds it too.
     println!(
         "cargo:rerun-if-changed={}",
-        manifest_dir.join("../init/src/files.rs").display()
+        manifest_dir.join("../init/src").display()
     );
     // Containers run Linux; on another host OS the init is left out and skill containers
     // use the engine's init instead.

@@ -92,6 +92,11 @@ pub enum InvocationPath {
     /// Inside a session: a fresh container with the session's workspace (`files`
     /// sessions), or the session's own worker (`process` sessions).
     Session,
+    /// A container that served earlier calls of the skill, one at a time, and was reset
+    /// after each (every process killed, every writable place emptied, IPC objects
+    /// removed) before serving this one: nothing of an earlier call carries. Opt-in per
+    /// skill (`run.recycle`).
+    Recycled,
 }
 
 impl InvocationPath {
@@ -103,6 +108,7 @@ impl InvocationPath {
             InvocationPath::Warm => "warm",
             InvocationPath::Native => "native",
             InvocationPath::Session => "session",
+            InvocationPath::Recycled => "recycled",
         }
     }
 }

@@ -54,5 +54,5 @@ pub use skillhost_api::{InvocationError, InvocationPath, InvocationResult, Stats
 
 pub use error::Error;
 pub use host::{Host, HostConfig, Session};
-pub use invoke::{ImageState, InvokeOptions};
+pub use invoke::{ImageState, InvokeOptions, RecyclePolicy};
 pub use vocab::{ProgressCallback, Refusal};

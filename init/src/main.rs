@@ -22,6 +22,9 @@
 //! what is unknown; OUTSIDE_SIGNAL is the last termination signal that came from outside
 //! the container (the engine stopping it), 0 if none did.
 //!
+//! With `SKILLHOST_INIT_RECYCLE=1` it serves many calls, one after another, resetting
+//! the container between them (`recycle.rs`).
+//!
 //! Two more modes serve sessions (see the host's `session` module): `--hold` keeps a
 //! session's container, and so its workspace, alive doing nothing until it is stopped;
 //! `--files OP ...` is a workspace file operation the host runs in that container
@@ -45,6 +48,7 @@ compile_error!(
 );
 
 mod files;
+mod recycle;
 
 use std::io::Write;
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -179,6 +183,9 @@ fn main() -> ExitCode {
         Some(_) => {}
     }
     let prestart = std::env::var_os(PRESTART_VAR).is_some_and(|v| v == "1");
+    if std::env::var_os(recycle::RECYCLE_VAR).is_some_and(|v| v == "1") {
+        return recycle::main(&argv, prestart);
+    }
     // Installed before the key is read: a stop that comes first ends the wait for it.
     install_forwarding();
     let (key, spawned) = if prestart {
@@ -253,7 +260,10 @@ fn root_identity(status: &str) -> Option<&str> {
 /// handler; the exit code a shell would give when it cannot start.
 fn spawn(argv: &[String], piped: bool) -> Result<Child, u8> {
     let mut command = Command::new(&argv[0]);
-    command.args(&argv[1..]).env_remove(PRESTART_VAR);
+    command
+        .args(&argv[1..])
+        .env_remove(PRESTART_VAR)
+        .env_remove(recycle::RECYCLE_VAR);
     if piped {
         command.stdin(Stdio::piped());
     }

@@ -13,14 +13,16 @@ use crate::vocab::INIT_PATH;
 static BINARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/skillhost-init"));
 /// Its sources: what the content hash covers, since compilers differ in the bytes they
 /// make of them and an image built by one host must be found by another.
-const SOURCES: [&str; 2] = [
+const SOURCES: [&str; 3] = [
     include_str!("../../../init/src/main.rs"),
     include_str!("../../../init/src/files.rs"),
+    include_str!("../../../init/src/recycle.rs"),
 ];
 /// Where the binary goes in the build context.
 pub const CONTEXT_NAME: &str = ".skillhost-init";
-/// The [`crate::lifecycle::labels::INIT`] value: the trailer format of `exit_trailer`.
-pub const TRAILER_FORMAT: &str = "1";
+/// The [`crate::lifecycle::labels::INIT`] value of the images this host builds: `2`, the
+/// trailer format of `exit_trailer` with the recycling mode; `1` is that trailer alone.
+pub const TRAILER_FORMAT: &str = "2";
 
 pub fn binary() -> Option<&'static [u8]> {
     (!BINARY.is_empty()).then_some(BINARY)
@@ -51,8 +53,17 @@ pub fn dockerfile_with_init(dockerfile: &[u8]) -> Vec<u8> {
 /// The command a container of `image` runs under the init, when the image has an init
 /// that writes the trailer this host reads.
 pub fn init_command(image: &LocalImage) -> Option<Vec<String>> {
-    (image.labels.get(labels::INIT).map(String::as_str) == Some(TRAILER_FORMAT))
-        .then(|| command(&image.entrypoint, &image.cmd))
+    matches!(init_format(image), Some("1" | "2")).then(|| command(&image.entrypoint, &image.cmd))
+}
+
+/// Whether the image's init can recycle its container (an image built before it could
+/// runs each call in a container of its own).
+pub fn recycles(image: &LocalImage) -> bool {
+    init_format(image) == Some("2")
+}
+
+fn init_format(image: &LocalImage) -> Option<&str> {
+    image.labels.get(labels::INIT).map(String::as_str)
 }
 
 /// The image's own command as the init's arguments. Docker runs `ENTRYPOINT` followed by

@@ -23,7 +23,7 @@ SKILLHOST_MAX_IN_FLIGHT=32, SKILLHOST_PREWARM=echo=4,python=2) or as a key of \
 skillhost.toml (--config; read from the current directory when present). A flag wins over \
 the environment, which wins over the file. Keys of the file: socket, listen, tokens, \
 skills-dirs, build, locked, pull, mirror, max-in-flight, max-in-flight-per-skill, queue, queue-wait, max-body, \
-header-timeout, body-timeout, max-connections, max-connections-per-peer, grace, drain-notice, keep-results, max-results, prewarm-started, prewarm, egress-network.")]
+header-timeout, body-timeout, max-connections, max-connections-per-peer, grace, drain-notice, keep-results, max-results, prewarm-started, prewarm, egress-network, mcp-allowed-origins, recycle.")]
 pub(crate) struct ServeCli {
     /// The unix socket to listen on, mode 0600 [key: socket]. Default:
     /// $XDG_RUNTIME_DIR/skillhost/skillhost.sock, else skillhost-<uid>/skillhost.sock in
@@ -147,6 +147,11 @@ pub(crate) struct ServeCli {
         value_delimiter = ','
     )]
     mcp_allowed_origins: Vec<String>,
+    /// Whose calls a recycled container (a skill's run.recycle) serves: shared (any
+    /// token's), per-caller (one token's each) or off (every call has a container of
+    /// its own) [key: recycle; default shared].
+    #[arg(long, value_name = "POLICY", env = "SKILLHOST_RECYCLE")]
+    recycle: Option<skillhost::RecyclePolicy>,
 }
 
 fn duration(text: &str) -> Result<HumanDuration, String> {
@@ -201,6 +206,7 @@ impl ServeCli {
         settings.egress_network = self.egress_network.clone();
         settings.mcp_allowed_origins =
             (!self.mcp_allowed_origins.is_empty()).then(|| self.mcp_allowed_origins.clone());
+        settings.recycle = self.recycle;
         settings
     }
 }

@@ -31,7 +31,7 @@ use crate::invoke::images::{ImageResolver, ImageSource};
 use crate::invoke::route::{Router, RouterConfig};
 use crate::invoke::schemas::Schemas;
 use crate::invoke::{
-    classify, telemetry, workspace_mount, workspace_sweep, ImageState, InvokeOptions,
+    classify, telemetry, workspace_mount, workspace_sweep, ImageState, InvokeOptions, RecyclePolicy,
 };
 use crate::lifecycle::instance::Instance;
 use crate::lifecycle::leftovers;
@@ -95,6 +95,9 @@ pub struct HostConfig {
     /// its own scope, so two services on one engine never take each other's (a service
     /// uses its unix socket's path). `None` by default.
     pub session_scope: Option<String>,
+    /// Whether plain calls of skills with `run.recycle` reuse containers, and whose:
+    /// any caller's (the default), one caller's each, or none at all.
+    pub recycle: RecyclePolicy,
 }
 
 impl Default for HostConfig {
@@ -115,6 +118,7 @@ impl Default for HostConfig {
             max_session_file_bytes: 256 * 1024 * 1024,
             adopt_sessions: false,
             session_scope: None,
+            recycle: RecyclePolicy::Shared,
         }
     }
 }
@@ -149,6 +153,12 @@ impl HostConfig {
     /// Sets [`HostConfig::prewarm`].
     pub fn prewarm(mut self, per_skill: BTreeMap<String, u32>) -> Self {
         self.prewarm = per_skill;
+        self
+    }
+
+    /// Sets [`HostConfig::recycle`].
+    pub fn recycle(mut self, policy: RecyclePolicy) -> Self {
+        self.recycle = policy;
         self
     }
 
@@ -300,6 +310,7 @@ impl Host {
                 allow_native: config.allow_native,
                 egress_network: config.egress_network,
                 egress_proxy_image,
+                recycle: config.recycle,
             },
         );
         Ok(Host {
@@ -544,6 +555,12 @@ impl Host {
     /// Idle serve-mode workers of `skill`.
     pub fn idle_workers(&self, skill: &str) -> usize {
         self.router.idle_workers(skill)
+    }
+
+    /// Idle recycled containers of `skill` that any caller's call may take (under
+    /// [`RecyclePolicy::PerCaller`] they are counted per caller, and not here).
+    pub fn idle_recycled(&self, skill: &str) -> usize {
+        self.router.idle_recycled(skill)
     }
 
     /// Wait until the containers of finished invocations are removed, and the network

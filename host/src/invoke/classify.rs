@@ -199,6 +199,7 @@ mod tests {
             oom_kills: Some(0),
             peak_memory_bytes: None,
             outside_signal: Some(signal),
+            reset: None,
         });
     }
 

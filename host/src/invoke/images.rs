@@ -30,6 +30,8 @@ pub(crate) struct SkillImage {
     pub(crate) reference: String,
     /// The image's command, when the image has skillhost's init to run it.
     pub(crate) init_command: Option<Vec<String>>,
+    /// Its init can serve calls one after another, resetting between them.
+    pub(crate) init_recycles: bool,
     /// The numeric user and group the manifest's `run.user` is in this image.
     pub(crate) run_as: RunAs,
 }
@@ -41,6 +43,8 @@ pub(crate) struct FoundImage {
     reference: String,
     /// The image's command, when the image has skillhost's init to run it.
     init_command: Option<Vec<String>>,
+    /// Its init can recycle the container.
+    init_recycles: bool,
 }
 
 /// What is known of a skill's image without building it.
@@ -83,6 +87,7 @@ impl ImageSource {
                 let image = FoundImage {
                     reference: v.entry.image_id.clone(),
                     init_command: init_image::init_command(&v.image),
+                    init_recycles: init_image::recycles(&v.image),
                 };
                 (v.entry.name.clone(), image)
             })
@@ -221,6 +226,7 @@ impl ImageResolver {
             Ok(SkillImage {
                 reference: found.reference,
                 init_command: found.init_command,
+                init_recycles: found.init_recycles,
                 run_as,
             })
         })
@@ -324,6 +330,7 @@ impl ImageResolver {
         Ok(FoundImage {
             reference,
             init_command,
+            init_recycles: inspected.as_ref().is_some_and(init_image::recycles),
         })
     }
 }

@@ -42,6 +42,41 @@ pub struct InvokeOptions {
     /// The invocation's id, for a caller that names it before it runs (the service's
     /// asynchronous invocations). Default: a new UUID.
     pub id: Option<String>,
+    /// Who makes the call (the service's token name). Under
+    /// [`RecyclePolicy::PerCaller`], recycled containers serve one caller only.
+    pub caller: Option<String>,
+}
+
+/// Whether plain calls of skills with `run.recycle` reuse containers, and whose.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum RecyclePolicy {
+    /// A recycled container serves any caller's calls of its skill: the reset between
+    /// calls is what keeps them apart.
+    #[default]
+    Shared,
+    /// A recycled container serves one caller's calls (by
+    /// [`InvokeOptions::caller`]), so two tokens never meet in one container even if a
+    /// reset missed something.
+    PerCaller,
+    /// No container is reused: every call has its own.
+    Off,
+}
+
+impl std::str::FromStr for RecyclePolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "shared" => Ok(RecyclePolicy::Shared),
+            "per-caller" => Ok(RecyclePolicy::PerCaller),
+            "off" => Ok(RecyclePolicy::Off),
+            other => Err(format!(
+                "{other:?} is not a recycle policy: give shared, per-caller or off"
+            )),
+        }
+    }
 }
 
 impl InvokeOptions {
@@ -80,6 +115,12 @@ impl InvokeOptions {
         self.id = Some(id.into());
         self
     }
+
+    /// Sets [`InvokeOptions::caller`].
+    pub fn caller(mut self, caller: impl Into<String>) -> Self {
+        self.caller = Some(caller.into());
+        self
+    }
 }
 
 impl std::fmt::Debug for InvokeOptions {
@@ -91,6 +132,7 @@ impl std::fmt::Debug for InvokeOptions {
             .field("on_progress", &self.on_progress.is_some())
             .field("native", &self.native)
             .field("id", &self.id)
+            .field("caller", &self.caller)
             .finish()
     }
 }

@@ -3,9 +3,9 @@
 //! a prewarmed container or a fresh one), and [`Router::run`] runs it, one function per
 //! path.
 //!
-//! Prewarmed containers and warm workers were configured before the call: they serve only
-//! calls that add nothing of their own (no `env`, no workspace). Every other call, and a
-//! call that finds the prewarm pool empty, goes cold.
+//! Prewarmed containers, warm workers and recycled containers were configured before the
+//! call: they serve only calls that add nothing of their own (no `env`, no workspace).
+//! Every other call, and a call that finds the prewarm pool empty, goes cold.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use skillhost_api::{codes, InvocationPath};
 use super::admission::Admitted;
 use super::images::{ImageResolver, SkillImage};
 use super::workspace_mount::{self, WorkspaceView};
-use super::InvokeOptions;
+use super::{InvokeOptions, RecyclePolicy};
 use crate::catalog::Skill;
 use crate::egress::{Gateway, Gateways, Holder, Holders};
 use crate::engine::spec::ContainerSpec;
@@ -31,9 +31,12 @@ use crate::paths::native::{self, NativeLibraries, NativeLibrary};
 use crate::paths::prewarm_pool::PrewarmPool;
 use crate::paths::serve_pool::{ServeError, ServePools};
 use crate::run::container::{run_attached, run_container, Attached, RunOutcome, RunRequest};
-use crate::run::container_spec::{container_spec, ContainerInputs, Workspace};
-use crate::run::exit_trailer::new_key;
+use crate::run::container_spec::{container_spec, ContainerInputs, Workspace, RECYCLE_ENV};
+use crate::run::exit_trailer::{new_key, ResetVerdict};
 use crate::vocab::Refusal;
+
+/// Containers retired after a recycled call, by skill and the reset's verdict.
+const RECYCLED_RETIRED: &str = "skillhost_recycled_retired_total";
 
 /// The path a call takes, decided before anything is made ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +47,8 @@ pub(crate) enum Decision {
     Warm,
     /// A prewarmed container if one is ready, else a fresh one.
     Prewarmed,
+    /// A container of the skill's recycled ones, reset after each call.
+    Recycled,
     /// A fresh container.
     Cold,
 }
@@ -55,18 +60,34 @@ impl Decision {
         match self {
             Decision::Native => InvocationPath::Native,
             Decision::Warm => InvocationPath::Warm,
+            Decision::Recycled => InvocationPath::Recycled,
             Decision::Prewarmed | Decision::Cold => InvocationPath::Cold,
         }
     }
 }
 
+/// The shape of a call the path is chosen from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shape {
+    /// Native mode was asked for.
+    pub(crate) native: bool,
+    pub(crate) mode: Mode,
+    /// The call adds nothing of its own: no `env`, no workspace.
+    pub(crate) plain: bool,
+    /// The skill recycles its containers (`run.recycle`) and the host allows it.
+    pub(crate) recycles: bool,
+    pub(crate) prewarm_target: usize,
+}
+
 /// Choose the path: native only when asked; a serve-mode skill's plain calls go warm, a
-/// one-shot skill's plain calls try the prewarm pool when it has one; the rest go cold.
-pub(crate) fn decide(native: bool, mode: Mode, plain: bool, prewarm_target: usize) -> Decision {
-    match (native, mode, plain) {
+/// one-shot skill's plain calls are recycled when it recycles, else try the prewarm pool
+/// when it has one; the rest go cold.
+pub(crate) fn decide(shape: Shape) -> Decision {
+    match (shape.native, shape.mode, shape.plain) {
         (true, _, _) => Decision::Native,
         (false, Mode::Serve, true) => Decision::Warm,
-        (false, Mode::Oneshot, true) if prewarm_target > 0 => Decision::Prewarmed,
+        (false, Mode::Oneshot, true) if shape.recycles => Decision::Recycled,
+        (false, Mode::Oneshot, true) if shape.prewarm_target > 0 => Decision::Prewarmed,
         _ => Decision::Cold,
     }
 }
@@ -79,6 +100,13 @@ pub(crate) enum Route<'c> {
     /// A worker of the skill's serve pool.
     Warm {
         skill: &'c Skill,
+        image: SkillImage,
+        egress: Option<Arc<Gateway>>,
+    },
+    /// A recycled container of the skill, kept under `key`.
+    Recycled {
+        skill: &'c Skill,
+        key: String,
         image: SkillImage,
         egress: Option<Arc<Gateway>>,
     },
@@ -106,6 +134,7 @@ impl Route<'_> {
         match self {
             Route::Native(_) => InvocationPath::Native,
             Route::Warm { .. } => InvocationPath::Warm,
+            Route::Recycled { .. } => InvocationPath::Recycled,
             Route::Prewarmed { .. } => InvocationPath::Prewarmed,
             Route::Cold { .. } => InvocationPath::Cold,
         }
@@ -116,6 +145,7 @@ impl Route<'_> {
         match self {
             Route::Native(_) => None,
             Route::Warm { egress, .. }
+            | Route::Recycled { egress, .. }
             | Route::Prewarmed { egress, .. }
             | Route::Cold { egress, .. } => egress.clone(),
         }
@@ -126,6 +156,7 @@ impl Route<'_> {
         match self {
             Route::Native(_) => None,
             Route::Warm { image, .. }
+            | Route::Recycled { image, .. }
             | Route::Prewarmed { image, .. }
             | Route::Cold { image, .. } => Some(&image.reference),
         }
@@ -149,6 +180,8 @@ pub(crate) struct RouterConfig {
     pub(crate) egress_network: String,
     /// The image egress proxies run.
     pub(crate) egress_proxy_image: String,
+    /// Whether and whose calls recycled containers serve.
+    pub(crate) recycle: RecyclePolicy,
 }
 
 /// Makes paths ready and runs them: owns the containers held for later and the native
@@ -160,6 +193,8 @@ pub(crate) struct Router {
     instance: Instance,
     prewarmed: PrewarmPool,
     workers: ServePools,
+    recycled: ServePools,
+    recycle: RecyclePolicy,
     natives: NativeLibraries,
     gateways: Gateways,
     holders: Holders,
@@ -186,7 +221,9 @@ impl Router {
                 config.egress_proxy_image,
             ),
             prewarmed: PrewarmPool::new(engine.clone(), reaper.clone(), config.prewarm_cap),
-            workers: ServePools::new(engine.clone(), reaper.clone()),
+            workers: ServePools::new(engine.clone(), reaper.clone(), Role::Worker),
+            recycled: ServePools::new(engine.clone(), reaper.clone(), Role::Recycled),
+            recycle: config.recycle,
             natives: NativeLibraries::new(config.allow_native),
             instance,
             prewarm: config.prewarm,
@@ -204,14 +241,14 @@ impl Router {
 
     /// The path for a call of `admitted` with `options`.
     pub(crate) fn decide(&self, admitted: &Admitted<'_>, options: &InvokeOptions) -> Decision {
-        let plain = options.env.is_empty() && admitted.workspace.is_none();
         let skill = admitted.skill;
-        decide(
-            options.native,
-            skill.manifest.run.mode,
-            plain,
-            self.prewarm_target(skill),
-        )
+        decide(Shape {
+            native: options.native,
+            mode: skill.manifest.run.mode,
+            plain: options.env.is_empty() && admitted.workspace.is_none(),
+            recycles: skill.manifest.run.recycle.is_some() && self.recycle != RecyclePolicy::Off,
+            prewarm_target: self.prewarm_target(skill),
+        })
     }
 
     /// Make `decision` ready for invocation `id`: load the library, or resolve the image
@@ -241,6 +278,19 @@ impl Router {
                 image,
                 egress,
             }),
+            // Only skillhost's init resets a container: an image without it (or with one
+            // older than recycling) goes cold.
+            Decision::Recycled if image.init_recycles => Ok(Route::Recycled {
+                skill,
+                key: match (self.recycle, &options.caller) {
+                    (RecyclePolicy::PerCaller, Some(caller)) => {
+                        format!("{}\u{0}{caller}", skill.name())
+                    }
+                    _ => skill.name().to_string(),
+                },
+                image,
+                egress,
+            }),
             Decision::Prewarmed => {
                 let taken = self.prewarmed.take(skill.name());
                 self.refill(skill, &image, egress.as_deref());
@@ -253,7 +303,7 @@ impl Router {
                     None => self.cold(id, admitted, options, image, egress).await,
                 }
             }
-            Decision::Native | Decision::Cold => {
+            Decision::Native | Decision::Recycled | Decision::Cold => {
                 self.cold(id, admitted, options, image, egress).await
             }
         }
@@ -286,6 +336,16 @@ impl Router {
                 egress,
             } => {
                 self.run_warm(skill, &image, egress.as_deref(), request)
+                    .await
+            }
+            Route::Recycled {
+                skill,
+                key,
+                image,
+                egress,
+            } => {
+                request.trailer_key = Some(new_key());
+                self.run_recycled(skill, &key, &image, egress.as_deref(), request)
                     .await
             }
             Route::Prewarmed {
@@ -351,6 +411,11 @@ impl Router {
         self.workers.idle(skill)
     }
 
+    /// Idle recycled containers of `skill` (those shared by every caller).
+    pub(crate) fn idle_recycled(&self, skill: &str) -> usize {
+        self.recycled.idle(skill)
+    }
+
     /// Wait until the network holders being made are made, and the containers of
     /// finished calls are removed.
     pub(crate) async fn settled(&self) {
@@ -363,6 +428,7 @@ impl Router {
         self.prewarmed.close();
         self.holders.close();
         self.workers.close();
+        self.recycled.close();
         self.reaper.settled().await;
         self.reaper.shutdown().await;
         // Last: a network goes only once no container is on it.
@@ -381,28 +447,48 @@ impl Router {
         let spec = || self.shared_spec(skill, image, Role::Worker, egress);
         let exchanged = self
             .workers
-            .exchange(skill.name(), limits, spec, &request)
+            .exchange((skill.name(), skill.name()), limits, spec, &request)
             .await;
-        let skill = skill.name();
-        match exchanged {
-            Ok((exchange, waited)) => {
-                let mut run = exchange.outcome;
-                run.startup = waited;
-                Ok(run)
+        pooled(exchanged, skill.name(), "workers", limits.workers)
+    }
+
+    /// A call in a recycled container: the init runs the skill's command for it and
+    /// resets the container after; a container whose reset was not clean is retired.
+    async fn run_recycled(
+        &self,
+        skill: &Skill,
+        key: &str,
+        image: &SkillImage,
+        egress: Option<&Gateway>,
+        request: RunRequest,
+    ) -> Result<RunOutcome, Refusal> {
+        let limits = skill
+            .manifest
+            .run
+            .recycle
+            .clone()
+            .unwrap_or_default()
+            .as_pool();
+        let spec = || self.shared_spec(skill, image, Role::Recycled, egress);
+        let exchanged = self
+            .recycled
+            .exchange((skill.name(), key), &limits, spec, &request)
+            .await;
+        if let Ok((exchange, _)) = &exchanged {
+            let verdict = exchange.outcome.init_report.and_then(|r| r.reset);
+            if verdict != Some(ResetVerdict::Clean) {
+                let reason = verdict.map_or("no_report", ResetVerdict::as_str);
+                tracing::debug!(skill = skill.name(), reason, "retired a recycled container");
+                metrics::counter!(RECYCLED_RETIRED, "skill" => skill.name().to_string(), "reason" => reason)
+                    .increment(1);
             }
-            Err(ServeError::Busy) => Err(Refusal::new(
-                codes::TIMEOUT,
-                format!(
-                    "all {} workers of {skill} stayed busy until the deadline",
-                    limits.workers
-                ),
-            )),
-            Err(ServeError::Closed) => Err(Refusal::new(
-                codes::HOST_SHUTTING_DOWN,
-                format!("the host is shutting down; {skill}'s workers are retired"),
-            )),
-            Err(ServeError::Engine(e)) => Err(Refusal::new(codes::ENGINE_ERROR, e.to_string())),
         }
+        pooled(
+            exchanged,
+            skill.name(),
+            "recycled containers",
+            limits.workers,
+        )
     }
 
     async fn run_prewarmed(
@@ -507,6 +593,7 @@ impl Router {
     ) -> ContainerSpec {
         let manifest = &skill.manifest;
         let serve = manifest.run.mode == Mode::Serve;
+        let recycled = matches!(role, Role::Recycled);
         let mut spec = container_spec(&ContainerInputs {
             manifest,
             image: &image.reference,
@@ -523,6 +610,9 @@ impl Router {
         if serve {
             spec.env.push(format!("{SERVE_MODE_ENV}=serve"));
         }
+        if recycled {
+            spec.env.push(format!("{RECYCLE_ENV}=1"));
+        }
         spec
     }
 
@@ -532,6 +622,32 @@ impl Router {
         }
         let wanted = self.prewarm.get(skill.name()).copied();
         wanted.unwrap_or(skill.manifest.run.prewarm) as usize
+    }
+}
+
+/// A pooled call's outcome, or the refusal that says why no container of the pool
+/// answered; `what` names the pool's containers, `size` how many it keeps.
+fn pooled(
+    exchanged: Result<(crate::paths::serve_worker::Exchange, std::time::Duration), ServeError>,
+    skill: &str,
+    what: &str,
+    size: u32,
+) -> Result<RunOutcome, Refusal> {
+    match exchanged {
+        Ok((exchange, waited)) => {
+            let mut run = exchange.outcome;
+            run.startup = waited;
+            Ok(run)
+        }
+        Err(ServeError::Busy) => Err(Refusal::new(
+            codes::TIMEOUT,
+            format!("all {size} {what} of {skill} stayed busy until the deadline"),
+        )),
+        Err(ServeError::Closed) => Err(Refusal::new(
+            codes::HOST_SHUTTING_DOWN,
+            format!("the host is shutting down; {skill}'s {what} are retired"),
+        )),
+        Err(ServeError::Engine(e)) => Err(Refusal::new(codes::ENGINE_ERROR, e.to_string())),
     }
 }
 
@@ -550,26 +666,54 @@ async fn run_native(
 mod tests {
     use super::*;
 
+    /// The path of a call of this shape.
+    fn path(native: bool, mode: Mode, plain: bool, recycles: bool, prewarm: usize) -> Decision {
+        decide(Shape {
+            native,
+            mode,
+            plain,
+            recycles,
+            prewarm_target: prewarm,
+        })
+    }
+
     #[test]
     fn native_wins_whenever_it_is_asked_for() {
         for mode in [Mode::Oneshot, Mode::Serve] {
             for plain in [true, false] {
-                assert_eq!(decide(true, mode, plain, 3), Decision::Native);
+                assert_eq!(path(true, mode, plain, true, 3), Decision::Native);
             }
         }
     }
 
     #[test]
     fn plain_calls_take_the_fast_path_of_their_mode() {
-        assert_eq!(decide(false, Mode::Serve, true, 0), Decision::Warm);
-        assert_eq!(decide(false, Mode::Oneshot, true, 2), Decision::Prewarmed);
-        assert_eq!(decide(false, Mode::Oneshot, true, 0), Decision::Cold);
+        assert_eq!(path(false, Mode::Serve, true, false, 0), Decision::Warm);
+        assert_eq!(
+            path(false, Mode::Oneshot, true, false, 2),
+            Decision::Prewarmed
+        );
+        assert_eq!(path(false, Mode::Oneshot, true, false, 0), Decision::Cold);
+        assert_eq!(
+            path(false, Mode::Oneshot, true, true, 2),
+            Decision::Recycled,
+            "over prewarm"
+        );
+        assert_eq!(
+            path(false, Mode::Oneshot, true, true, 0),
+            Decision::Recycled
+        );
     }
 
     #[test]
     fn calls_with_their_own_env_or_workspace_go_cold() {
-        assert_eq!(decide(false, Mode::Serve, false, 0), Decision::Cold);
-        assert_eq!(decide(false, Mode::Oneshot, false, 2), Decision::Cold);
+        assert_eq!(path(false, Mode::Serve, false, false, 0), Decision::Cold);
+        assert_eq!(path(false, Mode::Oneshot, false, false, 2), Decision::Cold);
+        assert_eq!(
+            path(false, Mode::Oneshot, false, true, 2),
+            Decision::Cold,
+            "never recycled"
+        );
     }
 
     mod with_a_double {
@@ -599,6 +743,7 @@ mod tests {
             let image = SkillImage {
                 reference: "skill-echo:abc".into(),
                 init_command: Some(vec!["/skill".into()]),
+                init_recycles: true,
                 run_as: RunAs {
                     uid: 10001,
                     gid: 10001,
@@ -612,6 +757,7 @@ mod tests {
                 allow_native: false,
                 egress_network: "bridge".into(),
                 egress_proxy_image: "skillhost/egress-proxy:latest".into(),
+                recycle: RecyclePolicy::Shared,
             };
             let engine: Containers = fake.clone();
             let router = Router::new(engine, Instance::current(), config);

@@ -86,6 +86,9 @@ pub(crate) enum Role<'a> {
     Prewarmed,
     /// A serve-mode worker, which answers many invocations.
     Worker,
+    /// A recycled container, which serves many invocations one at a time, reset between
+    /// them.
+    Recycled,
     /// Never started: made to read files of its image (the users a skill may run as).
     Lookup,
     /// Holds session `id`'s workspace mounted for the session's life, doing nothing; file
@@ -114,6 +117,7 @@ impl<'a> Role<'a> {
             Role::Invocation(id) => id,
             Role::Prewarmed => "prewarmed",
             Role::Worker => "worker",
+            Role::Recycled => "recycled",
             Role::Lookup => "lookup",
             Role::SessionKeeper(_) => "session-keeper",
             Role::SessionWorker(_) => "session-worker",
@@ -138,12 +142,14 @@ pub(crate) fn for_container(
 }
 
 /// A container's name: `skillhost-<skill>-<8 of the invocation id>` for an invocation,
-/// `-pw-` or `-w-` and 8 random hex digits for prewarmed containers and workers.
+/// `-pw-`, `-w-` or `-rc-` and 8 random hex digits for prewarmed containers, workers and
+/// recycled containers.
 pub(crate) fn container_name(skill: &str, role: Role<'_>) -> String {
     match role {
         Role::Invocation(id) => format!("skillhost-{skill}-{}", id.get(..8).unwrap_or(id)),
         Role::Prewarmed => format!("skillhost-{skill}-pw-{}", random_suffix()),
         Role::Worker => format!("skillhost-{skill}-w-{}", random_suffix()),
+        Role::Recycled => format!("skillhost-{skill}-rc-{}", random_suffix()),
         Role::Lookup => format!("skillhost-{skill}-lookup-{}", random_suffix()),
         Role::SessionKeeper(id) => format!(
             "skillhost-{skill}-sk-{}-{}",

@@ -16,7 +16,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use model::{
-    Action, Build, Example, Limits, Manifest, Matching, Mode, Native, Network, Run, Serve,
+    Action, Build, Example, Limits, Manifest, Matching, Mode, Native, Network, Recycle, Run, Serve,
     SessionMode, SessionSettings, User, WorkspaceMode, DEFAULT_USER,
 };
 pub use validate::is_skill_name as is_valid_name;

@@ -116,6 +116,12 @@ pub struct Run {
     /// Serve mode's worker limits.
     #[serde(default)]
     pub serve: Serve,
+    /// One-shot mode: plain calls (no `env`, no workspace, no session) reuse a container,
+    /// one call at a time, which skillhost's init resets after each call (every process
+    /// killed, every writable place emptied, IPC objects removed); a container that
+    /// cannot be shown clean is destroyed. Absent, every call has a container of its own.
+    #[serde(default)]
+    pub recycle: Option<Recycle>,
     /// Whether and how the skill takes sessions; absent, it takes none.
     #[serde(default)]
     pub session: Option<SessionSettings>,
@@ -221,6 +227,56 @@ pub struct Serve {
     /// A worker older than this is retired after its current request.
     #[serde(default = "default_max_lifetime")]
     pub max_lifetime: HumanDuration,
+}
+
+/// `run.recycle`: how many containers a skill's recycled calls share, and for how long
+/// each serves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Recycle {
+    /// Containers kept for the skill; each serves one call at a time, and a call that
+    /// finds them all busy waits for one.
+    #[serde(default = "default_recycle_containers")]
+    pub containers: u32,
+    /// A container is retired after this many calls.
+    #[serde(default = "default_recycle_uses")]
+    pub uses: u64,
+    /// A container older than this is retired after its current call.
+    #[serde(default = "default_max_lifetime")]
+    pub age: HumanDuration,
+    /// A container idle this long is retired.
+    #[serde(default = "default_idle_ttl")]
+    pub idle: HumanDuration,
+}
+
+impl Default for Recycle {
+    fn default() -> Self {
+        Recycle {
+            containers: default_recycle_containers(),
+            uses: default_recycle_uses(),
+            age: default_max_lifetime(),
+            idle: default_idle_ttl(),
+        }
+    }
+}
+
+impl Recycle {
+    /// The same bounds in the words of a pool of reused containers.
+    pub(crate) fn as_pool(&self) -> Serve {
+        Serve {
+            workers: self.containers,
+            max_requests: self.uses,
+            idle_ttl: self.idle,
+            max_lifetime: self.age,
+        }
+    }
+}
+
+fn default_recycle_containers() -> u32 {
+    4
+}
+fn default_recycle_uses() -> u64 {
+    1_000
 }
 
 impl Default for Serve {
@@ -521,6 +577,7 @@ impl Default for Run {
             prewarm: 0,
             prestart: false,
             serve: Serve::default(),
+            recycle: None,
             session: None,
         }
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::locate::{FieldPath, Segment};
 use super::units::{GIB, MIB};
 use super::{
-    host_protocol_version, Build, Limits, Manifest, Matching, Mode, Network, Run, Serve,
+    host_protocol_version, Build, Limits, Manifest, Matching, Mode, Network, Recycle, Run, Serve,
     SessionSettings,
 };
 
@@ -305,6 +305,9 @@ fn run(r: &Run, c: &mut Checks) {
         "prestart applies to one-shot mode; serve mode keeps its workers running".into(),
     );
     serve(&r.serve, c);
+    if let Some(recycle) = &r.recycle {
+        self::recycle(recycle, r, c);
+    }
     if let Some(session) = &r.session {
         self::session(session, r, c);
     }
@@ -381,6 +384,36 @@ fn serve(s: &Serve, c: &mut Checks) {
         c.check(
             !value.0.is_zero() && value.0 <= MAX_TIMEOUT,
             serve(name),
+            format!("{value} is out of range: give a duration above 0 and at most 24h"),
+        );
+    }
+}
+
+/// `run.recycle`: one-shot only, with bounds in range.
+fn recycle(s: &Recycle, r: &Run, c: &mut Checks) {
+    let field = |name: &str| path(&["run", "recycle", name]);
+    c.check(
+        r.mode == Mode::Oneshot,
+        path(&["run", "recycle"]),
+        "recycling applies to one-shot mode; serve mode keeps its workers running".into(),
+    );
+    c.check(
+        (1..=MAX_WORKERS).contains(&s.containers),
+        field("containers"),
+        format!(
+            "{} is out of range: give 1 to {MAX_WORKERS} containers",
+            s.containers
+        ),
+    );
+    c.check(
+        s.uses > 0,
+        field("uses"),
+        "a container must be allowed at least 1 call".into(),
+    );
+    for (name, value) in [("age", s.age), ("idle", s.idle)] {
+        c.check(
+            !value.0.is_zero() && value.0 <= MAX_TIMEOUT,
+            field(name),
             format!("{value} is out of range: give a duration above 0 and at most 24h"),
         );
     }

@@ -1,6 +1,9 @@
-//! Serve-mode workers per skill: at most `run.serve.workers` containers, each answering
-//! one request at a time; a worker is retired after `max_requests`, when idle longer than
-//! `idle_ttl`, when older than `max_lifetime`, and at once after any failed request.
+//! Workers per skill: at most `run.serve.workers` containers (`run.recycle.containers`
+//! for recycled ones), each answering one request at a time; a worker is retired after
+//! `max_requests`, when idle longer than `idle_ttl`, when older than `max_lifetime`, and
+//! at once after any failed request. One pool serves serve-mode workers, another
+//! recycled containers; a pool's workers are grouped by a key, the skill's name or, for
+//! recycled containers kept apart per caller, the skill's and the caller's.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -20,7 +23,7 @@ use crate::sync::lock;
 /// How often idle workers are checked against their TTL and lifetime.
 const SWEEP_EVERY: Duration = Duration::from_millis(500);
 
-/// The serve-mode workers of every skill.
+/// The workers of every skill, of one kind.
 #[derive(Debug, Clone)]
 pub(crate) struct ServePools {
     inner: Arc<Inner>,
@@ -30,6 +33,8 @@ pub(crate) struct ServePools {
 struct Inner {
     engine: Containers,
     reaper: Reaper,
+    /// `Worker` or `Recycled`: what the containers are named and labelled as.
+    role: Role<'static>,
     skills: Mutex<Pools>,
 }
 
@@ -62,30 +67,29 @@ pub(crate) enum ServeError {
 }
 
 impl ServePools {
-    pub(crate) fn new(engine: Containers, reaper: Reaper) -> Self {
+    pub(crate) fn new(engine: Containers, reaper: Reaper, role: Role<'static>) -> Self {
         let inner = Arc::new(Inner {
             engine,
             reaper,
+            role,
             skills: Mutex::default(),
         });
         tokio::spawn(sweep(Arc::downgrade(&inner)));
         ServePools { inner }
     }
 
-    /// Answer `request` with a worker of `skill`, starting one if none is idle.
-    /// `spec` makes the configuration of new workers; only the first call for a skill
-    /// calls it, and that configuration stays.
+    /// Answer `request` with a worker of `skill` kept under `key`, starting one if none
+    /// is idle. `spec` makes the configuration of new workers; only the first call for a
+    /// key calls it, and that configuration stays.
     pub(crate) async fn exchange(
         &self,
-        skill: &str,
+        (skill, key): (&str, &str),
         limits: &Serve,
         spec: impl FnOnce() -> ContainerSpec,
         request: &RunRequest,
     ) -> Result<(Exchange, Duration), ServeError> {
         let waited = std::time::Instant::now();
-        let workers = self
-            .workers(skill, limits, spec)
-            .ok_or(ServeError::Closed)?;
+        let workers = self.workers(key, limits, spec).ok_or(ServeError::Closed)?;
         // `close` closes the semaphore: a call waiting for a worker then ends, refused.
         let _permit = tokio::time::timeout(request.timeout, workers.slots.acquire())
             .await
@@ -104,7 +108,7 @@ impl ServePools {
         let mut worker = match idle {
             Some(worker) => worker,
             None => {
-                let name = container_name(skill, Role::Worker);
+                let name = container_name(skill, self.inner.role);
                 self.inner.reaper.track(&name);
                 match Worker::start(&self.inner.engine, &name, &workers.spec).await {
                     Ok(worker) => worker,
@@ -150,15 +154,15 @@ impl ServePools {
         }
     }
 
-    /// Idle workers of `skill`.
-    pub(crate) fn idle(&self, skill: &str) -> usize {
+    /// Idle workers kept under `key`.
+    pub(crate) fn idle(&self, key: &str) -> usize {
         lock(&self.inner.skills)
             .by_skill
-            .get(skill)
+            .get(key)
             .map_or(0, |w| lock(&w.idle).len())
     }
 
-    /// The workers of `skill`, made on first use; `None` once the pools are closed.
+    /// The workers kept under `key`, made on first use; `None` once the pools are closed.
     fn workers(
         &self,
         skill: &str,
@@ -249,7 +253,7 @@ mod tests {
         let reaper = Reaper::new(containers.clone());
         (
             fake.clone(),
-            ServePools::new(containers, reaper.clone()),
+            ServePools::new(containers, reaper.clone(), Role::Worker),
             reaper,
         )
     }
@@ -273,7 +277,7 @@ mod tests {
         let limits = Serve::default();
         for id in ["r-1", "r-2", "r-3"] {
             let (exchange, _) = pools
-                .exchange("echo", &limits, worker_spec, &request(id, "say"))
+                .exchange(("echo", "echo"), &limits, worker_spec, &request(id, "say"))
                 .await
                 .unwrap();
             assert!(exchange.reusable, "{id}");
@@ -283,7 +287,12 @@ mod tests {
         assert_eq!(pools.idle("echo"), 1);
 
         let (died, _) = pools
-            .exchange("echo", &limits, worker_spec, &request("r-4", "die"))
+            .exchange(
+                ("echo", "echo"),
+                &limits,
+                worker_spec,
+                &request("r-4", "die"),
+            )
             .await
             .unwrap();
         assert!(!died.reusable);
@@ -291,7 +300,12 @@ mod tests {
         reaper.settled().await;
         assert!(fake.containers().is_empty(), "the dead worker is removed");
         let (next, _) = pools
-            .exchange("echo", &limits, worker_spec, &request("r-5", "say"))
+            .exchange(
+                ("echo", "echo"),
+                &limits,
+                worker_spec,
+                &request("r-5", "say"),
+            )
             .await
             .unwrap();
         assert!(next.reusable);
@@ -307,7 +321,12 @@ mod tests {
         assert!(fake.containers().is_empty());
         assert!(matches!(
             pools
-                .exchange("echo", &limits, worker_spec, &request("r-6", "say"))
+                .exchange(
+                    ("echo", "echo"),
+                    &limits,
+                    worker_spec,
+                    &request("r-6", "say")
+                )
                 .await,
             Err(ServeError::Closed)
         ));

@@ -1,6 +1,10 @@
-//! One serve-mode worker: a long-running container answering requests one at a time over
-//! its attached stdin and stdout. A worker that fails a request in any way (deadline,
-//! output limit, broken protocol, death) is never given another.
+//! One worker: a long-running container answering requests one at a time over its
+//! attached stdin and stdout. A serve-mode skill reads the requests itself; a recycled
+//! container's init does (the request carries a trailer key), runs the skill's command for
+//! each and resets the container after it, and its trailer says how the call ended and
+//! whether the reset left the container clean. A worker that fails a request in any way
+//! (deadline, output limit, broken protocol, death, a reset short of clean) is never
+//! given another.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -15,6 +19,7 @@ use crate::run::container::{
     create_attached, err, exit_state, start_container, HostKill, RunError, RunOutcome, RunRequest,
     Streams,
 };
+use crate::run::exit_trailer::{call_header, ResetVerdict};
 
 /// How long the output of a worker that broke the protocol is still watched.
 const SETTLE_AFTER_ERROR: Duration = Duration::from_millis(300);
@@ -111,8 +116,13 @@ impl Worker {
         let mut host_kill = None;
         let mut ended = false;
 
+        let mut stdin = match request.trailer_key.as_deref() {
+            Some(key) => call_header(key, request.stdin.len()),
+            None => Vec::new(),
+        };
+        stdin.extend_from_slice(&request.stdin);
         let written = tokio::time::timeout_at(deadline, async {
-            self.input.write_all(&request.stdin).await?;
+            self.input.write_all(&stdin).await?;
             self.input.flush().await
         })
         .await;
@@ -124,9 +134,15 @@ impl Worker {
         }
         // After a protocol error the worker is lost anyway; a short look further tells a
         // flood (output_limit, as a cold container would report it) from a stray line.
+        // A recycled container's init reports the end itself, whatever the skill wrote.
+        let recycled = request.trailer_key.is_some();
         let mut settle_until = None;
         while host_kill.is_none() && !ended {
-            if streams.reader.is_done() {
+            if recycled {
+                if streams.reported().is_some() {
+                    break;
+                }
+            } else if streams.reader.is_done() {
                 if streams.reader.has_result() {
                     break;
                 }
@@ -156,17 +172,34 @@ impl Worker {
                 _ = tokio::time::sleep_until(deadline) => host_kill = Some(HostKill::Timeout),
             }
         }
+        let streams_partial = streams.reader.has_partial_line();
+        let report = streams.reported().filter(|_| host_kill.is_none());
         let (mut exit_code, mut oom_killed) = (None, false);
-        if ended {
-            let _ = tokio::time::timeout(EXIT_REPORT_BOUND, engine.stopped(&self.id)).await;
-            (exit_code, oom_killed) = exit_state(engine, &self.id).await?;
+        if let Some(report) = &report {
+            exit_code = Some(report.code);
+            oom_killed = report.oom_kills.is_some_and(|kills| kills > 0);
         }
-        // Bytes beyond the result would be read as the next request's answer.
-        let reusable = host_kill.is_none() && !ended && !streams.reader.has_partial_line();
+        // A recycling init that could not count OOM kills ends the container after its
+        // trailer: the engine's exit record has the flag.
+        let unknown_oom = report.is_some_and(|r| r.oom_kills.is_none());
+        if ended || unknown_oom {
+            let _ = tokio::time::timeout(EXIT_REPORT_BOUND, engine.stopped(&self.id)).await;
+            let (code, oom) = exit_state(engine, &self.id).await?;
+            exit_code = exit_code.or(code);
+            oom_killed |= oom;
+        }
         let mut outcome = streams.into_outcome(exit_code, oom_killed, host_kill, Duration::ZERO);
+        outcome.init_report = report;
         outcome.egress.client = self.egress_client;
         let decoded = &outcome.decoded;
-        let reusable = reusable && decoded.protocol_error.is_none() && decoded.result.is_some();
+        let reusable = host_kill.is_none()
+            && !ended
+            && if recycled {
+                report.and_then(|r| r.reset) == Some(ResetVerdict::Clean)
+            } else {
+                // Bytes beyond the result would be read as the next request's answer.
+                decoded.protocol_error.is_none() && decoded.result.is_some() && !streams_partial
+            };
         self.last_used = Instant::now();
         Ok(Exchange { outcome, reusable })
     }

@@ -511,10 +511,15 @@ impl<'a> Streams<'a> {
     /// The init's report, once both streams carried it whole: by then all of the skill's
     /// output is in. One without an OOM count is not enough to tell a memory kill.
     fn exit_report(&self) -> Option<ExitReport> {
+        self.reported()
+            .and_then(|report| report.oom_kills.map(|_| report))
+    }
+
+    /// The init's report, once both streams carried it whole, whatever it could count.
+    pub(crate) fn reported(&self) -> Option<ExitReport> {
         let [stdout, stderr] = self.trailers.as_ref()?;
-        let report = stdout.report()?;
         stderr.report()?;
-        report.oom_kills.map(|_| report)
+        stdout.report()
     }
 
     /// The streams ended without a trailer: what was held back was output after all.

@@ -65,6 +65,8 @@ fn proxy_env(gateway: &Gateway) -> Vec<String> {
 
 /// Tells skillhost's init to start the skill before its request (`run.prestart`).
 pub(crate) const PRESTART_ENV: &str = "SKILLHOST_INIT_PRESTART";
+/// Set on a recycled container: its init serves many calls, resetting between them.
+pub(crate) const RECYCLE_ENV: &str = "SKILLHOST_INIT_RECYCLE";
 
 /// The container's environment: the caller's variables, and the init's prestart switch
 /// (which the init removes before the skill starts).

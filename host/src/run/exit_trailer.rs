@@ -21,6 +21,66 @@ pub struct ExitReport {
     /// A termination signal sent from outside the container (the engine stopping it,
     /// for `docker stop` or its own shutdown), which the init passed to the skill.
     pub outside_signal: Option<i32>,
+    /// A recycling init's verdict on the container after its reset; `None` from a
+    /// one-shot init.
+    pub reset: Option<ResetVerdict>,
+}
+
+/// What a recycling init found when it reset its container after a call (see the init's
+/// `recycle.rs`): `Clean`, or why the container must not serve again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetVerdict {
+    /// Nothing of the call is left; the container may serve the next one.
+    Clean,
+    /// A process of the container signalled the init.
+    Disturbed,
+    /// The engine is stopping the container.
+    Stopping,
+    /// The kernel killed a process for memory during the call.
+    Oom,
+    /// A fork was refused at the process limit during the call.
+    ProcessLimit,
+    /// A process outlived the kill.
+    Survivor,
+    /// A file, directory or IPC object could not be removed.
+    Leftover,
+    /// The init's own limits, priority or affinity were changed.
+    Changed,
+    /// What the reset checks could not be read.
+    Unverifiable,
+}
+
+impl ResetVerdict {
+    /// The init's word for it, as in the trailer and in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResetVerdict::Clean => "clean",
+            ResetVerdict::Disturbed => "disturbed",
+            ResetVerdict::Stopping => "stopping",
+            ResetVerdict::Oom => "oom",
+            ResetVerdict::ProcessLimit => "process_limit",
+            ResetVerdict::Survivor => "survivor",
+            ResetVerdict::Leftover => "leftover",
+            ResetVerdict::Changed => "changed",
+            ResetVerdict::Unverifiable => "unverifiable",
+        }
+    }
+
+    fn parse(word: &str) -> Option<ResetVerdict> {
+        [
+            ResetVerdict::Clean,
+            ResetVerdict::Disturbed,
+            ResetVerdict::Stopping,
+            ResetVerdict::Oom,
+            ResetVerdict::ProcessLimit,
+            ResetVerdict::Survivor,
+            ResetVerdict::Leftover,
+            ResetVerdict::Changed,
+            ResetVerdict::Unverifiable,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == word)
+    }
 }
 
 /// A key no skill can guess: 32 hex digits from a random UUID.
@@ -31,6 +91,11 @@ pub fn new_key() -> String {
 /// What stdin carries before the request: the key line the init reads.
 pub fn key_line(key: &str) -> Vec<u8> {
     format!("{key}\n").into_bytes()
+}
+
+/// What a recycling init reads before each request: the key and the request's length.
+pub fn call_header(key: &str, request_len: usize) -> Vec<u8> {
+    format!("{key} {request_len}\n").into_bytes()
 }
 
 /// Scans one output stream for the trailer.
@@ -51,8 +116,8 @@ enum State {
     Done(Option<ExitReport>),
 }
 
-/// The longest trailer body (`CODE:OOM_KILLS:PEAK:SIGNAL`) worth collecting.
-const BODY_LIMIT: usize = 72;
+/// The longest trailer body (`CODE:OOM_KILLS:PEAK:SIGNAL[:VERDICT]`) worth collecting.
+const BODY_LIMIT: usize = 96;
 
 impl TrailerScanner {
     pub fn new(key: &str) -> TrailerScanner {
@@ -128,7 +193,12 @@ fn partial_match(bytes: &[u8], needle: &[u8]) -> usize {
 
 fn parse_body(body: &[u8]) -> Option<ExitReport> {
     let text = std::str::from_utf8(body).ok()?;
-    let [code, oom, peak, outside] = text.split(':').collect::<Vec<_>>().try_into().ok()?;
+    let fields: Vec<&str> = text.split(':').collect();
+    let (fields, reset) = match fields.as_slice() {
+        [head @ .., verdict] if fields.len() == 5 => (head, Some(ResetVerdict::parse(verdict)?)),
+        all => (all, None),
+    };
+    let [code, oom, peak, outside] = <[&str; 4]>::try_from(fields).ok()?;
     // -1 (unknown) is the one negative value; it becomes None.
     let known = |field: &str| -> Option<Option<u64>> {
         match field.parse::<i64>().ok()? {
@@ -145,6 +215,7 @@ fn parse_body(body: &[u8]) -> Option<ExitReport> {
             signal if signal > 0 => Some(signal),
             _ => return None,
         },
+        reset,
     })
 }
 
@@ -184,8 +255,32 @@ mod tests {
                 oom_kills: Some(0),
                 peak_memory_bytes: Some(2101248),
                 outside_signal: None,
+                reset: None,
             })
         );
+    }
+
+    #[test]
+    fn a_recycling_inits_verdict_is_read() {
+        let (_, report) = scan(&trailer("0:0:-1:0:clean"), 5);
+        assert_eq!(report.and_then(|r| r.reset), Some(ResetVerdict::Clean));
+        let (_, report) = scan(&trailer("137:1:-1:0:oom"), 64);
+        let report = report.unwrap();
+        assert_eq!(
+            (report.oom_kills, report.reset),
+            (Some(1), Some(ResetVerdict::Oom))
+        );
+        assert_eq!(
+            scan(&trailer("0:0:-1:0:tidy"), 64).1,
+            None,
+            "an unknown verdict"
+        );
+        assert_eq!(
+            scan(&trailer("0:0:-1:0:clean:x"), 64).1,
+            None,
+            "a field too many"
+        );
+        assert_eq!(call_header(KEY, 12), format!("{KEY} 12\n").into_bytes());
     }
 
     #[test]
@@ -198,6 +293,7 @@ mod tests {
                 oom_kills: None,
                 peak_memory_bytes: None,
                 outside_signal: Some(15),
+                reset: None,
             })
         );
     }

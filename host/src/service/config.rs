@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::invoke::RecyclePolicy;
 use crate::manifest::units::{ByteSize, HumanDuration, MIB};
 
 /// One layer of settings; every key is optional. The keys of `skillhost.toml` are these
@@ -85,6 +86,9 @@ pub struct ServeSettings {
     /// Browser origins whose requests `/mcp` answers, e.g. `https://app.example.com:443`
     /// (default none: a request with an `Origin` header is refused).
     pub mcp_allowed_origins: Option<Vec<String>>,
+    /// Whose calls a recycled container serves: `shared` (any token's, the default),
+    /// `per-caller` (one token's) or `off` (no container is reused).
+    pub recycle: Option<RecyclePolicy>,
 }
 
 /// A settings file that could not be used, naming it and what was wrong.
@@ -169,6 +173,7 @@ impl ServeSettings {
             prewarm: self.prewarm.or(lower.prewarm),
             egress_network: self.egress_network.or(lower.egress_network),
             mcp_allowed_origins: self.mcp_allowed_origins.or(lower.mcp_allowed_origins),
+            recycle: self.recycle.or(lower.recycle),
         }
     }
 
@@ -256,6 +261,7 @@ impl ServeSettings {
             egress_network: self.egress_network.unwrap_or_else(|| "bridge".into()),
             prewarm: self.prewarm.unwrap_or_default(),
             mcp_allowed_origins: self.mcp_allowed_origins.unwrap_or_default(),
+            recycle: self.recycle.unwrap_or_default(),
         })
     }
 }
@@ -337,6 +343,8 @@ pub struct ServeConfig {
     pub egress_network: String,
     /// Browser origins whose requests `/mcp` answers.
     pub mcp_allowed_origins: Vec<String>,
+    /// Whose calls a recycled container serves.
+    pub recycle: RecyclePolicy,
 }
 
 impl Default for ServeConfig {

@@ -29,6 +29,7 @@ impl ServeConfig {
             adopt_sessions: true,
             // Two services on one engine are told apart by their sockets.
             session_scope: Some(format!("serve:{}", self.socket.display())),
+            recycle: self.recycle,
             ..HostConfig::default()
         }
     }

@@ -61,6 +61,14 @@ fn describe() {
     metrics::describe_gauge!(QUEUED, "Calls waiting for a free slot now.");
     metrics::describe_gauge!(PREWARM_READY, "Prewarmed containers ready, by skill.");
     metrics::describe_gauge!(WARM_WORKERS, "Idle warm workers, by skill.");
+    metrics::describe_gauge!(
+        RECYCLED_IDLE,
+        "Idle recycled containers any caller may take, by skill."
+    );
+    metrics::describe_counter!(
+        "skillhost_recycled_retired_total",
+        "Recycled containers retired after a call, by skill and the reset's verdict."
+    );
     metrics::describe_gauge!(ASYNC, "Asynchronous invocations remembered, by state.");
     metrics::describe_gauge!(SPARES, "Spare sessions ready to open, by skill.");
     metrics::describe_gauge!(crate::session::OPEN, "Open sessions, by skill.");
@@ -80,6 +88,7 @@ const IN_FLIGHT: &str = "skillhost_in_flight";
 const QUEUED: &str = "skillhost_queued";
 const PREWARM_READY: &str = "skillhost_prewarm_ready";
 const WARM_WORKERS: &str = "skillhost_warm_workers";
+const RECYCLED_IDLE: &str = "skillhost_recycled_idle";
 const ASYNC: &str = "skillhost_async_invocations";
 const SPARES: &str = "skillhost_session_spares_ready";
 
@@ -93,6 +102,8 @@ pub(crate) fn render(state: &AppState) -> Option<String> {
             .set(state.host.prewarmed_ready(name) as f64);
         metrics::gauge!(WARM_WORKERS, "skill" => name.clone())
             .set(state.host.idle_workers(name) as f64);
+        metrics::gauge!(RECYCLED_IDLE, "skill" => name.clone())
+            .set(state.host.idle_recycled(name) as f64);
         metrics::gauge!(SPARES, "skill" => name.clone())
             .set(state.host.spare_sessions_ready(name) as f64);
     }

@@ -740,6 +740,7 @@ mod tests {
         SkillImage {
             reference: "skill-py:abc".into(),
             init_command: Some(vec!["python3".into(), "/runner.py".into()]),
+            init_recycles: true,
             run_as: RunAs {
                 uid: 10001,
                 gid: 10001,

@@ -19,6 +19,7 @@ mod lock;
 mod new;
 mod paths;
 mod properties;
+mod recycle;
 mod runners;
 mod serve;
 mod sessions;

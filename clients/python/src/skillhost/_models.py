@@ -29,6 +29,7 @@ class InvocationPath(str, enum.Enum):
     WARM = "warm"
     NATIVE = "native"
     SESSION = "session"
+    RECYCLED = "recycled"
 
 
 class InvocationState(str, enum.Enum):

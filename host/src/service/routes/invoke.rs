@@ -177,6 +177,7 @@ pub(crate) async fn handle(
         timeout: request.timeout_ms.map(Duration::from_millis),
         env: request.env,
         id: Some(call.id.clone()),
+        caller: Some(caller.name.to_string()),
         ..InvokeOptions::default()
     };
     let ticket = match state.gate.enter(&call.skill, caller.quota.as_ref()) {
@@ -211,8 +212,9 @@ pub(crate) async fn run_admitted(
     call: Call,
     caller: &Caller,
     args: Value,
-    options: InvokeOptions,
+    mut options: InvokeOptions,
 ) -> InvocationResult {
+    options.caller = Some(caller.name.to_string());
     if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
         let result = call.refused(
             codes::HOST_SHUTTING_DOWN,
