@@ -12,7 +12,11 @@
 //!   beside the same call through `/v1`;
 //! - throughput at concurrency 1, 16 and 64 (warm);
 //! - four times the admission limit: how many 429s, the p99 of the admitted, none lost;
-//! - the daemon's resident memory with 1,000 open connections.
+//! - the daemon's resident memory with 1,000 open connections;
+//! - sustained load, fresh against recycled: 200 python `print(1+1)` and 200 echo calls
+//!   at concurrency 8, each path in its own service (prewarmed with recycling off; the
+//!   skills' own `run.recycle`), with the engine's CPU seconds per call (dockerd and
+//!   containerd, from /proc). `-- --sustained` runs this part alone.
 //!
 //! Prints Markdown tables; leaves no container behind.
 
@@ -141,16 +145,27 @@ impl Connection {
         Connection { sender, token }
     }
 
-    /// POST an invoke; the status, the result's path and how long it took.
+    /// POST an echo invoke; the status, the result's path and how long it took.
     async fn invoke(&mut self, skill: &str) -> (StatusCode, String, Duration) {
-        let mut request = Request::post(format!("/v1/skills/{skill}/actions/say:invoke"))
+        self.call(skill, "say", ECHO_BODY).await
+    }
+
+    /// POST an invoke of `action` with `body`; the status, the result's path and how
+    /// long it took. A 200 must be an `ok` result.
+    async fn call(
+        &mut self,
+        skill: &str,
+        action: &str,
+        body: &str,
+    ) -> (StatusCode, String, Duration) {
+        let mut request = Request::post(format!("/v1/skills/{skill}/actions/{action}:invoke"))
             .header("host", "bench")
             .header("content-type", "application/json");
         if let Some(token) = &self.token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
         let request = request
-            .body(Full::new(Bytes::from_static(ECHO_BODY.as_bytes())))
+            .body(Full::new(Bytes::from(body.to_string())))
             .unwrap();
         let started = Instant::now();
         self.sender.ready().await.unwrap();
@@ -330,7 +345,12 @@ impl McpStdio {
 
 /// Wait until the daemon's prewarm pool of `skill` holds `count` containers.
 async fn pool_full(connection: &mut Connection, skill: &str, count: usize) {
-    let line = format!("skillhost_prewarm_ready{{skill=\"{skill}\"}} {count}");
+    gauge_reaches(connection, "skillhost_prewarm_ready", skill, count).await;
+}
+
+/// Wait until the daemon's gauge `metric` of `skill` reads `count`.
+async fn gauge_reaches(connection: &mut Connection, metric: &str, skill: &str, count: usize) {
+    let line = format!("{metric}{{skill=\"{skill}\"}} {count}");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !connection.get("/metrics").await.contains(&line) {
         assert!(Instant::now() < deadline, "the prewarm pool did not fill");
@@ -374,15 +394,134 @@ async fn throughput(daemon: &Daemon, skill: &'static str, concurrency: usize, to
     total as f64 / started.elapsed().as_secs_f64()
 }
 
+/// CPU seconds the engine's daemons (dockerd and containerd) have used so far, from
+/// /proc; the shims of containers already gone are not counted.
+fn engine_cpu_seconds() -> f64 {
+    // USER_HZ is 100 on every Linux architecture the host builds for.
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let mut ticks = 0u64;
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let dir = entry.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if !matches!(comm.trim(), "dockerd" | "containerd") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+        // The fields after the command's closing parenthesis; utime and stime are the
+        // 14th and 15th of the line, the 12th and 13th after it.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        ticks += fields
+            .get(11)
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(0);
+        ticks += fields
+            .get(12)
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    ticks as f64 / TICKS_PER_SECOND
+}
+
+/// 200 calls of `skill` at concurrency 8, each caller on its own connection: calls per
+/// second, the median and p95, the engine's CPU milliseconds per call, and the paths.
+async fn sustained(
+    daemon: &Daemon,
+    skill: &'static str,
+    action: &'static str,
+    body: &'static str,
+) -> String {
+    const CONCURRENCY: usize = 8;
+    const TOTAL: u64 = 200;
+    let next = Arc::new(AtomicU64::new(0));
+    let mut connections = Vec::new();
+    for _ in 0..CONCURRENCY {
+        connections.push(Connection::unix(daemon).await);
+    }
+    let cpu_before = engine_cpu_seconds();
+    let started = Instant::now();
+    let callers: Vec<_> = connections
+        .into_iter()
+        .map(|mut connection| {
+            let next = next.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while next.fetch_add(1, Ordering::SeqCst) < TOTAL {
+                    let (status, path, took) = connection.call(skill, action, body).await;
+                    assert_eq!(status, StatusCode::OK);
+                    seen.push((path, took));
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for caller in callers {
+        seen.extend(caller.await.unwrap());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = engine_cpu_seconds() - cpu_before;
+    let samples: Vec<Duration> = seen.iter().map(|(_, took)| *took).collect();
+    let mut paths = std::collections::BTreeMap::<String, usize>::new();
+    for (path, _) in &seen {
+        *paths.entry(path.clone()).or_default() += 1;
+    }
+    let paths: Vec<String> = paths.iter().map(|(p, n)| format!("{n} {p}")).collect();
+    format!(
+        "{:.1} | {:.1} | {:.1} | {:.1} | {}",
+        TOTAL as f64 / elapsed,
+        ms(percentile(&samples, 50)),
+        ms(percentile(&samples, 95)),
+        cpu * 1000.0 / TOTAL as f64,
+        paths.join(", ")
+    )
+}
+
+const PYTHON_BODY: &str = r#"{"args":{"code":"print(1+1)"}}"#;
+
+/// Fresh against recycled under sustained load, each in a service of its own.
+async fn sustained_load(skills: &Path) {
+    println!("\n## Sustained load: 200 calls at concurrency 8, fresh against recycled\n");
+    println!("| skill | path | calls/s | median ms | p95 ms | engine CPU ms per call | paths |");
+    println!("|---|---|---:|---:|---:|---:|---|");
+    for (name, flags, gauge) in [
+        (
+            "fresh (prewarmed 8, recycling off)",
+            &["--recycle", "off", "--prewarm", "python=8,echo=8"][..],
+            "skillhost_prewarm_ready",
+        ),
+        (
+            "recycled (8 started ahead)",
+            &["--prewarm", "python=8,echo=8"][..],
+            "skillhost_recycled_idle",
+        ),
+    ] {
+        let daemon = Daemon::start(&[skills], flags, None);
+        let mut connection = Connection::unix(&daemon).await;
+        for (skill, action, body) in [("python", "run", PYTHON_BODY), ("echo", "say", ECHO_BODY)] {
+            // The first call waits for the image; then both pools hold 8 before the clock.
+            connection.call(skill, action, body).await;
+            gauge_reaches(&mut connection, gauge, skill, 8).await;
+            let figures = sustained(&daemon, skill, action, body).await;
+            println!("| {skill} | {name} | {figures} |");
+        }
+        daemon.stop();
+    }
+}
+
 #[tokio::main]
 async fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    if std::env::args().any(|a| a == "--sustained") {
+        sustained_load(&root.join("skills")).await;
+        return;
+    }
     let quick = std::env::args().any(|a| a == "--quick");
     let (latency_rounds, fast_rounds, per_level) = if quick {
         (8, 300, 500)
     } else {
         (30, 3000, 4000)
     };
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let skills = root.join("skills");
     let bench_skills = root.join("host/benches/skills");
     let dir = tempfile::tempdir().unwrap();
@@ -390,10 +529,13 @@ async fn main() {
     let tokens = dir.path().join("tokens.toml");
     std::fs::write(&tokens, entry).unwrap();
 
-    let cold = Daemon::start(&[&skills], &[], Some(&tokens));
+    // Recycling off: these rows are about one container per call.
+    let cold = Daemon::start(&[&skills], &["--recycle", "off"], Some(&tokens));
     let fast = Daemon::start(
         &[&skills, &bench_skills],
         &[
+            "--recycle",
+            "off",
             "--prewarm",
             "echo=4",
             "--max-in-flight",
@@ -551,6 +693,8 @@ async fn main() {
     let limited = Daemon::start(
         &[&skills],
         &[
+            "--recycle",
+            "off",
             "--max-in-flight",
             "16",
             "--queue",
@@ -628,4 +772,6 @@ async fn main() {
 
     cold.stop();
     fast.stop();
+
+    sustained_load(&skills).await;
 }

@@ -246,7 +246,7 @@ impl Router {
             native: options.native,
             mode: skill.manifest.run.mode,
             plain: options.env.is_empty() && admitted.workspace.is_none(),
-            recycles: skill.manifest.run.recycle.is_some() && self.recycle != RecyclePolicy::Off,
+            recycles: self.recycles(skill),
             prewarm_target: self.prewarm_target(skill),
         })
     }
@@ -380,7 +380,8 @@ impl Router {
         Ok(outcome)
     }
 
-    /// Fill the prewarm pool of `skill` now rather than at its first call.
+    /// Fill the prewarm pool of `skill` now rather than at its first call; for a skill
+    /// whose plain calls are recycled, start that many recycled containers ahead.
     pub(crate) async fn prewarm(
         &self,
         skill: &Skill,
@@ -397,8 +398,30 @@ impl Router {
         }
         let image = images.resolve(skill).await?;
         let egress = self.gateway(skill).await?;
-        self.refill(skill, &image, egress.as_deref());
+        if self.recycles(skill) && image.init_recycles {
+            self.fill_recycled(skill, &image, egress.as_deref());
+        } else {
+            self.refill(skill, &image, egress.as_deref());
+        }
         Ok(())
+    }
+
+    /// Whether plain calls of `skill` are recycled on this host.
+    fn recycles(&self, skill: &Skill) -> bool {
+        skill.manifest.run.recycle.is_some() && self.recycle != RecyclePolicy::Off
+    }
+
+    /// Start recycled containers of `skill`, shared by every caller, up to its prewarm
+    /// target, in the background.
+    fn fill_recycled(&self, skill: &Skill, image: &SkillImage, egress: Option<&Gateway>) {
+        let target = self.prewarm_target(skill);
+        if target == 0 || self.recycle != RecyclePolicy::Shared {
+            return;
+        }
+        let limits = recycle_limits(skill);
+        let spec = || self.shared_spec(skill, image, Role::Recycled, egress);
+        self.recycled
+            .fill((skill.name(), skill.name()), &limits, spec, target);
     }
 
     /// Prewarmed containers of `skill` ready to use.
@@ -462,18 +485,14 @@ impl Router {
         egress: Option<&Gateway>,
         request: RunRequest,
     ) -> Result<RunOutcome, Refusal> {
-        let limits = skill
-            .manifest
-            .run
-            .recycle
-            .clone()
-            .unwrap_or_default()
-            .as_pool();
+        let limits = recycle_limits(skill);
         let spec = || self.shared_spec(skill, image, Role::Recycled, egress);
         let exchanged = self
             .recycled
             .exchange((skill.name(), key), &limits, spec, &request)
             .await;
+        // Replace a container this call retired, off the call's path.
+        self.fill_recycled(skill, image, egress);
         if let Ok((exchange, _)) = &exchanged {
             let verdict = exchange.outcome.init_report.and_then(|r| r.reset);
             if verdict != Some(ResetVerdict::Clean) {
@@ -623,6 +642,17 @@ impl Router {
         let wanted = self.prewarm.get(skill.name()).copied();
         wanted.unwrap_or(skill.manifest.run.prewarm) as usize
     }
+}
+
+/// The bounds of `skill`'s recycled containers, in a pool's words.
+fn recycle_limits(skill: &Skill) -> crate::manifest::Serve {
+    skill
+        .manifest
+        .run
+        .recycle
+        .clone()
+        .unwrap_or_default()
+        .as_pool()
 }
 
 /// A pooled call's outcome, or the refusal that says why no container of the pool

@@ -6,6 +6,7 @@
 //! recycled containers kept apart per caller, the skill's and the caller's.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -53,6 +54,8 @@ struct SkillWorkers {
     /// One permit per worker slot: a request holds one while it uses a worker.
     slots: Semaphore,
     idle: Mutex<Vec<Worker>>,
+    /// Workers being started ahead of any request (`fill`).
+    starting: AtomicUsize,
 }
 
 /// Why a request got no answer from a worker.
@@ -138,6 +141,46 @@ impl ServePools {
         exchange.map(|e| (e, waited)).map_err(ServeError::Engine)
     }
 
+    /// Start workers of `skill` under `key` in the background, ahead of any request, until
+    /// `target` of them (idle, busy or starting; at most the pool's size) exist.
+    pub(crate) fn fill(
+        &self,
+        (skill, key): (&str, &str),
+        limits: &Serve,
+        spec: impl FnOnce() -> ContainerSpec,
+        target: usize,
+    ) {
+        let Some(workers) = self.workers(key, limits, spec) else {
+            return;
+        };
+        let size = limits.workers as usize;
+        let busy = size.saturating_sub(workers.slots.available_permits());
+        let have = lock(&workers.idle).len() + busy + workers.starting.load(Ordering::SeqCst);
+        for _ in 0..target.min(size).saturating_sub(have) {
+            workers.starting.fetch_add(1, Ordering::SeqCst);
+            let (inner, workers) = (self.inner.clone(), workers.clone());
+            let name = container_name(skill, inner.role);
+            inner.reaper.track(&name);
+            tokio::spawn(async move {
+                let started = Worker::start(&inner.engine, &name, &workers.spec).await;
+                {
+                    // `close` closes the slots before it drains the idle workers: one
+                    // pushed here is either drained by it or removed now.
+                    let mut idle = lock(&workers.idle);
+                    match started {
+                        Ok(worker) if !workers.slots.is_closed() => idle.push(worker),
+                        Ok(_) => inner.reaper.remove_later(&name),
+                        Err(e) => {
+                            tracing::warn!(skill = %workers.skill, "starting a container ahead failed: {e}");
+                            inner.reaper.remove_later(&name);
+                        }
+                    }
+                }
+                workers.starting.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    }
+
     /// Retire every worker and take no more requests; requests in flight finish with
     /// the worker removed under them, and those waiting for one are refused.
     pub(crate) fn close(&self) {
@@ -180,6 +223,7 @@ impl ServePools {
                 spec: spec(),
                 slots: Semaphore::new(limits.workers as usize),
                 idle: Mutex::default(),
+                starting: AtomicUsize::new(0),
             })
         });
         Some(workers.clone())
@@ -330,5 +374,39 @@ mod tests {
                 .await,
             Err(ServeError::Closed)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_pool_filled_ahead_answers_without_starting_a_worker() {
+        let (fake, pools, reaper) = pools();
+        let limits = Serve {
+            workers: 3,
+            ..Serve::default()
+        };
+        pools.fill(("echo", "echo"), &limits, worker_spec, 5);
+        while pools.idle("echo") < 3 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(fake.containers().len(), 3, "no more than the pool's size");
+        pools.fill(("echo", "echo"), &limits, worker_spec, 3);
+        let (exchange, _) = pools
+            .exchange(
+                ("echo", "echo"),
+                &limits,
+                worker_spec,
+                &request("r-1", "say"),
+            )
+            .await
+            .unwrap();
+        assert!(exchange.reusable);
+        let creates = fake
+            .calls()
+            .iter()
+            .filter(|c| c.starts_with("create"))
+            .count();
+        assert_eq!(creates, 3, "the call took a worker made ahead");
+        pools.close();
+        reaper.settled().await;
+        assert!(fake.containers().is_empty());
     }
 }

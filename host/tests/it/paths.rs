@@ -46,10 +46,12 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn prewarmed_containers_serve_once_each_and_are_replenished() {
-    // Created-only containers: the path images without skillhost's init take.
+    // Created-only containers: the path images without skillhost's init take. Recycling
+    // off: echo's plain calls would be recycled.
     let config = HostConfig::new(vec![skills_dir()])
         .prewarm(BTreeMap::from([("echo".to_string(), 2)]))
-        .prewarm_started(false);
+        .prewarm_started(false)
+        .recycle(skillhost::RecyclePolicy::Off);
     let host = Host::new(config).await.unwrap();
     host.prewarm("echo").await.unwrap();
     wait_until("prewarming 2", || host.prewarmed_ready("echo") == 2).await;

@@ -13,7 +13,9 @@ use common::{
     cleanup_if_built_now, copy_fixture, unique_name, workspace_root, BundledImage, ImageCleanup,
 };
 use serde_json::{json, Value};
-use skillhost::{Host, HostConfig, InvocationPath, InvocationResult, InvokeOptions, Status};
+use skillhost::{
+    Host, HostConfig, InvocationPath, InvocationResult, InvokeOptions, RecyclePolicy, Status,
+};
 
 async fn bundled() -> Host {
     Host::new(HostConfig::new(vec![workspace_root().join("skills")]))
@@ -199,7 +201,10 @@ async fn a_fork_bomb_an_oom_and_a_signal_to_pid_1_each_retire_the_container() {
 async fn calls_with_their_own_env_are_not_recycled_and_echo_is() {
     let _python: BundledImage = cleanup_if_built_now("python");
     let _echo: BundledImage = cleanup_if_built_now("echo");
-    let host = bundled().await;
+    // Two echo containers started ahead, as `serve --prewarm echo=2` does.
+    let config = HostConfig::new(vec![workspace_root().join("skills")])
+        .prewarm([("echo".to_string(), 2)].into());
+    let host = Host::new(config).await.unwrap();
     let options =
         InvokeOptions::default().env([("LANG".to_string(), "C.UTF-8".to_string())].into());
     let with_env = host
@@ -207,6 +212,15 @@ async fn calls_with_their_own_env_are_not_recycled_and_echo_is() {
         .await;
     assert_eq!(with_env.status, Status::Ok, "{with_env:?}");
     assert_ne!(with_env.path, InvocationPath::Recycled);
+    host.prewarm("echo").await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while host.idle_recycled("echo") < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no echo started ahead"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     for _ in 0..3 {
         let said = host.invoke("echo", "say", json!({"text": "hi"})).await;
         assert_eq!(said.status, Status::Ok, "{said:?}");
@@ -215,9 +229,34 @@ async fn calls_with_their_own_env_are_not_recycled_and_echo_is() {
     }
     assert_eq!(
         host.idle_recycled("echo"),
-        1,
-        "one container served all three"
+        2,
+        "the two started ahead served all three"
     );
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn per_caller_recycling_keeps_each_callers_calls_in_containers_of_their_own() {
+    let _cleanup: BundledImage = cleanup_if_built_now("python");
+    let config =
+        HostConfig::new(vec![workspace_root().join("skills")]).recycle(RecyclePolicy::PerCaller);
+    let host = Host::new(config).await.unwrap();
+    let mut seen = Vec::new();
+    for caller in ["alice", "bob", "alice", "bob"] {
+        let options = InvokeOptions::default().caller(caller);
+        let result = host
+            .invoke_with("python", "run", json!({ "code": HOSTNAME }), options)
+            .await;
+        assert_eq!(
+            (result.status, result.path),
+            (Status::Ok, InvocationPath::Recycled),
+            "{result:?}"
+        );
+        seen.push(stdout(&result.output.unwrap()));
+    }
+    assert_eq!(seen[0], seen[2], "alice's calls share her container");
+    assert_eq!(seen[1], seen[3], "bob's too");
+    assert_ne!(seen[0], seen[1], "alice and bob never share one");
     host.shutdown().await;
 }
 
