@@ -34,7 +34,6 @@ import stat
 import sys
 import threading
 import time
-import traceback
 import types
 
 CAPTURE_LIMIT = 1 << 20  # bytes kept per stream
@@ -395,6 +394,8 @@ def run_child(code, workdir, stdin_r, out_w, err_w, parent_ends, figures_dir):
             status = exit_status(exit)
         except BaseException as error:
             # As the interpreter prints it: from the code's frame, not this one's.
+            # Imported here: a call whose code succeeds never pays for it.
+            import traceback
             traceback.print_exception(type(error), error, error.__traceback__.tb_next)
             status = 1
         # What the interpreter does at exit: wait for threads, run atexit, flush.
@@ -406,6 +407,7 @@ def run_child(code, workdir, stdin_r, out_w, err_w, parent_ends, figures_dir):
         atexit._run_exitfuncs()
     except BaseException:
         try:
+            import traceback
             traceback.print_exc()
         except BaseException:
             pass
@@ -578,6 +580,7 @@ class Session:
         except SystemExit as exit:
             exit_code = exit_status(exit)
         except BaseException as error:
+            import traceback
             traceback.print_exception(type(error), error, error.__traceback__.tb_next)
             exit_code = 1
         finally:

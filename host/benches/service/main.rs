@@ -106,7 +106,14 @@ impl Daemon {
             .unwrap_or(0)
     }
 
-    fn stop(mut self) {
+    fn stop(self) {
+        drop(self);
+    }
+}
+
+/// Stopped (SIGTERM, so it removes its containers) even when a run panics.
+impl Drop for Daemon {
+    fn drop(&mut self) {
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
             .status();
@@ -423,19 +430,17 @@ fn engine_cpu_seconds() -> f64 {
     ticks as f64 / TICKS_PER_SECOND
 }
 
-/// 200 calls of `skill` at concurrency 8, each caller on its own connection: calls per
+/// 200 calls of `skill` at `concurrency`, each caller on its own connection: calls per
 /// second, the median and p95, the engine's CPU milliseconds per call, and the paths.
 async fn sustained(
     daemon: &Daemon,
-    skill: &'static str,
-    action: &'static str,
-    body: &'static str,
+    (skill, action, body): (&'static str, &'static str, &'static str),
+    concurrency: usize,
 ) -> String {
-    const CONCURRENCY: usize = 8;
     const TOTAL: u64 = 200;
     let next = Arc::new(AtomicU64::new(0));
     let mut connections = Vec::new();
-    for _ in 0..CONCURRENCY {
+    for _ in 0..concurrency {
         connections.push(Connection::unix(daemon).await);
     }
     let cpu_before = engine_cpu_seconds();
@@ -481,9 +486,11 @@ const PYTHON_BODY: &str = r#"{"args":{"code":"print(1+1)"}}"#;
 
 /// Fresh against recycled under sustained load, each in a service of its own.
 async fn sustained_load(skills: &Path) {
-    println!("\n## Sustained load: 200 calls at concurrency 8, fresh against recycled\n");
-    println!("| skill | path | calls/s | median ms | p95 ms | engine CPU ms per call | paths |");
-    println!("|---|---|---:|---:|---:|---:|---|");
+    println!("\n## Sustained load: 200 calls at concurrency 8 (and 1), fresh against recycled\n");
+    println!(
+        "| skill | path | concurrency | calls/s | median ms | p95 ms | engine CPU ms per call | paths |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---|");
     for (name, flags, gauge) in [
         (
             "fresh (prewarmed 8, recycling off)",
@@ -497,13 +504,18 @@ async fn sustained_load(skills: &Path) {
         ),
     ] {
         let daemon = Daemon::start(&[skills], flags, None);
-        let mut connection = Connection::unix(&daemon).await;
         for (skill, action, body) in [("python", "run", PYTHON_BODY), ("echo", "say", ECHO_BODY)] {
+            // A connection of its own: the service closes one left idle through a run.
+            let mut connection = Connection::unix(&daemon).await;
             // The first call waits for the image; then both pools hold 8 before the clock.
             connection.call(skill, action, body).await;
             gauge_reaches(&mut connection, gauge, skill, 8).await;
-            let figures = sustained(&daemon, skill, action, body).await;
-            println!("| {skill} | {name} | {figures} |");
+            for concurrency in [8, 1] {
+                let figures = sustained(&daemon, (skill, action, body), concurrency).await;
+                println!("| {skill} | {name} | {concurrency} | {figures} |");
+                // The pool refilled, as before the first run.
+                gauge_reaches(&mut connection, gauge, skill, 8).await;
+            }
         }
         daemon.stop();
     }

@@ -48,6 +48,7 @@ struct Pools {
 
 #[derive(Debug)]
 struct SkillWorkers {
+    /// The skill's name (the pool's key may also name a caller).
     skill: String,
     limits: Serve,
     spec: ContainerSpec,
@@ -56,6 +57,8 @@ struct SkillWorkers {
     idle: Mutex<Vec<Worker>>,
     /// Workers being started ahead of any request (`fill`).
     starting: AtomicUsize,
+    /// How many workers `fill` keeps, idle or busy; 0 for none.
+    target: AtomicUsize,
 }
 
 /// Why a request got no answer from a worker.
@@ -92,14 +95,27 @@ impl ServePools {
         request: &RunRequest,
     ) -> Result<(Exchange, Duration), ServeError> {
         let waited = std::time::Instant::now();
-        let workers = self.workers(key, limits, spec).ok_or(ServeError::Closed)?;
+        let workers = self
+            .workers((skill, key), limits, spec)
+            .ok_or(ServeError::Closed)?;
         // `close` closes the semaphore: a call waiting for a worker then ends, refused.
         let _permit = tokio::time::timeout(request.timeout, workers.slots.acquire())
             .await
             .map_err(|_| ServeError::Busy)?
             .map_err(|_| ServeError::Closed)?;
         let idle = loop {
-            let Some(mut worker) = lock(&workers.idle).pop() else {
+            let taken = {
+                let mut idle = lock(&workers.idle);
+                // A serve-mode worker that just answered is the warmest. A recycled
+                // container is readiest when it has waited longest: its next process
+                // (prestarted) has had the most time to start since its last reset.
+                if matches!(self.inner.role, Role::Recycled) && !idle.is_empty() {
+                    Some(idle.remove(0))
+                } else {
+                    idle.pop()
+                }
+            };
+            let Some(mut worker) = taken else {
                 break None;
             };
             if worker.ready_for_next() {
@@ -136,7 +152,12 @@ impl ServePools {
             && worker.served < workers.limits.max_requests
             && worker.age() < workers.limits.max_lifetime.0;
         if in_use.kept {
-            lock(&workers.idle).push(worker);
+            let mut idle = lock(&workers.idle);
+            // A call and `fill` racing for the last slot can make one worker too many.
+            in_use.kept = idle.len() < workers.limits.workers as usize;
+            if in_use.kept {
+                idle.push(worker);
+            }
         }
         exchange.map(|e| (e, waited)).map_err(ServeError::Engine)
     }
@@ -150,35 +171,11 @@ impl ServePools {
         spec: impl FnOnce() -> ContainerSpec,
         target: usize,
     ) {
-        let Some(workers) = self.workers(key, limits, spec) else {
+        let Some(workers) = self.workers((skill, key), limits, spec) else {
             return;
         };
-        let size = limits.workers as usize;
-        let busy = size.saturating_sub(workers.slots.available_permits());
-        let have = lock(&workers.idle).len() + busy + workers.starting.load(Ordering::SeqCst);
-        for _ in 0..target.min(size).saturating_sub(have) {
-            workers.starting.fetch_add(1, Ordering::SeqCst);
-            let (inner, workers) = (self.inner.clone(), workers.clone());
-            let name = container_name(skill, inner.role);
-            inner.reaper.track(&name);
-            tokio::spawn(async move {
-                let started = Worker::start(&inner.engine, &name, &workers.spec).await;
-                {
-                    // `close` closes the slots before it drains the idle workers: one
-                    // pushed here is either drained by it or removed now.
-                    let mut idle = lock(&workers.idle);
-                    match started {
-                        Ok(worker) if !workers.slots.is_closed() => idle.push(worker),
-                        Ok(_) => inner.reaper.remove_later(&name),
-                        Err(e) => {
-                            tracing::warn!(skill = %workers.skill, "starting a container ahead failed: {e}");
-                            inner.reaper.remove_later(&name);
-                        }
-                    }
-                }
-                workers.starting.fetch_sub(1, Ordering::SeqCst);
-            });
-        }
+        workers.target.store(target, Ordering::SeqCst);
+        top_up(&self.inner, &workers);
     }
 
     /// Retire every worker and take no more requests; requests in flight finish with
@@ -208,7 +205,7 @@ impl ServePools {
     /// The workers kept under `key`, made on first use; `None` once the pools are closed.
     fn workers(
         &self,
-        skill: &str,
+        (skill, key): (&str, &str),
         limits: &Serve,
         spec: impl FnOnce() -> ContainerSpec,
     ) -> Option<Arc<SkillWorkers>> {
@@ -216,7 +213,7 @@ impl ServePools {
         if pools.closed {
             return None;
         }
-        let workers = pools.by_skill.entry(skill.to_string()).or_insert_with(|| {
+        let workers = pools.by_skill.entry(key.to_string()).or_insert_with(|| {
             Arc::new(SkillWorkers {
                 skill: skill.to_string(),
                 limits: limits.clone(),
@@ -224,6 +221,7 @@ impl ServePools {
                 slots: Semaphore::new(limits.workers as usize),
                 idle: Mutex::default(),
                 starting: AtomicUsize::new(0),
+                target: AtomicUsize::new(0),
             })
         });
         Some(workers.clone())
@@ -245,7 +243,46 @@ impl Drop for RetireUnlessKept<'_> {
     }
 }
 
-/// Retire idle workers past their idle TTL or lifetime, until the pools are gone.
+/// Start workers in the background until the pool's target of them (idle, busy or
+/// starting; at most its size) exist. One that fails to start is tried again at the
+/// next sweep.
+fn top_up(inner: &Arc<Inner>, workers: &Arc<SkillWorkers>) {
+    let size = workers.limits.workers as usize;
+    let busy = size.saturating_sub(workers.slots.available_permits());
+    let have = lock(&workers.idle).len() + busy + workers.starting.load(Ordering::SeqCst);
+    let target = workers.target.load(Ordering::SeqCst).min(size);
+    for _ in 0..target.saturating_sub(have) {
+        workers.starting.fetch_add(1, Ordering::SeqCst);
+        let (inner, workers) = (inner.clone(), workers.clone());
+        let name = container_name(&workers.skill, inner.role);
+        inner.reaper.track(&name);
+        tokio::spawn(async move {
+            let started = Worker::start(&inner.engine, &name, &workers.spec).await;
+            {
+                // `close` closes the slots before it drains the idle workers: one pushed
+                // here is either drained by it or removed now.
+                let mut idle = lock(&workers.idle);
+                match started {
+                    Ok(worker)
+                        if !workers.slots.is_closed()
+                            && idle.len() < workers.limits.workers as usize =>
+                    {
+                        idle.push(worker)
+                    }
+                    Ok(_) => inner.reaper.remove_later(&name),
+                    Err(e) => {
+                        tracing::warn!(skill = %workers.skill, "starting a container ahead failed: {e}");
+                        inner.reaper.remove_later(&name);
+                    }
+                }
+            }
+            workers.starting.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+}
+
+/// Retire idle workers past their idle TTL or lifetime, and top up the pools kept at a
+/// target, until the pools are gone.
 async fn sweep(inner: Weak<Inner>) {
     loop {
         tokio::time::sleep(SWEEP_EVERY).await;
@@ -253,15 +290,21 @@ async fn sweep(inner: Weak<Inner>) {
         let skills: Vec<Arc<SkillWorkers>> =
             lock(&inner.skills).by_skill.values().cloned().collect();
         for workers in skills {
-            let mut idle = lock(&workers.idle);
-            let (expired, kept): (Vec<Worker>, Vec<Worker>) = idle.drain(..).partition(|w| {
-                w.last_used.elapsed() >= workers.limits.idle_ttl.0
-                    || w.age() >= workers.limits.max_lifetime.0
-            });
-            *idle = kept;
+            let expired: Vec<Worker> = {
+                let mut idle = lock(&workers.idle);
+                let (expired, kept) = idle.drain(..).partition(|w| {
+                    w.last_used.elapsed() >= workers.limits.idle_ttl.0
+                        || w.age() >= workers.limits.max_lifetime.0
+                });
+                *idle = kept;
+                expired
+            };
             for worker in expired {
                 tracing::debug!(skill = %workers.skill, worker = %worker.name, "retiring an idle worker");
                 inner.reaper.remove_later(&worker.name);
+            }
+            if !workers.slots.is_closed() {
+                top_up(&inner, &workers);
             }
         }
     }
