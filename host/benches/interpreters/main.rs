@@ -82,7 +82,11 @@ async fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let prewarm: BTreeMap<String, u32> =
         cases.iter().map(|c| (c.skill.to_string(), POOL)).collect();
-    let host = Host::new(HostConfig::new(vec![root.join("skills")]).prewarm(prewarm))
+    // Recycling off: a prewarmed call is the one measured here.
+    let config = HostConfig::new(vec![root.join("skills")])
+        .prewarm(prewarm)
+        .recycle(skillhost::RecyclePolicy::Off);
+    let host = Host::new(config)
         .await
         .expect("a Docker Engine, and the base images (skillhost images build)");
     let seccomp = tempfile::NamedTempFile::new().unwrap();

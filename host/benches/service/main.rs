@@ -513,7 +513,9 @@ async fn sustained_load(skills: &Path) {
             for concurrency in [8, 1] {
                 let figures = sustained(&daemon, (skill, action, body), concurrency).await;
                 println!("| {skill} | {name} | {concurrency} | {figures} |");
-                // The pool refilled, as before the first run.
+                // The pool refilled, as before the first run (on a new connection: the
+                // service closes one left idle through a run).
+                connection = Connection::unix(&daemon).await;
                 gauge_reaches(&mut connection, gauge, skill, 8).await;
             }
         }

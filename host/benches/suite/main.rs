@@ -163,7 +163,10 @@ async fn pool_full(host: &Host, skill: &str) {
 }
 
 fn host(roots: &[&Path], tweak: impl FnOnce(&mut HostConfig)) -> HostConfig {
-    let mut config = HostConfig::new(roots.iter().map(|r| r.to_path_buf()).collect());
+    // Recycling off: these rows measure one container per call (the service bench's
+    // `--sustained` part measures recycled containers).
+    let mut config = HostConfig::new(roots.iter().map(|r| r.to_path_buf()).collect())
+        .recycle(skillhost::RecyclePolicy::Off);
     tweak(&mut config);
     config
 }
