@@ -92,3 +92,29 @@ def test_the_async_client_has_the_same_sessions(bundled_service):
 
     id = asyncio.run(run())
     assert session_remains(id) == 0
+
+
+def test_plain_calls_of_a_recycling_skill_are_recycled_and_find_nothing_of_the_last(bundled_service):
+    """The bundled python skill opts in to `run.recycle`: plain calls reuse a container
+    (the same hostname) and each finds /tmp as the runner leaves it for a fresh call;
+    a call with its own env gets a container of its own."""
+    probe = (
+        "import os, socket\n"
+        "left = sorted(e for e in os.listdir('/tmp') if e != 'work' and not e.startswith('.skillhost-'))\n"
+        "open('/tmp/mine', 'w').write('x')\n"
+        "print(socket.gethostname(), left)\n"
+    )
+    with Client(bundled_service.server) as client:
+        first = client.invoke("python", "run", {"code": probe})
+        second = client.invoke("python", "run", {"code": probe})
+        for result in (first, second):
+            result.raise_for_status()
+            assert result.path is InvocationPath.RECYCLED
+            assert result.stats.peak_memory_bytes is None
+        host_1, left_1 = first.output["stdout"].split(" ", 1)
+        host_2, left_2 = second.output["stdout"].split(" ", 1)
+        assert host_1 == host_2, "the same container served both"
+        assert left_1.strip() == left_2.strip() == "[]"
+        own = client.invoke("python", "run", {"code": "print(1)"}, env={"LANG": "C.UTF-8"})
+        own.raise_for_status()
+        assert own.path is not InvocationPath.RECYCLED
