@@ -470,6 +470,30 @@ fn manifests_asking_for_more_privilege_are_refused_with_the_field_named() {
             "one-shot mode",
         ),
         (
+            "recycle with serve",
+            run_extra("mode: serve\n  recycle: {}"),
+            "run.recycle",
+            "one-shot mode",
+        ),
+        (
+            "no recycled containers",
+            run_extra("recycle: {containers: 0}"),
+            "run.recycle.containers",
+            "out of range",
+        ),
+        (
+            "recycled containers never used",
+            run_extra("recycle: {uses: 0}"),
+            "run.recycle.uses",
+            "at least 1 call",
+        ),
+        (
+            "recycle key misspelt",
+            run_extra("recycle: {max_uses: 5}"),
+            "run.recycle.max_uses",
+            "unknown field",
+        ),
+        (
             "session default above its ceiling",
             run_extra("session: {mode: files, idle_timeout: 10m, max_idle_timeout: 1m}"),
             "run.session.max_idle_timeout",
