@@ -34,6 +34,9 @@ pub(crate) struct Script {
 
 /// How a serve-mode worker is told so (`SKILLHOST_MODE=serve`).
 const SERVE_MODE: &str = "SKILLHOST_MODE=serve";
+/// How a recycled container's init is told so: it too reads a line at a time here (the
+/// call's header, then the request).
+const RECYCLE_MODE: &str = "SKILLHOST_INIT_RECYCLE=1";
 
 /// Decides each container's script from its spec and the stdin it read (a serve-mode
 /// worker's: one line).
@@ -231,7 +234,12 @@ impl ContainerEngine for FakeEngine {
                 )
             };
             match stdin {
-                Some(stdin) if spec.env.iter().any(|e| e == SERVE_MODE) => {
+                Some(stdin)
+                    if spec
+                        .env
+                        .iter()
+                        .any(|e| e == SERVE_MODE || e == RECYCLE_MODE) =>
+                {
                     let scripter = self.scripter.clone();
                     tokio::spawn(serve_lines(scripter, spec, stdin, output, exited));
                 }
@@ -507,9 +515,9 @@ impl FakeEngine {
     }
 }
 
-/// A serve-mode worker (`SKILLHOST_MODE=serve` in its environment): a script per line of
-/// stdin, each line's output written at once; it exits when a script exits non-zero or
-/// stdin ends, and hangs when a script hangs.
+/// A serve-mode worker (`SKILLHOST_MODE=serve` in its environment) or a recycled
+/// container: a script per line of stdin, each line's stdout and stderr written at once;
+/// it exits when a script exits non-zero or stdin ends, and hangs when a script hangs.
 async fn serve_lines(
     scripter: Arc<Scripter>,
     spec: ContainerSpec,
@@ -530,6 +538,9 @@ async fn serve_lines(
         if let Some(output) = &output {
             if !script.stdout.is_empty() {
                 let _ = output.send(Chunk::Stdout(Bytes::from(script.stdout)));
+            }
+            if !script.stderr.is_empty() {
+                let _ = output.send(Chunk::Stderr(Bytes::from(script.stderr)));
             }
         }
         if script.hang {

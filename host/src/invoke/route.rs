@@ -798,6 +798,104 @@ mod tests {
             RunRequest::for_test("r-1", b"{}\n".to_vec())
         }
 
+        /// A router whose containers answer as a recycling init does: the call's header
+        /// line gives the key; the request line is answered with a result and the
+        /// trailer, whose verdict is `leftover` (the container then exits) for the
+        /// action `dirty`, `clean` otherwise.
+        fn recycling_router() -> (Arc<FakeEngine>, Router, Skill, SkillImage) {
+            let key = Arc::new(std::sync::Mutex::new(String::new()));
+            let fake = FakeEngine::new(move |_, line| {
+                let text = String::from_utf8_lossy(line).to_string();
+                if let Some((header_key, _)) = text.split_once(' ') {
+                    *key.lock().unwrap() = header_key.to_string();
+                    return Script::default();
+                }
+                let dirty = text.contains("dirty");
+                let verdict = if dirty { "leftover" } else { "clean" };
+                let trailer = format!(
+                    "\0skillhost-exit:{}:0:0:-1:0:{verdict}\n",
+                    key.lock().unwrap()
+                );
+                let mut stdout = ANSWER.to_vec();
+                stdout.extend_from_slice(trailer.as_bytes());
+                Script {
+                    stdout,
+                    stderr: trailer.into_bytes(),
+                    exit: i64::from(dirty),
+                    hang: false,
+                }
+            });
+            let (_, _, _, image) = router(0);
+            let text = "name: echo\nversion: 1.0.0\nprotocol: '^1'\nrun:\n  user: '10001:10001'\n  recycle: {containers: 2}\nactions: {say: {}, dirty: {}}\n";
+            let skill = Skill {
+                manifest: Manifest::parse(text).unwrap(),
+                dir: PathBuf::from("/skills/echo"),
+                relative_dir: PathBuf::from("echo"),
+            };
+            let config = RouterConfig {
+                prewarm: BTreeMap::new(),
+                prewarm_cap: 8,
+                prewarm_started: true,
+                workspace_views: false,
+                allow_native: false,
+                egress_network: "bridge".into(),
+                egress_proxy_image: "skillhost/egress-proxy:latest".into(),
+                recycle: RecyclePolicy::Shared,
+            };
+            let engine: Containers = fake.clone();
+            (
+                fake.clone(),
+                Router::new(engine, Instance::current(), config),
+                skill,
+                image,
+            )
+        }
+
+        #[tokio::test]
+        async fn a_recycled_container_serves_call_after_call_until_a_reset_is_not_clean() {
+            let (fake, router, skill, image) = recycling_router();
+            let call = |action: &str| {
+                let route = Route::Recycled {
+                    skill: &skill,
+                    key: "echo".into(),
+                    image: image.clone(),
+                    egress: None,
+                };
+                let line = format!("{{\"id\":\"r-1\",\"action\":\"{action}\"}}\n");
+                router.run(route, RunRequest::for_test("r-1", line.into_bytes()))
+            };
+            let creates = || {
+                fake.calls()
+                    .iter()
+                    .filter(|c| c.starts_with("create"))
+                    .count()
+            };
+            for _ in 0..3 {
+                let outcome = call("say").await.unwrap();
+                assert!(outcome.decoded.result.is_some());
+                let report = outcome.init_report.unwrap();
+                assert_eq!(report.reset, Some(ResetVerdict::Clean));
+                assert_eq!(report.peak_memory_bytes, None);
+            }
+            assert_eq!(creates(), 1, "one container served all three");
+            assert_eq!(router.idle_recycled("echo"), 1);
+            let spec = fake.spec(&fake.containers()[0]).unwrap();
+            assert!(spec.env.iter().any(|e| e == "SKILLHOST_INIT_RECYCLE=1"));
+
+            let dirty = call("dirty").await.unwrap();
+            assert_eq!(
+                dirty.init_report.and_then(|r| r.reset),
+                Some(ResetVerdict::Leftover)
+            );
+            router.settled().await;
+            assert!(fake.containers().is_empty(), "retired and removed");
+            assert_eq!(router.idle_recycled("echo"), 0);
+            call("say").await.unwrap();
+            assert_eq!(creates(), 2, "the next call has a new container");
+            router.shutdown().await;
+            assert!(fake.containers().is_empty());
+        }
+
         #[tokio::test]
         async fn a_prewarmed_call_takes_a_started_container_and_the_pool_refills() {
             let (fake, router, skill, image) = router(1);
