@@ -465,8 +465,11 @@ def test_a_killed_task_is_replaced_and_its_skill_containers_reaped(cluster: Clus
     def long_call() -> None:
         try:
             with cluster.client() as client:
+                # With its own env, so a container of its own: the python skill's plain
+                # calls share recycled containers, which outlive a call.
                 outcome["result"] = client.invoke("python", "run",
-                                                  {"code": "import time; time.sleep(20)"})
+                                                  {"code": "import time; time.sleep(20)"},
+                                                  env={"LANG": "C.UTF-8"})
         except ServiceUnreachable as e:
             outcome["error"] = e
 
@@ -595,7 +598,9 @@ def test_a_rolling_update_loses_no_call(cluster: Cluster) -> None:
 def long_call(server: str, token: str, outcome: dict) -> threading.Thread:
     def call() -> None:
         with Client(server, token=token, timeout=60, retries=0) as client:
-            outcome["result"] = client.invoke("python", "run", {"code": "import time; time.sleep(3)"})
+            # With its own env, so a container of its own (not a recycled one).
+            outcome["result"] = client.invoke("python", "run", {"code": "import time; time.sleep(3)"},
+                                              env={"LANG": "C.UTF-8"})
 
     thread = threading.Thread(target=call)
     thread.start()
@@ -628,19 +633,25 @@ def test_a_second_engine_joined_as_a_worker_serves_calls_too(cluster: Cluster) -
 
     for server, here, there in ((worker_server, worker_containers, python_containers),
                                 (cluster.server, python_containers, worker_containers)):
+        # Containers already there (a recycled one of an earlier call, say) are not this
+        # call's.
+        before_here, before_there = set(here()), set(there())
         outcome: dict = {}
         thread = long_call(server, cluster.token, outcome)
         wait_for(f"the call's container on the engine behind {server}",
-                 lambda here=here: bool(here()))
-        assert not there(), f"a call to {server} made a container on the other engine"
+                 lambda here=here, before=before_here: bool(set(here()) - before))
+        assert not set(there()) - before_there, \
+            f"a call to {server} made a container on the other engine"
         thread.join(timeout=60)
         assert outcome["result"].ok, outcome
 
     # Each node's own service, asked at its address: ready, its skills' pools, and the
     # call running on the worker (and none on the manager's node).
     outcome = {}
+    before = set(worker_containers())
     thread = long_call(worker_server, cluster.token, outcome)
-    wait_for("the call's container on the worker", lambda: bool(worker_containers()))
+    wait_for("the call's container on the worker",
+             lambda: bool(set(worker_containers()) - before))
     status = cluster_status("--probe", token=cluster.token)
     thread.join(timeout=60)
     assert outcome["result"].ok, outcome
