@@ -144,18 +144,21 @@ fn from_outside(info: &SigInfo) -> bool {
     matches!(info.code, SI_USER | SI_KERNEL) && info.pid == 0
 }
 
-fn install_forwarding() {
+/// An SA_SIGINFO handler.
+type Handler = extern "C" fn(i32, *const SigInfo, *mut u8);
+
+/// Install `handler` for each of `signals`. No SA_RESTART: a blocking read of stdin must
+/// return EINTR to notice a stop; every other blocking call here retries on EINTR.
+fn install(handler: Handler, signals: impl IntoIterator<Item = i32>) {
     let action = SigAction {
-        handler: forward as *const () as usize,
+        handler: handler as usize,
         mask: [0; 16],
-        // No SA_RESTART: the read of the key must return EINTR to notice a stop. Every
-        // other blocking call here retries on EINTR.
         flags: SA_SIGINFO,
         restorer: 0,
     };
-    for sig in FORWARDED {
+    for sig in signals {
         // SAFETY: `action` is a valid `struct sigaction` (layout asserted above) that
-        // outlives the call, and `forward` has the SA_SIGINFO handler's signature; a null
+        // outlives the call, and `handler` has the SA_SIGINFO handler's signature; a null
         // `old` asks for nothing back.
         unsafe { sigaction(sig, &action, std::ptr::null_mut()) };
     }
@@ -187,7 +190,7 @@ fn main() -> ExitCode {
         return recycle::main(&argv, prestart);
     }
     // Installed before the key is read: a stop that comes first ends the wait for it.
-    install_forwarding();
+    install(forward, FORWARDED);
     let (key, spawned) = if prestart {
         let spawned = spawn(&argv, true);
         match read_key() {
@@ -228,17 +231,7 @@ extern "C" fn exit_now(_sig: i32, _info: *const SigInfo, _context: *mut u8) {
 /// `--hold`: do nothing until stopped. As PID 1 the kernel would ignore a SIGTERM with no
 /// handler, so one is installed that ends the process.
 fn hold() -> ! {
-    let action = SigAction {
-        handler: exit_now as *const () as usize,
-        mask: [0; 16],
-        flags: SA_SIGINFO,
-        restorer: 0,
-    };
-    for signal in FORWARDED {
-        // SAFETY: `action` is a valid sigaction for this target (layout asserted above)
-        // and outlives the call; the old action is not asked for.
-        unsafe { sigaction(signal, &action, std::ptr::null_mut()) };
-    }
+    install(exit_now, FORWARDED);
     loop {
         // SAFETY: pause takes no arguments; it returns after each caught signal.
         unsafe { pause() };

@@ -41,12 +41,11 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::{
-    fail, from_outside, last_errno, oom_kills, read, reap_until, spawn, waitpid, SigAction,
-    SigInfo, CHILD, EINTR, OUTSIDE_SIGNAL, SA_SIGINFO,
+    _exit, fail, from_outside, install, kill, last_errno, oom_kills, read, reap_until, spawn,
+    waitpid, SigInfo, CHILD, EINTR, OUTSIDE_SIGNAL,
 };
 
 extern "C" {
-    fn kill(pid: i32, sig: i32) -> i32;
     fn getrlimit(resource: i32, limit: *mut [u64; 2]) -> i32;
     fn getpriority(which: i32, who: u32) -> i32;
     fn sched_getscheduler(pid: i32) -> i32;
@@ -57,8 +56,6 @@ extern "C" {
     fn msgctl(id: i32, cmd: i32, buf: *mut u8) -> i32;
     fn statvfs(path: *const c_char, buf: *mut [u64; 16]) -> i32;
     fn access(path: *const c_char, mode: i32) -> i32;
-    fn sigaction(signum: i32, act: *const SigAction, old: *mut SigAction) -> i32;
-    fn _exit(code: i32) -> !;
 }
 
 /// Set to `1` to serve calls one after another, resetting between them.
@@ -150,18 +147,10 @@ extern "C" fn on_signal(sig: i32, info: *const SigInfo, _context: *mut u8) {
 /// (children's ends, which the waits collect), comes to `on_signal`: as PID 1 this
 /// process would otherwise not see what a skill sends it.
 fn install_handlers() {
-    let action = SigAction {
-        handler: on_signal as *const () as usize,
-        mask: [0; 16],
-        // No SA_RESTART: a wait for the next call must notice a stop.
-        flags: SA_SIGINFO,
-        restorer: 0,
-    };
-    for sig in (1..=31).filter(|s| ![SIGKILL, 13, 17, 19].contains(s)) {
-        // SAFETY: `action` is a valid sigaction for this target (layout asserted in
-        // main.rs) that outlives the call; the old action is not asked for.
-        unsafe { sigaction(sig, &action, std::ptr::null_mut()) };
-    }
+    install(
+        on_signal,
+        (1..=31).filter(|s| ![SIGKILL, 13, 17, 19].contains(s)),
+    );
 }
 
 pub(crate) fn main(argv: &[String], prestart: bool) -> ExitCode {

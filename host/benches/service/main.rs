@@ -377,6 +377,18 @@ fn row(name: &str, samples: &[Duration], docker: Duration) {
 
 /// Calls per second with `concurrency` keep-alive connections sharing `total` calls.
 async fn throughput(daemon: &Daemon, skill: &'static str, concurrency: usize, total: u64) -> f64 {
+    let (_, elapsed) = load(daemon, (skill, "say", ECHO_BODY), concurrency, total).await;
+    total as f64 / elapsed.as_secs_f64()
+}
+
+/// `total` calls shared by `concurrency` callers, each on a keep-alive connection of its
+/// own: each call's path and time, and the time from the first call to the last answer.
+async fn load(
+    daemon: &Daemon,
+    (skill, action, body): (&'static str, &'static str, &'static str),
+    concurrency: usize,
+    total: u64,
+) -> (Vec<(String, Duration)>, Duration) {
     let next = Arc::new(AtomicU64::new(0));
     let mut connections = Vec::new();
     for _ in 0..concurrency {
@@ -388,17 +400,21 @@ async fn throughput(daemon: &Daemon, skill: &'static str, concurrency: usize, to
         .map(|mut connection| {
             let next = next.clone();
             tokio::spawn(async move {
+                let mut seen = Vec::new();
                 while next.fetch_add(1, Ordering::SeqCst) < total {
-                    let (status, _, _) = connection.invoke(skill).await;
+                    let (status, path, took) = connection.call(skill, action, body).await;
                     assert_eq!(status, StatusCode::OK);
+                    seen.push((path, took));
                 }
+                seen
             })
         })
         .collect();
+    let mut seen = Vec::new();
     for caller in callers {
-        caller.await.unwrap();
+        seen.extend(caller.await.unwrap());
     }
-    total as f64 / started.elapsed().as_secs_f64()
+    (seen, started.elapsed())
 }
 
 /// CPU seconds the engine's daemons (dockerd and containerd) have used so far, from
@@ -438,33 +454,9 @@ async fn sustained(
     concurrency: usize,
 ) -> String {
     const TOTAL: u64 = 200;
-    let next = Arc::new(AtomicU64::new(0));
-    let mut connections = Vec::new();
-    for _ in 0..concurrency {
-        connections.push(Connection::unix(daemon).await);
-    }
     let cpu_before = engine_cpu_seconds();
-    let started = Instant::now();
-    let callers: Vec<_> = connections
-        .into_iter()
-        .map(|mut connection| {
-            let next = next.clone();
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                while next.fetch_add(1, Ordering::SeqCst) < TOTAL {
-                    let (status, path, took) = connection.call(skill, action, body).await;
-                    assert_eq!(status, StatusCode::OK);
-                    seen.push((path, took));
-                }
-                seen
-            })
-        })
-        .collect();
-    let mut seen = Vec::new();
-    for caller in callers {
-        seen.extend(caller.await.unwrap());
-    }
-    let elapsed = started.elapsed().as_secs_f64();
+    let (seen, elapsed) = load(daemon, (skill, action, body), concurrency, TOTAL).await;
+    let elapsed = elapsed.as_secs_f64();
     let cpu = engine_cpu_seconds() - cpu_before;
     let samples: Vec<Duration> = seen.iter().map(|(_, took)| *took).collect();
     let mut paths = std::collections::BTreeMap::<String, usize>::new();

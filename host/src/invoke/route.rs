@@ -646,13 +646,10 @@ impl Router {
 
 /// The bounds of `skill`'s recycled containers, in a pool's words.
 fn recycle_limits(skill: &Skill) -> crate::manifest::Serve {
-    skill
-        .manifest
-        .run
-        .recycle
-        .clone()
-        .unwrap_or_default()
-        .as_pool()
+    match &skill.manifest.run.recycle {
+        Some(recycle) => recycle.as_pool(),
+        None => crate::manifest::Recycle::default().as_pool(),
+    }
 }
 
 /// A pooled call's outcome, or the refusal that says why no container of the pool
@@ -779,7 +776,18 @@ mod tests {
                     gid: 10001,
                 },
             };
-            let config = RouterConfig {
+            let config = test_config();
+            let engine: Containers = fake.clone();
+            let router = Router::new(engine, Instance::current(), config);
+            (fake, router, skill, image)
+        }
+
+        fn request() -> RunRequest {
+            RunRequest::for_test("r-1", b"{}\n".to_vec())
+        }
+
+        fn test_config() -> RouterConfig {
+            RouterConfig {
                 prewarm: BTreeMap::new(),
                 prewarm_cap: 8,
                 prewarm_started: true,
@@ -788,14 +796,7 @@ mod tests {
                 egress_network: "bridge".into(),
                 egress_proxy_image: "skillhost/egress-proxy:latest".into(),
                 recycle: RecyclePolicy::Shared,
-            };
-            let engine: Containers = fake.clone();
-            let router = Router::new(engine, Instance::current(), config);
-            (fake, router, skill, image)
-        }
-
-        fn request() -> RunRequest {
-            RunRequest::for_test("r-1", b"{}\n".to_vec())
+            }
         }
 
         /// A router whose containers answer as a recycling init does: the call's header
@@ -832,16 +833,7 @@ mod tests {
                 dir: PathBuf::from("/skills/echo"),
                 relative_dir: PathBuf::from("echo"),
             };
-            let config = RouterConfig {
-                prewarm: BTreeMap::new(),
-                prewarm_cap: 8,
-                prewarm_started: true,
-                workspace_views: false,
-                allow_native: false,
-                egress_network: "bridge".into(),
-                egress_proxy_image: "skillhost/egress-proxy:latest".into(),
-                recycle: RecyclePolicy::Shared,
-            };
+            let config = test_config();
             let engine: Containers = fake.clone();
             (
                 fake.clone(),

@@ -5,7 +5,7 @@ use std::path::{Component, Path};
 use std::time::Duration;
 
 use super::locate::{FieldPath, Segment};
-use super::units::{GIB, MIB};
+use super::units::{HumanDuration, GIB, MIB};
 use super::{
     host_protocol_version, Build, Limits, Manifest, Matching, Mode, Network, Recycle, Run, Serve,
     SessionSettings,
@@ -381,12 +381,17 @@ fn serve(s: &Serve, c: &mut Checks) {
         "a worker must be allowed at least 1 request".into(),
     );
     for (name, value) in [("idle_ttl", s.idle_ttl), ("max_lifetime", s.max_lifetime)] {
-        c.check(
-            !value.0.is_zero() && value.0 <= MAX_TIMEOUT,
-            serve(name),
-            format!("{value} is out of range: give a duration above 0 and at most 24h"),
-        );
+        lifetime_in_range(value, serve(name), c);
     }
+}
+
+/// A worker's or recycled container's idle time or lifetime: above 0, at most 24 h.
+fn lifetime_in_range(value: HumanDuration, field: FieldPath, c: &mut Checks) {
+    c.check(
+        !value.0.is_zero() && value.0 <= MAX_TIMEOUT,
+        field,
+        format!("{value} is out of range: give a duration above 0 and at most 24h"),
+    );
 }
 
 /// `run.recycle`: one-shot only, with bounds in range.
@@ -411,11 +416,7 @@ fn recycle(s: &Recycle, r: &Run, c: &mut Checks) {
         "a container must be allowed at least 1 call".into(),
     );
     for (name, value) in [("age", s.age), ("idle", s.idle)] {
-        c.check(
-            !value.0.is_zero() && value.0 <= MAX_TIMEOUT,
-            field(name),
-            format!("{value} is out of range: give a duration above 0 and at most 24h"),
-        );
+        lifetime_in_range(value, field(name), c);
     }
 }
 

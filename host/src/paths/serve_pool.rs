@@ -126,17 +126,9 @@ impl ServePools {
         };
         let mut worker = match idle {
             Some(worker) => worker,
-            None => {
-                let name = container_name(skill, self.inner.role);
-                self.inner.reaper.track(&name);
-                match Worker::start(&self.inner.engine, &name, &workers.spec).await {
-                    Ok(worker) => worker,
-                    Err(e) => {
-                        self.inner.reaper.remove_later(&name);
-                        return Err(ServeError::Engine(e));
-                    }
-                }
-            }
+            None => start_worker(&self.inner, &workers)
+                .await
+                .map_err(ServeError::Engine)?,
         };
         let waited = waited.elapsed();
         // Dropped mid-request (the caller gave up), the worker is in an unknown state.
@@ -152,12 +144,7 @@ impl ServePools {
             && worker.served < workers.limits.max_requests
             && worker.age() < workers.limits.max_lifetime.0;
         if in_use.kept {
-            let mut idle = lock(&workers.idle);
-            // A call and `fill` racing for the last slot can make one worker too many.
-            in_use.kept = idle.len() < workers.limits.workers as usize;
-            if in_use.kept {
-                idle.push(worker);
-            }
+            in_use.kept = workers.park(worker).is_none();
         }
         exchange.map(|e| (e, waited)).map_err(ServeError::Engine)
     }
@@ -254,30 +241,47 @@ fn top_up(inner: &Arc<Inner>, workers: &Arc<SkillWorkers>) {
     for _ in 0..target.saturating_sub(have) {
         workers.starting.fetch_add(1, Ordering::SeqCst);
         let (inner, workers) = (inner.clone(), workers.clone());
-        let name = container_name(&workers.skill, inner.role);
-        inner.reaper.track(&name);
         tokio::spawn(async move {
-            let started = Worker::start(&inner.engine, &name, &workers.spec).await;
-            {
-                // `close` closes the slots before it drains the idle workers: one pushed
-                // here is either drained by it or removed now.
-                let mut idle = lock(&workers.idle);
-                match started {
-                    Ok(worker)
-                        if !workers.slots.is_closed()
-                            && idle.len() < workers.limits.workers as usize =>
-                    {
-                        idle.push(worker)
+            match start_worker(&inner, &workers).await {
+                Ok(worker) => {
+                    if let Some(unwanted) = workers.park(worker) {
+                        inner.reaper.remove_later(&unwanted.name);
                     }
-                    Ok(_) => inner.reaper.remove_later(&name),
-                    Err(e) => {
-                        tracing::warn!(skill = %workers.skill, "starting a container ahead failed: {e}");
-                        inner.reaper.remove_later(&name);
-                    }
+                }
+                Err(e) => {
+                    tracing::warn!(skill = %workers.skill, "starting a container ahead failed: {e}");
                 }
             }
             workers.starting.fetch_sub(1, Ordering::SeqCst);
         });
+    }
+}
+
+/// Start a worker of the pool, tracked by the reaper first so that a failure leaves
+/// nothing behind.
+async fn start_worker(inner: &Inner, workers: &SkillWorkers) -> Result<Worker, RunError> {
+    let name = container_name(&workers.skill, inner.role);
+    inner.reaper.track(&name);
+    let started = Worker::start(&inner.engine, &name, &workers.spec).await;
+    if started.is_err() {
+        inner.reaper.remove_later(&name);
+    }
+    started
+}
+
+impl SkillWorkers {
+    /// Keep `worker` idle for the next request, unless the pool is closed or already
+    /// holds as many idle workers as its size (a request and `fill` racing for the last
+    /// slot can make one too many): then it is handed back, to be retired. `close`
+    /// closes the slots before it drains the idle workers, so one parked here is either
+    /// drained by it or handed back.
+    fn park(&self, worker: Worker) -> Option<Worker> {
+        let mut idle = lock(&self.idle);
+        if self.slots.is_closed() || idle.len() >= self.limits.workers as usize {
+            return Some(worker);
+        }
+        idle.push(worker);
+        None
     }
 }
 

@@ -66,20 +66,20 @@ impl ResetVerdict {
         }
     }
 
+    const ALL: [ResetVerdict; 9] = [
+        ResetVerdict::Clean,
+        ResetVerdict::Disturbed,
+        ResetVerdict::Stopping,
+        ResetVerdict::Oom,
+        ResetVerdict::ProcessLimit,
+        ResetVerdict::Survivor,
+        ResetVerdict::Leftover,
+        ResetVerdict::Changed,
+        ResetVerdict::Unverifiable,
+    ];
+
     fn parse(word: &str) -> Option<ResetVerdict> {
-        [
-            ResetVerdict::Clean,
-            ResetVerdict::Disturbed,
-            ResetVerdict::Stopping,
-            ResetVerdict::Oom,
-            ResetVerdict::ProcessLimit,
-            ResetVerdict::Survivor,
-            ResetVerdict::Leftover,
-            ResetVerdict::Changed,
-            ResetVerdict::Unverifiable,
-        ]
-        .into_iter()
-        .find(|v| v.as_str() == word)
+        ResetVerdict::ALL.into_iter().find(|v| v.as_str() == word)
     }
 }
 
@@ -258,6 +258,17 @@ mod tests {
                 reset: None,
             })
         );
+    }
+
+    #[test]
+    fn every_verdict_is_a_word_the_init_writes() {
+        // The init has no dependency to share the enum through: its words are checked
+        // against its source instead.
+        let init = include_str!("../../../init/src/recycle.rs");
+        for verdict in ResetVerdict::ALL {
+            let word = format!("=> \"{}\"", verdict.as_str());
+            assert!(init.contains(&word), "the init never writes {word}");
+        }
     }
 
     #[test]
